@@ -1,0 +1,149 @@
+"""The geocd checkpoint: one ``.safetensors`` file with the weights and JSON metadata.
+
+The metadata says how to rebuild the network (:class:`ModelConfig`) and how to feed it:
+band order, per-band normalisation, class schema, which land-cover classes were trained,
+training tile size and ground resolution. Loading never unpickles anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from geocd import __version__
+from geocd.atomic import atomic_output
+from geocd.errors import CheckpointError
+from geocd.models.siamese import ModelConfig, SiameseChangeNet
+from geocd.schema import SECOND, ClassSchema
+
+FORMAT_NAME = "geocd-checkpoint"
+FORMAT_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """What a checkpoint says about its model besides the weights."""
+
+    config: ModelConfig
+    bands: tuple[str, ...] = ("red", "green", "blue")
+    mean: tuple[float, ...] = (0.0, 0.0, 0.0)
+    std: tuple[float, ...] = (1.0, 1.0, 1.0)
+    schema: ClassSchema = SECOND
+    trained_classes: tuple[int, ...] = ()
+    tile_size: int = 512
+    resolution_m: float | None = None
+    geocd_version: str = __version__
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = self.config.in_channels
+        if not len(self.bands) == len(self.mean) == len(self.std) == n:
+            raise ValueError(f"bands, mean and std must each have in_channels={n} entries")
+        if self.schema.num_landcover != self.config.num_classes:
+            raise ValueError(f"schema has {self.schema.num_landcover} land-cover classes, model {self.config.num_classes}")
+        if any(not 1 <= c <= self.config.num_classes for c in self.trained_classes):
+            raise ValueError(f"trained_classes must be land-cover ids 1..{self.config.num_classes}")
+
+    @property
+    def landcover_trained(self) -> bool:
+        """Whether the semantic heads learnt any land-cover class."""
+        return bool(self.trained_classes)
+
+    def to_json(self) -> str:
+        """Serialise to JSON."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["config"] = self.config.to_dict()
+        data["schema"] = self.schema.to_dict()
+        return json.dumps(data, sort_keys=True, default=list)
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelMetadata:
+        """Parse :meth:`to_json` output; raises ``KeyError``/``TypeError``/``ValueError`` when malformed."""
+        data = json.loads(text)
+        data["config"] = ModelConfig(**data["config"])
+        data["schema"] = ClassSchema.from_dict(data["schema"])
+        for key in ("bands", "mean", "std", "trained_classes"):
+            data[key] = tuple(data[key])
+        return cls(**data)
+
+
+@dataclass
+class LoadedModel:
+    """A network in eval mode with the metadata it was saved with, and where it came from."""
+
+    model: SiameseChangeNet
+    metadata: ModelMetadata
+    path: Path
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str], model: SiameseChangeNet, metadata: ModelMetadata, half: bool = False, overwrite: bool = True
+) -> Path:
+    """Write ``model`` and ``metadata`` atomically; ``half`` stores floating weights as float16."""
+    if model.config != metadata.config:
+        raise ValueError(f"model config {model.config} differs from metadata config {metadata.config}")
+    tensors = {
+        name: (t.half() if half and t.is_floating_point() else t).detach().cpu().contiguous()
+        for name, t in model.state_dict().items()
+    }
+    header = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "geocd": metadata.to_json()}
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        save_file(tensors, str(tmp), metadata=header)
+    return Path(path)
+
+
+def read_metadata(path: str | os.PathLike[str]) -> ModelMetadata:
+    """Read only the metadata of a checkpoint (fast: the weights are not loaded)."""
+    header = _read_header(Path(path))
+    try:
+        return ModelMetadata.from_json(header["geocd"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(path, f"geocd metadata is malformed ({type(error).__name__}: {error})") from None
+
+
+def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> LoadedModel:
+    """Rebuild the network from a checkpoint, in eval mode, with float32 weights on ``device``."""
+    path = Path(path)
+    metadata = read_metadata(path)
+    try:
+        model = SiameseChangeNet(metadata.config)
+    except RuntimeError as error:
+        raise CheckpointError(path, f"cannot build backbone {metadata.config.backbone!r}: {error}") from None
+    expected = model.state_dict()
+    with safe_open(str(path), framework="pt") as f:
+        stored = {name: f.get_tensor(name) for name in f.keys()}
+    missing = expected.keys() - stored.keys()
+    unexpected = stored.keys() - expected.keys()
+    reshaped = [n for n in expected.keys() & stored.keys() if expected[n].shape != stored[n].shape]
+    if missing or unexpected or reshaped:
+        raise CheckpointError(
+            path,
+            f"weights do not match the architecture in its metadata ({metadata.config.backbone}): "
+            f"{len(missing)} missing, {len(unexpected)} unexpected, {len(reshaped)} of another shape",
+        )
+    model.load_state_dict({n: t.to(expected[n].dtype) for n, t in stored.items()})
+    return LoadedModel(model.to(device).eval(), metadata, path)
+
+
+def _read_header(path: Path) -> dict[str, str]:
+    if not path.is_file():
+        raise CheckpointError(path, "model file does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(path, f"not a geocd checkpoint (not a readable safetensors file: {error})") from None
+    if header.get("format") != FORMAT_NAME or "geocd" not in header:
+        raise CheckpointError(path, "not a geocd checkpoint (a safetensors file without geocd metadata)")
+    if header.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            path, f"checkpoint format version {header.get('format_version')} is not supported by geocd {__version__}"
+        )
+    return header

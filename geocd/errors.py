@@ -1,0 +1,34 @@
+"""The one home of user-facing errors.
+
+Library code raises a :class:`GeocdError` kind naming the file and the problem; only the
+command line turns it into ``geocd: error: FILE: problem`` and exit code 2. Any other
+exception is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+class GeocdError(Exception):
+    """A problem with something the user gave us, reported as one line."""
+
+    def __init__(self, path: str | os.PathLike[str] | None, problem: str) -> None:
+        self.path = None if path is None else os.fspath(path)
+        self.problem = problem
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return self.problem if self.path is None else f"{self.path}: {self.problem}"
+
+
+class InputError(GeocdError):
+    """An input raster, archive or option value cannot be used."""
+
+
+class CheckpointError(GeocdError):
+    """A model file is not a usable geocd checkpoint."""
+
+
+class OutputError(GeocdError):
+    """An output cannot be written (exists, or its folder is not writable)."""

@@ -1,0 +1,84 @@
+"""The Siamese semantic change network of the SenseEarth 2020 winner.
+
+One shared ``timm`` backbone encodes both dates. Its feature levels of stride >= 4 are
+upsampled to the finest of them and concatenated (HRNetV2-style fusion). A shared FCN
+head labels land cover in each date; a PSP head on ``|f_before - f_after|`` gives the
+change logit. All outputs are logits at input resolution.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import NamedTuple
+
+import timm
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from geocd.models.heads import FCNHead, PSPHead
+
+MIN_FEATURE_STRIDE = 4
+"""Feature levels finer than this (the stride-2 stem) are not used, as in HRNetV2."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild the network's architecture."""
+
+    backbone: str = "hrnet_w18_small_v2"
+    in_channels: int = 3
+    num_classes: int = 6
+    lightweight: bool = False
+
+    def to_dict(self) -> dict[str, object]:
+        """A JSON-ready dict."""
+        return asdict(self)
+
+
+class ChangeLogits(NamedTuple):
+    """Network outputs: ``sem_before``/``sem_after`` ``[B,K,H,W]``, ``change`` ``[B,1,H,W]``."""
+
+    sem_before: torch.Tensor
+    sem_after: torch.Tensor
+    change: torch.Tensor
+
+
+def create_encoder(backbone: str, in_channels: int) -> nn.Module:
+    """A ``timm`` feature extractor; HRNets return their raw branch outputs (HRNetV2)."""
+    extra = {"feature_location": ""} if backbone.startswith("hrnet") else {}
+    return timm.create_model(backbone, pretrained=False, features_only=True, in_chans=in_channels, **extra)
+
+
+class SiameseChangeNet(nn.Module):
+    """Siamese network: shared encoder, shared FCN semantic head, PSP change head."""
+
+    def __init__(self, config: ModelConfig = ModelConfig()) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder = create_encoder(config.backbone, config.in_channels)
+        info = self.encoder.feature_info
+        self.levels = [i for i, r in enumerate(info.reduction()) if r >= MIN_FEATURE_STRIDE]
+        fused = sum(info.channels()[i] for i in self.levels)
+        self.semantic_head = FCNHead(fused, config.num_classes, config.lightweight)
+        self.change_head = PSPHead(fused, 1, config.lightweight)
+
+    def fused_features(self, images: torch.Tensor) -> torch.Tensor:
+        """Backbone levels of stride >= 4, upsampled to the finest and concatenated."""
+        features = self.encoder(images)
+        used = [features[i] for i in self.levels]
+        size = used[0].shape[-2:]
+        return torch.cat(
+            [used[0], *(F.interpolate(f, size=size, mode="bilinear", align_corners=False) for f in used[1:])], dim=1
+        )
+
+    def forward(self, before: torch.Tensor, after: torch.Tensor) -> ChangeLogits:
+        """Logits for two co-registered image batches ``[B,C,H,W]``."""
+        size = before.shape[-2:]
+        features = self.fused_features(torch.cat([before, after], dim=0))
+        f_before, f_after = features.chunk(2, dim=0)
+        semantic = self.semantic_head(features)
+        change = self.change_head(torch.abs(f_before - f_after))
+        semantic, change = (F.interpolate(t, size=size, mode="bilinear", align_corners=False) for t in (semantic, change))
+        sem_before, sem_after = semantic.chunk(2, dim=0)
+        return ChangeLogits(sem_before, sem_after, change)

@@ -1,0 +1,50 @@
+"""Test-time augmentation over the 6 dihedral transforms of the seed, and model ensembles.
+
+Probabilities (softmax for land cover, sigmoid for change) are averaged over every
+model and every transform, each output mapped back to the input orientation first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+Transform = Callable[[torch.Tensor], torch.Tensor]
+
+DIHEDRAL: dict[str, tuple[Transform, Transform]] = {
+    "identity": (lambda x: x, lambda x: x),
+    "hflip": (lambda x: x.flip(-1), lambda x: x.flip(-1)),
+    "vflip": (lambda x: x.flip(-2), lambda x: x.flip(-2)),
+    "rot90": (lambda x: x.rot90(1, (-2, -1)), lambda x: x.rot90(-1, (-2, -1))),
+    "rot180": (lambda x: x.rot90(2, (-2, -1)), lambda x: x.rot90(-2, (-2, -1))),
+    "rot270": (lambda x: x.rot90(3, (-2, -1)), lambda x: x.rot90(-3, (-2, -1))),
+}
+"""name -> (forward transform, inverse transform) on the last two (spatial) axes."""
+
+
+class ChangeProbabilities(NamedTuple):
+    """Averaged probabilities: ``sem_before``/``sem_after`` ``[B,K,H,W]``, ``change`` ``[B,1,H,W]``."""
+
+    sem_before: torch.Tensor
+    sem_after: torch.Tensor
+    change: torch.Tensor
+
+
+@torch.no_grad()
+def predict_probabilities(
+    models: Sequence[nn.Module], before: torch.Tensor, after: torch.Tensor, tta: bool = False
+) -> ChangeProbabilities:
+    """Average land-cover and change probabilities over ``models`` and, with ``tta``, the 6 transforms."""
+    transforms = list(DIHEDRAL.values()) if tta else [DIHEDRAL["identity"]]
+    totals: list[torch.Tensor] | None = None
+    for model in models:
+        for forward, inverse in transforms:
+            logits = model(forward(before), forward(after))
+            probs = (logits.sem_before.softmax(1), logits.sem_after.softmax(1), logits.change.sigmoid())
+            probs = [inverse(p.float()) for p in probs]
+            totals = probs if totals is None else [t + p for t, p in zip(totals, probs)]
+    count = len(models) * len(transforms)
+    return ChangeProbabilities(*(t / count for t in totals))

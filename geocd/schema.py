@@ -1,0 +1,73 @@
+"""Class schemas: ids, names and display colours of the change classes.
+
+Id 0 is always "unchanged"; ids 1..K are the land-cover classes the semantic heads
+predict (head channel ``k`` is class id ``k + 1``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ChangeClass:
+    """One class: its id in label rasters, a human name and an RGB colour."""
+
+    id: int
+    name: str
+    color: tuple[int, int, int]
+
+    @property
+    def hex_color(self) -> str:
+        """The colour as ``#rrggbb``."""
+        return "#{:02x}{:02x}{:02x}".format(*self.color)
+
+
+@dataclass(frozen=True)
+class ClassSchema:
+    """An ordered set of classes; ``classes[0]`` is "unchanged", the rest are land cover."""
+
+    classes: tuple[ChangeClass, ...]
+
+    def __post_init__(self) -> None:
+        ids = [c.id for c in self.classes]
+        if ids != list(range(len(ids))) or len(ids) < 2:
+            raise ValueError(f"class ids must be 0..K with K >= 1, got {ids}")
+
+    @property
+    def landcover(self) -> tuple[ChangeClass, ...]:
+        """The land-cover classes (ids 1..K), in head-channel order."""
+        return self.classes[1:]
+
+    @property
+    def num_landcover(self) -> int:
+        """K, the number of semantic-head output channels."""
+        return len(self.classes) - 1
+
+    def name(self, class_id: int) -> str:
+        """The name of a class id."""
+        return self.classes[class_id].name
+
+    def to_dict(self) -> list[dict[str, Any]]:
+        """A JSON-ready list of ``{id, name, color}``."""
+        return [{"id": c.id, "name": c.name, "color": list(c.color)} for c in self.classes]
+
+    @classmethod
+    def from_dict(cls, items: list[dict[str, Any]]) -> ClassSchema:
+        """The inverse of :meth:`to_dict`."""
+        return cls(tuple(ChangeClass(int(d["id"]), str(d["name"]), tuple(d["color"])) for d in items))
+
+
+SECOND = ClassSchema(
+    (
+        ChangeClass(0, "unchanged", (255, 255, 255)),
+        ChangeClass(1, "water", (0, 0, 255)),
+        ChangeClass(2, "ground", (128, 128, 128)),
+        ChangeClass(3, "low vegetation", (0, 128, 0)),
+        ChangeClass(4, "tree", (0, 255, 0)),
+        ChangeClass(5, "building", (128, 0, 0)),
+        ChangeClass(6, "playground", (255, 0, 0)),
+    )
+)
+"""The SECOND / SenseEarth 2020 schema, geocd's default."""

@@ -1,0 +1,118 @@
+"""The geocd checkpoint format: round trip, half storage and clear errors."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from geocd.checkpoint import ModelMetadata, load_checkpoint, read_metadata, save_checkpoint
+from geocd.errors import CheckpointError
+from geocd.models import ModelConfig, SiameseChangeNet
+from geocd.schema import SECOND
+
+CONFIG = ModelConfig("resnet18", in_channels=4, num_classes=6, lightweight=True)
+
+
+@pytest.fixture(scope="module")
+def model() -> SiameseChangeNet:
+    torch.manual_seed(0)
+    net = SiameseChangeNet(CONFIG)
+    with torch.no_grad():  # make BN statistics non-trivial so they must round-trip too
+        for module in net.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.1, 0.1)
+                module.running_var.uniform_(0.9, 1.1)
+    return net.eval()
+
+
+def metadata() -> ModelMetadata:
+    return ModelMetadata(
+        CONFIG,
+        bands=("red", "green", "blue", "nir"),
+        mean=(0.1, 0.2, 0.3, 0.4),
+        std=(0.5, 0.5, 0.5, 0.6),
+        trained_classes=(1, 3, 5),
+        tile_size=256,
+        resolution_m=0.5,
+        info={"trained_on": "unit test"},
+    )
+
+
+def test_round_trip_is_bit_identical(model: SiameseChangeNet, tmp_path: Path) -> None:
+    path = save_checkpoint(tmp_path / "m.safetensors", model, metadata())
+    loaded = load_checkpoint(path)
+    before, after = torch.randn(1, 4, 64, 64), torch.randn(1, 4, 64, 64)
+    with torch.no_grad():
+        expected, got = model(before, after), loaded.model(before, after)
+    for e, g in zip(expected, got):
+        assert torch.equal(e, g)
+    assert loaded.metadata == metadata()
+    assert loaded.metadata.schema == SECOND and loaded.metadata.landcover_trained
+    assert not loaded.model.training
+
+
+def test_half_storage_halves_the_file_and_loads_as_float32(model: SiameseChangeNet, tmp_path: Path) -> None:
+    full = save_checkpoint(tmp_path / "full.safetensors", model, metadata())
+    half = save_checkpoint(tmp_path / "half.safetensors", model, metadata(), half=True)
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    loaded = load_checkpoint(half).model
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    ref = dict(model.named_parameters())
+    for name, param in loaded.named_parameters():
+        torch.testing.assert_close(param, ref[name], atol=1e-3, rtol=1e-3)
+
+
+def test_metadata_reads_without_loading_weights(model: SiameseChangeNet, tmp_path: Path) -> None:
+    path = save_checkpoint(tmp_path / "m.safetensors", model, metadata())
+    assert read_metadata(path).tile_size == 256
+
+
+def test_garbage_file_is_not_a_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / "garbage.safetensors"
+    path.write_bytes(b"this is not a model")
+    with pytest.raises(CheckpointError, match=r"garbage\.safetensors: not a geocd checkpoint"):
+        load_checkpoint(path)
+
+
+def test_foreign_safetensors_is_not_a_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / "foreign.safetensors"
+    save_file({"weight": torch.zeros(2)}, str(path))
+    with pytest.raises(CheckpointError, match=r"foreign\.safetensors: not a geocd checkpoint \(.*without geocd metadata"):
+        load_checkpoint(path)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "absent.safetensors")
+
+
+def test_metadata_that_does_not_match_the_weights(model: SiameseChangeNet, tmp_path: Path) -> None:
+    path = save_checkpoint(tmp_path / "m.safetensors", model, metadata())
+    with open(path, "rb") as f:
+        raw = f.read()
+    tampered = tmp_path / "tampered.safetensors"
+    tampered.write_bytes(raw.replace(b'\\"backbone\\": \\"resnet18\\"', b'\\"backbone\\": \\"resnet34\\"'))
+    assert tampered.read_bytes() != raw
+    with pytest.raises(CheckpointError, match=r"tampered\.safetensors: weights do not match .*resnet34"):
+        load_checkpoint(tampered)
+
+
+def test_malformed_metadata(model: SiameseChangeNet, tmp_path: Path) -> None:
+    path = tmp_path / "bad.safetensors"
+    save_file({"w": torch.zeros(1)}, str(path), metadata={"format": "geocd-checkpoint", "format_version": "1", "geocd": "{}"})
+    with pytest.raises(CheckpointError, match=r"bad\.safetensors: geocd metadata is malformed"):
+        load_checkpoint(path)
+
+
+def test_error_message_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "garbage.safetensors"
+    path.write_bytes(b"\x00" * 100)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    assert "\n" not in str(info.value)
+
+
+def test_metadata_must_describe_every_band() -> None:
+    with pytest.raises(ValueError, match="in_channels=4"):
+        ModelMetadata(CONFIG)

@@ -1,0 +1,75 @@
+"""The click shell: help that teaches, fast start, honest placeholders, one-line errors."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import rasterio
+from click.testing import CliRunner
+
+from cli.main import cli
+
+COMMANDS = ["demo", "predict", "train", "evaluate", "pseudo-label", "import-chips"]
+
+
+def test_help_lists_every_command_with_a_description() -> None:
+    result = CliRunner().invoke(cli, ["--help"])
+    assert result.exit_code == 0
+    for name in COMMANDS:
+        line = next(line for line in result.output.splitlines() if line.strip().startswith(name + " "))
+        assert len(line.split(maxsplit=1)[1]) > 10
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_each_command_help_has_an_example(name: str) -> None:
+    result = CliRunner().invoke(cli, [name, "--help"])
+    assert result.exit_code == 0
+    assert "Example:" in result.output and f"geocd {name}" in result.output
+
+
+def test_version() -> None:
+    from geocd import __version__
+
+    result = CliRunner().invoke(cli, ["--version"])
+    assert result.exit_code == 0 and __version__ in result.output
+
+
+def test_help_does_not_import_torch() -> None:
+    code = "import sys; import geocd.cli.main; assert 'torch' not in sys.modules and 'torchgeo' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_cli_is_installed_under_the_geocd_namespace_only() -> None:
+    import geocd.cli.main
+
+    assert Path(geocd.cli.main.__file__).parent.name == "cli"
+    top_level = Path(sys.prefix) / "lib"
+    assert not list(top_level.glob("python3*/site-packages/cli/__init__.py"))
+
+
+def test_demo_writes_a_georeferenced_pair(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["demo", str(tmp_path / "d"), "--size", "128"])
+    assert result.exit_code == 0, result.output
+    with rasterio.open(tmp_path / "d" / "before.tif") as before, rasterio.open(tmp_path / "d" / "after.tif") as after:
+        assert before.crs.to_epsg() == 32633 and before.crs == after.crs
+        assert before.transform == after.transform and before.transform.a == 0.5
+        assert (before.count, before.width, before.height) == (3, 128, 128)
+    with rasterio.open(tmp_path / "d" / "truth.tif") as truth:
+        changed = truth.read(1) > 0
+        assert 0.02 < changed.mean() < 0.5
+
+
+def test_demo_refuses_to_overwrite_with_exit_2(tmp_path: Path) -> None:
+    runner = CliRunner()
+    assert runner.invoke(cli, ["demo", str(tmp_path), "--size", "64"]).exit_code == 0
+    result = runner.invoke(cli, ["demo", str(tmp_path), "--size", "64"])
+    assert result.exit_code == 2
+    assert result.output.strip() == f"geocd: error: {tmp_path / 'before.tif'}: already exists (use --overwrite to replace it)"
+
+
+@pytest.mark.parametrize("name", ["train", "evaluate", "pseudo-label", "import-chips"])
+def test_commands_not_built_yet_say_so_and_exit_2(name: str) -> None:
+    result = CliRunner().invoke(cli, [name, "x", "y"] if name == "import-chips" else [name, "x"])
+    assert result.exit_code == 2
+    assert "not built yet" in result.output

@@ -1,0 +1,121 @@
+"""The Siamese network, its heads and test-time augmentation."""
+
+import pytest
+import torch
+from torch import nn
+
+from geocd.models import ChangeLogits, ModelConfig, SiameseChangeNet, predict_probabilities
+from geocd.models.heads import FCNHead, PSPHead
+from geocd.models.tta import DIHEDRAL
+
+
+@pytest.mark.parametrize(
+    ("backbone", "bands", "lightweight"),
+    [
+        ("hrnet_w18_small_v2", 3, False),
+        ("hrnet_w18_small_v2", 4, True),
+        ("resnet18", 5, False),
+        ("tf_efficientnet_lite0", 3, True),
+        ("efficientnet_b0", 1, False),
+    ],
+)
+def test_outputs_have_input_resolution(backbone: str, bands: int, lightweight: bool) -> None:
+    model = SiameseChangeNet(ModelConfig(backbone, bands, num_classes=6, lightweight=lightweight)).eval()
+    before, after = torch.randn(2, bands, 64, 96), torch.randn(2, bands, 64, 96)
+    with torch.no_grad():
+        out = model(before, after)
+    assert out.sem_before.shape == out.sem_after.shape == (2, 6, 64, 96)
+    assert out.change.shape == (2, 1, 64, 96)
+
+
+def test_hrnet_fuses_raw_branches_of_stride_4_and_coarser() -> None:
+    model = SiameseChangeNet(ModelConfig("hrnet_w18_small_v2"))
+    assert model.levels == [1, 2, 3, 4]
+    assert model.semantic_head.block[0].in_channels == 18 + 36 + 72 + 144
+
+
+def test_lightweight_heads_use_depthwise_convolutions() -> None:
+    heavy, light = FCNHead(64, 6), FCNHead(64, 6, lightweight=True)
+    assert any(m.groups == 64 for m in light.modules() if isinstance(m, nn.Conv2d))
+    assert not any(m.groups > 1 for m in heavy.modules() if isinstance(m, nn.Conv2d))
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(light) < count(heavy) / 4
+    assert count(PSPHead(64, 1, lightweight=True)) < count(PSPHead(64, 1))
+
+
+def test_both_dates_share_the_semantic_head() -> None:
+    model = SiameseChangeNet(ModelConfig("resnet18")).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        same = model(x, x)
+    assert torch.allclose(same.sem_before, same.sem_after)
+
+
+class PointwiseModel(nn.Module):
+    """A 1x1-convolution model: equivariant to every dihedral transform."""
+
+    def __init__(self, bands: int = 3, classes: int = 4, seed: int = 0) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.semantic = nn.Conv2d(bands, classes, 1)
+        self.change = nn.Conv2d(bands, 1, 1)
+
+    def forward(self, before: torch.Tensor, after: torch.Tensor) -> ChangeLogits:
+        return ChangeLogits(self.semantic(before), self.semantic(after), self.change(before - after))
+
+
+class LeftColumnModel(PointwiseModel):
+    """Not equivariant: the change logit is large only in the leftmost column."""
+
+    def forward(self, before: torch.Tensor, after: torch.Tensor) -> ChangeLogits:
+        out = super().forward(before, after)
+        change = torch.full_like(out.change, -5.0)
+        change[..., 0] = 5.0
+        return ChangeLogits(out.sem_before, out.sem_after, change)
+
+
+@pytest.mark.parametrize("name", list(DIHEDRAL))
+def test_dihedral_inverse_undoes_forward_on_non_square_input(name: str) -> None:
+    forward, inverse = DIHEDRAL[name]
+    x = torch.arange(2 * 3 * 4 * 6, dtype=torch.float32).reshape(2, 3, 4, 6)
+    assert torch.equal(inverse(forward(x)), x)
+
+
+def test_six_distinct_dihedral_transforms() -> None:
+    x = torch.arange(16.0).reshape(1, 1, 4, 4)
+    images = {tuple(forward(x).flatten().tolist()) for forward, _ in DIHEDRAL.values()}
+    assert len(DIHEDRAL) == 6 and len(images) == 6
+
+
+def test_tta_of_equivariant_model_equals_plain_prediction() -> None:
+    model = PointwiseModel()
+    before, after = torch.randn(2, 3, 8, 12), torch.randn(2, 3, 8, 12)
+    plain = predict_probabilities([model], before, after, tta=False)
+    augmented = predict_probabilities([model], before, after, tta=True)
+    for p, a in zip(plain, augmented):
+        torch.testing.assert_close(p, a)
+    torch.testing.assert_close(plain.sem_before.sum(1), torch.ones(2, 8, 12))
+
+
+def test_tta_averages_over_the_six_transforms_mapped_back() -> None:
+    before = after = torch.zeros(1, 3, 6, 6)
+    probs = predict_probabilities([LeftColumnModel()], before, after, tta=True).change[0, 0]
+    high, low = torch.sigmoid(torch.tensor(5.0)), torch.sigmoid(torch.tensor(-5.0))
+    expected = torch.zeros(6, 6)
+    for forward, inverse in DIHEDRAL.values():
+        column = torch.full((1, 1, 6, 6), float(low))
+        column[..., 0] = float(high)
+        expected += inverse(column)[0, 0]
+    torch.testing.assert_close(probs, expected / 6)
+    # the border pixels are hit by some transforms' left column, the interior by none
+    assert probs[0, 0] > probs[0, 3] > probs[2, 2]
+    torch.testing.assert_close(probs[2, 2], low)
+
+
+def test_ensemble_averages_member_probabilities() -> None:
+    a, b = PointwiseModel(seed=1), PointwiseModel(seed=2)
+    before, after = torch.randn(1, 3, 5, 5), torch.randn(1, 3, 5, 5)
+    pa, pb = (predict_probabilities([m], before, after) for m in (a, b))
+    both = predict_probabilities([a, b], before, after)
+    torch.testing.assert_close(both.change, (pa.change + pb.change) / 2)
+    torch.testing.assert_close(both.sem_after, (pa.sem_after + pb.sem_after) / 2)
