@@ -78,18 +78,68 @@ def demo(folder: str, size: int, overwrite: bool) -> None:
     click.echo(f"next: geocd predict {pair.before} {pair.after} -o {pair.before.parent / 'changes.gpkg'}")
 
 
+def parse_bands(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
+    """``--bands 4,3,2`` -> (4, 3, 2), 1-based band indexes."""
+    if value is None:
+        return None
+    try:
+        bands = tuple(int(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter("use comma-separated 1-based band numbers, e.g. 4,3,2") from None
+    if any(b < 1 for b in bands):
+        raise click.BadParameter("band numbers start at 1")
+    return bands
+
+
 @cli.command()
 @click.argument("before", type=click.Path())
 @click.argument("after", type=click.Path())
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Output GeoPackage of change polygons.")
-def predict(before: str, after: str, output: str | None) -> None:
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="GeoPackage of change polygons to write.")
+@click.option("--raster", type=click.Path(dir_okay=False), help="Also write the change raster (probability, from, to).")
+@click.option("--model", "models", multiple=True, type=click.Path(dir_okay=False),
+              help="Model checkpoint; repeat for an ensemble. Default: the model bundled with geocd.")
+@click.option("--tta", is_flag=True, help="Average over the 6 dihedral flips/rotations (6x slower).")
+@click.option("--threshold", default=0.5, show_default=True, type=click.FloatRange(0, 1), help="Change probability cut-off.")
+@click.option("--min-area", default=0.0, show_default=True, type=click.FloatRange(0), help="Drop changes smaller than this (m²).")
+@click.option("--bands", callback=parse_bands, help="Bands to use, 1-based, comma-separated. Default: the first the model needs.")
+@click.option("--tile-size", type=click.IntRange(32), help="Tile size in pixels. Default: the model's training tile size.")
+@click.option("--overlap", type=click.IntRange(0), help="Tile overlap in pixels. Default: 1/8 of the tile.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--batch-size", default=4, show_default=True, type=click.IntRange(1), help="Tiles per forward pass.")
+@click.option("--num-workers", default=2, show_default=True, type=click.IntRange(0), help="Tile-reading worker processes.")
+@click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
+@click.option("--progress", "progress_mode", type=click.Choice(["bar", "json", "none"]), default="bar", show_default=True,
+              help="Progress on stderr: a bar, JSON lines (for programs), or nothing.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress output (same as --progress none).")
+@reports_errors
+def predict(before: str, after: str, output: str | None, raster: str | None, models: tuple[str, ...], tta: bool,
+            threshold: float, min_area: float, bands: tuple[int, ...] | None, tile_size: int | None,
+            overlap: int | None, device: str, batch_size: int, num_workers: int, overwrite: bool,
+            progress_mode: str, quiet: bool) -> None:
     """Detect changes between BEFORE and AFTER rasters and write polygons.
+
+    AFTER is warped onto the BEFORE grid when their CRS or resolution differ; only
+    their overlap is processed.
 
     \b
     Example:
-      geocd predict before.tif after.tif -o changes.gpkg
+      geocd predict before.tif after.tif -o changes.gpkg --raster change.tif --tta
     """
-    not_built_yet("predict")
+    if output is None and raster is None:
+        raise click.UsageError("give -o/--output changes.gpkg and/or --raster change.tif")
+    from geocd.checkpoint import load_models
+    from geocd.inference.predict import PredictOptions, predict as run_predict, resolve_device
+    from geocd.progress import Progress
+
+    options = PredictOptions(tile_size=tile_size, overlap=overlap, tta=tta, threshold=threshold, device=device,
+                             batch_size=batch_size, num_workers=num_workers, bands=bands, overwrite=overwrite)
+    loaded = load_models(list(models), resolve_device(device))
+    result = run_predict(before, after, loaded, output, raster, options, min_area, Progress("none" if quiet else progress_mode))
+    if not quiet and progress_mode != "json":
+        stats = result.change_raster
+        written = ", ".join(str(p) for p in (result.vectors, result.raster) if p is not None)
+        polygons = f"{result.polygons} change polygons, " if result.polygons is not None else ""
+        click.echo(f"{polygons}{stats.megapixels:.2f} MP in {stats.seconds:.1f} s -> {written}", err=True)
 
 
 @cli.command()

@@ -23,6 +23,7 @@ from geocd.errors import CheckpointError
 from geocd.models.siamese import ModelConfig, SiameseChangeNet
 from geocd.schema import SECOND, ClassSchema
 
+DEFAULT_MODEL = Path(__file__).parent / "models" / "default" / "geocd-default.safetensors"
 FORMAT_NAME = "geocd-checkpoint"
 FORMAT_VERSION = "1"
 
@@ -130,6 +131,15 @@ def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "
         )
     model.load_state_dict({n: t.to(expected[n].dtype) for n, t in stored.items()})
     return LoadedModel(model.to(device).eval(), metadata, path)
+
+
+def load_models(paths: list[str | os.PathLike[str]], device: str | torch.device = "cpu") -> list[LoadedModel]:
+    """Load each checkpoint of an ensemble; no path means the default model bundled with geocd."""
+    if not paths:
+        if not DEFAULT_MODEL.is_file():
+            raise CheckpointError(None, "no default model is bundled with this geocd install; pass --model FILE")
+        paths = [DEFAULT_MODEL]
+    return [load_checkpoint(path, device) for path in paths]
 
 
 def _read_header(path: Path) -> dict[str, str]:

@@ -1,0 +1,1 @@
+"""Reading scene pairs: co-registration, validity and TorchGeo datasets."""

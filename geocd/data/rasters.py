@@ -1,0 +1,113 @@
+"""Opening and checking input rasters, with one-line errors that name the file."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.enums import ColorInterp
+from rasterio.errors import NotGeoreferencedWarning
+from rasterio.io import DatasetReader
+from rasterio.windows import Window
+
+from geocd.errors import InputError
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A north-up pixel grid: CRS, float64 affine transform and size. The contract between stages."""
+
+    crs: CRS
+    transform: Affine
+    width: int
+    height: int
+
+    @property
+    def res(self) -> tuple[float, float]:
+        """Pixel size (x, y) in CRS units, both positive."""
+        return self.transform.a, -self.transform.e
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """(left, bottom, right, top) in CRS units."""
+        left, top = self.transform.c, self.transform.f
+        return left, top + self.transform.e * self.height, left + self.transform.a * self.width, top
+
+
+def open_raster(path: str | os.PathLike[str]) -> DatasetReader:
+    """Open a georeferenced, north-up raster or raise :class:`InputError`."""
+    if not os.path.exists(path):
+        raise InputError(path, "file does not exist")
+    if not os.access(path, os.R_OK) or os.path.isdir(path):
+        raise InputError(path, "cannot be read (permission denied or not a file)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            src = rasterio.open(path)
+    except rasterio.errors.RasterioIOError:
+        raise InputError(path, "is not a raster GDAL can read") from None
+    if src.crs is None or src.transform == Affine.identity():
+        src.close()
+        raise InputError(path, "has no georeferencing (no CRS or geotransform)")
+    t = src.transform
+    if t.b != 0 or t.d != 0 or t.a <= 0 or t.e >= 0:
+        src.close()
+        raise InputError(path, "has a rotated or flipped geotransform; warp it to a north-up grid first")
+    return src
+
+
+def grid_of(src: DatasetReader) -> Grid:
+    """The pixel grid of an open raster."""
+    return Grid(src.crs, src.transform, src.width, src.height)
+
+
+def image_bands(src: DatasetReader) -> list[int]:
+    """1-based indexes of the bands that hold image data (alpha bands excluded)."""
+    return [i for i, ci in zip(src.indexes, src.colorinterp) if ci != ColorInterp.alpha]
+
+
+def choose_bands(src: DatasetReader, requested: Sequence[int] | None, needed: int) -> list[int]:
+    """The band indexes to feed the model: ``requested`` or the first ``needed`` image bands."""
+    available = image_bands(src)
+    if requested is None:
+        if len(available) < needed:
+            raise InputError(src.name, f"has {len(available)} image band(s), the model needs {needed}")
+        return available[:needed]
+    if len(requested) != needed:
+        raise InputError(src.name, f"--bands lists {len(requested)} band(s), the model needs {needed}")
+    missing = [b for b in requested if b not in src.indexes]
+    if missing:
+        raise InputError(src.name, f"has no band {missing[0]} (it has {src.count})")
+    return list(requested)
+
+
+def read_window(src: DatasetReader, indexes: Sequence[int], window: Window) -> tuple[np.ndarray, np.ndarray]:
+    """Read ``window`` (may reach outside the raster) as float32 bands and a boolean validity mask.
+
+    Pixels outside the raster are 0 and invalid. Works on WarpedVRTs, which refuse boundless reads.
+    """
+    data = np.zeros((len(indexes), int(window.height), int(window.width)), np.float32)
+    valid = np.zeros((int(window.height), int(window.width)), bool)
+    inside = window.intersection(Window(0, 0, src.width, src.height)) if _overlaps(window, src) else None
+    if inside is None:
+        return data, valid
+    rows = slice(int(inside.row_off - window.row_off), int(inside.row_off - window.row_off + inside.height))
+    cols = slice(int(inside.col_off - window.col_off), int(inside.col_off - window.col_off + inside.width))
+    data[:, rows, cols] = src.read(list(indexes), window=inside)
+    valid[rows, cols] = src.dataset_mask(window=inside) > 0
+    return data, valid
+
+
+def _overlaps(window: Window, src: DatasetReader) -> bool:
+    return (
+        window.col_off < src.width
+        and window.row_off < src.height
+        and window.col_off + window.width > 0
+        and window.row_off + window.height > 0
+    )

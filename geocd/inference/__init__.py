@@ -1,0 +1,1 @@
+"""Tiled, streamed inference on scene pairs."""

@@ -1,0 +1,266 @@
+"""Predict a change raster for one scene pair: read pair -> tile -> model -> stitch -> write.
+
+Orchestration only: the pair dataset (``geocd.data.pair``), TorchGeo's ``GridGeoSampler``,
+the models with test-time augmentation (``geocd.models.tta``) and the streaming stitcher
+(``geocd.inference.stitch``) do the work. The output raster follows ``geocd.changemap``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import torch
+from rasterio.windows import Window
+from torch import nn
+from torch.utils.data import DataLoader
+from torchgeo.samplers import GridGeoSampler
+
+from geocd.atomic import atomic_output, check_output_path
+from geocd.changemap import BANDS, NODATA, PROBABILITY_SCALE, ChangeMapInfo, encode_probability, is_changed
+from geocd.checkpoint import LoadedModel
+from geocd.data.pair import PairDataset
+from geocd.data.rasters import Grid
+from geocd.errors import InputError
+from geocd.inference.stitch import FinishedRows, RowStreamStitcher
+from geocd.models.tta import predict_probabilities
+from geocd.progress import Progress
+
+RASTER_BLOCK = 256
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """Knobs of one prediction; ``None`` tile size and overlap come from the model."""
+
+    tile_size: int | None = None
+    overlap: int | None = None
+    tta: bool = False
+    threshold: float = 0.5
+    device: str = "auto"
+    batch_size: int = 4
+    num_workers: int = 0
+    bands: tuple[int, ...] | None = None
+    overwrite: bool = False
+
+
+@dataclass(frozen=True)
+class ChangeRasterResult:
+    """What :func:`predict_change_raster` did."""
+
+    path: Path
+    tiles: int
+    megapixels: float
+    seconds: float
+    model_seconds: float
+
+
+class NormalizedModel(nn.Module):
+    """A loaded model that normalises raw pixel values with its checkpoint's mean and std."""
+
+    def __init__(self, loaded: LoadedModel) -> None:
+        super().__init__()
+        self.net = loaded.model
+        meta = loaded.metadata
+        self.register_buffer("mean", torch.tensor(meta.mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(meta.std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, before: torch.Tensor, after: torch.Tensor):  # noqa: ANN201 - the wrapped model's output
+        return self.net((before - self.mean) / self.std, (after - self.mean) / self.std)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when available; ``cpu``/``cuda``/``cuda:N`` are checked."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise InputError(None, f"--device {name!r} is not a device (use auto, cpu, cuda or cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(None, f"--device {name} asked for CUDA, but no CUDA device is available")
+    return device
+
+
+def check_ensemble(models: Sequence[LoadedModel]) -> None:
+    """Members of an ensemble must agree on bands, classes and trained classes."""
+    first = models[0].metadata
+    for other in models[1:]:
+        meta = other.metadata
+        for what, a, b in (
+            ("input bands", first.config.in_channels, meta.config.in_channels),
+            ("class schema", first.schema, meta.schema),
+            ("trained land-cover classes", first.trained_classes, meta.trained_classes),
+        ):
+            if a != b:
+                raise InputError(other.path, f"{what} differ from those of {models[0].path}; cannot ensemble them")
+
+
+def predict_change_raster(
+    before: str | os.PathLike[str],
+    after: str | os.PathLike[str],
+    models: Sequence[LoadedModel],
+    raster: str | os.PathLike[str],
+    options: PredictOptions = PredictOptions(),
+    progress: Progress | None = None,
+) -> ChangeRasterResult:
+    """Write the change raster of a pair to ``raster`` (which must not exist; the caller makes it atomic).
+
+    Peak memory is bounded by the tile size and the scene width, not by the scene size.
+    """
+    start = time.perf_counter()
+    check_ensemble(models)
+    meta = models[0].metadata
+    progress = progress or Progress("none")
+    device = resolve_device(options.device)
+    tile = options.tile_size or meta.tile_size
+    overlap = options.overlap if options.overlap is not None else tile // 8
+    if not 0 <= overlap < tile:
+        raise InputError(None, f"--overlap {overlap} must be at least 0 and less than the tile size {tile}")
+    dataset = PairDataset(before, after, meta.config.in_channels, options.bands, min_extent=tile)
+    if not dataset.has_valid_pixels():
+        raise InputError(after, f"no pixel is valid in both {Path(before).name} and {Path(after).name} where they overlap")
+    sampler = GridGeoSampler(dataset, tile, tile - overlap)
+    windows = [dataset.window_of(query) for query in sampler]
+    loader = DataLoader(
+        dataset, batch_size=options.batch_size, sampler=sampler, num_workers=options.num_workers,
+        pin_memory=device.type == "cuda",
+    )
+    nets = [NormalizedModel(m).to(device).eval() for m in models]
+    trained = list(meta.trained_classes)
+    channels = 1 + 2 * len(trained)
+    info = ChangeMapInfo(
+        threshold=options.threshold, schema=meta.schema, trained_classes=meta.trained_classes,
+        models=tuple(str(m.path) for m in models), inputs=(os.fspath(before), os.fspath(after)),
+        extra={"tta": str(options.tta).lower()},
+    )
+    model_seconds = 0.0
+    with open_change_raster(raster, dataset.grid, info) as dst:
+        write_nodata_outside(dst, dataset.overlap)
+        sink = _RowWriter(dst, dataset.overlap, trained, options.threshold)
+        stitcher = RowStreamStitcher(windows, dataset.overlap, channels, overlap, sink)
+        progress.start(len(windows), "predicting tiles")
+        for batch in loader:
+            t0 = time.perf_counter()
+            probs = _forward(nets, batch, device, options.tta, trained)
+            model_seconds += time.perf_counter() - t0
+            for i, (row, col) in enumerate(batch["window"].tolist()):
+                stitcher.add(Window(col, row, tile, tile), probs[i], batch["valid"][i].numpy())
+            progress.advance(len(probs), len(probs) * (tile - overlap) ** 2)
+        progress.close()
+    if not stitcher.complete:
+        raise RuntimeError("stitching ended with rows not written")
+    megapixels = dataset.overlap.width * dataset.overlap.height / 1e6
+    return ChangeRasterResult(Path(raster), len(windows), megapixels, time.perf_counter() - start, model_seconds)
+
+
+def _forward(nets: Sequence[nn.Module], batch: dict, device: torch.device, tta: bool, trained: list[int]) -> np.ndarray:
+    """Stacked probabilities ``[B, 1 + 2T, h, w]``: change, then the trained classes of each date."""
+    before = batch["image_before"].to(device, non_blocking=True)
+    after = batch["image_after"].to(device, non_blocking=True)
+    amp = torch.autocast("cuda", dtype=torch.float16) if device.type == "cuda" else contextlib.nullcontext()
+    with amp:
+        out = predict_probabilities(nets, before, after, tta=tta)
+    channels = [out.change]
+    if trained:
+        heads = [c - 1 for c in trained]
+        channels += [out.sem_before[:, heads], out.sem_after[:, heads]]
+    return torch.cat(channels, dim=1).float().cpu().numpy()
+
+
+@contextlib.contextmanager
+def open_change_raster(path: str | os.PathLike[str], grid: Grid, info: ChangeMapInfo):  # noqa: ANN201
+    """Create a tiled, compressed change GeoTIFF on ``grid`` (see :mod:`geocd.changemap`)."""
+    profile = dict(
+        driver="GTiff", width=grid.width, height=grid.height, count=len(BANDS), dtype="uint8", nodata=NODATA,
+        crs=grid.crs, transform=grid.transform, tiled=True, blockxsize=RASTER_BLOCK, blockysize=RASTER_BLOCK,
+        compress="deflate", bigtiff="if_safer",
+    )
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.descriptions = BANDS
+        dst.scales = (1.0 / PROBABILITY_SCALE, 1.0, 1.0)
+        dst.offsets = (0.0, 0.0, 0.0)
+        dst.update_tags(**info.to_tags())
+        yield dst
+
+
+def write_nodata_outside(dst: rasterio.io.DatasetWriter, region: Window) -> None:
+    """Fill the rows above and below ``region`` with nodata (the columns beside it are filled per row)."""
+    bands = len(BANDS)
+    for start, stop in ((0, int(region.row_off)), (int(region.row_off + region.height), dst.height)):
+        for row in range(start, stop, RASTER_BLOCK):
+            n = min(RASTER_BLOCK, stop - row)
+            dst.write(np.full((bands, n, dst.width), NODATA, np.uint8), window=Window(0, row, dst.width, n))
+
+
+class _RowWriter:
+    """Sink of the stitcher: encode finished rows and write them full-width."""
+
+    def __init__(self, dst: rasterio.io.DatasetWriter, region: Window, trained: list[int], threshold: float) -> None:
+        self.dst, self.region, self.threshold = dst, region, threshold
+        self.trained = np.asarray(trained, np.uint8)
+
+    def __call__(self, rows: FinishedRows) -> None:
+        n = rows.valid.shape[0]
+        out = np.full((len(BANDS), n, self.dst.width), NODATA, np.uint8)
+        probability = encode_probability(rows.probabilities[0])
+        changed = is_changed(probability, self.threshold) & rows.valid
+        region = out[:, :, int(self.region.col_off) : int(self.region.col_off + self.region.width)]
+        region[0] = np.where(rows.valid, probability, NODATA)
+        region[1:] = np.where(rows.valid, 0, NODATA)
+        if self.trained.size:
+            t = self.trained.size
+            for band, probs in ((1, rows.probabilities[1 : 1 + t]), (2, rows.probabilities[1 + t :])):
+                region[band][changed] = self.trained[probs.argmax(0)][changed]
+        self.dst.write(out, window=Window(0, int(self.region.row_off) + rows.row_off, self.dst.width, n))
+
+
+@dataclass(frozen=True)
+class PredictResult:
+    """Outputs of :func:`predict` and the figures of the run."""
+
+    raster: Path | None
+    vectors: Path | None
+    change_raster: ChangeRasterResult
+    polygons: int | None
+
+
+def predict(
+    before: str | os.PathLike[str],
+    after: str | os.PathLike[str],
+    models: Sequence[LoadedModel],
+    output: str | os.PathLike[str] | None = None,
+    raster: str | os.PathLike[str] | None = None,
+    options: PredictOptions = PredictOptions(),
+    min_area_m2: float = 0.0,
+    progress: Progress | None = None,
+) -> PredictResult:
+    """Change polygons (GeoPackage ``output``) and/or the change raster (``raster``) of a pair.
+
+    Every output is written under a temporary name and renamed only when all succeeded;
+    an existing output is refused unless ``options.overwrite``.
+    """
+    if output is None and raster is None:
+        raise InputError(None, "nothing to write: give an output GeoPackage and/or a change raster")
+    for path in (output, raster):
+        if path is not None:
+            check_output_path(path, options.overwrite)
+    with contextlib.ExitStack() as stack:
+        if raster is not None:
+            raster_tmp = stack.enter_context(atomic_output(raster, options.overwrite))
+        else:
+            raster_tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="geocd-"))) / "change.tif"
+        result = predict_change_raster(before, after, models, raster_tmp, options, progress)
+        polygons = None
+        if output is not None:
+            from geocd.vector import vectorize
+
+            polygons = vectorize(raster_tmp, output, min_area_m2=min_area_m2, overwrite=options.overwrite).polygons
+    return PredictResult(Path(raster) if raster else None, Path(output) if output else None, result, polygons)

@@ -1,0 +1,59 @@
+"""One progress reporter: a bar for people, JSON lines for programs (the QGIS plugin), or silence."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Literal, TextIO
+
+from tqdm import tqdm
+
+ProgressMode = Literal["bar", "json", "none"]
+
+
+class Progress:
+    """Report tiles done out of a total, with megapixels per second, on ``stream`` (stderr)."""
+
+    def __init__(self, mode: ProgressMode = "bar", stream: TextIO | None = None) -> None:
+        self.mode = mode
+        self.stream = stream or sys.stderr
+        self._bar: tqdm | None = None
+        self._total = 0
+        self._done = 0
+        self._pixels = 0
+        self._start = time.perf_counter()
+
+    def start(self, total: int, description: str) -> None:
+        """Begin a stage of ``total`` steps."""
+        self._total, self._done, self._pixels, self._start = total, 0, 0, time.perf_counter()
+        if self.mode == "bar":
+            self._bar = tqdm(total=total, desc=description, unit="tile", file=self.stream, dynamic_ncols=True)
+        self.message(description)
+
+    def advance(self, steps: int, pixels: int) -> None:
+        """``steps`` more done, covering ``pixels`` output pixels."""
+        self._done += steps
+        self._pixels += pixels
+        rate = self._pixels / 1e6 / max(time.perf_counter() - self._start, 1e-9)
+        if self._bar is not None:
+            self._bar.set_postfix_str(f"{rate:.2f} MP/s", refresh=False)
+            self._bar.update(steps)
+        elif self.mode == "json":
+            percent = 100.0 * self._done / max(self._total, 1)
+            self._emit({"event": "progress", "done": self._done, "total": self._total, "percent": round(percent, 2), "mp_per_s": round(rate, 3)})
+
+    def message(self, text: str) -> None:
+        """A status line (JSON mode only; the bar shows its description)."""
+        if self.mode == "json":
+            self._emit({"event": "message", "text": text})
+
+    def close(self) -> None:
+        """End the current stage."""
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def _emit(self, record: dict[str, object]) -> None:
+        self.stream.write(json.dumps(record) + "\n")
+        self.stream.flush()

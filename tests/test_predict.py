@@ -1,0 +1,151 @@
+"""Tiled, streamed prediction on GeoTIFF pairs: grids, co-registration, stitching."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+from rasterio.warp import Resampling, calculate_default_transform, reproject
+
+from conftest import ORIGIN, UTM, intensity_model, planted_pair, smooth_scene, write_raster
+from geocd.changemap import NODATA, ChangeMapInfo, decode_probability
+from geocd.inference.predict import PredictOptions, predict_change_raster
+from geocd.inference.stitch import blend_window
+
+
+def run(before: Path, after: Path, out: Path, **options) -> np.ndarray:
+    model = options.pop("model", None) or intensity_model()
+    predict_change_raster(before, after, [model], out, PredictOptions(**options))
+    with rasterio.open(out) as src:
+        return src.read()
+
+
+def test_output_is_on_exactly_the_before_grid(tmp_path: Path) -> None:
+    before, after, _ = planted_pair(tmp_path, 70, 90)
+    run(before, after, tmp_path / "change.tif", tile_size=32)
+    with rasterio.open(before) as b, rasterio.open(tmp_path / "change.tif") as c:
+        assert c.crs == b.crs and c.transform == b.transform and (c.width, c.height) == (b.width, b.height)
+        assert c.count == 3 and c.dtypes == ("uint8",) * 3 and c.nodata == NODATA
+        assert c.descriptions == ("change_probability", "from_class", "to_class")
+        assert c.scales[0] == pytest.approx(1 / 254)
+        info = ChangeMapInfo.from_tags(c.tags())
+        assert info.threshold == 0.5 and info.trained_classes == (3, 5)
+        assert c.profile["tiled"] and c.profile["compress"] == "deflate"
+
+
+def test_planted_change_is_found_with_from_and_to_classes(tmp_path: Path) -> None:
+    before, after, changed = planted_pair(tmp_path)
+    out = run(before, after, tmp_path / "change.tif", tile_size=48)
+    found = decode_probability(out[0]) >= 0.5
+    assert (found == changed).mean() > 0.995
+    assert set(np.unique(out[1][changed])) == {3} and set(np.unique(out[2][changed])) == {5}
+    assert (out[1][~changed] == 0).all() and (out[2][~changed] == 0).all()
+
+
+def test_untrained_land_cover_gives_zero_classes(tmp_path: Path) -> None:
+    before, after, changed = planted_pair(tmp_path)
+    out = run(before, after, tmp_path / "change.tif", model=intensity_model(trained=()))
+    assert (decode_probability(out[0][changed]) > 0.9).all()
+    assert (out[1] == 0).all() and (out[2] == 0).all()
+
+
+def test_argmax_never_returns_an_untrained_class(tmp_path: Path) -> None:
+    before, after, changed = planted_pair(tmp_path)
+    out = run(before, after, tmp_path / "change.tif", model=intensity_model(trained=(1, 3)))
+    assert set(np.unique(out[1][changed])) | set(np.unique(out[2][changed])) <= {1, 3}
+
+
+@pytest.mark.parametrize(("tile", "overlap"), [(32, 8), (48, 12), (64, 16), (160, 0)])
+def test_result_does_not_depend_on_tiling(tmp_path: Path, tile: int, overlap: int) -> None:
+    """A model with a receptive field, blended over overlaps, shows no seams at tile borders.
+
+    The 1-pixel frame at the scene edge is left out: there the model sees padding, which
+    differs by where the scene edge falls in a tile.
+    """
+    before, after, _ = planted_pair(tmp_path, 100, 140)
+    model = intensity_model(smoothing=True)
+    whole = run(before, after, tmp_path / "whole.tif", model=model, tile_size=160, overlap=0)
+    tiled = run(before, after, tmp_path / "tiled.tif", model=model, tile_size=tile, overlap=overlap)
+    inner = (slice(None), slice(1, -1), slice(1, -1))
+    whole, tiled = whole[inner].astype(int), tiled[inner].astype(int)
+    assert np.abs(whole[0] - tiled[0]).max() <= 1
+    assert (whole[1:] == tiled[1:]).mean() > 0.999
+
+
+def test_after_in_another_crs_and_resolution_matches_co_registered(tmp_path: Path) -> None:
+    before_path, after_path, changed = planted_pair(tmp_path, 96, 128)
+    with rasterio.open(after_path) as src:
+        data = src.read()
+        dst_crs = "EPSG:4326"
+        transform, width, height = calculate_default_transform(
+            src.crs, dst_crs, src.width, src.height, *src.bounds, resolution=(1.5e-5, 1.5e-5)
+        )
+        warped = np.zeros((3, height, width), np.uint8)
+        reproject(data, warped, src_transform=src.transform, src_crs=src.crs, dst_transform=transform,
+                  dst_crs=dst_crs, resampling=Resampling.bilinear, dst_nodata=0)
+    other = write_raster(tmp_path / "after_4326.tif", warped, crs=dst_crs, transform=transform, nodata=0)
+    same = run(before_path, after_path, tmp_path / "same.tif")
+    moved = run(before_path, other, tmp_path / "moved.tif")
+    both = (same[0] != NODATA) & (moved[0] != NODATA)
+    assert both.mean() > 0.9
+    agree = ((same[0] >= 127) == (moved[0] >= 127))[both]
+    assert agree.mean() > 0.97
+    with rasterio.open(tmp_path / "moved.tif") as c, rasterio.open(before_path) as b:
+        assert c.transform == b.transform and c.crs == b.crs
+
+
+def test_only_the_overlap_is_valid(tmp_path: Path) -> None:
+    scene = smooth_scene(64, 64).astype(np.uint8)
+    before = write_raster(tmp_path / "before.tif", scene)
+    shifted = from_origin(ORIGIN[0] + 20, ORIGIN[1] - 10, 1.0, 1.0)
+    after = write_raster(tmp_path / "after.tif", scene, transform=shifted)
+    out = run(before, after, tmp_path / "change.tif", tile_size=32)
+    expected = np.zeros((64, 64), bool)
+    expected[10:, 20:] = True
+    assert ((out[0] != NODATA) == expected).all()
+
+
+def test_nodata_in_either_date_is_nodata_in_the_output(tmp_path: Path) -> None:
+    before_data = smooth_scene(64, 64).astype(np.uint8)
+    after_data = before_data.copy()
+    before_data[:, :, :10] = 0
+    after_data[:, :, 50:] = 0
+    before = write_raster(tmp_path / "before.tif", before_data, nodata=0)
+    after = write_raster(tmp_path / "after.tif", after_data, nodata=0)
+    out = run(before, after, tmp_path / "change.tif", tile_size=32)
+    assert (out[:, :, :10] == NODATA).all() and (out[:, :, 50:] == NODATA).all()
+    assert (out[0, :, 10:50] != NODATA).all()
+
+
+def test_scene_smaller_than_a_tile_is_padded_then_cropped(tmp_path: Path) -> None:
+    before, after, changed = planted_pair(tmp_path, 70, 120)
+    out = run(before, after, tmp_path / "change.tif", tile_size=256)
+    assert out.shape == (3, 70, 120)
+    assert ((decode_probability(out[0]) >= 0.5) == changed).mean() > 0.995
+
+
+def test_blend_window_ramps_only_over_the_overlap() -> None:
+    w = blend_window(16, 4)
+    assert (w[4:12] == 1).all() and (w > 0).all()
+    assert np.all(np.diff(w[:4]) > 0) and np.allclose(w[:4], w[::-1][:4])
+    assert (blend_window(8, 0) == 1).all()
+
+
+def test_memory_buffer_spans_about_one_tile_row(tmp_path: Path) -> None:
+    from geocd.inference.stitch import RowStreamStitcher
+    from rasterio.windows import Window
+
+    rows_seen: list[int] = []
+    peak = 0
+    windows = [Window(c, r, 32, 32) for r in range(224, -1, -28) for c in range(0, 100, 28)]
+    stitcher = RowStreamStitcher(windows, Window(0, 0, 100, 256), 1, 4, lambda rows: rows_seen.extend(
+        range(rows.row_off, rows.row_off + rows.valid.shape[0])))
+    for w in windows:
+        stitcher.add(w, np.ones((1, 32, 32), np.float32), np.ones((32, 32), bool))
+        peak = max(peak, stitcher.weight_sums.shape[0])
+    assert sorted(rows_seen) == list(range(256)) and len(rows_seen) == 256
+    assert peak <= 32 + 4
+    assert stitcher.complete

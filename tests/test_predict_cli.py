@@ -1,0 +1,107 @@
+"""geocd predict from the command line: real checkpoints, progress, one-line errors, no half outputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from click.testing import CliRunner
+from rasterio.transform import from_origin
+
+from cli.main import cli
+from conftest import ORIGIN, planted_pair, smooth_scene, write_raster
+
+
+def predict(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, ["predict", *args])
+    return result.exit_code, result.output
+
+
+def test_predict_writes_the_change_raster_with_a_real_checkpoint(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    before, after, _ = planted_pair(tmp_path)
+    code, output = predict(str(before), str(after), "--raster", str(tmp_path / "c.tif"), "--model", str(tiny_checkpoint),
+                           "--num-workers", "0", "--quiet")
+    assert code == 0, output
+    with rasterio.open(tmp_path / "c.tif") as src:
+        assert src.count == 3 and src.tags()["GEOCD_MODELS"] == json.dumps([str(tiny_checkpoint)])
+        assert (src.read(2) == 0).all()  # the tiny model's land cover is untrained
+
+
+def test_json_progress_lines_for_programs(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    before, after, _ = planted_pair(tmp_path)
+    result = CliRunner().invoke(cli, ["predict", str(before), str(after), "--raster", str(tmp_path / "c.tif"), "--model",
+                                      str(tiny_checkpoint), "--num-workers", "0", "--progress", "json"])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.output.splitlines()]
+    progress = [r for r in records if r["event"] == "progress"]
+    assert progress and progress[-1]["percent"] == 100.0 and progress[-1]["done"] == progress[-1]["total"]
+
+
+def test_workers_give_the_same_result(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    before, after, _ = planted_pair(tmp_path)
+    for workers in ("0", "2"):
+        code, output = predict(str(before), str(after), "--raster", str(tmp_path / f"c{workers}.tif"), "--model",
+                               str(tiny_checkpoint), "--num-workers", workers, "--quiet")
+        assert code == 0, output
+    with rasterio.open(tmp_path / "c0.tif") as a, rasterio.open(tmp_path / "c2.tif") as b:
+        assert np.array_equal(a.read(), b.read())
+
+
+def bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str, str]]:
+    """name -> (BEFORE AFTER and options, the file the message names, the problem)."""
+    before, after, _ = planted_pair(tmp)
+    text = tmp / "notes.tif"
+    text.write_text("not a raster")
+    plain = tmp / "plain.tif"
+    with rasterio.open(plain, "w", driver="GTiff", width=8, height=8, count=3, dtype="uint8") as dst:
+        dst.write(np.ones((3, 8, 8), np.uint8))
+    far = write_raster(tmp / "far.tif", smooth_scene(32, 32).astype(np.uint8), transform=from_origin(ORIGIN[0] + 1e5, ORIGIN[1], 1, 1))
+    one_band = write_raster(tmp / "gray.tif", smooth_scene(96, 128)[:1].astype(np.uint8))
+    empty = write_raster(tmp / "empty.tif", np.zeros((3, 96, 128), np.uint8), nodata=0)
+    return {
+        "missing": ([str(tmp / "nope.tif"), str(after)], str(tmp / "nope.tif"), "file does not exist"),
+        "directory": ([str(tmp), str(after)], str(tmp), "cannot be read"),
+        "not a raster": ([str(before), str(text)], str(text), "is not a raster GDAL can read"),
+        "no georeferencing": ([str(plain), str(after)], str(plain), "has no georeferencing"),
+        "no overlap": ([str(before), str(far)], str(far), f"does not overlap {before}"),
+        "too few bands": ([str(one_band), str(after)], str(one_band), "has 1 image band(s), the model needs 3"),
+        "no valid pixel": ([str(before), str(empty)], str(empty), "no pixel is valid in both"),
+    }
+
+
+@pytest.mark.parametrize("case", ["missing", "directory", "not a raster", "no georeferencing", "no overlap",
+                                  "too few bands", "no valid pixel"])
+def test_bad_input_gives_one_line_exit_2_and_no_output(tmp_path: Path, tiny_checkpoint: Path, case: str) -> None:
+    args, named, problem = bad_inputs(tmp_path)[case]
+    out = tmp_path / "out"
+    out.mkdir()
+    code, output = predict(*args, "--raster", str(out / "c.tif"), "--model", str(tiny_checkpoint), "--quiet")
+    assert code == 2
+    assert len(output.strip().splitlines()) == 1
+    assert output.startswith(f"geocd: error: {named}: ") and problem in output
+    assert list(out.iterdir()) == []
+
+
+def test_unwritable_output_folder(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    before, after, _ = planted_pair(tmp_path)
+    target = tmp_path / "missing" / "c.tif"
+    code, output = predict(str(before), str(after), "--raster", str(target), "--model", str(tiny_checkpoint))
+    assert code == 2 and output.strip() == f"geocd: error: {target}: folder {target.parent} does not exist"
+
+
+def test_not_a_checkpoint(tmp_path: Path) -> None:
+    before, after, _ = planted_pair(tmp_path)
+    fake = tmp_path / "model.safetensors"
+    fake.write_bytes(b"nonsense")
+    code, output = predict(str(before), str(after), "--raster", str(tmp_path / "c.tif"), "--model", str(fake))
+    assert code == 2 and output.startswith(f"geocd: error: {fake}: not a geocd checkpoint")
+    assert not (tmp_path / "c.tif").exists()
+
+
+def test_nothing_to_write_is_a_usage_error(tmp_path: Path) -> None:
+    before, after, _ = planted_pair(tmp_path)
+    code, output = predict(str(before), str(after))
+    assert code == 2 and "--raster" in output
