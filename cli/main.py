@@ -105,7 +105,7 @@ def parse_bands(ctx: click.Context, param: click.Parameter, value: str | None) -
 @click.option("--tile-size", type=click.IntRange(32), help="Tile size in pixels. Default: the model's training tile size.")
 @click.option("--overlap", type=click.IntRange(0), help="Tile overlap in pixels. Default: 1/8 of the tile.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--batch-size", default=4, show_default=True, type=click.IntRange(1), help="Tiles per forward pass.")
+@click.option("--batch-size", type=click.IntRange(1), help="Tiles per forward pass. Default: 1 on CPU, 8 on CUDA.")
 @click.option("--num-workers", default=2, show_default=True, type=click.IntRange(0), help="Tile-reading worker processes.")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @click.option("--progress", "progress_mode", type=click.Choice(["bar", "json", "none"]), default="bar", show_default=True,
@@ -114,7 +114,7 @@ def parse_bands(ctx: click.Context, param: click.Parameter, value: str | None) -
 @reports_errors
 def predict(before: str, after: str, output: str | None, raster: str | None, models: tuple[str, ...], tta: bool,
             threshold: float, min_area: float, bands: tuple[int, ...] | None, tile_size: int | None,
-            overlap: int | None, device: str, batch_size: int, num_workers: int, overwrite: bool,
+            overlap: int | None, device: str, batch_size: int | None, num_workers: int, overwrite: bool,
             progress_mode: str, quiet: bool) -> None:
     """Detect changes between BEFORE and AFTER rasters and write polygons.
 

@@ -1,0 +1,162 @@
+"""Benchmark geocd predict against a naive TorchGeo loop; prints one table, asserts nothing.
+
+For each scene size it builds a synthetic before/after GeoTIFF pair (written in strips),
+then runs, each in its own process so peak RSS is measured separately:
+
+* ``geocd``: the full predict path to a change GeoTIFF (DataLoader workers, batching,
+  streamed blending); its forward-pass seconds on the same tiles give "model MP/s";
+* ``naive``: two TorchGeo ``RasterDataset``s + ``GridGeoSampler``, one tile at a time,
+  the whole-scene probability array in memory, written at the end.
+
+Usage: python benchmarks/predict_bench.py [--sizes 2 40] [--tile 512] [--backbone tf_efficientnet_lite0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.transform import from_origin
+from rasterio.windows import Window
+
+
+def write_scene(path: Path, side: int, seed: int) -> None:
+    """A side x side 3-band uint8 GeoTIFF of smooth texture plus noise, written in strips."""
+    rng = np.random.default_rng(seed)
+    profile = dict(driver="GTiff", width=side, height=side, count=3, dtype="uint8", crs="EPSG:32633",
+                   transform=from_origin(500_000, 5_400_000, 0.5, 0.5), tiled=True, blockxsize=256, blockysize=256)
+    with rasterio.open(path, "w", **profile) as dst:
+        xx = np.arange(side, dtype=np.float32)
+        for row in range(0, side, 256):
+            n = min(256, side - row)
+            yy = np.arange(row, row + n, dtype=np.float32)[:, None]
+            base = 120 + 50 * np.sin(xx / 37.0) * np.cos(yy / 23.0)
+            strip = np.stack([base + 10 * b for b in range(3)]) + rng.normal(0, 8, (3, n, side))
+            if seed:  # the 'after' date: a grid of new bright blocks
+                strip[:, ((yy // 64) % 5 == 0) & ((xx // 64) % 7 == 0)] = 230
+            dst.write(np.clip(strip, 0, 255).astype(np.uint8), window=Window(0, row, side, n))
+
+
+def build_model(backbone: str, tile: int):
+    from geocd.checkpoint import LoadedModel, ModelMetadata
+    from geocd.models import ModelConfig, SiameseChangeNet
+
+    import torch
+
+    torch.manual_seed(0)
+    config = ModelConfig(backbone, lightweight=True)
+    meta = ModelMetadata(config, mean=(120.0,) * 3, std=(50.0,) * 3, trained_classes=(1, 2, 3, 4, 5), tile_size=tile)
+    return LoadedModel(SiameseChangeNet(config).eval(), meta, Path(backbone))
+
+
+def run_geocd(before: Path, after: Path, out: Path, backbone: str, tile: int, workers: int) -> dict:
+    from geocd.inference.predict import PredictOptions, predict_change_raster
+
+    model = build_model(backbone, tile)
+    start = time.perf_counter()
+    result = predict_change_raster(before, after, [model], out, PredictOptions(num_workers=workers))
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "model_seconds": result.model_seconds, "tiles": result.tiles}
+
+
+def run_naive(before: Path, after: Path, out: Path, backbone: str, tile: int) -> dict:
+    """The loop many tutorials show: RasterDataset pair, grid sampler, whole-scene output array."""
+    import torch
+    from torchgeo.datasets import RasterDataset
+    from torchgeo.samplers import GridGeoSampler
+
+    from geocd.models.tta import predict_probabilities
+
+    model = build_model(backbone, tile)
+    mean, std = torch.tensor(model.metadata.mean).view(1, -1, 1, 1), torch.tensor(model.metadata.std).view(1, -1, 1, 1)
+    start = time.perf_counter()
+    ds_before, ds_after = RasterDataset(paths=str(before)), RasterDataset(paths=str(after))
+    with rasterio.open(before) as src:
+        profile, transform = src.profile, src.transform
+    scene = np.zeros((profile["height"], profile["width"]), np.float32)
+    for query in GridGeoSampler(ds_before, tile, tile - tile // 8):
+        b = ds_before[query]["image"][None].float()
+        a = ds_after[query]["image"][None].float()
+        probs = predict_probabilities([model.model], (b - mean) / std, (a - mean) / std).change[0, 0].numpy()
+        col = round((query[0].start - transform.c) / transform.a)
+        row = round((transform.f - query[1].stop) / -transform.e)
+        r0, c0 = max(row, 0), max(col, 0)
+        r1, c1 = min(row + tile, scene.shape[0]), min(col + tile, scene.shape[1])
+        scene[r0:r1, c0:c1] = probs[r0 - row : r1 - row, c0 - col : c1 - col]
+    profile.update(count=1, dtype="float32")
+    with rasterio.open(out, "w", **profile) as dst:
+        dst.write(scene, 1)
+    return {"seconds": time.perf_counter() - start}
+
+
+def child(args: argparse.Namespace) -> None:
+    before, after, out = Path(args.before), Path(args.after), Path(args.out)
+    if args.mode == "geocd":
+        figures = run_geocd(before, after, out, args.backbone, args.tile, args.workers)
+    else:
+        figures = run_naive(before, after, out, args.backbone, args.tile)
+    figures["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    figures["children_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(json.dumps(figures))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=float, nargs="+", default=[2.0, 40.0], help="scene sizes in megapixels")
+    parser.add_argument("--tile", type=int, default=512)
+    parser.add_argument("--backbone", default="tf_efficientnet_lite0")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--skip-naive", action="store_true")
+    parser.add_argument("--mode", choices=["geocd", "naive"], help=argparse.SUPPRESS)
+    parser.add_argument("--before", help=argparse.SUPPRESS)
+    parser.add_argument("--after", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.mode:
+        child(args)
+        return
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="geocd-bench-") as tmp:
+        for size in args.sizes:
+            side = round(math.sqrt(size * 1e6))
+            before, after = Path(tmp) / f"before_{side}.tif", Path(tmp) / f"after_{side}.tif"
+            write_scene(before, side, 0)
+            write_scene(after, side, 1)
+            figures = {}
+            for mode in ["geocd"] + ([] if args.skip_naive else ["naive"]):
+                out = Path(tmp) / f"{mode}_{side}.tif"
+                cmd = [sys.executable, __file__, "--mode", mode, "--before", str(before), "--after", str(after),
+                       "--out", str(out), "--tile", str(args.tile), "--backbone", args.backbone, "--workers", str(args.workers)]
+                figures[mode] = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
+                out.unlink()
+            mp = side * side / 1e6
+            g = figures["geocd"]
+            row = {
+                "MP": mp, "tiles": g["tiles"], "end-to-end MP/s": mp / g["seconds"], "model MP/s": mp / g["model_seconds"],
+                "overhead %": 100 * (g["seconds"] - g["model_seconds"]) / g["model_seconds"], "peak RSS MB": g["peak_rss_mb"],
+                "worker peak RSS MB": g["children_peak_rss_mb"],
+            }
+            if "naive" in figures:
+                n = figures["naive"]
+                row.update({"naive MP/s": mp / n["seconds"], "naive peak RSS MB": n["peak_rss_mb"], "speed-up": n["seconds"] / g["seconds"]})
+            rows.append(row)
+            print(json.dumps({k: round(v, 2) for k, v in row.items()}), file=sys.stderr)
+    print(f"backbone {args.backbone} (lightweight heads, 5 trained classes), tile {args.tile}, overlap {args.tile // 8}, "
+          f"{args.workers} workers, CPU threads {__import__('torch').get_num_threads()}")
+    header = list(rows[0])
+    print(" | ".join(header))
+    for row in rows:
+        print(" | ".join(f"{row[h]:.2f}" if isinstance(row[h], float) else str(row[h]) for h in header))
+
+
+if __name__ == "__main__":
+    main()
