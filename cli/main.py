@@ -144,15 +144,54 @@ def predict(before: str, after: str, output: str | None, raster: str | None, mod
 
 @cli.command()
 @click.argument("archive", type=click.Path())
-@click.option("-o", "--output", type=click.Path(file_okay=False), help="Run folder for checkpoints and logs.")
-def train(archive: str, output: str | None) -> None:
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Run folder for checkpoints and logs.")
+@click.option("--backbone", default="hrnet_w18_small_v2", show_default=True, help="Any timm backbone with features_only.")
+@click.option("--lightweight/--full-heads", default=True, show_default=True, help="Depthwise-separable convolutions in the heads.")
+@click.option("--bands", callback=parse_bands, help="Bands to use, 1-based, comma-separated. Default: the first 3.")
+@click.option("--tile-size", default=256, show_default=True, type=click.IntRange(32), help="Training tile size in pixels.")
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(2), help="Tiles per step (per device).")
+@click.option("--max-epochs", default=50, show_default=True, type=click.IntRange(1))
+@click.option("--epoch-length", type=click.IntRange(1), help="Random tiles per epoch. Default: as many as fit side by side.")
+@click.option("--lr", default=1e-3, show_default=True, type=float, help="Backbone learning rate (heads get 10x).")
+@click.option("--class-weights", default="2,1,2,2,1,1", show_default=True, help="CE weights of classes 1..6.")
+@click.option("--jitter", default=0.1, show_default=True, type=click.FloatRange(0), help="Brightness/contrast jitter per date.")
+@click.option("--val-fraction", default=0.2, show_default=True, type=click.FloatRange(0, 1), help="Pairs held out per dataset.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--accelerator", default="auto", show_default=True, help="Lightning accelerator: auto, cpu, gpu.")
+@click.option("--devices", default="auto", show_default=True, help="Lightning devices: auto, N, or a list like 0,1.")
+@click.option("--strategy", default="auto", show_default=True, help="Lightning strategy, e.g. ddp for several GPUs or nodes.")
+@click.option("--num-nodes", default=1, show_default=True, type=click.IntRange(1))
+@click.option("--num-workers", default=2, show_default=True, type=click.IntRange(0), help="Tile-reading worker processes.")
+@click.option("--resume", is_flag=True, help="Continue the run in OUTPUT from its last epoch.")
+@reports_errors
+def train(archive: str, output: str, backbone: str, lightweight: bool, bands: tuple[int, ...] | None, tile_size: int,
+          batch_size: int, max_epochs: int, epoch_length: int | None, lr: float, class_weights: str, jitter: float,
+          val_fraction: float, seed: int, accelerator: str, devices: str, strategy: str, num_nodes: int,
+          num_workers: int, resume: bool) -> None:
     """Train a change model on an archive of scene pairs.
+
+    ARCHIVE is a manifest (CSV or YAML) or a folder holding manifest.csv; see
+    geocd import-chips to make one from public chip datasets.
 
     \b
     Example:
-      geocd train archive/manifest.csv -o runs/first
+      geocd train archive/manifest.csv -o runs/first --backbone hrnet_w18_small_v2 --max-epochs 30
     """
-    not_built_yet("train")
+    from geocd.training.train import TrainOptions, train as run_train
+
+    try:
+        weights = tuple(float(w) for w in class_weights.split(","))
+    except ValueError:
+        raise click.BadParameter("comma-separated numbers", param_hint="--class-weights") from None
+    options = TrainOptions(
+        backbone=backbone, lightweight=lightweight, bands=bands, num_bands=len(bands) if bands else 3, tile_size=tile_size,
+        batch_size=batch_size, max_epochs=max_epochs, epoch_length=epoch_length, lr=lr, class_weights=weights,
+        jitter=jitter, val_fraction=val_fraction, seed=seed, accelerator=accelerator,
+        devices=int(devices) if devices.isdigit() else devices, strategy=strategy, num_nodes=num_nodes,
+        num_workers=num_workers, resume=resume,
+    )
+    result = run_train(archive, output, options, echo=lambda line: click.echo(line, err=True))
+    click.echo(f"best checkpoint: {result.best} ({', '.join(f'{k} {v:.3f}' for k, v in result.best_scores.items())})")
 
 
 @cli.command()

@@ -90,3 +90,34 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model = SiameseChangeNet(ModelConfig("resnet18", lightweight=True)).eval()
     meta = ModelMetadata(model.config, mean=(120.0,) * 3, std=(50.0,) * 3, tile_size=64)
     return save_checkpoint(tmp_path_factory.mktemp("models") / "tiny.safetensors", model, meta)
+
+
+def synthetic_archive(folder: Path, pairs: int = 4, size: int = 64, semantic: bool = True) -> Path:
+    """An archive of pairs: in 'after' a bright square appears (low vegetation -> building).
+
+    Returns the manifest path. Labels are SECOND-style (``semantic``) or a binary change mask.
+    """
+    from geocd.data.archive import PairRecord, write_manifest
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    records = []
+    for i in range(pairs):
+        before = (90 + rng.normal(0, 8, (3, size, size))).clip(0, 255).astype(np.uint8)
+        after = (before.astype(int) + rng.normal(0, 4, before.shape)).clip(0, 255).astype(np.uint8)
+        r, c = rng.integers(4, size - 28, 2)
+        changed = np.zeros((size, size), bool)
+        changed[r : r + 20, c : c + 20] = True
+        after[:, changed] = 220
+        origin = from_origin(ORIGIN[0] + i * 1000, ORIGIN[1], 1.0, 1.0)
+        paths = {
+            "before": write_raster(folder / f"p{i}_before.tif", before, transform=origin),
+            "after": write_raster(folder / f"p{i}_after.tif", after, transform=origin),
+        }
+        if semantic:
+            paths["label_before"] = write_raster(folder / f"p{i}_lb.tif", (changed * 3).astype(np.uint8)[None], transform=origin)
+            paths["label_after"] = write_raster(folder / f"p{i}_la.tif", (changed * 5).astype(np.uint8)[None], transform=origin)
+        else:
+            paths["change"] = write_raster(folder / f"p{i}_change.tif", changed.astype(np.uint8)[None], transform=origin)
+        records.append(PairRecord(name=f"p{i}", dataset="synthetic", **paths))
+    return write_manifest(records, folder / "manifest.csv")

@@ -68,7 +68,13 @@ def test_demo_refuses_to_overwrite_with_exit_2(tmp_path: Path) -> None:
     assert result.output.strip() == f"geocd: error: {tmp_path / 'before.tif'}: already exists (use --overwrite to replace it)"
 
 
-@pytest.mark.parametrize("name", ["train", "evaluate", "pseudo-label", "import-chips"])
+def test_train_on_a_missing_archive_is_one_line_exit_2(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["train", str(tmp_path / "none.csv"), "-o", str(tmp_path / "run")])
+    assert result.exit_code == 2
+    assert result.output.strip() == f"geocd: error: {tmp_path / 'none.csv'}: archive does not exist"
+
+
+@pytest.mark.parametrize("name", ["evaluate", "pseudo-label", "import-chips"])
 def test_commands_not_built_yet_say_so_and_exit_2(name: str) -> None:
     result = CliRunner().invoke(cli, [name, "x", "y"] if name == "import-chips" else [name, "x"])
     assert result.exit_code == 2

@@ -1,0 +1,1 @@
+"""Training on archives of labelled pairs: data, loss, Lightning task and checkpoints."""

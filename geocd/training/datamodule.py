@@ -1,0 +1,142 @@
+"""Tiles from archives of labelled pairs, drawn with TorchGeo samplers, as a Lightning DataModule.
+
+Each pair is its own :class:`LabelledPairDataset` (pairs may lie in different CRSs). Training
+draws random tiles with one TorchGeo ``RandomGeoSampler`` per pair, the tile budget shared
+by pair area; validation covers whole validation scenes with ``GridGeoSampler`` tiles that
+do not overlap, so each pixel is scored once.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import rasterio
+from torch.utils.data import DataLoader, Dataset, Sampler
+from torchgeo.samplers import GridGeoSampler, RandomGeoSampler
+
+from geocd.data.archive import PairRecord
+from geocd.data.labelled import LabelledPairDataset
+
+Item = tuple[int, Any]
+"""(pair index, TorchGeo spatial slice)."""
+
+STATISTICS_MAX_SIDE = 2048
+"""Rasters are read at most this many pixels on a side (decimated) for band statistics."""
+
+
+class ArchiveTiles(Dataset):
+    """Samples of several pairs, indexed by ``(pair index, spatial slice)``."""
+
+    def __init__(self, pairs: Sequence[LabelledPairDataset]) -> None:
+        self.pairs = list(pairs)
+
+    def __getitem__(self, item: Item) -> dict[str, Any]:
+        index, query = item
+        return self.pairs[index][query]
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+
+class RandomArchiveSampler(Sampler[Item]):
+    """``length`` random tiles per epoch over all pairs, shared by pair area, shuffled together."""
+
+    def __init__(self, pairs: Sequence[LabelledPairDataset], tile_size: int, length: int, seed: int = 0) -> None:
+        self.pairs, self.tile_size, self.length, self.seed = list(pairs), tile_size, length, seed
+        areas = np.array([p.overlap.width * p.overlap.height for p in self.pairs], np.float64)
+        shares = np.maximum(1, np.floor(length * areas / areas.sum())).astype(int)
+        self.counts = shares.tolist()
+        self.epoch = 0
+
+    def __iter__(self) -> Iterator[Item]:
+        items: list[Item] = []
+        for index, (pair, count) in enumerate(zip(self.pairs, self.counts)):
+            items += [(index, query) for query in RandomGeoSampler(pair, self.tile_size, length=count)]
+        random.Random(self.seed + self.epoch).shuffle(items)
+        self.epoch += 1
+        return iter(items)
+
+    def __len__(self) -> int:
+        return sum(self.counts)
+
+
+class GridArchiveSampler(Sampler[Item]):
+    """Non-overlapping grid tiles covering every pair completely."""
+
+    def __init__(self, pairs: Sequence[LabelledPairDataset], tile_size: int) -> None:
+        self.items = [(i, q) for i, pair in enumerate(pairs) for q in GridGeoSampler(pair, tile_size, tile_size)]
+
+    def __iter__(self) -> Iterator[Item]:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+def default_epoch_length(pairs: Sequence[LabelledPairDataset], tile_size: int) -> int:
+    """About as many tiles as fit side by side in all pairs."""
+    return sum(max(1, round(p.overlap.width * p.overlap.height / tile_size**2)) for p in pairs)
+
+
+def band_statistics(records: Sequence[PairRecord], bands: Sequence[int]) -> tuple[list[float], list[float]]:
+    """Per-band mean and std over the valid pixels of both dates of ``records``, streamed.
+
+    Each raster is read once, decimated to at most ``STATISTICS_MAX_SIDE`` pixels a side,
+    and only running sums are kept.
+    """
+    n = np.zeros(len(bands))
+    sums = np.zeros(len(bands))
+    squares = np.zeros(len(bands))
+    for record in records:
+        for path in (record.before, record.after):
+            with rasterio.open(path) as src:
+                scale = max(1.0, max(src.width, src.height) / STATISTICS_MAX_SIDE)
+                shape = (max(1, int(src.height / scale)), max(1, int(src.width / scale)))
+                data = src.read(list(bands), out_shape=(len(bands), *shape)).astype(np.float64)
+                valid = src.dataset_mask(out_shape=shape) > 0
+            pixels = data[:, valid]
+            n += pixels.shape[1]
+            sums += pixels.sum(1)
+            squares += (pixels**2).sum(1)
+    mean = sums / np.maximum(n, 1)
+    std = np.sqrt(np.maximum(squares / np.maximum(n, 1) - mean**2, 0))
+    return mean.tolist(), np.maximum(std, 1e-6).tolist()
+
+
+class ArchiveDataModule(pl.LightningDataModule):
+    """Training and validation tiles of an archive split by pair."""
+
+    def __init__(
+        self,
+        train: Sequence[PairRecord],
+        val: Sequence[PairRecord],
+        num_bands: int,
+        tile_size: int,
+        batch_size: int,
+        num_workers: int = 0,
+        epoch_length: int | None = None,
+        bands: list[int] | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.train_pairs = [LabelledPairDataset(r, num_bands, bands, min_extent=tile_size) for r in train]
+        self.val_pairs = [LabelledPairDataset(r, num_bands, bands, min_extent=tile_size) for r in val]
+        self.tile_size, self.batch_size, self.num_workers, self.seed = tile_size, batch_size, num_workers, seed
+        self.epoch_length = max(epoch_length or default_epoch_length(self.train_pairs, tile_size), batch_size)
+
+    def train_dataloader(self) -> DataLoader:
+        sampler = RandomArchiveSampler(self.train_pairs, self.tile_size, self.epoch_length, self.seed)
+        return self._loader(ArchiveTiles(self.train_pairs), sampler, drop_last=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(ArchiveTiles(self.val_pairs), GridArchiveSampler(self.val_pairs, self.tile_size), drop_last=False)
+
+    def _loader(self, dataset: Dataset, sampler: Sampler, drop_last: bool) -> DataLoader:
+        return DataLoader(
+            dataset, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0, drop_last=drop_last,
+        )

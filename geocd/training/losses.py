@@ -1,0 +1,65 @@
+"""The SenseEarth 2020 winner's loss: ``2 * bce + ce_before + ce_after``.
+
+* ``ce_before``/``ce_after``: cross-entropy of the shared semantic head per date over the
+  changed pixels only (label 0 = unchanged and 255 = ignore are left out), with class
+  weights (default 2 for water, low vegetation and tree, 1 otherwise);
+* ``bce``: binary cross-entropy of the change logit, changed pixels weighted 2.
+
+A term with no labelled pixel in the batch (e.g. binary-only archives, whose semantic
+labels are all ignore) contributes 0, so such archives train the change head only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from geocd.data.archive import IGNORE
+from geocd.models.siamese import ChangeLogits
+
+SEED_CLASS_WEIGHTS = (2.0, 1.0, 2.0, 2.0, 1.0, 1.0)
+"""Weights of land-cover classes 1..6 (water, ground, low vegetation, tree, building, playground)."""
+
+
+class LossTerms(NamedTuple):
+    """The total and its parts (for logging)."""
+
+    total: torch.Tensor
+    bce: torch.Tensor
+    ce_before: torch.Tensor
+    ce_after: torch.Tensor
+
+
+class ChangeLoss(nn.Module):
+    """``2 * bce + ce_before + ce_after`` with the seed's weights."""
+
+    def __init__(self, class_weights: Sequence[float] = SEED_CLASS_WEIGHTS, changed_weight: float = 2.0) -> None:
+        super().__init__()
+        self.register_buffer("class_weights", torch.tensor(class_weights, dtype=torch.float32))
+        self.changed_weight = changed_weight
+
+    def semantic(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Weighted CE over pixels labelled 1..K (head channel = label - 1)."""
+        target = torch.where((labels >= 1) & (labels != IGNORE), labels - 1, torch.full_like(labels, -100))
+        if not (target >= 0).any():
+            return logits.sum() * 0.0
+        return F.cross_entropy(logits.float(), target, weight=self.class_weights, ignore_index=-100)
+
+    def change(self, logits: torch.Tensor, change: torch.Tensor) -> torch.Tensor:
+        """BCE of the change logit over pixels labelled 0 or 1, changed pixels weighted."""
+        known = change != IGNORE
+        if not known.any():
+            return logits.sum() * 0.0
+        target = change[known].float()
+        weights = torch.where(target > 0, self.changed_weight, 1.0)
+        return F.binary_cross_entropy_with_logits(logits[:, 0][known].float(), target, weight=weights)
+
+    def forward(self, out: ChangeLogits, label_before: torch.Tensor, label_after: torch.Tensor, change: torch.Tensor) -> LossTerms:
+        bce = self.change(out.change, change)
+        ce_before = self.semantic(out.sem_before, label_before)
+        ce_after = self.semantic(out.sem_after, label_after)
+        return LossTerms(2 * bce + ce_before + ce_after, bce, ce_before, ce_after)

@@ -1,0 +1,108 @@
+"""Training: loss by hand, a falling loss, a 1-epoch Lightning run writing geocd checkpoints."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import synthetic_archive
+from geocd.checkpoint import load_checkpoint
+from geocd.data.archive import read_archive, split_pairs
+from geocd.models.siamese import ChangeLogits, ModelConfig
+from geocd.training.datamodule import ArchiveDataModule, band_statistics
+from geocd.training.losses import ChangeLoss
+from geocd.training.task import ChangeTask
+from geocd.training.train import TrainOptions, train
+
+BACKBONE = "mobilenetv3_small_050"
+
+
+def test_loss_matches_a_hand_computation() -> None:
+    sem_b = torch.tensor([[[[2.0, 0.0]], [[0.0, 1.0]]]])  # [1, 2 classes, 1, 2]
+    sem_a = torch.zeros(1, 2, 1, 2)
+    change = torch.tensor([[[[1.0, -1.0]]]])
+    label_b = torch.tensor([[[1, 0]]])  # pixel 0 class 1, pixel 1 unchanged (ignored by CE)
+    label_a = torch.tensor([[[2, 255]]])
+    mask = torch.tensor([[[1, 0]]])
+    terms = ChangeLoss(class_weights=(2.0, 1.0))(ChangeLogits(sem_b, sem_a, change), label_b, label_a, mask)
+    ce_b = -math.log(math.exp(2) / (math.exp(2) + 1))
+    ce_a = math.log(2)
+    bce = (2 * -math.log(torch.sigmoid(torch.tensor(1.0)).item()) + -math.log(1 - torch.sigmoid(torch.tensor(-1.0)).item())) / 2
+    assert terms.ce_before.item() == pytest.approx(ce_b)
+    assert terms.ce_after.item() == pytest.approx(ce_a)
+    assert terms.bce.item() == pytest.approx(bce)
+    assert terms.total.item() == pytest.approx(2 * bce + ce_b + ce_a)
+
+
+def test_binary_only_labels_train_the_change_head_only() -> None:
+    out = ChangeLogits(torch.randn(1, 6, 4, 4, requires_grad=True), torch.randn(1, 6, 4, 4), torch.randn(1, 1, 4, 4))
+    ignore = torch.full((1, 4, 4), 255)
+    terms = ChangeLoss()(out, ignore, ignore, torch.zeros(1, 4, 4, dtype=torch.long))
+    assert terms.ce_before.item() == 0.0 and terms.ce_after.item() == 0.0 and terms.bce.item() > 0
+
+
+def test_band_statistics_stream_valid_pixels(tmp_path: Path) -> None:
+    records = read_archive(synthetic_archive(tmp_path, pairs=2))
+    mean, std = band_statistics(records, [1, 2, 3])
+    assert len(mean) == 3 and 90 < mean[0] < 130 and 10 < std[0] < 60
+
+
+def test_loss_goes_down_on_an_easy_task(tmp_path: Path) -> None:
+    records = read_archive(synthetic_archive(tmp_path, pairs=2))
+    data = ArchiveDataModule(records, records, 3, 64, batch_size=2)
+    batch = next(iter(data.val_dataloader()))
+    torch.manual_seed(0)
+    task = ChangeTask(ModelConfig(BACKBONE, lightweight=True), [100.0] * 3, [40.0] * 3, jitter=0.0)
+    optimizer = torch.optim.Adam(task.model.parameters(), lr=1e-3)
+    task.model.train()
+    losses = []
+    for _ in range(8):
+        before, after = task.normalise(batch)
+        loss = task.loss(task.model(before, after), batch["label_before"], batch["label_after"], batch["change"]).total
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0]
+
+
+def test_split_is_by_pair_and_recorded(tmp_path: Path) -> None:
+    records = read_archive(synthetic_archive(tmp_path, pairs=5))
+    train_a, val_a = split_pairs(records, 0.4, seed=1)
+    train_b, val_b = split_pairs(records, 0.4, seed=1)
+    assert [r.name for r in val_a] == [r.name for r in val_b] and len(val_a) == 2
+    assert not {r.name for r in train_a} & {r.name for r in val_a}
+
+
+def test_one_epoch_writes_loadable_checkpoints(tmp_path: Path) -> None:
+    manifest = synthetic_archive(tmp_path / "archive", pairs=3)
+    lines: list[str] = []
+    options = TrainOptions(backbone=BACKBONE, tile_size=64, batch_size=2, max_epochs=1, val_fraction=0.34, accelerator="cpu", devices=1)
+    result = train(manifest, tmp_path / "run", options, echo=lines.append)
+    assert len(lines) == 1 and lines[0].startswith("epoch 1/1: loss ")
+    loaded = load_checkpoint(result.best)
+    meta = loaded.metadata
+    assert meta.config == ModelConfig(BACKBONE, 3, 6, True)
+    assert meta.tile_size == 64 and meta.resolution_m == pytest.approx(1.0)
+    assert meta.trained_classes == (3, 5)
+    assert meta.info["semantic_labels"] and len(meta.info["val_pairs"]) == 1
+    assert set(meta.info["validation"]) >= {"f1", "miou", "sek", "score", "selection"}
+    assert (tmp_path / "run" / "metrics.csv").is_file() and (tmp_path / "run" / "lightning" / "last.ckpt").is_file()
+    split = json.loads((tmp_path / "run" / "split.json").read_text())
+    assert split["val"] == meta.info["val_pairs"]
+    with pytest.raises(Exception, match="already holds a training run"):
+        train(manifest, tmp_path / "run", options)
+
+
+def test_binary_archive_records_untrained_land_cover(tmp_path: Path) -> None:
+    manifest = synthetic_archive(tmp_path / "archive", pairs=2, semantic=False)
+    options = TrainOptions(backbone=BACKBONE, tile_size=64, batch_size=2, max_epochs=1, val_fraction=0.5, accelerator="cpu", devices=1)
+    result = train(manifest, tmp_path / "run", options, echo=lambda line: None)
+    meta = load_checkpoint(result.last).metadata
+    assert meta.trained_classes == () and not meta.info["semantic_labels"]
+    assert "sek" not in meta.info["validation"] and "f1" in meta.info["validation"]
