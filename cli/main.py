@@ -196,15 +196,38 @@ def train(archive: str, output: str, backbone: str, lightweight: bool, bands: tu
 
 @cli.command()
 @click.argument("archive", type=click.Path())
-@click.option("--model", "models", multiple=True, type=click.Path(dir_okay=False), help="Model checkpoint.")
-def evaluate(archive: str, models: tuple[str, ...]) -> None:
+@click.option("--model", "models", multiple=True, type=click.Path(dir_okay=False),
+              help="Model checkpoint; repeat for an ensemble. Default: the model bundled with geocd.")
+@click.option("-o", "--output", type=click.Path(file_okay=False), default="evaluation", show_default=True,
+              help="Folder for evaluation.json and confusion.png.")
+@click.option("--pairs", help="Comma-separated pair names to evaluate (e.g. the validation pairs). Default: all.")
+@click.option("--tta", is_flag=True, help="Average over the 6 dihedral flips/rotations.")
+@click.option("--threshold", default=0.5, show_default=True, type=click.FloatRange(0, 1), help="Change probability cut-off.")
+@click.option("--tile-size", type=click.IntRange(32), help="Tile size in pixels. Default: the model's.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--num-workers", default=2, show_default=True, type=click.IntRange(0), help="Tile-reading worker processes.")
+@reports_errors
+def evaluate(archive: str, models: tuple[str, ...], output: str, pairs: str | None, tta: bool, threshold: float,
+             tile_size: int | None, device: str, num_workers: int) -> None:
     """Score a model on the labelled pairs of an archive (mIoU, SeK, Score, F_scd).
+
+    Runs the full predict path (tiling, blending) on every pair, prints a table and
+    writes evaluation.json and confusion.png.
 
     \b
     Example:
-      geocd evaluate archive/manifest.csv --model runs/first/best.safetensors
+      geocd evaluate archive/manifest.csv --model runs/first/best.safetensors --tta
     """
-    not_built_yet("evaluate")
+    from geocd.checkpoint import load_models
+    from geocd.evaluation import evaluate as run_evaluate, save_report
+    from geocd.inference.predict import PredictOptions, resolve_device
+
+    loaded = load_models(list(models), resolve_device(device))
+    options = PredictOptions(tile_size=tile_size, tta=tta, threshold=threshold, device=device, num_workers=num_workers)
+    report = run_evaluate(archive, loaded, options, pairs.split(",") if pairs else None)
+    json_path, png_path = save_report(report, output)
+    click.echo(report.table())
+    click.echo(f"wrote {json_path} and {png_path}", err=True)
 
 
 @cli.command("pseudo-label")

@@ -77,10 +77,10 @@ class IntensityChangeNet(nn.Module):
         return ChangeLogits(self.semantic(before), self.semantic(after), self.smooth(self.change((before - after).abs())))
 
 
-def intensity_model(trained: tuple[int, ...] = (3, 5), tile_size: int = 64, smoothing: bool = False) -> LoadedModel:
+def intensity_model(trained: tuple[int, ...] = (3, 5), tile_size: int = 64, smoothing: bool = False, offset: float = 30.0) -> LoadedModel:
     """:class:`IntensityChangeNet` with metadata (identity normalisation)."""
     meta = ModelMetadata(ModelConfig("resnet18"), mean=(0.0,) * 3, std=(1.0,) * 3, trained_classes=trained, tile_size=tile_size)
-    return LoadedModel(IntensityChangeNet(smoothing=smoothing).eval(), meta, Path("intensity-model"))
+    return LoadedModel(IntensityChangeNet(offset=offset, smoothing=smoothing).eval(), meta, Path("intensity-model"))
 
 
 @pytest.fixture(scope="session")

@@ -74,7 +74,7 @@ def test_train_on_a_missing_archive_is_one_line_exit_2(tmp_path: Path) -> None:
     assert result.output.strip() == f"geocd: error: {tmp_path / 'none.csv'}: archive does not exist"
 
 
-@pytest.mark.parametrize("name", ["evaluate", "pseudo-label", "import-chips"])
+@pytest.mark.parametrize("name", ["pseudo-label", "import-chips"])
 def test_commands_not_built_yet_say_so_and_exit_2(name: str) -> None:
     result = CliRunner().invoke(cli, [name, "x", "y"] if name == "import-chips" else [name, "x"])
     assert result.exit_code == 2
