@@ -246,15 +246,26 @@ def pseudo_label(archive: str, models: tuple[str, ...], output: str | None) -> N
 
 @cli.command("import-chips")
 @click.argument("source", type=click.Path())
-@click.argument("destination", type=click.Path())
-def import_chips(source: str, destination: str) -> None:
+@click.argument("destination", type=click.Path(file_okay=False))
+@click.option("--resolution", type=click.FloatRange(0, min_open=True),
+              help="Pixel size in metres for chips without georeferencing (they get a local metric grid).")
+@click.option("--dataset", help="Dataset name recorded in the manifest. Default: SOURCE's folder name.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing archive in DESTINATION.")
+@reports_errors
+def import_chips(source: str, destination: str, resolution: float | None, dataset: str | None, overwrite: bool) -> None:
     """Turn a public chip dataset (A/B/label or im1/im2/label1/label2) into a geocd archive.
+
+    Writes GeoTIFFs and DESTINATION/manifest.csv; train/val/test sub-folders become splits.
 
     \b
     Example:
-      geocd import-chips LEVIR-CD/train archive/levir
+      geocd import-chips LEVIR-CD/ archive/levir --resolution 0.5
     """
-    not_built_yet("import-chips")
+    from geocd.data.chips import import_chips as run_import
+
+    records = run_import(source, destination, resolution=resolution, dataset=dataset, overwrite=overwrite)
+    kinds = "semantic" if all(r.semantic for r in records) else "binary"
+    click.echo(f"imported {len(records)} {kinds} pairs into {destination}/manifest.csv")
 
 
 def main() -> None:

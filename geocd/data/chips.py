@@ -1,0 +1,384 @@
+"""Import public change-detection chip folders into a georeferenced archive.
+
+Two layouts are understood, in SRC itself or in its ``train/``, ``val/`` and ``test/``
+sub-folders (``test`` is recorded as split ``val``):
+
+* ``A/``, ``B/``, ``label/`` (LEVIR-CD, DSIFN, SZTAKI, OSCD copies): a 0/255 (or 0/1) label
+  becomes a binary ``change`` raster of 0/1;
+* ``im1/``, ``im2/``, ``label1/``, ``label2/`` (SECOND): labels coloured with the SECOND palette
+  (or single-band ids 0..6) become ``label_before``/``label_after`` id rasters.
+
+Chips in a pair share a file stem; ``.png .jpg .jpeg .tif .tiff`` files are read, any other
+file is skipped.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.enums import ColorInterp
+from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+from rasterio.io import DatasetReader
+
+from geocd.atomic import atomic_output
+from geocd.data.archive import MANIFEST_NAMES, PairRecord, read_archive, write_manifest
+from geocd.data.rasters import Grid, image_bands
+from geocd.errors import InputError, OutputError
+from geocd.schema import SECOND
+
+EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+SPLITS = {"train": "train", "val": "val", "test": "val"}
+LOCAL_CRS = CRS.from_epsg(32631)
+LOCAL_CENTRE_EASTING = 500_000.0
+LOCAL_TAG = {"GEOCD_GRID": "local"}
+BINARY_VALUES = (0, 1, 255)
+SECOND_COLOURS = {c.color: c.id for c in SECOND.classes}
+
+
+@dataclass(frozen=True)
+class _Layout:
+    images: tuple[str, str]
+    labels: tuple[str, ...]
+    outputs: tuple[str, ...]
+
+    @property
+    def semantic(self) -> bool:
+        return len(self.labels) == 2
+
+
+LAYOUTS = (
+    _Layout(("A", "B"), ("label",), ("before", "after", "change")),
+    _Layout(("im1", "im2"), ("label1", "label2"), ("before", "after", "label_before", "label_after")),
+)
+NO_LAYOUT = "no A/B/label or im1/im2/label1/label2 folders"
+
+
+@dataclass(frozen=True)
+class _Pair:
+    """One chip pair found in SRC: its archive name and split, sources and output folders."""
+
+    name: str
+    split: str
+    layout: _Layout
+    sources: tuple[Path, ...]
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One file to convert: source, target, label kind ('' for images), output grid and tags."""
+
+    source: Path
+    target: Path
+    label: str
+    grid: Grid
+    tags: dict[str, str]
+
+
+def import_chips(
+    source: str | os.PathLike[str],
+    destination: str | os.PathLike[str],
+    *,
+    resolution: float | None = None,
+    dataset: str | None = None,
+    overwrite: bool = False,
+) -> list[PairRecord]:
+    """Convert a chip folder into GeoTIFFs under ``DST/<column>/NAME.tif`` and ``DST/manifest.csv``.
+
+    Columns: ``before``, ``after`` and ``change`` (0/1) or ``label_before``/``label_after`` (ids).
+    Pair names are ``<dataset>_<split folder>_<stem>`` (empty parts left out); ``dataset``
+    defaults to SRC's folder name. Georeferenced chips keep their CRS and transform. A pair
+    whose 'A'/'im1' chip has none is put on a *local* grid: EPSG:32631 with ``resolution``
+    metre pixels, each pair at its own place near the equator and the central meridian, and
+    every raster written for it carries the GeoTIFF tag ``GEOCD_GRID=local`` (the manifest
+    does not record it). Images keep dtype, bands and alpha; labels are uint8 without nodata.
+    Nothing is written unless every chip passes the header checks; if a later step fails,
+    the files written so far are removed. Returns the records as :func:`read_archive` reads them.
+    """
+    src_root = Path(source)
+    if not src_root.is_dir():
+        raise InputError(src_root, "is not a folder")
+    if resolution is not None and not (math.isfinite(resolution) and resolution > 0):
+        raise InputError(None, f"--resolution must be a positive number of metres, not {resolution}")
+    dst_root = Path(destination)
+    manifest = _check_destination(dst_root, overwrite)
+    name = src_root.resolve().name if dataset is None else dataset
+    if "/" in name or os.sep in name:
+        raise InputError(None, f"a dataset name cannot hold a path separator: {name!r}")
+    pairs = _find_pairs(src_root, name)
+    jobs = _plan(pairs, dst_root, resolution, overwrite)
+    _run(jobs, overwrite)
+    records = [_record(pair, dst_root, name) for pair in pairs]
+    with atomic_output(manifest, overwrite=True) as tmp:
+        write_manifest(records, tmp)
+    return read_archive(manifest)
+
+
+def _check_destination(root: Path, overwrite: bool) -> Path:
+    if root.exists() and not root.is_dir():
+        raise OutputError(root, "exists and is not a folder")
+    existing = [root / n for n in MANIFEST_NAMES if (root / n).exists()]
+    if existing and not overwrite:
+        raise OutputError(existing[0], "already exists (use --overwrite to replace it)")
+    return root / MANIFEST_NAMES[0]
+
+
+def _child(folder: Path, name: str) -> Path | None:
+    """The sub-folder of ``folder`` called ``name``, matched case-insensitively."""
+    matches = [p for p in folder.iterdir() if p.is_dir() and p.name.lower() == name.lower()]
+    return matches[0] if matches else None
+
+
+def _find_pairs(root: Path, dataset: str) -> list[_Pair]:
+    layout = _layout(root)
+    if layout is not None:
+        pairs = _layout_pairs(root, layout, dataset, "")
+    else:
+        splits = [(s, _child(root, s)) for s in SPLITS]
+        splits = [(s, folder) for s, folder in splits if folder is not None]
+        if not splits:
+            raise InputError(root, NO_LAYOUT)
+        pairs = []
+        for split, folder in splits:
+            found = _layout(folder)
+            if found is None:
+                raise InputError(folder, NO_LAYOUT)
+            pairs += _layout_pairs(folder, found, dataset, split)
+    if not pairs:
+        raise InputError(root, f"holds no chips ({' '.join(EXTENSIONS)})")
+    return pairs
+
+
+def _layout(folder: Path) -> _Layout | None:
+    """The layout whose folders ``folder`` holds; an error if it holds only some of them."""
+    for layout in LAYOUTS:
+        names = layout.images + layout.labels
+        present = [n for n in names if _child(folder, n) is not None]
+        if len(present) == len(names):
+            return layout
+        if present and present[0] == names[0]:
+            missing = next(n for n in names if n not in present)
+            raise InputError(folder, f"has {'/, '.join(present)}/ but no {missing}/ folder")
+    return None
+
+
+def _chips(folder: Path) -> dict[str, Path]:
+    """Chip files of a folder by stem; two files with one stem are an error."""
+    chips: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and not path.name.startswith(".") and path.suffix.lower() in EXTENSIONS:
+            if path.stem in chips:
+                raise InputError(path, f"has the same name as {chips[path.stem].name}; keep one of them")
+            chips[path.stem] = path
+    return chips
+
+
+def _layout_pairs(folder: Path, layout: _Layout, dataset: str, split: str) -> list[_Pair]:
+    names = layout.images + layout.labels
+    chips = [_chips(_child(folder, n)) for n in names]
+    for name, files in zip(names[1:], chips[1:]):
+        unmatched = sorted(chips[0].keys() - files.keys())
+        if unmatched:
+            raise InputError(chips[0][unmatched[0]], f"has no matching chip in {name}/")
+        unmatched = sorted(files.keys() - chips[0].keys())
+        if unmatched:
+            raise InputError(files[unmatched[0]], f"has no matching chip in {names[0]}/")
+    pairs = []
+    for stem in sorted(chips[0]):
+        name = "_".join(part for part in (dataset, split, stem) if part)
+        pairs.append(_Pair(name, SPLITS.get(split, ""), layout, tuple(files[stem] for files in chips)))
+    return pairs
+
+
+@contextmanager
+def _open(path: Path) -> Iterator[DatasetReader]:
+    """Open a chip, quiet about missing georeferencing, with a one-line error if unreadable."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            src = rasterio.open(path)
+    except RasterioIOError:
+        raise InputError(path, "is not a raster GDAL can read") from None
+    with src:
+        yield src
+
+
+def _header(path: Path) -> tuple[int, int, Grid | None]:
+    """Width, height and own grid (None without a CRS and geotransform) of a chip."""
+    with _open(path) as src:
+        georeferenced = src.crs is not None and src.transform != Affine.identity()
+        return src.width, src.height, Grid(src.crs, src.transform, src.width, src.height) if georeferenced else None
+
+
+def _plan(pairs: list[_Pair], root: Path, resolution: float | None, overwrite: bool) -> list[_Job]:
+    """Check every chip's header and decide where each output goes and on which grid."""
+    headers = [[_header(p) for p in pair.sources] for pair in pairs]
+    local = [i for i, h in enumerate(headers) if h[0][2] is None]
+    if local and resolution is None:
+        raise InputError(pairs[local[0]].sources[0], "has no georeferencing; pass --resolution")
+    grids: dict[int, Grid] = {}
+    if local:
+        grids = dict(zip(local, _local_grids([headers[i][0][:2] for i in local], resolution)))
+    jobs = []
+    for i, (pair, header) in enumerate(zip(pairs, headers)):
+        _check_pair(pair, header)
+        reference = grids.get(i) or header[0][2]
+        tags = LOCAL_TAG if i in grids else {}
+        for path, (_, _, own), output in zip(pair.sources, header, pair.layout.outputs):
+            target = root / output / f"{pair.name}.tif"
+            if target.exists() and not overwrite:
+                raise OutputError(target, "already exists (use --overwrite to replace it)")
+            label = output if output in ("change", "label_before", "label_after") else ""
+            jobs.append(_Job(path, target, label, own or reference, tags))
+    return jobs
+
+
+def _check_pair(pair: _Pair, header: list[tuple[int, int, Grid | None]]) -> None:
+    """Same size for both images; labels without georeferencing match the images' size."""
+    width, height, grid = header[0]
+    for index, (path, (w, h, own)) in enumerate(zip(pair.sources[1:], header[1:]), start=1):
+        if grid is None and own is not None:
+            raise InputError(path, f"is georeferenced but {pair.sources[0].name} of its pair is not")
+        if (w, h) != (width, height) and (index == 1 or own is None):
+            first = pair.sources[0]
+            raise InputError(path, f"is {w}x{h} pixels, {first.parent.name}/{first.name} is {width}x{height}")
+
+
+def _local_grids(sizes: list[tuple[int, int]], resolution: float) -> list[Grid]:
+    """Non-overlapping grids on a square lattice centred on UTM 31N's central meridian.
+
+    Cells are whole metres (at least 100 m more than the largest chip), so every origin is
+    an exact float64.
+    """
+    side = math.ceil(math.sqrt(len(sizes)))
+    extent = max(max(w, h) for w, h in sizes) * resolution
+    spacing = 100.0 * (math.floor(extent / 100.0) + 2)
+    grids = []
+    for i, (width, height) in enumerate(sizes):
+        row, col = divmod(i, side)
+        left = LOCAL_CENTRE_EASTING + (col - side // 2) * spacing
+        top = (row + 1) * spacing
+        grids.append(Grid(LOCAL_CRS, Affine(resolution, 0.0, left, 0.0, -resolution, top), width, height))
+    return grids
+
+
+def _run(jobs: list[_Job], overwrite: bool) -> None:
+    """Convert every job; on any failure remove the outputs written so far."""
+    written: list[Path] = []
+    try:
+        for job in jobs:
+            job.target.parent.mkdir(parents=True, exist_ok=True)
+            _convert(job, overwrite)
+            written.append(job.target)
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
+
+
+def _convert(job: _Job, overwrite: bool) -> None:
+    colormap = None
+    with _open(job.source) as src:
+        if job.label:
+            data = _label_ids(job.source, src, semantic=job.label != "change")[np.newaxis]
+            colorinterp, nodata = [ColorInterp.gray], None
+        else:
+            data, colorinterp, nodata = src.read(), list(src.colorinterp), src.nodata
+            if colorinterp[0] == ColorInterp.palette:
+                colormap = src.colormap(1)
+    _write(job.target, data, job.grid, _Bands(colorinterp, nodata, colormap), job.tags, overwrite)
+
+
+@dataclass(frozen=True)
+class _Bands:
+    """What an output keeps of its source's band description."""
+
+    colorinterp: list[ColorInterp]
+    nodata: float | None
+    colormap: dict[int, tuple[int, ...]] | None
+
+
+def _write(target: Path, data: np.ndarray, grid: Grid, bands: _Bands, tags: dict[str, str], overwrite: bool) -> None:
+    """A deflate-compressed, tiled GeoTIFF, written atomically."""
+    block = min(256, 16 * math.ceil(max(grid.width, grid.height) / 16))
+    profile = dict(
+        driver="GTiff", width=grid.width, height=grid.height, count=data.shape[0], dtype=data.dtype,
+        crs=grid.crs, transform=grid.transform, nodata=bands.nodata,
+        compress="deflate", tiled=True, blockxsize=block, blockysize=block,
+    )
+    with atomic_output(target, overwrite) as tmp:
+        with rasterio.open(tmp, "w", **profile) as dst:
+            dst.write(data)
+            dst.colorinterp = bands.colorinterp
+            if bands.colormap is not None:
+                dst.write_colormap(1, bands.colormap)
+            dst.update_tags(**tags)
+
+
+def _label_ids(path: Path, src: DatasetReader, semantic: bool) -> np.ndarray:
+    """A label chip as uint8 ids: SECOND classes 0..6, or change 0/1."""
+    bands = image_bands(src)
+    if len(bands) >= 3:
+        rgb = src.read(bands[:3])
+    elif src.colorinterp[bands[0] - 1] == ColorInterp.palette:
+        rgb = _palette_rgb(src, bands[0])
+    else:
+        return _value_ids(path, src.read(bands[0]), semantic)
+    if semantic:
+        return _colour_ids(path, rgb)
+    grey = (rgb[0] == rgb[1]) & (rgb[1] == rgb[2])
+    if not grey.all():
+        r, c = np.argwhere(~grey)[0]
+        raise InputError(path, f"unknown label colour {_colour_text(rgb[:, r, c].tolist())}")
+    return _value_ids(path, rgb[0], semantic)
+
+
+def _palette_rgb(src: DatasetReader, band: int) -> np.ndarray:
+    """A paletted band as RGB ``[3, h, w]`` through its colour table."""
+    table = np.zeros((256, 3), np.uint8)
+    for index, colour in src.colormap(band).items():
+        table[index] = colour[:3]
+    return np.moveaxis(table[src.read(band)], -1, 0)
+
+
+def _value_ids(path: Path, values: np.ndarray, semantic: bool) -> np.ndarray:
+    allowed = range(len(SECOND.classes)) if semantic else BINARY_VALUES
+    unknown = [v for v in np.unique(values).tolist() if v not in allowed]
+    if unknown:
+        raise InputError(path, f"unknown label value {_text(unknown[0])}")
+    return (values if semantic else values != 0).astype(np.uint8)
+
+
+def _colour_ids(path: Path, rgb: np.ndarray) -> np.ndarray:
+    """SECOND palette colours ``[3, h, w]`` to class ids ``[h, w]``."""
+    colours, inverse = np.unique(rgb.reshape(3, -1).T, axis=0, return_inverse=True)
+    ids = np.empty(len(colours), np.uint8)
+    for k, colour in enumerate(colours.tolist()):
+        if tuple(colour) not in SECOND_COLOURS:
+            raise InputError(path, f"unknown label colour {_colour_text(colour)}")
+        ids[k] = SECOND_COLOURS[tuple(colour)]
+    return ids[inverse.reshape(rgb.shape[1:])]
+
+
+def _text(value: float) -> str:
+    """A label value as written in messages: integers without a decimal point."""
+    value = float(value)
+    return str(int(value)) if value.is_integer() else str(value)
+
+
+def _colour_text(colour: list[float]) -> str:
+    return f"({', '.join(_text(v) for v in colour)})"
+
+
+def _record(pair: _Pair, root: Path, dataset: str) -> PairRecord:
+    paths = {output: root / output / f"{pair.name}.tif" for output in pair.layout.outputs}
+    return PairRecord(name=pair.name, dataset=dataset, split=pair.split, **paths)
