@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import sys
+from pathlib import Path
 from collections.abc import Callable
 from typing import Any
 
@@ -143,9 +144,13 @@ def predict(before: str, after: str, output: str | None, raster: str | None, mod
 
 
 @cli.command()
-@click.argument("archive", type=click.Path())
+@click.argument("archives", nargs=-1, required=True, type=click.Path())
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Run folder for checkpoints and logs.")
-@click.option("--backbone", default="hrnet_w18_small_v2", show_default=True, help="Any timm backbone with features_only.")
+@click.option("--backbone", default="tf_efficientnet_lite0", show_default=True,
+              help="Any timm backbone with features_only (e.g. hrnet_w18, resnet50).")
+@click.option("--pretrained/--no-pretrained", default=True, show_default=True,
+              help="Start from ImageNet weights (offline package, --backbone-weights, or timm's hub).")
+@click.option("--backbone-weights", type=click.Path(dir_okay=False), help="ImageNet weights file with timm key names.")
 @click.option("--lightweight/--full-heads", default=True, show_default=True, help="Depthwise-separable convolutions in the heads.")
 @click.option("--bands", callback=parse_bands, help="Bands to use, 1-based, comma-separated. Default: the first 3.")
 @click.option("--tile-size", default=256, show_default=True, type=click.IntRange(32), help="Training tile size in pixels.")
@@ -164,18 +169,19 @@ def predict(before: str, after: str, output: str | None, raster: str | None, mod
 @click.option("--num-workers", default=2, show_default=True, type=click.IntRange(0), help="Tile-reading worker processes.")
 @click.option("--resume", is_flag=True, help="Continue the run in OUTPUT from its last epoch.")
 @reports_errors
-def train(archive: str, output: str, backbone: str, lightweight: bool, bands: tuple[int, ...] | None, tile_size: int,
+def train(archives: tuple[str, ...], output: str, backbone: str, pretrained: bool, backbone_weights: str | None, lightweight: bool, bands: tuple[int, ...] | None, tile_size: int,
           batch_size: int, max_epochs: int, epoch_length: int | None, lr: float, class_weights: str, jitter: float,
           val_fraction: float, seed: int, accelerator: str, devices: str, strategy: str, num_nodes: int,
           num_workers: int, resume: bool) -> None:
-    """Train a change model on an archive of scene pairs.
+    """Train a change model on archives of scene pairs.
 
-    ARCHIVE is a manifest (CSV or YAML) or a folder holding manifest.csv; see
-    geocd import-chips to make one from public chip datasets.
+    Each ARCHIVE is a manifest (CSV or YAML) or a folder holding manifest.csv; see
+    geocd import-chips to make one from public chip datasets. Pairs are split into
+    training and validation per dataset, by pair.
 
     \b
     Example:
-      geocd train archive/manifest.csv -o runs/first --backbone hrnet_w18_small_v2 --max-epochs 30
+      geocd train archive/levir archive/sztaki -o runs/first --max-epochs 30
     """
     from geocd.training.train import TrainOptions, train as run_train
 
@@ -184,13 +190,14 @@ def train(archive: str, output: str, backbone: str, lightweight: bool, bands: tu
     except ValueError:
         raise click.BadParameter("comma-separated numbers", param_hint="--class-weights") from None
     options = TrainOptions(
-        backbone=backbone, lightweight=lightweight, bands=bands, num_bands=len(bands) if bands else 3, tile_size=tile_size,
+        backbone=backbone, pretrained=pretrained, backbone_weights=Path(backbone_weights) if backbone_weights else None,
+        lightweight=lightweight, bands=bands, num_bands=len(bands) if bands else 3, tile_size=tile_size,
         batch_size=batch_size, max_epochs=max_epochs, epoch_length=epoch_length, lr=lr, class_weights=weights,
         jitter=jitter, val_fraction=val_fraction, seed=seed, accelerator=accelerator,
         devices=int(devices) if devices.isdigit() else devices, strategy=strategy, num_nodes=num_nodes,
         num_workers=num_workers, resume=resume,
     )
-    result = run_train(archive, output, options, echo=lambda line: click.echo(line, err=True))
+    result = run_train(archives, output, options, echo=lambda line: click.echo(line, err=True))
     click.echo(f"best checkpoint: {result.best} ({', '.join(f'{k} {v:.3f}' for k, v in result.best_scores.items())})")
 
 

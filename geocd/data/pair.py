@@ -19,6 +19,7 @@ import shapely
 import torch
 from geopandas import GeoDataFrame
 from rasterio.enums import ColorInterp, Resampling
+from rasterio.env import set_gdal_config
 from rasterio.io import DatasetReader
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
@@ -31,6 +32,14 @@ from geocd.errors import InputError
 
 DECIMATED_CHECK_SIZE = 1024
 """Longest side of the decimated masks read to check that the overlap has valid pixels."""
+
+GDAL_CACHE_MB = 128
+"""GDAL's block cache per process (its default, 5% of RAM, would grow with the scene)."""
+
+
+def limit_gdal_cache() -> None:
+    """Cap GDAL's block cache; effective when called before the process's first block read."""
+    set_gdal_config("GDAL_CACHEMAX", GDAL_CACHE_MB * 2**20)
 
 
 def warp_onto(src: DatasetReader, grid: Grid, resampling: Resampling = Resampling.bilinear) -> DatasetReader | WarpedVRT:
@@ -89,6 +98,7 @@ class PairDataset(GeoDataset):
         min_extent: int = 0,
     ) -> None:
         self.paths = [os.fspath(before), os.fspath(after)]
+        limit_gdal_cache()
         with open_raster(before) as b, open_raster(after) as a:
             self.grid = grid_of(b)
             self.bands_before = choose_bands(b, bands, num_bands)
@@ -143,6 +153,7 @@ class PairDataset(GeoDataset):
     def _open(self) -> tuple[DatasetReader, DatasetReader | WarpedVRT]:
         """File handles of this process (DataLoader workers each open their own)."""
         if self._sources is None or self._sources[0] != os.getpid():
+            limit_gdal_cache()
             before = open_raster(self.paths[0])
             after = warp_onto(open_raster(self.paths[1]), self.grid)
             self._sources = (os.getpid(), before, after)

@@ -4,7 +4,9 @@ Every tile's probabilities are multiplied by a window that is 1 in the tile's in
 and falls off with a cosine ramp over the overlap, then added into a buffer of rows.
 A row is finished once the last tile covering it has been added (known in advance from
 the tile windows); finished rows are normalised by the summed weights and handed to the
-sink at once, so the buffer spans about one tile row plus the overlap, never the scene.
+sink at once, in chunks of ``FLUSH_ROWS``, so the buffer spans about one tile row plus the
+overlap, never the scene. Weighted probability sums are held as float16 (the output keeps
+1/254 steps), weights as float32.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from rasterio.windows import Window
+
+FLUSH_ROWS = 64
+"""Finished rows are normalised and handed to the sink this many at a time (bounds temporaries)."""
 
 
 def blend_window(length: int, overlap: int) -> np.ndarray:
@@ -62,7 +67,7 @@ class RowStreamStitcher:
             self.last_tile[top:bottom] = i
         self.added = 0
         self.buffer_top = 0
-        self.sums = np.zeros((channels, 0, self.width), np.float32)
+        self.sums = np.zeros((channels, 0, self.width), np.float16)
         self.weight_sums = np.zeros((0, self.width), np.float32)
         self.valid = np.zeros((0, self.width), bool)
 
@@ -110,10 +115,12 @@ class RowStreamStitcher:
         done = self.last_tile[self.buffer_top : self.buffer_top + held] < self.added
         if not done.any():
             return
-        for start, stop in _runs_at_ends(done):
-            sums = self.sums[:, start:stop]
-            weights = np.maximum(self.weight_sums[start:stop], np.finfo(np.float32).tiny)
-            self.sink(FinishedRows(self.buffer_top + start, sums / weights, self.valid[start:stop].copy()))
+        for run_start, run_stop in _runs_at_ends(done):
+            for start in range(run_start, run_stop, FLUSH_ROWS):
+                stop = min(start + FLUSH_ROWS, run_stop)
+                weights = np.maximum(self.weight_sums[start:stop], np.finfo(np.float32).tiny)
+                probabilities = self.sums[:, start:stop].astype(np.float32) / weights
+                self.sink(FinishedRows(self.buffer_top + start, probabilities, self.valid[start:stop].copy()))
         pending = np.flatnonzero(~done)
         keep = slice(pending[0], pending[-1] + 1) if pending.size else slice(held, held)
         self.sums = self.sums[:, keep].copy()

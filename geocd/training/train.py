@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from geocd.checkpoint import ModelMetadata, read_metadata, save_checkpoint
 from geocd.data.archive import PairRecord, read_archive, split_pairs
 from geocd.data.rasters import choose_bands, open_raster
 from geocd.errors import InputError
+from geocd.models.pretrained import load_imagenet_weights
 from geocd.models.siamese import ModelConfig
 from geocd.schema import SECOND
 from geocd.training.datamodule import ArchiveDataModule, band_statistics
@@ -34,7 +36,9 @@ from geocd.training.task import ChangeTask
 class TrainOptions:
     """Everything ``geocd train`` can be told."""
 
-    backbone: str = "hrnet_w18_small_v2"
+    backbone: str = "tf_efficientnet_lite0"
+    pretrained: bool = True
+    backbone_weights: Path | None = None
     lightweight: bool = True
     bands: tuple[int, ...] | None = None
     num_bands: int = 3
@@ -114,8 +118,10 @@ class GeocdCheckpoints(Callback):
         self.echo(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}: {loss_text}val {shown}{' (best)' if improved else ''}")
 
 
-def train(archive: str | os.PathLike[str], output: str | os.PathLike[str], options: TrainOptions = TrainOptions(), echo=print) -> TrainResult:  # noqa: ANN001
-    """Train a change model on ``archive`` and write geocd checkpoints into ``output``."""
+def train(
+    archives: Sequence[str | os.PathLike[str]], output: str | os.PathLike[str], options: TrainOptions = TrainOptions(), echo=print  # noqa: ANN001
+) -> TrainResult:
+    """Train a change model on the pairs of ``archives`` and write geocd checkpoints into ``output``."""
     if options.batch_size < 2:
         raise InputError(None, "--batch-size must be at least 2 for training (batch normalisation needs it)")
     if len(options.class_weights) != SECOND.num_landcover:
@@ -127,10 +133,10 @@ def train(archive: str | os.PathLike[str], output: str | os.PathLike[str], optio
     if not options.resume and (out / "last.safetensors").exists():
         raise InputError(out, "already holds a training run (use --resume to continue it, or another folder)")
     out.mkdir(parents=True, exist_ok=True)
-    records = read_archive(archive)
+    records = [record for archive in archives for record in read_archive(archive)]
     train_records, val_records = split_pairs(records, options.val_fraction, options.seed)
     if not train_records or not val_records:
-        raise InputError(archive, f"needs at least 2 pairs to split into training and validation (has {len(records)})")
+        raise InputError(archives[0], f"needs at least 2 pairs to split into training and validation (has {len(records)})")
     with open_raster(train_records[0].before) as src:
         bands = choose_bands(src, options.bands, options.num_bands)
     mean, std = band_statistics(train_records, bands)
@@ -139,12 +145,15 @@ def train(archive: str | os.PathLike[str], output: str | os.PathLike[str], optio
     pl.seed_everything(options.seed, workers=True, verbose=False)
     config = ModelConfig(options.backbone, len(bands), SECOND.num_landcover, options.lightweight)
     task = ChangeTask(config, mean, std, options.lr, options.class_weights, options.jitter, options.seed)
+    backbone_init = "random"
+    if options.pretrained and not options.resume:
+        backbone_init = load_imagenet_weights(task.model.encoder, options.backbone, len(bands), options.backbone_weights)
     data = ArchiveDataModule(train_records, val_records, len(bands), options.tile_size, options.batch_size,
                              options.num_workers, options.epoch_length, list(bands), options.seed)
     metadata = ModelMetadata(
         config, bands=band_names(train_records[0], bands), mean=tuple(mean), std=tuple(std), schema=SECOND,
         tile_size=options.tile_size, resolution_m=ground_resolution(train_records),
-        info={"archive": os.fspath(archive), "train_pairs": [r.name for r in train_records],
+        info={"archives": [os.fspath(a) for a in archives], "backbone_init": backbone_init, "train_pairs": [r.name for r in train_records],
               "val_pairs": [r.name for r in val_records], "semantic_labels": any(r.semantic for r in train_records),
               **options.extra_info},
     )
