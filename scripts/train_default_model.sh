@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Reproduce geocd's embedded default model from the shared real imagery on a clean checkout:
+#   bash scripts/train_default_model.sh [DATA_DIR] [WORK_DIR] [EPOCHS]
+# DATA_DIR holds levir/, dsifn/, sztaki/, oscd/ (A/, B/, label/ each); nothing from it is copied
+# into the repository. The result is written to geocd/models/default/geocd-default.safetensors.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${1:-../shared/data}
+WORK=${2:-build/default-model}
+EPOCHS=${3:-25}
+
+# Ground resolution of each dataset in metres (the chips carry no georeferencing).
+declare -A RESOLUTION=([levir]=0.5 [dsifn]=2.0 [sztaki]=1.5 [oscd]=10.0)
+archives=()
+for name in levir dsifn sztaki oscd; do
+  geocd import-chips "$DATA/$name" "$WORK/archive/$name" --resolution "${RESOLUTION[$name]}" --dataset "$name" --overwrite
+  archives+=("$WORK/archive/$name")
+done
+
+rm -rf "$WORK/run"
+geocd train "${archives[@]}" -o "$WORK/run" --backbone tf_efficientnet_lite0 --pretrained --lightweight \
+  --tile-size 256 --batch-size 8 --max-epochs "$EPOCHS" --val-fraction 0.2 --seed 0 --num-workers 0
+
+python3 scripts/export_default_model.py "$WORK/run/best.safetensors" geocd/models/default/geocd-default.safetensors
