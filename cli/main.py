@@ -97,6 +97,8 @@ def parse_bands(ctx: click.Context, param: click.Parameter, value: str | None) -
 @click.argument("after", type=click.Path())
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="GeoPackage of change polygons to write.")
 @click.option("--raster", type=click.Path(dir_okay=False), help="Also write the change raster (probability, from, to).")
+@click.option("--landcover", type=click.Path(dir_okay=False),
+              help="Also write both dates' land-cover maps (2 bands; needs a model with trained land-cover heads).")
 @click.option("--model", "models", multiple=True, type=click.Path(dir_okay=False),
               help="Model checkpoint; repeat for an ensemble. Default: the model bundled with geocd.")
 @click.option("--tta", is_flag=True, help="Average over the 6 dihedral flips/rotations (6x slower).")
@@ -113,7 +115,7 @@ def parse_bands(ctx: click.Context, param: click.Parameter, value: str | None) -
               help="Progress on stderr: a bar, JSON lines (for programs), or nothing.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output (same as --progress none).")
 @reports_errors
-def predict(before: str, after: str, output: str | None, raster: str | None, models: tuple[str, ...], tta: bool,
+def predict(before: str, after: str, output: str | None, raster: str | None, landcover: str | None, models: tuple[str, ...], tta: bool,
             threshold: float, min_area: float, bands: tuple[int, ...] | None, tile_size: int | None,
             overlap: int | None, device: str, batch_size: int | None, num_workers: int, overwrite: bool,
             progress_mode: str, quiet: bool) -> None:
@@ -126,8 +128,8 @@ def predict(before: str, after: str, output: str | None, raster: str | None, mod
     Example:
       geocd predict before.tif after.tif -o changes.gpkg --raster change.tif --tta
     """
-    if output is None and raster is None:
-        raise click.UsageError("give -o/--output changes.gpkg and/or --raster change.tif")
+    if output is None and raster is None and landcover is None:
+        raise click.UsageError("give -o/--output changes.gpkg, --raster change.tif and/or --landcover landcover.tif")
     from geocd.checkpoint import load_models
     from geocd.inference.predict import PredictOptions, predict as run_predict, resolve_device
     from geocd.progress import Progress
@@ -135,10 +137,11 @@ def predict(before: str, after: str, output: str | None, raster: str | None, mod
     options = PredictOptions(tile_size=tile_size, overlap=overlap, tta=tta, threshold=threshold, device=device,
                              batch_size=batch_size, num_workers=num_workers, bands=bands, overwrite=overwrite)
     loaded = load_models(list(models), resolve_device(device))
-    result = run_predict(before, after, loaded, output, raster, options, min_area, Progress("none" if quiet else progress_mode))
+    progress = Progress("none" if quiet else progress_mode)
+    result = run_predict(before, after, loaded, output, raster, options, min_area, progress, landcover)
     if not quiet and progress_mode != "json":
         stats = result.change_raster
-        written = ", ".join(str(p) for p in (result.vectors, result.raster) if p is not None)
+        written = ", ".join(str(p) for p in (result.vectors, result.raster, result.landcover) if p is not None)
         polygons = f"{result.polygons} change polygons, " if result.polygons is not None else ""
         click.echo(f"{polygons}{stats.megapixels:.2f} MP in {stats.seconds:.1f} s -> {written}", err=True)
 

@@ -149,3 +149,26 @@ def test_memory_buffer_spans_about_one_tile_row(tmp_path: Path) -> None:
     assert sorted(rows_seen) == list(range(256)) and len(rows_seen) == 256
     assert peak <= 32 + 4
     assert stitcher.complete
+
+
+def test_land_cover_maps_of_both_dates(tmp_path: Path) -> None:
+    from geocd.inference.predict import predict
+
+    before, after, changed = planted_pair(tmp_path)
+    predict(before, after, [intensity_model()], landcover=tmp_path / "lc.tif", options=PredictOptions(tile_size=48))
+    with rasterio.open(tmp_path / "lc.tif") as src, rasterio.open(before) as b:
+        assert src.count == 2 and src.transform == b.transform and src.nodata == NODATA
+        assert src.descriptions == ("landcover_before", "landcover_after")
+        cover = src.read()
+    assert (cover[0] == 3).all()  # the smooth scene is not bright: low vegetation everywhere before
+    assert (cover[1][changed] == 5).all() and (cover[1][~changed] == 3).all()
+
+
+def test_land_cover_map_needs_trained_heads(tmp_path: Path) -> None:
+    from geocd.errors import InputError
+    from geocd.inference.predict import predict
+
+    before, after, _ = planted_pair(tmp_path)
+    with pytest.raises(InputError, match="untrained land-cover heads"):
+        predict(before, after, [intensity_model(trained=())], landcover=tmp_path / "lc.tif")
+    assert not (tmp_path / "lc.tif").exists()

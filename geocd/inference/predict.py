@@ -34,6 +34,7 @@ from geocd.models.tta import predict_probabilities
 from geocd.progress import Progress
 
 RASTER_BLOCK = 256
+LANDCOVER_BANDS = ("landcover_before", "landcover_after")
 
 
 @dataclass(frozen=True)
@@ -120,14 +121,19 @@ def predict_change_raster(
     raster: str | os.PathLike[str],
     options: PredictOptions = PredictOptions(),
     progress: Progress | None = None,
+    landcover: str | os.PathLike[str] | None = None,
 ) -> ChangeRasterResult:
     """Write the change raster of a pair to ``raster`` (which must not exist; the caller makes it atomic).
 
-    Peak memory is bounded by the tile size and the scene width, not by the scene size.
+    With ``landcover``, also write both dates' land-cover maps there (2 uint8 bands, trained
+    classes only, nodata 255 outside the valid area). Peak memory is bounded by the tile size
+    and the scene width, not by the scene size.
     """
     start = time.perf_counter()
     check_ensemble(models)
     meta = models[0].metadata
+    if landcover is not None and not meta.landcover_trained:
+        raise InputError(models[0].path, "has untrained land-cover heads, so it cannot write a land-cover map")
     progress = progress or Progress("none")
     device = resolve_device(options.device)
     tile = options.tile_size or meta.tile_size
@@ -152,9 +158,12 @@ def predict_change_raster(
         extra={"tta": str(options.tta).lower()},
     )
     model_seconds = 0.0
-    with open_change_raster(raster, dataset.grid, info) as dst:
-        write_nodata_outside(dst, dataset.overlap)
-        sink = _RowWriter(dst, dataset.overlap, trained, options.threshold)
+    with contextlib.ExitStack() as outputs:
+        dst = outputs.enter_context(open_output_raster(raster, dataset.grid, BANDS, info))
+        cover = outputs.enter_context(open_output_raster(landcover, dataset.grid, LANDCOVER_BANDS, info)) if landcover else None
+        for out in filter(None, (dst, cover)):
+            write_nodata_outside(out, dataset.overlap)
+        sink = _RowWriter(dst, dataset.overlap, trained, options.threshold, cover)
         stitcher = RowStreamStitcher(windows, dataset.overlap, channels, overlap, sink)
         progress.start(len(windows), "predicting tiles")
         for batch in loader:
@@ -186,24 +195,26 @@ def _forward(nets: Sequence[nn.Module], batch: dict, device: torch.device, tta: 
 
 
 @contextlib.contextmanager
-def open_change_raster(path: str | os.PathLike[str], grid: Grid, info: ChangeMapInfo):  # noqa: ANN201
-    """Create a tiled, compressed change GeoTIFF on ``grid`` (see :mod:`geocd.changemap`)."""
+def open_output_raster(path: str | os.PathLike[str], grid: Grid, bands: Sequence[str], info: ChangeMapInfo):  # noqa: ANN201
+    """Create a tiled, compressed uint8 GeoTIFF on ``grid`` with nodata 255 and geocd tags.
+
+    A ``change_probability`` band gets the GDAL scale 1/254 (see :mod:`geocd.changemap`).
+    """
     profile = dict(
-        driver="GTiff", width=grid.width, height=grid.height, count=len(BANDS), dtype="uint8", nodata=NODATA,
+        driver="GTiff", width=grid.width, height=grid.height, count=len(bands), dtype="uint8", nodata=NODATA,
         crs=grid.crs, transform=grid.transform, tiled=True, blockxsize=RASTER_BLOCK, blockysize=RASTER_BLOCK,
         compress="deflate", bigtiff="if_safer",
     )
     with rasterio.open(path, "w", **profile) as dst:
-        dst.descriptions = BANDS
-        dst.scales = (1.0 / PROBABILITY_SCALE, 1.0, 1.0)
-        dst.offsets = (0.0, 0.0, 0.0)
+        dst.descriptions = tuple(bands)
+        dst.scales = tuple(1.0 / PROBABILITY_SCALE if b == "change_probability" else 1.0 for b in bands)
         dst.update_tags(**info.to_tags())
         yield dst
 
 
 def write_nodata_outside(dst: rasterio.io.DatasetWriter, region: Window) -> None:
     """Fill the rows above and below ``region`` with nodata (the columns beside it are filled per row)."""
-    bands = len(BANDS)
+    bands = dst.count
     for start, stop in ((0, int(region.row_off)), (int(region.row_off + region.height), dst.height)):
         for row in range(start, stop, RASTER_BLOCK):
             n = min(RASTER_BLOCK, stop - row)
@@ -211,25 +222,33 @@ def write_nodata_outside(dst: rasterio.io.DatasetWriter, region: Window) -> None
 
 
 class _RowWriter:
-    """Sink of the stitcher: encode finished rows and write them full-width."""
+    """Sink of the stitcher: encode finished rows and write them full-width (and the land-cover map)."""
 
-    def __init__(self, dst: rasterio.io.DatasetWriter, region: Window, trained: list[int], threshold: float) -> None:
-        self.dst, self.region, self.threshold = dst, region, threshold
+    def __init__(self, dst: rasterio.io.DatasetWriter, region: Window, trained: list[int], threshold: float,
+                 landcover: rasterio.io.DatasetWriter | None = None) -> None:
+        self.dst, self.region, self.threshold, self.landcover = dst, region, threshold, landcover
         self.trained = np.asarray(trained, np.uint8)
 
     def __call__(self, rows: FinishedRows) -> None:
         n = rows.valid.shape[0]
+        columns = slice(int(self.region.col_off), int(self.region.col_off + self.region.width))
+        window = Window(0, int(self.region.row_off) + rows.row_off, self.dst.width, n)
         out = np.full((len(BANDS), n, self.dst.width), NODATA, np.uint8)
         probability = encode_probability(rows.probabilities[0])
         changed = is_changed(probability, self.threshold) & rows.valid
-        region = out[:, :, int(self.region.col_off) : int(self.region.col_off + self.region.width)]
+        region = out[:, :, columns]
         region[0] = np.where(rows.valid, probability, NODATA)
         region[1:] = np.where(rows.valid, 0, NODATA)
         if self.trained.size:
             t = self.trained.size
-            for band, probs in ((1, rows.probabilities[1 : 1 + t]), (2, rows.probabilities[1 + t :])):
-                region[band][changed] = self.trained[probs.argmax(0)][changed]
-        self.dst.write(out, window=Window(0, int(self.region.row_off) + rows.row_off, self.dst.width, n))
+            classes = [self.trained[probs.argmax(0)] for probs in (rows.probabilities[1 : 1 + t], rows.probabilities[1 + t :])]
+            for band, date_classes in zip((1, 2), classes):
+                region[band][changed] = date_classes[changed]
+            if self.landcover is not None:
+                cover = np.full((2, n, self.dst.width), NODATA, np.uint8)
+                cover[:, :, columns] = np.where(rows.valid, np.stack(classes), NODATA)
+                self.landcover.write(cover, window=window)
+        self.dst.write(out, window=window)
 
 
 @dataclass(frozen=True)
@@ -240,6 +259,7 @@ class PredictResult:
     vectors: Path | None
     change_raster: ChangeRasterResult
     polygons: int | None
+    landcover: Path | None = None
 
 
 def predict(
@@ -251,15 +271,16 @@ def predict(
     options: PredictOptions = PredictOptions(),
     min_area_m2: float = 0.0,
     progress: Progress | None = None,
+    landcover: str | os.PathLike[str] | None = None,
 ) -> PredictResult:
-    """Change polygons (GeoPackage ``output``) and/or the change raster (``raster``) of a pair.
+    """Change polygons (GeoPackage ``output``), the change raster (``raster``) and/or land-cover maps of a pair.
 
     Every output is written under a temporary name and renamed only when all succeeded;
     an existing output is refused unless ``options.overwrite``.
     """
-    if output is None and raster is None:
-        raise InputError(None, "nothing to write: give an output GeoPackage and/or a change raster")
-    for path in (output, raster):
+    if output is None and raster is None and landcover is None:
+        raise InputError(None, "nothing to write: give an output GeoPackage, a change raster or a land-cover map")
+    for path in (output, raster, landcover):
         if path is not None:
             check_output_path(path, options.overwrite)
     with contextlib.ExitStack() as stack:
@@ -267,10 +288,12 @@ def predict(
             raster_tmp = stack.enter_context(atomic_output(raster, options.overwrite))
         else:
             raster_tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="geocd-"))) / "change.tif"
-        result = predict_change_raster(before, after, models, raster_tmp, options, progress)
+        landcover_tmp = stack.enter_context(atomic_output(landcover, options.overwrite)) if landcover else None
+        result = predict_change_raster(before, after, models, raster_tmp, options, progress, landcover_tmp)
         polygons = None
         if output is not None:
             from geocd.vector import vectorize
 
             polygons = vectorize(raster_tmp, output, min_area_m2=min_area_m2, overwrite=options.overwrite).polygons
-    return PredictResult(Path(raster) if raster else None, Path(output) if output else None, result, polygons)
+    return PredictResult(Path(raster) if raster else None, Path(output) if output else None, result, polygons,
+                         Path(landcover) if landcover else None)
