@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${1:-../shared/data}
 WORK=${2:-build/default-model}
-EPOCHS=${3:-25}
+EPOCHS=${3:-12}
 
 # Ground resolution of each dataset in metres (the chips carry no georeferencing).
 declare -A RESOLUTION=([levir]=0.5 [dsifn]=2.0 [sztaki]=1.5 [oscd]=10.0)
