@@ -147,6 +147,28 @@ def predict(before: str, after: str, output: str | None, raster: str | None, lan
 
 
 @cli.command()
+@click.argument("raster", type=click.Path())
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="GeoPackage of change polygons to write.")
+@click.option("--min-area", default=0.0, show_default=True, type=click.FloatRange(0), help="Drop changes smaller than this (m²).")
+@click.option("--simplify", type=click.FloatRange(0, min_open=True),
+              help="Simplify polygons by this tolerance (map units), keeping shared edges.")
+@click.option("--threshold", type=click.FloatRange(0, 1), help="Change probability cut-off. Default: the one stored in RASTER.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output.")
+@reports_errors
+def vectorize(raster: str, output: str, min_area: float, simplify: float | None, threshold: float | None, overwrite: bool) -> None:
+    """Turn a change raster (from geocd predict --raster) into styled GeoPackage polygons.
+
+    \b
+    Example:
+      geocd vectorize change.tif -o changes.gpkg --min-area 25
+    """
+    from geocd.vector import vectorize as run_vectorize
+
+    result = run_vectorize(raster, output, min_area_m2=min_area, simplify=simplify, threshold=threshold, overwrite=overwrite)
+    click.echo(f"{result.polygons} change polygons, {result.changed_area_m2:.0f} m² -> {result.path}", err=True)
+
+
+@cli.command()
 @click.argument("archives", nargs=-1, required=True, type=click.Path())
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Run folder for checkpoints and logs.")
 @click.option("--backbone", default="tf_efficientnet_lite0", show_default=True,
@@ -161,7 +183,8 @@ def predict(before: str, after: str, output: str | None, raster: str | None, lan
 @click.option("--max-epochs", default=50, show_default=True, type=click.IntRange(1))
 @click.option("--epoch-length", type=click.IntRange(1), help="Random tiles per epoch. Default: as many as fit side by side.")
 @click.option("--lr", default=1e-3, show_default=True, type=float, help="Backbone learning rate (heads get 10x).")
-@click.option("--class-weights", default="2,1,2,2,1,1", show_default=True, help="CE weights of classes 1..6.")
+@click.option("--class-weights", help="CE weights of classes 1..6. Default: 2,1,2,2,1,1 (1 for all with --pseudo-labels).")
+@click.option("--pseudo-labels", type=click.Path(file_okay=False), help="Folder from geocd pseudo-label for the land-cover loss.")
 @click.option("--jitter", default=0.1, show_default=True, type=click.FloatRange(0), help="Brightness/contrast jitter per date.")
 @click.option("--val-fraction", default=0.2, show_default=True, type=click.FloatRange(0, 1), help="Pairs held out per dataset.")
 @click.option("--seed", default=0, show_default=True, type=int)
@@ -173,7 +196,8 @@ def predict(before: str, after: str, output: str | None, raster: str | None, lan
 @click.option("--resume", is_flag=True, help="Continue the run in OUTPUT from its last epoch.")
 @reports_errors
 def train(archives: tuple[str, ...], output: str, backbone: str, pretrained: bool, backbone_weights: str | None, lightweight: bool, bands: tuple[int, ...] | None, tile_size: int,
-          batch_size: int, max_epochs: int, epoch_length: int | None, lr: float, class_weights: str, jitter: float,
+          batch_size: int, max_epochs: int, epoch_length: int | None, lr: float, class_weights: str | None,
+          pseudo_labels: str | None, jitter: float,
           val_fraction: float, seed: int, accelerator: str, devices: str, strategy: str, num_nodes: int,
           num_workers: int, resume: bool) -> None:
     """Train a change model on archives of scene pairs.
@@ -189,13 +213,14 @@ def train(archives: tuple[str, ...], output: str, backbone: str, pretrained: boo
     from geocd.training.train import TrainOptions, train as run_train
 
     try:
-        weights = tuple(float(w) for w in class_weights.split(","))
+        weights = tuple(float(w) for w in class_weights.split(",")) if class_weights else None
     except ValueError:
         raise click.BadParameter("comma-separated numbers", param_hint="--class-weights") from None
     options = TrainOptions(
         backbone=backbone, pretrained=pretrained, backbone_weights=Path(backbone_weights) if backbone_weights else None,
         lightweight=lightweight, bands=bands, num_bands=len(bands) if bands else 3, tile_size=tile_size,
         batch_size=batch_size, max_epochs=max_epochs, epoch_length=epoch_length, lr=lr, class_weights=weights,
+        pseudo_labels=Path(pseudo_labels) if pseudo_labels else None,
         jitter=jitter, val_fraction=val_fraction, seed=seed, accelerator=accelerator,
         devices=int(devices) if devices.isdigit() else devices, strategy=strategy, num_nodes=num_nodes,
         num_workers=num_workers, resume=resume,
@@ -242,16 +267,36 @@ def evaluate(archive: str, models: tuple[str, ...], output: str, pairs: str | No
 
 @cli.command("pseudo-label")
 @click.argument("archive", type=click.Path())
-@click.option("--model", "models", multiple=True, type=click.Path(dir_okay=False), help="Model checkpoint (repeat).")
-@click.option("-o", "--output", type=click.Path(file_okay=False), help="Folder for pseudo-label rasters.")
-def pseudo_label(archive: str, models: tuple[str, ...], output: str | None) -> None:
+@click.option("--model", "models", multiple=True, required=True, type=click.Path(dir_okay=False),
+              help="Model checkpoint with trained land-cover heads; repeat for an ensemble.")
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Folder for pseudo-label rasters.")
+@click.option("--pair", "pairs", multiple=True, help="Only this pair (repeatable). Default: every land-cover pair.")
+@click.option("--tta", is_flag=True, help="Average over the 6 dihedral flips/rotations.")
+@click.option("--tile-size", type=click.IntRange(32), help="Tile size in pixels. Default: the model's.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--num-workers", default=2, show_default=True, type=click.IntRange(0), help="Tile-reading worker processes.")
+@click.option("--overwrite", is_flag=True, help="Replace existing pseudo labels in OUTPUT.")
+@reports_errors
+def pseudo_label(archive: str, models: tuple[str, ...], output: str, pairs: tuple[str, ...], tta: bool,
+                 tile_size: int | None, device: str, num_workers: int, overwrite: bool) -> None:
     """Label unchanged areas of an archive with an ensemble, for retraining.
+
+    Where the ground truth says unchanged and the ensemble's land cover agrees in both
+    dates, both dates get that class; ground-truth classes are kept. Retrain with
+    geocd train ... --pseudo-labels OUTPUT (validation pairs keep their ground truth).
 
     \b
     Example:
-      geocd pseudo-label archive/manifest.csv --model a.safetensors --model b.safetensors -o pseudo/
+      geocd pseudo-label archive/manifest.csv --model a.safetensors --model b.safetensors -o pseudo/ --tta
     """
-    not_built_yet("pseudo-label")
+    from geocd.checkpoint import load_models
+    from geocd.inference.predict import PredictOptions, resolve_device
+    from geocd.training.pseudo import pseudo_label as run_pseudo_label
+
+    loaded = load_models(list(models), resolve_device(device))
+    options = PredictOptions(tile_size=tile_size, tta=tta, device=device, num_workers=num_workers)
+    report = run_pseudo_label(archive, loaded, output, options, overwrite=overwrite, pairs=list(pairs) or None)
+    click.echo(report.table())
 
 
 @cli.command("import-chips")

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from cli.main import cli
 
-COMMANDS = ["demo", "predict", "train", "evaluate", "pseudo-label", "import-chips"]
+COMMANDS = ["demo", "predict", "vectorize", "train", "evaluate", "pseudo-label", "import-chips"]
 
 
 def test_help_lists_every_command_with_a_description() -> None:
@@ -86,10 +86,3 @@ def test_import_chips_from_the_command_line(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["import-chips", str(tmp_path / "src"), str(tmp_path / "dst"), "--resolution", "0.5"])
     assert result.exit_code == 0, result.output
     assert "imported 1 binary pairs" in result.output and (tmp_path / "dst" / "manifest.csv").is_file()
-
-
-@pytest.mark.parametrize("name", ["pseudo-label"])
-def test_commands_not_built_yet_say_so_and_exit_2(name: str) -> None:
-    result = CliRunner().invoke(cli, [name, "x"])
-    assert result.exit_code == 2
-    assert "not built yet" in result.output

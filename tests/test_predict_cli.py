@@ -30,6 +30,21 @@ def test_predict_writes_the_change_raster_with_a_real_checkpoint(tmp_path: Path,
         assert (src.read(2) == 0).all()  # the tiny model's land cover is untrained
 
 
+def test_predict_writes_styled_polygons_over_the_planted_change(tmp_path: Path) -> None:
+    import pyogrio
+
+    from conftest import intensity_model
+    from geocd.inference.predict import PredictOptions, predict as run_predict
+
+    before, after, changed = planted_pair(tmp_path)
+    result = run_predict(before, after, [intensity_model()], output=tmp_path / "changes.gpkg", options=PredictOptions(tile_size=48))
+    frame = pyogrio.read_dataframe(tmp_path / "changes.gpkg", layer="changes")
+    assert result.polygons == len(frame) == 1
+    assert frame.area.sum() == changed.sum()  # 1 m pixels
+    assert frame.loc[0, "change_type"] == "low vegetation \u2192 building"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["after.tif", "before.tif", "changes.gpkg"]
+
+
 def test_json_progress_lines_for_programs(tmp_path: Path, tiny_checkpoint: Path) -> None:
     before, after, _ = planted_pair(tmp_path)
     result = CliRunner().invoke(cli, ["predict", str(before), str(after), "--raster", str(tmp_path / "c.tif"), "--model",

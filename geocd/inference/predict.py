@@ -294,6 +294,7 @@ def predict(
         if output is not None:
             from geocd.vector import vectorize
 
-            polygons = vectorize(raster_tmp, output, min_area_m2=min_area_m2, overwrite=options.overwrite).polygons
+            polygons = vectorize(raster_tmp, output, min_area_m2=min_area_m2, overwrite=options.overwrite,
+                                 progress=progress).polygons
     return PredictResult(Path(raster) if raster else None, Path(output) if output else None, result, polygons,
                          Path(landcover) if landcover else None)

@@ -1,0 +1,197 @@
+"""vectorize(): change raster in, styled GeoPackage of change polygons out.
+
+Rules, applied identically whatever the strip height:
+
+* A pixel is changed when :func:`geocd.changemap.is_changed` says so (the raster's threshold
+  unless overridden). Only changed pixels become polygons: one polygon per 4-connected
+  region of equal (from, to) class pair.
+* ``min_area_m2`` applies to *blobs*: 4-connected sets of changed pixels, whatever their
+  pairs. A blob smaller than ``min_area_m2`` disappears entirely. A blob at least that large
+  is kept whole, including any small region of another pair inside it: that region is real
+  change, so it keeps its own polygon and its own (model-given) classes rather than being
+  dropped (a hole in the change) or relabelled (an invented class). Unchanged pixels never
+  become changed: small unchanged holes stay holes.
+* Blob areas are judged after joining the pieces cut at strip seams, so blobs crossing
+  seams are measured whole; GDAL sieve only pre-removes specks lying wholly inside a strip.
+  Areas are in square metres (geodesic for geographic CRSs), so ``min_area_m2`` means the
+  same on any grid.
+* Class fields come from the raster's schema; a class id outside it (0 = unknown) is null
+  and named "unknown" in ``change_type``. Without trained land cover every class field is
+  null and ``change_type`` is "change".
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import shapely
+from affine import Affine
+from pyproj import CRS
+
+from geocd import __version__
+from geocd.atomic import atomic_output, check_output_path
+from geocd.changemap import ChangeMapInfo, is_changed
+from geocd.errors import InputError
+from geocd.progress import Progress
+from geocd.vector.attributes import change_table, style_categories
+from geocd.vector.gpkg import write_changes
+from geocd.vector.measure import largest_pixel_area, measure
+from geocd.vector.pairs import encode_pairs
+from geocd.vector.polygonize import polygonize_strip
+from geocd.vector.reader import default_strip_rows, open_change_raster, read_strips
+from geocd.vector.sieve import sieve_specks
+from geocd.vector.stitch import Regions, SeamStitcher
+from geocd.vector.style import categorized_qml
+
+AREA_TOLERANCE = 1e-9
+"""Relative slack when comparing a blob's area with ``min_area_m2`` (float rounding)."""
+
+
+@dataclass(frozen=True)
+class VectorizeResult:
+    """What :func:`vectorize` wrote."""
+
+    path: Path
+    polygons: int
+    changed_area_m2: float
+
+
+def vectorize(
+    raster: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    min_area_m2: float = 0.0,
+    simplify: float | None = None,
+    threshold: float | None = None,
+    overwrite: bool = False,
+    strip_rows: int | None = None,
+    progress: Progress | None = None,
+) -> VectorizeResult:
+    """Write the change polygons of change raster ``raster`` to GeoPackage ``output`` (layer ``changes``).
+
+    ``min_area_m2`` removes changed blobs smaller than that (see the module docstring);
+    ``simplify`` is a coverage-simplification tolerance in map units (shared edges stay
+    shared; areas and perimeters are then those of the simplified polygons); ``threshold``
+    overrides the raster's change threshold; ``strip_rows`` sets the strip height (the
+    result does not depend on it). The file is written under a temporary name and renamed
+    on success; an existing ``output`` is refused unless ``overwrite``.
+    """
+    _check_options(min_area_m2, simplify, threshold, strip_rows)
+    check_output_path(output, overwrite)
+    with open_change_raster(raster) as (dataset, info):
+        if threshold is not None:
+            info = replace(info, threshold=threshold)
+        crs = CRS.from_user_input(dataset.crs)
+        transform = dataset.transform
+        specks = _speck_pixels(min_area_m2, largest_pixel_area(transform, dataset.height, crs))
+        rows = strip_rows or default_strip_rows(dataset)
+        regions = _regions(dataset, info.threshold, specks, min_area_m2 > 0, rows, progress or Progress("none"))
+
+    regions = regions.take(_scan_order(regions.geometries))
+    geometries = _to_map(regions.geometries, transform)
+    area, perimeter = measure(geometries, crs)
+    if min_area_m2 > 0:
+        keep = _blob_area(regions.blobs, area) >= min_area_m2 * (1 - AREA_TOLERANCE)
+        regions, geometries, area, perimeter = regions.take(keep), geometries[keep], area[keep], perimeter[keep]
+    if simplify is not None and len(geometries):
+        geometries = shapely.coverage_simplify(geometries, simplify)
+        area, perimeter = measure(geometries, crs)
+    geometries = shapely.normalize(geometries)
+
+    frame = change_table(
+        geometries, regions.labels, regions.pixels, regions.probability_sum, regions.probability_max,
+        area, perimeter, info, crs,
+    )
+    qml = categorized_qml(style_categories(regions.labels, info))
+    with atomic_output(output, overwrite) as tmp:
+        write_changes(tmp, frame, _description(info, min_area_m2), _metadata(info, min_area_m2, simplify), qml)
+    return VectorizeResult(Path(output), len(frame), float(area.sum()))
+
+
+def _check_options(min_area_m2: float, simplify: float | None, threshold: float | None, strip_rows: int | None) -> None:
+    if not (min_area_m2 >= 0 and math.isfinite(min_area_m2)):
+        raise InputError(None, f"minimum area must be a finite number >= 0, got {min_area_m2}")
+    if simplify is not None and not (simplify > 0 and math.isfinite(simplify)):
+        raise InputError(None, f"simplification tolerance must be > 0, got {simplify}")
+    if threshold is not None and not 0 < threshold <= 1:
+        raise InputError(None, f"threshold must be in (0, 1], got {threshold}")
+    if strip_rows is not None and strip_rows < 1:
+        raise InputError(None, f"strip height must be at least 1 row, got {strip_rows}")
+
+
+def _speck_pixels(min_area_m2: float, pixel_area_m2: float) -> int:
+    """Blobs with fewer pixels than this are surely below ``min_area_m2`` (sieve pre-filter size)."""
+    if min_area_m2 <= 0:
+        return 0
+    return max(math.ceil(min_area_m2 / (pixel_area_m2 * (1 + 1e-6))) - 1, 0)
+
+
+def _regions(
+    dataset: rasterio.DatasetReader, threshold: float, specks: int, blobs: bool, rows: int, progress: Progress
+) -> Regions:
+    """Polygonize the raster strip by strip and join the pieces across seams."""
+    stitcher = SeamStitcher()
+    progress.start(math.ceil(dataset.height / rows), "vectorizing")
+    for strip in read_strips(dataset, rows):
+        changed = sieve_specks(is_changed(strip.probability, threshold), specks)
+        if changed.any():
+            labels = encode_pairs(strip.from_class, strip.to_class, changed)
+            stitcher.add(polygonize_strip(labels, strip.probability, strip.row_offset, neighbours=blobs))
+        else:
+            stitcher.close()
+        progress.advance(1, changed.size)
+    progress.close()
+    stitcher.close()
+    return stitcher.regions()
+
+
+def _scan_order(geometries: np.ndarray) -> np.ndarray:
+    """Indices ordering pixel-coordinate polygons by their first pixel in row-major order.
+
+    Every region has a distinct first pixel, so the order (and hence ``change_id``) does not
+    depend on how the raster was cut into strips.
+    """
+    if len(geometries) == 0:
+        return np.empty(0, np.int64)
+    coords, owner = shapely.get_coordinates(geometries, return_index=True)
+    top = shapely.bounds(geometries)[:, 1]
+    on_top = coords[:, 1] == top[owner]
+    left = np.full(len(geometries), np.inf)
+    np.minimum.at(left, owner[on_top], coords[on_top, 0])
+    return np.lexsort((left, top))
+
+
+def _to_map(geometries: np.ndarray, transform: Affine) -> np.ndarray:
+    """Pixel coordinates (column, row) to the raster's map coordinates."""
+    matrix = np.array([[transform.a, transform.d], [transform.b, transform.e]])
+    offset = np.array([transform.c, transform.f])
+    return shapely.transform(geometries, lambda xy: xy @ matrix + offset)
+
+
+def _blob_area(blobs: np.ndarray, area_m2: np.ndarray) -> np.ndarray:
+    """The area of each region's blob: the sum of its regions' areas."""
+    _, blob_index = np.unique(blobs, return_inverse=True)
+    return np.bincount(blob_index, weights=area_m2)[blob_index]
+
+
+def _description(info: ChangeMapInfo, min_area_m2: float) -> str:
+    models = ", ".join(info.models) or "unknown model"
+    inputs = ", ".join(info.inputs) or "unknown inputs"
+    return (
+        f"geocd change polygons of {inputs}; model {models}; threshold {info.threshold:g}; "
+        f"minimum area {min_area_m2:g} m²; land cover {'trained' if info.landcover_trained else 'not trained'}"
+    )
+
+
+def _metadata(info: ChangeMapInfo, min_area_m2: float, simplify: float | None) -> dict[str, str]:
+    return {
+        **info.to_tags(),
+        "GEOCD_MIN_AREA_M2": repr(min_area_m2),
+        "GEOCD_SIMPLIFY": "" if simplify is None else repr(simplify),
+        "GEOCD_VERSION": __version__,
+    }
