@@ -3,17 +3,36 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from rasterio.enums import Resampling
+from rasterio.io import DatasetReader
+from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from geocd.data.archive import IGNORE, PairRecord
 from geocd.data.pair import PairDataset, warp_onto
-from geocd.data.rasters import open_raster, read_window
+from geocd.data.rasters import Grid, open_raster, read_window
+
+
+def open_labels(paths: Sequence[Path], grid: Grid) -> list[DatasetReader | WarpedVRT]:
+    """Label rasters aligned to ``grid`` with nearest-neighbour resampling (warped only when on another grid)."""
+    return [warp_onto(open_raster(path), grid, Resampling.nearest) for path in paths]
+
+
+def read_label(src: DatasetReader | WarpedVRT, window: Window) -> np.ndarray:
+    """Band 1 of an aligned label raster over ``window`` as int64; ``IGNORE`` outside it or its valid area."""
+    data, inside = read_window(src, [1], window)
+    return np.where(inside, data[0], IGNORE).astype(np.int64)
+
+
+def change_mask(labels: np.ndarray) -> np.ndarray:
+    """0 unchanged, 1 changed, ``IGNORE`` kept, from a land-cover map or a binary change mask (> 0 = changed)."""
+    return np.where(labels == IGNORE, IGNORE, labels > 0).astype(np.int64)
 
 
 class LabelledPairDataset(PairDataset):
@@ -21,7 +40,8 @@ class LabelledPairDataset(PairDataset):
 
     Extra sample keys: ``label_before`` and ``label_after`` (int64 ``[h, w]``, 0 = unchanged,
     1..K = class, 255 = ignore; all 255 for binary-only pairs) and ``change`` (int64 ``[h, w]``:
-    0, 1 or 255 = ignore). For semantic pairs the change mask is ``label_before > 0``.
+    0, 1 or 255 = ignore). The change mask comes from the record's ``change`` raster when it has
+    one (pseudo-label records have both), else from ``label_before > 0``.
     Pixels invalid in either image, or outside a label raster, are ignored.
     """
 
@@ -35,30 +55,22 @@ class LabelledPairDataset(PairDataset):
 
     @property
     def label_paths(self) -> list[Path]:
-        """The label rasters: both dates' land cover, or the change mask."""
+        """The label rasters: both dates' land cover (if any), then the change mask (if any)."""
         r = self.record
-        return [r.label_before, r.label_after] if r.semantic else [r.change]
+        return [p for p in (r.label_before, r.label_after, r.change) if p is not None]
 
     def _open_labels(self) -> list:
         if self._labels is None or self._labels[0] != os.getpid():
-            self._labels = (os.getpid(), [warp_onto(open_raster(p), self.grid, Resampling.nearest) for p in self.label_paths])
+            self._labels = (os.getpid(), open_labels(self.label_paths, self.grid))
         return self._labels[1]
 
     def read(self, window: Window) -> dict[str, Any]:
         """Images, validity and labels over a pixel window of the 'before' grid."""
         sample = super().read(window)
         valid = sample["valid"].numpy()
-        labels = []
-        for src in self._open_labels():
-            data, inside = read_window(src, [1], window)
-            labels.append(np.where(valid & inside, data[0], IGNORE).astype(np.int64))
-        if self.record.semantic:
-            label_before, label_after = labels
-            change = np.where(label_before == IGNORE, IGNORE, label_before > 0).astype(np.int64)
-        else:
-            raw = labels[0]
-            change = np.where(raw == IGNORE, IGNORE, raw > 0).astype(np.int64)
-            label_before = label_after = np.full_like(raw, IGNORE)
+        labels = [np.where(valid, read_label(src, window), IGNORE) for src in self._open_labels()]
+        change = change_mask(labels[-1] if self.record.change is not None else labels[0])
+        label_before, label_after = labels[:2] if self.record.semantic else (np.full_like(change, IGNORE),) * 2
         sample.update(
             label_before=torch.from_numpy(label_before),
             label_after=torch.from_numpy(label_after),

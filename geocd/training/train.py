@@ -21,7 +21,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
 from geocd.checkpoint import ModelMetadata, read_metadata, save_checkpoint
-from geocd.data.archive import PairRecord, read_archive, split_pairs
+from geocd.data.archive import PairRecord, manifest_path, read_archive, split_pairs
 from geocd.data.rasters import choose_bands, open_raster
 from geocd.errors import InputError
 from geocd.models.pretrained import load_imagenet_weights
@@ -29,6 +29,7 @@ from geocd.models.siamese import ModelConfig
 from geocd.schema import SECOND
 from geocd.training.datamodule import ArchiveDataModule, band_statistics
 from geocd.training.losses import SEED_CLASS_WEIGHTS
+from geocd.training.pseudo import read_provenance
 from geocd.training.task import ChangeTask
 
 
@@ -47,7 +48,7 @@ class TrainOptions:
     max_epochs: int = 50
     epoch_length: int | None = None
     lr: float = 1e-3
-    class_weights: tuple[float, ...] = SEED_CLASS_WEIGHTS
+    class_weights: tuple[float, ...] | None = None
     jitter: float = 0.1
     val_fraction: float = 0.2
     seed: int = 0
@@ -57,7 +58,15 @@ class TrainOptions:
     num_nodes: int = 1
     num_workers: int = 0
     resume: bool = False
+    pseudo_labels: Path | None = None
     extra_info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def loss_weights(self) -> tuple[float, ...]:
+        """The CE class weights: as given, else all 1 with pseudo labels (as the seed) and the seed's otherwise."""
+        if self.class_weights is not None:
+            return self.class_weights
+        return (1.0,) * SECOND.num_landcover if self.pseudo_labels is not None else SEED_CLASS_WEIGHTS
 
 
 @dataclass(frozen=True)
@@ -124,7 +133,7 @@ def train(
     """Train a change model on the pairs of ``archives`` and write geocd checkpoints into ``output``."""
     if options.batch_size < 2:
         raise InputError(None, "--batch-size must be at least 2 for training (batch normalisation needs it)")
-    if len(options.class_weights) != SECOND.num_landcover:
+    if len(options.loss_weights) != SECOND.num_landcover:
         raise InputError(None, f"--class-weights needs {SECOND.num_landcover} numbers, one per land-cover class")
     out = Path(output)
     resume_from = out / "lightning" / "last.ckpt"
@@ -137,6 +146,9 @@ def train(
     train_records, val_records = split_pairs(records, options.val_fraction, options.seed)
     if not train_records or not val_records:
         raise InputError(archives[0], f"needs at least 2 pairs to split into training and validation (has {len(records)})")
+    pseudo_info: dict[str, Any] = {}
+    if options.pseudo_labels is not None:
+        train_records, pseudo_info = with_pseudo_labels(train_records, val_records, options.pseudo_labels)
     with open_raster(train_records[0].before) as src:
         bands = choose_bands(src, options.bands, options.num_bands)
     mean, std = band_statistics(train_records, bands)
@@ -144,7 +156,7 @@ def train(
                                                 "val": [r.name for r in val_records]}, indent=1))
     pl.seed_everything(options.seed, workers=True, verbose=False)
     config = ModelConfig(options.backbone, len(bands), SECOND.num_landcover, options.lightweight)
-    task = ChangeTask(config, mean, std, options.lr, options.class_weights, options.jitter, options.seed)
+    task = ChangeTask(config, mean, std, options.lr, options.loss_weights, options.jitter, options.seed)
     backbone_init = "random"
     if options.pretrained and not options.resume:
         backbone_init = load_imagenet_weights(task.model.encoder, options.backbone, len(bands), options.backbone_weights)
@@ -155,7 +167,7 @@ def train(
         tile_size=options.tile_size, resolution_m=ground_resolution(train_records),
         info={"archives": [os.fspath(a) for a in archives], "backbone_init": backbone_init, "train_pairs": [r.name for r in train_records],
               "val_pairs": [r.name for r in val_records], "semantic_labels": any(r.semantic for r in train_records),
-              **options.extra_info},
+              "class_weights": list(options.loss_weights), **pseudo_info, **options.extra_info},
     )
     checkpoints = GeocdCheckpoints(out, metadata, echo)
     trainer = pl.Trainer(
@@ -167,6 +179,35 @@ def train(
     )
     trainer.fit(task, datamodule=data, ckpt_path=resume_from if options.resume else None)
     return TrainResult(out / "last.safetensors", out / "best.safetensors", checkpoints.best_scores)
+
+
+def with_pseudo_labels(
+    train_records: Sequence[PairRecord], val_records: Sequence[PairRecord], folder: str | os.PathLike[str]
+) -> tuple[list[PairRecord], dict[str, Any]]:
+    """Training records with the pairs of a pseudo-label folder in place of their same-named ones, and its provenance.
+
+    Validation pairs keep their ground truth: their pseudo labels are left unused (and listed
+    in the provenance), so a whole archive can be pseudo-labelled before the split is known.
+    A pseudo-labelled pair in none of the archives, or whose images differ from the training
+    pair's, is an :class:`InputError`.
+    """
+    provenance = read_provenance(folder)
+    manifest = manifest_path(folder)
+    pseudo = {r.name: r for r in read_archive(manifest)}
+    by_name = {r.name: r for r in train_records}
+    validation = {r.name for r in val_records}
+    unused = sorted(name for name in pseudo if name in validation)
+    for name, record in pseudo.items():
+        if name in validation:
+            continue
+        if name not in by_name:
+            raise InputError(manifest, f"pseudo-labels pair {name!r}, which is in none of the training archives")
+        if (record.before, record.after) != (by_name[name].before, by_name[name].after):
+            raise InputError(manifest, f"pair {name!r} names other images than the training pair of that name")
+    info = {"pseudo_labels": {"folder": os.fspath(Path(folder).resolve()), "models": provenance.get("models", []),
+                              "tta": provenance.get("tta"), "pairs": sorted(set(pseudo) - set(unused)),
+                              "unused_validation_pairs": unused}}
+    return [pseudo.get(r.name, r) for r in train_records], info
 
 
 def _uses_cuda(accelerator: str) -> bool:

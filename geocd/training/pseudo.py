@@ -1,0 +1,229 @@
+"""Pseudo-label self-distillation: an ensemble labels the unchanged areas of SECOND-style pairs.
+
+SECOND-style labels name a land-cover class only where something changed. The SenseEarth 2020
+winner let an ensemble of trained models label the *unchanged* pixels too and retrained on
+ground truth plus these pseudo labels. For each semantic pair :func:`pseudo_label` runs the
+full predict path (tiling, blending, optional TTA) for both dates' land-cover maps, then
+streams row strips to write, on the pair's 'before' grid:
+
+* ``label_before/NAME.tif`` and ``label_after/NAME.tif``: the ground-truth class where it
+  has one (never overwritten); where the ground truth says unchanged and the ensemble's
+  before and after predictions agree, that class in both dates; 255 (ignore) elsewhere;
+* ``change/NAME.tif``: the ground-truth change mask (0, 1, 255 from ``label_before > 0``);
+* ``manifest.csv`` (an archive ``geocd train --pseudo-labels`` accepts) and
+  ``pseudo_labels.json`` (models, TTA, source archive, per pair the share of unchanged
+  pixels that received a pseudo label).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.windows import Window
+
+from geocd.atomic import atomic_output, check_output_path
+from geocd.checkpoint import LoadedModel
+from geocd.data.archive import IGNORE, PairRecord, manifest_path, read_archive, write_manifest
+from geocd.data.labelled import change_mask, open_labels, read_label
+from geocd.data.rasters import Grid, grid_of, open_raster
+from geocd.errors import InputError
+from geocd.inference.predict import RASTER_BLOCK, PredictOptions, check_ensemble, predict_change_raster
+from geocd.progress import Progress
+
+STRIP_ROWS = 2 * RASTER_BLOCK
+"""Rows read and written at a time: memory is bounded by the scene width, not its size."""
+
+PROVENANCE = "pseudo_labels.json"
+LABEL_FOLDERS = ("label_before", "label_after", "change")
+
+
+@dataclass(frozen=True)
+class PairPseudoLabels:
+    """How much of one pair's unchanged area received a pseudo label."""
+
+    name: str
+    unchanged_pixels: int
+    pseudo_labelled_pixels: int
+
+    @property
+    def fraction(self) -> float:
+        """Share of ground-truth unchanged pixels that received a pseudo label (0 when none is unchanged)."""
+        return self.pseudo_labelled_pixels / self.unchanged_pixels if self.unchanged_pixels else 0.0
+
+
+@dataclass(frozen=True)
+class PseudoLabelReport:
+    """What :func:`pseudo_label` wrote, and from what."""
+
+    output: Path
+    archive: Path
+    models: tuple[str, ...]
+    tta: bool
+    pairs: tuple[PairPseudoLabels, ...]
+    skipped: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict:
+        """JSON-ready provenance: source archive, models, TTA, per-pair counts and skipped pairs."""
+        pairs = [{"name": p.name, "unchanged_pixels": p.unchanged_pixels, "pseudo_labelled_pixels": p.pseudo_labelled_pixels,
+                  "fraction": p.fraction} for p in self.pairs]
+        return {"archive": os.fspath(self.archive), "models": list(self.models), "tta": self.tta, "pairs": pairs,
+                "skipped_binary_only": list(self.skipped)}
+
+    def table(self) -> str:
+        """A plain-text table: per pair the unchanged pixels and the share that got a pseudo label."""
+        lines = [f"{'pair':24} {'unchanged px':>12} {'pseudo px':>12} {'fraction':>8}"]
+        for p in self.pairs:
+            lines.append(f"{p.name[:24]:24} {p.unchanged_pixels:12d} {p.pseudo_labelled_pixels:12d} {p.fraction:8.4f}")
+        if self.skipped:
+            lines.append(f"skipped (binary change labels only): {', '.join(self.skipped)}")
+        return "\n".join(lines)
+
+
+def pseudo_label(
+    archive: str | os.PathLike[str],
+    models: Sequence[LoadedModel],
+    output_dir: str | os.PathLike[str],
+    options: PredictOptions = PredictOptions(),
+    overwrite: bool = False,
+    pairs: Sequence[str] | None = None,
+    progress: Progress | None = None,
+) -> PseudoLabelReport:
+    """Write pseudo labels for every SECOND-style pair of ``archive`` (or the ``pairs`` named) into ``output_dir``.
+
+    Binary-only pairs are skipped (listed in the report); an archive with no semantic pair, or
+    a model without trained land-cover heads, is an :class:`InputError`. Existing outputs are
+    refused unless ``overwrite``.
+    """
+    check_models(models)
+    source = manifest_path(archive).resolve()
+    records = select_pairs(source, read_archive(source), pairs)
+    semantic = [r for r in records if r.semantic]
+    if not semantic:
+        raise InputError(source, "has no pair with land-cover labels (label_before/label_after) to pseudo-label")
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for folder in LABEL_FOLDERS:
+        (out / folder).mkdir(exist_ok=True)
+    outputs = {r.name: pair_outputs(out, r.name) for r in semantic}
+    for path in [out / "manifest.csv", out / PROVENANCE, *(p for paths in outputs.values() for p in paths)]:
+        check_output_path(path, overwrite)
+    counts, written = [], []
+    for record in semantic:
+        counts.append(pseudo_label_pair(record, models, outputs[record.name], options, overwrite, progress))
+        label_before, label_after, change = (path.resolve() for path in outputs[record.name])
+        written.append(replace(record, label_before=label_before, label_after=label_after, change=change))
+    report = PseudoLabelReport(out, source, tuple(str(m.path) for m in models), options.tta, tuple(counts),
+                               tuple(r.name for r in records if not r.semantic))
+    with atomic_output(out / "manifest.csv", overwrite) as tmp:
+        write_manifest(written, tmp)
+    with atomic_output(out / PROVENANCE, overwrite) as tmp:
+        tmp.write_text(json.dumps(report.to_dict(), indent=1))
+    return report
+
+
+def check_models(models: Sequence[LoadedModel]) -> None:
+    """An ensemble for pseudo labels: at least one model, all with trained land-cover heads, compatible."""
+    if not models:
+        raise InputError(None, "pseudo labels need at least one model")
+    for model in models:
+        if not model.metadata.landcover_trained:
+            raise InputError(model.path, "has untrained land-cover heads, so it cannot give pseudo labels")
+    check_ensemble(models)
+
+
+def select_pairs(manifest: Path, records: list[PairRecord], names: Sequence[str] | None) -> list[PairRecord]:
+    """The records named (all when ``names`` is None); an unknown name is an :class:`InputError`."""
+    if names is None:
+        return records
+    known = {r.name for r in records}
+    missing = [n for n in names if n not in known]
+    if missing:
+        raise InputError(manifest, f"has no pair named {missing[0]!r}")
+    return [r for r in records if r.name in set(names)]
+
+
+def pair_outputs(output_dir: Path, name: str) -> tuple[Path, Path, Path]:
+    """Where a pair's pseudo ``label_before``, ``label_after`` and ground-truth ``change`` rasters go."""
+    before, after, change = (output_dir / folder / f"{name}.tif" for folder in LABEL_FOLDERS)
+    return before, after, change
+
+
+def pseudo_label_pair(
+    record: PairRecord, models: Sequence[LoadedModel], outputs: tuple[Path, Path, Path], options: PredictOptions,
+    overwrite: bool, progress: Progress | None = None,
+) -> PairPseudoLabels:
+    """Predict both dates' land cover for one pair through the full predict path, then write its pseudo labels."""
+    with tempfile.TemporaryDirectory(prefix="geocd-pseudo-") as tmp:
+        landcover = Path(tmp) / "landcover.tif"
+        predict_change_raster(record.before, record.after, models, Path(tmp) / "change.tif", options, progress, landcover)
+        with contextlib.ExitStack() as stack:
+            targets = [stack.enter_context(atomic_output(path, overwrite)) for path in outputs]
+            unchanged, labelled = write_pseudo_labels(record, landcover, targets)
+    return PairPseudoLabels(record.name, unchanged, labelled)
+
+
+def write_pseudo_labels(record: PairRecord, landcover: Path, targets: Sequence[Path]) -> tuple[int, int]:
+    """Stream row strips of ground truth and predicted land cover into the three label rasters.
+
+    Returns the number of ground-truth unchanged pixels and how many of them got a pseudo label.
+    """
+    with open_raster(record.before) as before:
+        grid = grid_of(before)
+    unchanged = labelled = 0
+    with contextlib.ExitStack() as stack:
+        cover = stack.enter_context(rasterio.open(landcover))
+        truth = [stack.enter_context(src) for src in open_labels([record.label_before, record.label_after], grid)]
+        dsts = [stack.enter_context(open_label_raster(path, grid, folder)) for path, folder in zip(targets, LABEL_FOLDERS)]
+        for row in range(0, grid.height, STRIP_ROWS):
+            window = Window(0, row, grid.width, min(STRIP_ROWS, grid.height - row))
+            truth_before, truth_after = (read_label(src, window) for src in truth)
+            predicted_before, predicted_after = cover.read(window=window)
+            pseudo = agreed_class(truth_before, predicted_before, predicted_after)
+            for dst, labels in zip(dsts, (merge(truth_before, pseudo), merge(truth_after, pseudo), change_mask(truth_before))):
+                dst.write(labels.astype(np.uint8)[None], window=window)
+            unchanged += int(np.count_nonzero(truth_before == 0))
+            labelled += int(np.count_nonzero(pseudo != IGNORE))
+    return unchanged, labelled
+
+
+def agreed_class(truth_before: np.ndarray, predicted_before: np.ndarray, predicted_after: np.ndarray) -> np.ndarray:
+    """The predicted class where the ground truth says unchanged and both dates' valid predictions agree, else ``IGNORE``."""
+    agree = (truth_before == 0) & (predicted_before == predicted_after) & (predicted_before != IGNORE)
+    return np.where(agree, predicted_before, IGNORE)
+
+
+def merge(truth: np.ndarray, pseudo: np.ndarray) -> np.ndarray:
+    """Ground-truth classes 1..K kept exactly; the pseudo label (or ``IGNORE``) everywhere else."""
+    return np.where((truth > 0) & (truth != IGNORE), truth, pseudo)
+
+
+@contextlib.contextmanager
+def open_label_raster(path: Path, grid: Grid, description: str):  # noqa: ANN201 - a rasterio writer context
+    """Create a tiled, compressed one-band uint8 label GeoTIFF on ``grid`` (255 = ignore, nodata)."""
+    profile = dict(
+        driver="GTiff", width=grid.width, height=grid.height, count=1, dtype="uint8", nodata=IGNORE, crs=grid.crs,
+        transform=grid.transform, tiled=True, blockxsize=RASTER_BLOCK, blockysize=RASTER_BLOCK, compress="deflate",
+    )
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.descriptions = (description,)
+        yield dst
+
+
+def read_provenance(folder: str | os.PathLike[str]) -> dict:
+    """The ``pseudo_labels.json`` of a pseudo-label folder; a folder without one is an :class:`InputError`."""
+    path = Path(folder) / PROVENANCE
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        data = None
+    if not isinstance(data, dict):
+        raise InputError(path, "cannot be read as pseudo-label provenance; is this a folder written by geocd pseudo-label?")
+    return data

@@ -1,0 +1,130 @@
+"""Pseudo labels: ground truth kept, agreement only, counted fractions, retraining, refused models."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+from rasterio.windows import Window
+
+from conftest import ORIGIN, intensity_model, synthetic_archive, write_raster
+from geocd.checkpoint import load_checkpoint
+from geocd.data.archive import read_archive, split_pairs
+from geocd.data.labelled import LabelledPairDataset
+from geocd.errors import InputError
+from geocd.inference.predict import PredictOptions
+from geocd.training.pseudo import pseudo_label
+from geocd.training.train import TrainOptions, train
+
+SIZE = 64
+DISAGREE_ROWS = 4
+"""Rows 0..3 of every 'after' image are made bright: the models call them building there, low vegetation before."""
+
+
+def read(path: Path) -> np.ndarray:
+    with rasterio.open(path) as src:
+        return src.read(1)
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 3-pair SECOND-style archive whose first pair's labels lie on a finer (0.5 m) grid."""
+    folder = tmp_path_factory.mktemp("archive")
+    manifest = synthetic_archive(folder, pairs=3, size=SIZE)
+    for record in read_archive(manifest):
+        with rasterio.open(record.after, "r+") as dst:
+            dst.write(np.full((3, DISAGREE_ROWS, SIZE), 240, np.uint8), window=Window(0, 0, SIZE, DISAGREE_ROWS))
+    fine = from_origin(*ORIGIN, 0.5, 0.5)
+    for name in ("p0_lb.tif", "p0_la.tif"):
+        labels = read(folder / name)
+        write_raster(folder / name, labels.repeat(2, 0).repeat(2, 1)[None], transform=fine)
+    return manifest
+
+
+@pytest.fixture(scope="module")
+def pseudo(archive: Path, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 - (folder, report)
+    folder = tmp_path_factory.mktemp("pseudo")
+    report = pseudo_label(archive, [intensity_model(), intensity_model()], folder, PredictOptions(tta=True))
+    return folder, report
+
+
+def truth(archive: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Ground-truth land cover of a pair on its 1 m 'before' grid (p0's finer labels decimated by hand)."""
+    before, after = (read(archive.parent / f"{name}_{date}.tif") for date in ("lb", "la"))
+    return (before[::2, ::2], after[::2, ::2]) if before.shape[0] > SIZE else (before, after)
+
+
+def test_ground_truth_classes_are_never_overwritten(archive: Path, pseudo) -> None:
+    folder, _ = pseudo
+    for name in ("p0", "p1", "p2"):
+        truth_before, truth_after = truth(archive, name)
+        assert truth_before.any()
+        for date, labels in (("label_before", truth_before), ("label_after", truth_after)):
+            written = read(folder / date / f"{name}.tif")
+            changed = labels > 0
+            assert np.array_equal(written[changed], labels[changed])
+        assert np.array_equal(read(folder / "change" / f"{name}.tif"), (truth_before > 0).astype(np.uint8))
+
+
+def test_pseudo_labels_only_where_both_dates_agree(archive: Path, pseudo) -> None:
+    folder, _ = pseudo
+    for name in ("p0", "p1", "p2"):
+        unchanged = truth(archive, name)[0] == 0
+        disagree = np.zeros((SIZE, SIZE), bool)
+        disagree[:DISAGREE_ROWS] = True
+        for date in ("label_before", "label_after"):
+            written = read(folder / date / f"{name}.tif")
+            assert (written[disagree] == 255).all()
+            assert (written[unchanged & ~disagree] == 3).all()
+
+
+def test_reported_fraction_matches_a_hand_count(archive: Path, pseudo) -> None:
+    folder, report = pseudo
+    provenance = json.loads((folder / "pseudo_labels.json").read_text())
+    assert provenance["tta"] is True and provenance["models"] == ["intensity-model"] * 2
+    assert provenance["archive"] == str(archive.resolve())
+    for pair, entry in zip(report.pairs, provenance["pairs"]):
+        unchanged = truth(archive, pair.name)[0] == 0
+        hand = np.count_nonzero(unchanged[DISAGREE_ROWS:]) / np.count_nonzero(unchanged)
+        assert pair.fraction == pytest.approx(hand) and entry["fraction"] == pytest.approx(hand)
+        assert pair.name in report.table()
+    records = read_archive(folder)
+    assert [r.name for r in records] == ["p0", "p1", "p2"] and all(r.semantic and r.change for r in records)
+    assert records[0].before == (archive.parent / "p0_before.tif").resolve()
+
+
+def test_training_dataset_takes_change_from_the_change_raster(archive: Path, pseudo) -> None:
+    folder, _ = pseudo
+    record = read_archive(folder)[1]
+    sample = LabelledPairDataset(record, 3).read(Window(0, 0, SIZE, SIZE))
+    truth_before = truth(archive, "p1")[0]
+    assert np.array_equal(sample["change"].numpy(), (truth_before > 0).astype(np.int64))
+    assert (sample["label_before"].numpy()[DISAGREE_ROWS:][truth_before[DISAGREE_ROWS:] == 0] == 3).all()
+
+
+def test_binary_only_archives_and_untrained_models_are_refused(tmp_path: Path, archive: Path) -> None:
+    binary = synthetic_archive(tmp_path / "binary", pairs=1, semantic=False)
+    with pytest.raises(InputError, match="no pair with land-cover labels"):
+        pseudo_label(binary, [intensity_model()], tmp_path / "out")
+    untrained = intensity_model(trained=())
+    with pytest.raises(InputError) as error:
+        pseudo_label(archive, [intensity_model(), untrained], tmp_path / "out")
+    assert str(error.value).startswith("intensity-model: has untrained land-cover heads") and "\n" not in str(error.value)
+
+
+def test_retraining_with_pseudo_labels_records_provenance(tmp_path: Path, archive: Path, pseudo) -> None:
+    options = TrainOptions(backbone="mobilenetv3_small_050", pretrained=False, tile_size=64, batch_size=2, max_epochs=1,
+                           val_fraction=0.34, accelerator="cpu", devices=1)
+    every_pair, _ = pseudo
+    train_records, val_records = split_pairs(read_archive(archive), 0.34)
+    train_names = [r.name for r in train_records]
+    result = train([archive], tmp_path / "run", replace(options, pseudo_labels=every_pair), echo=lambda line: None)
+    info = load_checkpoint(result.last).metadata.info
+    assert info["pseudo_labels"] == {"folder": str(every_pair.resolve()), "models": ["intensity-model"] * 2, "tta": True,
+                                     "pairs": sorted(train_names), "unused_validation_pairs": [r.name for r in val_records]}
+    assert info["class_weights"] == [1.0] * 6 and info["train_pairs"] == train_names
