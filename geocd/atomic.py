@@ -30,7 +30,8 @@ def check_output_path(path: str | os.PathLike[str], overwrite: bool) -> Path:
 def atomic_output(path: str | os.PathLike[str], overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; move it onto ``path`` only if the block succeeds.
 
-    The temporary file keeps the target's suffix so GDAL picks the right driver.
+    The temporary file keeps the target's suffix so GDAL picks the right driver. The output
+    gets the usual permissions (0666 less the umask), whatever the writer created it with.
     """
     target = check_output_path(path, overwrite)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".part{target.suffix}", dir=target.parent)
@@ -39,7 +40,15 @@ def atomic_output(path: str | os.PathLike[str], overwrite: bool = False) -> Iter
     tmp.unlink()
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, target)
     finally:
         for leftover in (tmp, *tmp.parent.glob(tmp.name + "-*")):
             leftover.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    """The process umask (read by setting and restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from geocd.atomic import atomic_output
+from geocd.atomic import _umask, atomic_output
 from geocd.errors import OutputError
 
 
@@ -12,7 +12,9 @@ def test_success_renames_onto_target(tmp_path: Path) -> None:
     with atomic_output(tmp_path / "out.tif") as tmp:
         assert tmp.parent == tmp_path and tmp.suffix == ".tif" and tmp != tmp_path / "out.tif"
         tmp.write_text("done")
+        tmp.chmod(0o600)
     assert (tmp_path / "out.tif").read_text() == "done"
+    assert (tmp_path / "out.tif").stat().st_mode & 0o777 == 0o666 & ~_umask()
     assert [p.name for p in tmp_path.iterdir()] == ["out.tif"]
 
 
