@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Reproduce geocd's embedded default model from the shared real imagery on a clean checkout:
 #   bash scripts/train_default_model.sh [DATA_DIR] [WORK_DIR] [EPOCHS]
+# For the random-init comparison of the model card, run the same geocd train line with --no-pretrained.
 # DATA_DIR holds levir/, dsifn/, sztaki/, oscd/ (A/, B/, label/ each); nothing from it is copied
 # into the repository. The result is written to geocd/models/default/geocd-default.safetensors.
 set -euo pipefail
@@ -22,3 +23,10 @@ geocd train "${archives[@]}" -o "$WORK/run" --backbone tf_efficientnet_lite0 --p
   --tile-size 256 --batch-size 8 --max-epochs "$EPOCHS" --val-fraction 0.2 --seed 0 --num-workers 0
 
 python3 scripts/export_default_model.py "$WORK/run/best.safetensors" geocd/models/default/geocd-default.safetensors
+
+# Model-card figures: the exported default model on the validation pairs, without and with TTA.
+VAL=$(python3 -c "import json, sys; print(','.join(json.load(open(sys.argv[1]))['val']))" "$WORK/run/split.json")
+for name in levir dsifn sztaki oscd; do
+  geocd evaluate "$WORK/archive/$name" --pairs "$VAL" --num-workers 0 -o "$WORK/eval/$name"
+  geocd evaluate "$WORK/archive/$name" --pairs "$VAL" --num-workers 0 --tta -o "$WORK/eval_tta/$name"
+done
