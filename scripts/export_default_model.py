@@ -1,10 +1,13 @@
 """Store a trained checkpoint as geocd's embedded default model: float16 weights, model card in the metadata.
 
-Usage: python3 scripts/export_default_model.py RUN/best.safetensors geocd/models/default/geocd-default.safetensors
+Usage: python3 scripts/export_default_model.py RUN/best.safetensors TARGET.safetensors EVAL_DIR
+EVAL_DIR holds ``eval/<dataset>/evaluation.json`` and ``eval_tta/<dataset>/evaluation.json``
+from ``geocd evaluate`` on the validation pairs; their figures go into the model card.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -30,9 +33,27 @@ MODEL_CARD = {
 }
 
 
-def main(source: str, target: str) -> None:
+def validation_figures(folder: Path) -> list[dict]:
+    """Per dataset: validation pair count, pixels, and change F1/IoU/precision/recall without and with TTA."""
+    figures = []
+    for report in sorted((folder / "eval").glob("*/evaluation.json")):
+        rows = {}
+        for kind in ("eval", "eval_tta"):
+            overall = json.loads((folder / kind / report.parent.name / "evaluation.json").read_text())["groups"][-1]
+            rows[kind] = overall
+        plain, tta = rows["eval"], rows["eval_tta"]
+        figures.append({
+            "dataset": report.parent.name, "pairs": plain["pairs"], "pixels": plain["pixels"],
+            **{f"{k}": round(plain[k], 4) for k in ("f1", "iou_changed", "precision", "recall")},
+            **{f"{k}_tta": round(tta[k], 4) for k in ("f1", "iou_changed")},
+        })
+    return figures
+
+
+def main(source: str, target: str, evaluations: str) -> None:
     loaded = load_checkpoint(source)
-    metadata = replace(loaded.metadata, info={**loaded.metadata.info, "model_card": MODEL_CARD})
+    card = {**MODEL_CARD, "validation": validation_figures(Path(evaluations))}
+    metadata = replace(loaded.metadata, info={**loaded.metadata.info, "model_card": card})
     Path(target).parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(target, loaded.model, metadata, half=True)
     print(f"{target}: {Path(target).stat().st_size / 1e6:.1f} MB")

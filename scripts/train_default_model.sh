@@ -22,11 +22,12 @@ rm -rf "$WORK/run"
 geocd train "${archives[@]}" -o "$WORK/run" --backbone tf_efficientnet_lite0 --pretrained --lightweight \
   --tile-size 256 --batch-size 8 --max-epochs "$EPOCHS" --val-fraction 0.2 --seed 0 --num-workers 0
 
-python3 scripts/export_default_model.py "$WORK/run/best.safetensors" geocd/models/default/geocd-default.safetensors
-
-# Model-card figures: the exported default model on the validation pairs, without and with TTA.
+# Model-card figures: the best checkpoint on the validation pairs, without and with TTA.
 VAL=$(python3 -c "import json, sys; print(','.join(json.load(open(sys.argv[1]))['val']))" "$WORK/run/split.json")
 for name in levir dsifn sztaki oscd; do
-  geocd evaluate "$WORK/archive/$name" --pairs "$VAL" --num-workers 0 -o "$WORK/eval/$name"
-  geocd evaluate "$WORK/archive/$name" --pairs "$VAL" --num-workers 0 --tta -o "$WORK/eval_tta/$name"
+  geocd evaluate "$WORK/archive/$name" --model "$WORK/run/best.safetensors" --pairs "$VAL" --num-workers 0 -o "$WORK/eval/$name"
+  geocd evaluate "$WORK/archive/$name" --model "$WORK/run/best.safetensors" --pairs "$VAL" --num-workers 0 --tta \
+    -o "$WORK/eval_tta/$name"
 done
+
+python3 scripts/export_default_model.py "$WORK/run/best.safetensors" geocd/models/default/geocd-default.safetensors "$WORK"

