@@ -24,11 +24,11 @@ class Progress:
         self._pixels = 0
         self._start = time.perf_counter()
 
-    def start(self, total: int, description: str) -> None:
-        """Begin a stage of ``total`` steps."""
+    def start(self, total: int, description: str, unit: str = "tile") -> None:
+        """Begin a stage of ``total`` steps of ``unit``."""
         self._total, self._done, self._pixels, self._start = total, 0, 0, time.perf_counter()
         if self.mode == "bar":
-            self._bar = tqdm(total=total, desc=description, unit="tile", file=self.stream, dynamic_ncols=True)
+            self._bar = tqdm(total=total, desc=description, unit=unit, file=self.stream, dynamic_ncols=True)
         self.message(description)
 
     def advance(self, steps: int, pixels: int) -> None:

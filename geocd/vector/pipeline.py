@@ -136,7 +136,7 @@ def _regions(
 ) -> Regions:
     """Polygonize the raster strip by strip and join the pieces across seams."""
     stitcher = SeamStitcher()
-    progress.start(math.ceil(dataset.height / rows), "vectorizing")
+    progress.start(math.ceil(dataset.height / rows), "vectorizing", unit="strip")
     for strip in read_strips(dataset, rows):
         changed = sieve_specks(is_changed(strip.probability, threshold), specks)
         if changed.any():
