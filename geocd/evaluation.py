@@ -7,6 +7,7 @@ back in strips of rows to fill confusion matrices, so memory stays bounded.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -15,13 +16,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 from geocd.changemap import NODATA, is_changed
 from geocd.checkpoint import LoadedModel
 from geocd.data.archive import IGNORE, PairRecord, read_archive
-from geocd.data.pair import warp_onto
+from geocd.data.labelled import change_mask, open_labels, read_label
 from geocd.data.rasters import grid_of, open_raster
 from geocd.inference.predict import PredictOptions, predict_change_raster
 from geocd.metrics import binary_scores, confusion_matrix, semantic_scores
@@ -88,27 +88,29 @@ class EvaluationReport:
 
 
 def evaluate_pair(record: PairRecord, raster: Path, semantic: bool, num_classes: int) -> PairEvaluation:
-    """Confusion matrices of a predicted change raster against the pair's labels, strip by strip."""
+    """Confusion matrices of a predicted change raster against the pair's labels, strip by strip.
+
+    The change truth is the record's ``change`` mask when it has one, else ``label_before > 0``
+    (as in training).
+    """
     with open_raster(record.before) as before:
         grid = grid_of(before)
-    with open_raster(raster) as pred:
+    land_cover = [record.label_before, record.label_after] if record.semantic else []
+    change_source = record.change or record.label_before
+    with open_raster(raster) as pred, contextlib.ExitStack() as stack:
         threshold = float(pred.tags().get("GEOCD_THRESHOLD", 0.5))
-        labels = [warp_onto(open_raster(p), grid, Resampling.nearest)
-                  for p in ([record.label_before, record.label_after] if record.semantic else [record.change])]
+        change_labels, *cover_labels = [stack.enter_context(src) for src in open_labels([change_source, *land_cover], grid)]
         binary = np.zeros((2, 2), np.int64)
         hist = np.zeros((num_classes + 1, num_classes + 1), np.int64) if semantic else None
         for row in range(0, pred.height, STRIP_ROWS):
             window = Window(0, row, pred.width, min(STRIP_ROWS, pred.height - row))
             probability, from_class, to_class = pred.read(window=window)
             valid = probability != NODATA
-            truths = [np.where(valid, src.read(1, window=window), IGNORE) for src in labels]
-            truth_change = np.where(truths[0] == IGNORE, IGNORE, truths[0] > 0)
+            truth_change = np.where(valid, change_mask(read_label(change_labels, window)), IGNORE)
             binary += confusion_matrix(truth_change, is_changed(probability, threshold).astype(np.int64), 2)
             if hist is not None:
-                hist += confusion_matrix(truths[0], from_class, num_classes + 1)
-                hist += confusion_matrix(truths[1], to_class, num_classes + 1)
-        for src in labels:
-            src.close()
+                for src, predicted in zip(cover_labels, (from_class, to_class)):
+                    hist += confusion_matrix(np.where(valid, read_label(src, window), IGNORE), predicted, num_classes + 1)
     return PairEvaluation(record.name, record.dataset, binary, hist)
 
 
