@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import functools
 import sys
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -18,13 +18,13 @@ import click
 from geocd import __version__
 from geocd.errors import GeocdError
 
-ISSUE_EXIT_CODE = 2
+ERROR_EXIT_CODE = 2
 
 
 class GeocdClickError(click.ClickException):
     """A user-facing error: ``geocd: error: FILE: problem`` on stderr, exit code 2."""
 
-    exit_code = ISSUE_EXIT_CODE
+    exit_code = ERROR_EXIT_CODE
 
     def show(self, file: Any = None) -> None:
         click.echo(f"geocd: error: {self.format_message()}", err=True)
@@ -41,11 +41,6 @@ def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             raise GeocdClickError(str(error)) from None
 
     return wrapper
-
-
-def not_built_yet(name: str) -> None:
-    """Say that a command exists in the plan but is not implemented, and exit 2."""
-    raise GeocdClickError(f"'geocd {name}' is not built yet in geocd {__version__}")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100, "terminal_width": 100})
