@@ -33,7 +33,7 @@ from geocd.errors import InputError
 DECIMATED_CHECK_SIZE = 1024
 """Longest side of the decimated masks read to check that the overlap has valid pixels."""
 
-GDAL_CACHE_MB = 128
+GDAL_CACHE_MB = 32
 """GDAL's block cache per process (its default, 5% of RAM, would grow with the scene)."""
 
 
