@@ -221,7 +221,8 @@ def train(archives: tuple[str, ...], output: str, backbone: str, pretrained: boo
         num_workers=num_workers, resume=resume,
     )
     result = run_train(archives, output, options, echo=lambda line: click.echo(line, err=True))
-    click.echo(f"best checkpoint: {result.best} ({', '.join(f'{k} {v:.3f}' for k, v in result.best_scores.items())})")
+    if result.main_process:
+        click.echo(f"best checkpoint: {result.best} ({', '.join(f'{k} {v:.3f}' for k, v in result.best_scores.items())})")
 
 
 @cli.command()

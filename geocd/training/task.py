@@ -112,7 +112,7 @@ class ChangeTask(pl.LightningModule):
             scores["val/selection"] = scores["val/score"]
         else:
             scores["val/selection"] = scores["val/f1"]
-        self.log_dict(scores, sync_dist=False)
+        self.log_dict(scores, sync_dist=True)  # already reduced: identical on every rank
 
     def trained_classes(self) -> tuple[int, ...]:
         """Land-cover ids that appeared in the training labels so far (all ranks)."""

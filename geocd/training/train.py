@@ -71,11 +71,12 @@ class TrainOptions:
 
 @dataclass(frozen=True)
 class TrainResult:
-    """Where the checkpoints went and the best validation scores."""
+    """Where the checkpoints went and the best validation scores (on the main process of a DDP run)."""
 
     last: Path
     best: Path
     best_scores: dict[str, float]
+    main_process: bool = True
 
 
 def band_names(record: PairRecord, bands: list[int]) -> tuple[str, ...]:
@@ -178,7 +179,7 @@ def train(
         callbacks=[checkpoints, ModelCheckpoint(dirpath=out / "lightning", save_last=True, save_top_k=0)],
     )
     trainer.fit(task, datamodule=data, ckpt_path=resume_from if options.resume else None)
-    return TrainResult(out / "last.safetensors", out / "best.safetensors", checkpoints.best_scores)
+    return TrainResult(out / "last.safetensors", out / "best.safetensors", checkpoints.best_scores, trainer.is_global_zero)
 
 
 def with_pseudo_labels(
