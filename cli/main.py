@@ -180,6 +180,12 @@ def vectorize(raster: str, output: str, min_area: float, simplify: float | None,
 @click.option("--lr", default=1e-3, show_default=True, type=float, help="Backbone learning rate (heads get 10x).")
 @click.option("--class-weights", help="CE weights of classes 1..6. Default: 2,1,2,2,1,1 (1 for all with --pseudo-labels).")
 @click.option("--pseudo-labels", type=click.Path(file_okay=False), help="Folder from geocd pseudo-label for the land-cover loss.")
+@click.option("--landcover", "landcover", multiple=True, type=click.Path(),
+              help="Land-cover archive (from geocd import-landcover) training the land-cover head; repeatable.")
+@click.option("--landcover-share", default=0.5, show_default=True, type=click.FloatRange(0, 1),
+              help="Share of training tiles drawn from land-cover archives.")
+@click.option("--landcover-resolution", default=0.5, show_default=True, type=click.FloatRange(0, min_open=True),
+              help="Land-cover images finer than this (m) are resampled to it.")
 @click.option("--jitter", default=0.1, show_default=True, type=click.FloatRange(0), help="Brightness/contrast jitter per date.")
 @click.option("--val-fraction", default=0.2, show_default=True, type=click.FloatRange(0, 1), help="Pairs held out per dataset.")
 @click.option("--seed", default=0, show_default=True, type=int)
@@ -192,7 +198,8 @@ def vectorize(raster: str, output: str, min_area: float, simplify: float | None,
 @reports_errors
 def train(archives: tuple[str, ...], output: str, backbone: str, pretrained: bool, backbone_weights: str | None, lightweight: bool, bands: tuple[int, ...] | None, tile_size: int,
           batch_size: int, max_epochs: int, epoch_length: int | None, lr: float, class_weights: str | None,
-          pseudo_labels: str | None, jitter: float,
+          pseudo_labels: str | None, landcover: tuple[str, ...], landcover_share: float, landcover_resolution: float,
+          jitter: float,
           val_fraction: float, seed: int, accelerator: str, devices: str, strategy: str, num_nodes: int,
           num_workers: int, resume: bool) -> None:
     """Train a change model on archives of scene pairs.
@@ -215,7 +222,8 @@ def train(archives: tuple[str, ...], output: str, backbone: str, pretrained: boo
         backbone=backbone, pretrained=pretrained, backbone_weights=Path(backbone_weights) if backbone_weights else None,
         lightweight=lightweight, bands=bands, num_bands=len(bands) if bands else 3, tile_size=tile_size,
         batch_size=batch_size, max_epochs=max_epochs, epoch_length=epoch_length, lr=lr, class_weights=weights,
-        pseudo_labels=Path(pseudo_labels) if pseudo_labels else None,
+        pseudo_labels=Path(pseudo_labels) if pseudo_labels else None, landcover=tuple(Path(a) for a in landcover),
+        landcover_share=landcover_share, landcover_resolution_m=landcover_resolution,
         jitter=jitter, val_fraction=val_fraction, seed=seed, accelerator=accelerator,
         devices=int(devices) if devices.isdigit() else devices, strategy=strategy, num_nodes=num_nodes,
         num_workers=num_workers, resume=resume,
@@ -317,6 +325,33 @@ def import_chips(source: str, destination: str, resolution: float | None, datase
     records = run_import(source, destination, resolution=resolution, dataset=dataset, overwrite=overwrite)
     kinds = "semantic" if all(r.semantic for r in records) else "binary"
     click.echo(f"imported {len(records)} {kinds} pairs into {destination}/manifest.csv")
+
+
+@cli.command("import-landcover")
+@click.argument("source", type=click.Path())
+@click.argument("destination", type=click.Path(file_okay=False))
+@click.option("--mapping", required=True,
+              help="Mask coding: a shipped name (dubai, loveda, potsdam) or a YAML file mapping values/colours to classes.")
+@click.option("--resolution", type=click.FloatRange(0, min_open=True),
+              help="Pixel size in metres for images without georeferencing (they get a local metric grid).")
+@click.option("--dataset", help="Dataset name recorded in the manifest. Default: SOURCE's folder name.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing archive in DESTINATION.")
+@reports_errors
+def import_landcover(source: str, destination: str, mapping: str, resolution: float | None, dataset: str | None,
+                     overwrite: bool) -> None:
+    """Turn image/ + mask/ land-cover maps into a georeferenced land-cover archive.
+
+    Masks are coded by grey value or RGB colour; the mapping sends each to a class, a set
+    of classes (coarse labels) or ignore. An unknown value or colour is an error.
+
+    \b
+    Example:
+      geocd import-landcover LoveDA/ archive/loveda --mapping loveda --resolution 0.3
+    """
+    from geocd.data.landcover_import import import_landcover as run_import
+
+    records = run_import(source, destination, mapping, resolution=resolution, dataset=dataset, overwrite=overwrite)
+    click.echo(f"imported {len(records)} land-cover images into {destination}/manifest.csv")
 
 
 def main() -> None:

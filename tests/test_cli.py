@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from cli.main import cli
 
-COMMANDS = ["demo", "predict", "vectorize", "train", "evaluate", "pseudo-label", "import-chips"]
+COMMANDS = ["demo", "predict", "vectorize", "train", "evaluate", "pseudo-label", "import-chips", "import-landcover"]
 
 
 def test_help_lists_every_command_with_a_description() -> None:

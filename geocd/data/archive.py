@@ -51,6 +51,11 @@ class PairRecord:
         """Whether the pair has land-cover labels for both dates."""
         return self.label_before is not None and self.label_after is not None
 
+    @property
+    def single_date(self) -> bool:
+        """Whether this is one land-cover image (``before`` = ``after``, labels in ``label_before`` only)."""
+        return self.label_before is not None and self.label_after is None and self.change is None
+
 
 def manifest_path(archive: str | os.PathLike[str]) -> Path:
     """The manifest file of an archive given as a file or a folder."""

@@ -41,12 +41,18 @@ class LabelledPairDataset(PairDataset):
     Extra sample keys: ``label_before`` and ``label_after`` (int64 ``[h, w]``, 0 = unchanged,
     1..K = class, 255 = ignore; all 255 for binary-only pairs) and ``change`` (int64 ``[h, w]``:
     0, 1 or 255 = ignore). The change mask comes from the record's ``change`` raster when it has
-    one (pseudo-label records have both), else from ``label_before > 0``.
-    Pixels invalid in either image, or outside a label raster, are ignored.
+    one (pseudo-label records have both), else from ``label_before > 0``. A single-date
+    land-cover record (:attr:`PairRecord.single_date`) gives its map as ``label_before`` and
+    ignores ``label_after`` and ``change``; ``single_date`` in the sample says which kind it is.
+    Pixels invalid in either image, or outside a label raster, are ignored. ``resolution``
+    resamples everything onto that pixel size (see :class:`PairDataset`).
     """
 
-    def __init__(self, record: PairRecord, num_bands: int, bands: list[int] | None = None, min_extent: int = 0) -> None:
-        super().__init__(record.before, record.after, num_bands, bands, min_extent)
+    def __init__(
+        self, record: PairRecord, num_bands: int, bands: list[int] | None = None, min_extent: int = 0,
+        resolution: float | None = None,
+    ) -> None:
+        super().__init__(record.before, record.after, num_bands, bands, min_extent, resolution)
         self.record = record
         for path in self.label_paths:
             with open_raster(path):
@@ -69,12 +75,17 @@ class LabelledPairDataset(PairDataset):
         sample = super().read(window)
         valid = sample["valid"].numpy()
         labels = [np.where(valid, read_label(src, window), IGNORE) for src in self._open_labels()]
-        change = change_mask(labels[-1] if self.record.change is not None else labels[0])
-        label_before, label_after = labels[:2] if self.record.semantic else (np.full_like(change, IGNORE),) * 2
+        ignored = np.full_like(labels[0], IGNORE)
+        if self.record.single_date:
+            label_before, label_after, change = labels[0], ignored, ignored
+        else:
+            change = change_mask(labels[-1] if self.record.change is not None else labels[0])
+            label_before, label_after = labels[:2] if self.record.semantic else (ignored, ignored)
         sample.update(
             label_before=torch.from_numpy(label_before),
             label_after=torch.from_numpy(label_after),
             change=torch.from_numpy(change),
+            single_date=torch.tensor(self.record.single_date),
         )
         return sample
 

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import shapely
 import torch
+from affine import Affine
 from geopandas import GeoDataFrame
 from rasterio.enums import ColorInterp, Resampling
 from rasterio.env import set_gdal_config
@@ -62,9 +63,16 @@ def warp_onto(src: DatasetReader, grid: Grid, resampling: Resampling = Resamplin
     )
 
 
-def overlap_window(before: DatasetReader, after: DatasetReader) -> Window:
-    """The window of the 'before' grid covered by both footprints (snapped outwards to pixels)."""
-    grid = grid_of(before)
+def resampled(grid: Grid, resolution: float) -> Grid:
+    """``grid`` with square pixels of ``resolution`` CRS units over the same extent (rounded up)."""
+    left, bottom, right, top = grid.bounds
+    width = max(1, math.ceil((right - left) / resolution - 1e-9))
+    height = max(1, math.ceil((top - bottom) / resolution - 1e-9))
+    return Grid(grid.crs, Affine(resolution, 0.0, left, 0.0, -resolution, top), width, height)
+
+
+def overlap_window(grid: Grid, before: DatasetReader, after: DatasetReader) -> Window:
+    """The window of ``grid`` (the 'before' grid) covered by both footprints (snapped outwards to pixels)."""
     left, bottom, right, top = grid.bounds
     a_left, a_bottom, a_right, a_top = transform_bounds(after.crs, grid.crs, *after.bounds, densify_pts=21)
     xres, yres = grid.res
@@ -86,7 +94,9 @@ class PairDataset(GeoDataset):
     Queries may reach past the overlap (scene edges): those pixels are zero and invalid.
 
     The index footprint is the overlap, enlarged towards the east and south to at least
-    ``min_extent`` pixels so that samplers also tile scenes smaller than one tile.
+    ``min_extent`` pixels so that samplers also tile scenes smaller than one tile. With
+    ``resolution`` (CRS units) both dates are resampled onto a grid of that pixel size over the
+    'before' extent (training on sources of different ground resolution).
     """
 
     def __init__(
@@ -96,14 +106,15 @@ class PairDataset(GeoDataset):
         num_bands: int,
         bands: Sequence[int] | None = None,
         min_extent: int = 0,
+        resolution: float | None = None,
     ) -> None:
         self.paths = [os.fspath(before), os.fspath(after)]
         limit_gdal_cache()
         with open_raster(before) as b, open_raster(after) as a:
-            self.grid = grid_of(b)
+            self.grid = grid_of(b) if resolution is None else resampled(grid_of(b), resolution)
             self.bands_before = choose_bands(b, bands, num_bands)
             self.bands_after = choose_bands(a, bands, num_bands)
-            self.overlap = overlap_window(b, a)
+            self.overlap = overlap_window(self.grid, b, a)
         self._res = self.grid.res
         self._sources: tuple[int, DatasetReader, DatasetReader | WarpedVRT] | None = None
         xres, yres = self.grid.res
@@ -154,7 +165,7 @@ class PairDataset(GeoDataset):
         """File handles of this process (DataLoader workers each open their own)."""
         if self._sources is None or self._sources[0] != os.getpid():
             limit_gdal_cache()
-            before = open_raster(self.paths[0])
+            before = warp_onto(open_raster(self.paths[0]), self.grid)
             after = warp_onto(open_raster(self.paths[1]), self.grid)
             self._sources = (os.getpid(), before, after)
         return self._sources[1], self._sources[2]

@@ -43,13 +43,22 @@ class ArchiveTiles(Dataset):
 
 
 class RandomArchiveSampler(Sampler[Item]):
-    """``length`` random tiles per epoch over all pairs, shared by pair area, shuffled together."""
+    """``length`` random tiles per epoch, shuffled together.
 
-    def __init__(self, pairs: Sequence[LabelledPairDataset], tile_size: int, length: int, seed: int = 0) -> None:
+    Pairs fall into groups (e.g. change pairs and single-date land-cover images); group ``g``
+    gets ``shares[g]`` of the tiles, shared among its pairs by area, at least one per pair.
+    """
+
+    def __init__(
+        self, pairs: Sequence[LabelledPairDataset], tile_size: int, length: int, seed: int = 0,
+        groups: Sequence[int] | None = None, shares: Sequence[float] = (1.0,),
+    ) -> None:
         self.pairs, self.tile_size, self.length, self.seed = list(pairs), tile_size, length, seed
+        group = np.zeros(len(self.pairs), int) if groups is None else np.asarray(groups)
         areas = np.array([p.overlap.width * p.overlap.height for p in self.pairs], np.float64)
-        shares = np.maximum(1, np.floor(length * areas / areas.sum())).astype(int)
-        self.counts = shares.tolist()
+        group_area = np.bincount(group, weights=areas)[group]
+        share = np.asarray(shares, np.float64)[group] / np.asarray(shares, np.float64)[np.unique(group)].sum()
+        self.counts = np.maximum(1, np.floor(length * share * areas / group_area)).astype(int).tolist()
         self.epoch = 0
 
     def __iter__(self) -> Iterator[Item]:
@@ -108,7 +117,12 @@ def band_statistics(records: Sequence[PairRecord], bands: Sequence[int]) -> tupl
 
 
 class ArchiveDataModule(pl.LightningDataModule):
-    """Training and validation tiles of an archive split by pair."""
+    """Training and validation tiles of archives split by pair.
+
+    Single-date land-cover records (:attr:`PairRecord.single_date`) may sit beside change
+    pairs: they get ``landcover_share`` of the training tiles, and those finer than
+    ``landcover_resolution`` (CRS units, metres on metric grids) are resampled to it.
+    """
 
     def __init__(
         self,
@@ -121,15 +135,30 @@ class ArchiveDataModule(pl.LightningDataModule):
         epoch_length: int | None = None,
         bands: list[int] | None = None,
         seed: int = 0,
+        landcover_share: float = 0.5,
+        landcover_resolution: float | None = None,
     ) -> None:
         super().__init__()
-        self.train_pairs = [LabelledPairDataset(r, num_bands, bands, min_extent=tile_size) for r in train]
-        self.val_pairs = [LabelledPairDataset(r, num_bands, bands, min_extent=tile_size) for r in val]
+        self.train_pairs = [self._dataset(r, num_bands, bands, tile_size, landcover_resolution) for r in train]
+        self.val_pairs = [self._dataset(r, num_bands, bands, tile_size, landcover_resolution) for r in val]
         self.tile_size, self.batch_size, self.num_workers, self.seed = tile_size, batch_size, num_workers, seed
+        self.landcover_share = landcover_share
         self.epoch_length = max(epoch_length or default_epoch_length(self.train_pairs, tile_size), batch_size)
 
+    @staticmethod
+    def _dataset(record: PairRecord, num_bands: int, bands: list[int] | None, tile_size: int,
+                 resolution: float | None) -> LabelledPairDataset:
+        if record.single_date and resolution is not None:
+            with rasterio.open(record.before) as src:
+                resolution = resolution if src.res[0] < resolution else None
+        else:
+            resolution = None
+        return LabelledPairDataset(record, num_bands, bands, min_extent=tile_size, resolution=resolution)
+
     def train_dataloader(self) -> DataLoader:
-        sampler = RandomArchiveSampler(self.train_pairs, self.tile_size, self.epoch_length, self.seed)
+        groups = [int(p.record.single_date) for p in self.train_pairs]
+        sampler = RandomArchiveSampler(self.train_pairs, self.tile_size, self.epoch_length, self.seed,
+                                       groups=groups, shares=(1 - self.landcover_share, self.landcover_share))
         return self._loader(ArchiveTiles(self.train_pairs), sampler, drop_last=True)
 
     def val_dataloader(self) -> DataLoader:

@@ -2,7 +2,10 @@
 
 * ``ce_before``/``ce_after``: cross-entropy of the shared semantic head per date over the
   changed pixels only (label 0 = unchanged and 255 = ignore are left out), with class
-  weights (default 2 for water, low vegetation and tree, 1 otherwise);
+  weights (default 2 for water, low vegetation and tree, 1 otherwise). A label naming a
+  *set* of classes (``SET_BASE`` + bitmask, from coarse land-cover maps) contributes the
+  partial-label loss ``-log sum_{c in set} p_c`` with the largest weight in the set; for a
+  single class this is the ordinary weighted cross-entropy;
 * ``bce``: binary cross-entropy of the change logit, changed pixels weighted 2.
 
 A term with no labelled pixel in the batch (e.g. binary-only archives, whose semantic
@@ -19,10 +22,24 @@ import torch.nn.functional as F
 from torch import nn
 
 from geocd.data.archive import IGNORE
+from geocd.data.landcover_import import SET_BASE
 from geocd.models.siamese import ChangeLogits
 
 SEED_CLASS_WEIGHTS = (2.0, 1.0, 2.0, 2.0, 1.0, 1.0)
 """Weights of land-cover classes 1..6 (water, ground, low vegetation, tree, building, playground)."""
+
+
+def allowed_classes(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """``[B, H, W]`` label values to ``[B, K, H, W]`` booleans: the head channels each label allows.
+
+    1..K allow one class, ``SET_BASE`` + bitmask a set (bit c-1 for class c); 0 (unchanged)
+    and 255 (ignore) allow none.
+    """
+    single = (labels >= 1) & (labels <= num_classes)
+    in_set = (labels > SET_BASE) & (labels < SET_BASE + 2**num_classes)
+    bits = torch.where(single, 1 << (labels - 1).clamp(min=0), torch.where(in_set, labels - SET_BASE, 0))
+    shifts = torch.arange(num_classes, device=labels.device).view(1, -1, 1, 1)
+    return ((bits.unsqueeze(1) >> shifts) & 1).bool()
 
 
 class LossTerms(NamedTuple):
@@ -43,11 +60,15 @@ class ChangeLoss(nn.Module):
         self.changed_weight = changed_weight
 
     def semantic(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Weighted CE over pixels labelled 1..K (head channel = label - 1)."""
-        target = torch.where((labels >= 1) & (labels != IGNORE), labels - 1, torch.full_like(labels, -100))
-        if not (target >= 0).any():
+        """Weighted (partial-label) CE over pixels whose label allows one or more classes."""
+        allowed = allowed_classes(labels, logits.shape[1])
+        known = allowed.any(1)
+        if not known.any():
             return logits.sum() * 0.0
-        return F.cross_entropy(logits.float(), target, weight=self.class_weights, ignore_index=-100)
+        log_p = logits.float().log_softmax(1).masked_fill(~allowed, float("-inf"))
+        nll = -torch.logsumexp(log_p, dim=1)[known]
+        weights = (self.class_weights.view(1, -1, 1, 1) * allowed).amax(1)[known]
+        return (weights * nll).sum() / weights.sum()
 
     def change(self, logits: torch.Tensor, change: torch.Tensor) -> torch.Tensor:
         """BCE of the change logit over pixels labelled 0 or 1, changed pixels weighted."""

@@ -4,8 +4,9 @@ Adam with the backbone at ``lr`` and the heads at ``10 * lr``, poly decay (power
 all training steps. Training batches get the same random dihedral transform on both dates
 and the labels, and optional brightness/contrast jitter per date (in normalised units).
 Validation accumulates the SECOND confusion matrix (both dates) and the binary change
-matrix; the selection metric is Score (0.3 mIoU + 0.7 SeK) when land-cover labels were
-seen, else the change F1.
+matrix of change pairs, and the land-cover matrix of single-date land-cover images (per-class
+IoU, mIoU); the selection metric is Score (0.3 mIoU + 0.7 SeK) when change pairs have
+land-cover labels, else the change F1, or the land-cover mIoU without change pairs.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from dataclasses import asdict
 from typing import Any
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 
 from geocd.data.archive import IGNORE
-from geocd.metrics import binary_scores, semantic_scores
+from geocd.metrics import binary_scores, iou_per_class, semantic_scores
 from geocd.models.siamese import ModelConfig, SiameseChangeNet
 from geocd.training.losses import SEED_CLASS_WEIGHTS, ChangeLoss
 
@@ -49,6 +51,7 @@ class ChangeTask(pl.LightningModule):
         k = config.num_classes + 1
         self.register_buffer("semantic_hist", torch.zeros(k, k, dtype=torch.int64), persistent=False)
         self.register_buffer("binary_hist", torch.zeros(2, 2, dtype=torch.int64), persistent=False)
+        self.register_buffer("landcover_hist", torch.zeros(k, k, dtype=torch.int64), persistent=False)
         self.register_buffer("seen_classes", torch.zeros(k, dtype=torch.bool), persistent=False)
         self.generator = torch.Generator().manual_seed(seed)
 
@@ -83,7 +86,8 @@ class ChangeTask(pl.LightningModule):
         before, after, labels = self.augment(before, after, labels)
         terms = self.loss(self.model(before, after), *labels)
         land_cover = torch.cat([labels[0], labels[1]])
-        self.seen_classes[land_cover[(land_cover > 0) & (land_cover != IGNORE)].unique()] = True
+        k = self.seen_classes.shape[0] - 1
+        self.seen_classes[land_cover[(land_cover >= 1) & (land_cover <= k)].unique()] = True
         self.log_dict({f"train/{k}": v for k, v in terms._asdict().items()}, prog_bar=False, on_epoch=True, on_step=False,
                       batch_size=before.shape[0], sync_dist=True)
         return terms.total
@@ -91,27 +95,34 @@ class ChangeTask(pl.LightningModule):
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         before, after = self.normalise(batch)
         out = self.model(before, after)
-        changed = out.change[:, 0] > 0
         k = self.semantic_hist.shape[0]
+        single = batch["single_date"].view(-1, 1, 1).expand_as(batch["change"])
+        changed = out.change[:, 0] > 0
+        land_cover = out.sem_before.argmax(1) + 1
+        self.landcover_hist += _histogram(batch["label_before"], land_cover, single, k)
         for logits, labels in ((out.sem_before, batch["label_before"]), (out.sem_after, batch["label_after"])):
-            pred = torch.where(changed, logits.argmax(1) + 1, 0)
-            known = labels != IGNORE
-            self.semantic_hist += torch.bincount(labels[known] * k + pred[known], minlength=k * k).view(k, k)
-        known = batch["change"] != IGNORE
-        index = batch["change"][known] * 2 + changed[known].long()
-        self.binary_hist += torch.bincount(index, minlength=4).view(2, 2)
+            self.semantic_hist += _histogram(labels, torch.where(changed, logits.argmax(1) + 1, 0), ~single, k)
+        self.binary_hist += _histogram(batch["change"], changed.long(), ~single, 2)
 
     def on_validation_epoch_end(self) -> None:
-        semantic = self.trainer.strategy.reduce(self.semantic_hist, reduce_op="sum").cpu().numpy().copy()
-        binary = self.trainer.strategy.reduce(self.binary_hist, reduce_op="sum").cpu().numpy().copy()
-        self.semantic_hist.zero_()
-        self.binary_hist.zero_()
+        semantic, binary, land_cover = (
+            self.trainer.strategy.reduce(h, reduce_op="sum").cpu().numpy().copy()
+            for h in (self.semantic_hist, self.binary_hist, self.landcover_hist)
+        )
+        for hist in (self.semantic_hist, self.binary_hist, self.landcover_hist):
+            hist.zero_()
         scores: dict[str, float] = {f"val/{k}": v for k, v in asdict(binary_scores(binary)).items()}
         if semantic.sum() > 0:
             scores.update({f"val/{k}": v for k, v in asdict(semantic_scores(semantic)).items()})
             scores["val/selection"] = scores["val/score"]
         else:
             scores["val/selection"] = scores["val/f1"]
+        if land_cover.sum() > 0:
+            iou = iou_per_class(land_cover)[1:]
+            scores["val/landcover_miou"] = float(np.nanmean(iou)) if np.isfinite(iou).any() else 0.0
+            scores.update({f"val/landcover_iou_{c}": float(v) for c, v in enumerate(iou, start=1) if np.isfinite(v)})
+            if binary.sum() == 0:
+                scores["val/selection"] = scores["val/landcover_miou"]
         self.log_dict(scores, sync_dist=True)  # already reduced: identical on every rank
 
     def trained_classes(self) -> tuple[int, ...]:
@@ -128,3 +139,9 @@ class ChangeTask(pl.LightningModule):
         total = max(1, int(self.trainer.estimated_stepping_batches))
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: max(0.0, 1 - step / total) ** POLY_POWER)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+def _histogram(truth: torch.Tensor, pred: torch.Tensor, keep: torch.Tensor, k: int) -> torch.Tensor:
+    """``[truth, pred]`` counts over pixels kept, with truth in 0..k-1 (ignore and class sets left out)."""
+    keep = keep & (truth >= 0) & (truth < k)
+    return torch.bincount(truth[keep] * k + pred[keep], minlength=k * k).view(k, k)

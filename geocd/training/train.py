@@ -22,6 +22,7 @@ from lightning.pytorch.loggers import CSVLogger
 
 from geocd.checkpoint import ModelMetadata, read_metadata, save_checkpoint
 from geocd.data.archive import PairRecord, manifest_path, read_archive, split_pairs
+from geocd.data.landcover_import import LandCoverRecord, read_landcover_archive
 from geocd.data.rasters import choose_bands, open_raster
 from geocd.errors import InputError
 from geocd.models.pretrained import load_imagenet_weights
@@ -59,6 +60,9 @@ class TrainOptions:
     num_workers: int = 0
     resume: bool = False
     pseudo_labels: Path | None = None
+    landcover: tuple[Path, ...] = ()
+    landcover_share: float = 0.5
+    landcover_resolution_m: float | None = 0.5
     extra_info: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -144,6 +148,7 @@ def train(
         raise InputError(out, "already holds a training run (use --resume to continue it, or another folder)")
     out.mkdir(parents=True, exist_ok=True)
     records = [record for archive in archives for record in read_archive(archive)]
+    records += [landcover_pair(r) for archive in options.landcover for r in read_landcover_archive(archive)]
     train_records, val_records = split_pairs(records, options.val_fraction, options.seed)
     if not train_records or not val_records:
         raise InputError(archives[0], f"needs at least 2 pairs to split into training and validation (has {len(records)})")
@@ -162,11 +167,13 @@ def train(
     if options.pretrained and not options.resume:
         backbone_init = load_imagenet_weights(task.model.encoder, options.backbone, len(bands), options.backbone_weights)
     data = ArchiveDataModule(train_records, val_records, len(bands), options.tile_size, options.batch_size,
-                             options.num_workers, options.epoch_length, list(bands), options.seed)
+                             options.num_workers, options.epoch_length, list(bands), options.seed,
+                             options.landcover_share, options.landcover_resolution_m)
     metadata = ModelMetadata(
         config, bands=band_names(train_records[0], bands), mean=tuple(mean), std=tuple(std), schema=SECOND,
         tile_size=options.tile_size, resolution_m=ground_resolution(train_records),
-        info={"archives": [os.fspath(a) for a in archives], "backbone_init": backbone_init, "train_pairs": [r.name for r in train_records],
+        info={"archives": [os.fspath(a) for a in archives], "landcover_archives": [os.fspath(a) for a in options.landcover],
+              "backbone_init": backbone_init, "train_pairs": [r.name for r in train_records],
               "val_pairs": [r.name for r in val_records], "semantic_labels": any(r.semantic for r in train_records),
               "class_weights": list(options.loss_weights), **pseudo_info, **options.extra_info},
     )
@@ -209,6 +216,12 @@ def with_pseudo_labels(
                               "tta": provenance.get("tta"), "pairs": sorted(set(pseudo) - set(unused)),
                               "unused_validation_pairs": unused}}
     return [pseudo.get(r.name, r) for r in train_records], info
+
+
+def landcover_pair(record: LandCoverRecord) -> PairRecord:
+    """A single-date land-cover image as a pair record (the image as both dates, labels in ``label_before``)."""
+    return PairRecord(name=record.name, before=record.image, after=record.image, label_before=record.landcover,
+                      dataset=record.dataset, split=record.split)
 
 
 def _uses_cuda(accelerator: str) -> bool:
