@@ -145,7 +145,8 @@ def write_manifest(records: Sequence[PairRecord], manifest: str | os.PathLike[st
 def split_pairs(records: Sequence[PairRecord], val_fraction: float = 0.2, seed: int = 0) -> tuple[list[PairRecord], list[PairRecord]]:
     """Split by pair, never by tile: explicit ``split`` values win; the rest are drawn per dataset.
 
-    Every dataset with at least two undecided pairs gives at least one to validation.
+    Every dataset with at least two undecided pairs gives at least one to validation. Each
+    dataset is drawn with its own seeded generator, so adding a dataset leaves the others' split alone.
     """
     train = [r for r in records if r.split == "train"]
     val = [r for r in records if r.split == "val"]
@@ -153,10 +154,9 @@ def split_pairs(records: Sequence[PairRecord], val_fraction: float = 0.2, seed: 
     for record in records:
         if not record.split:
             groups[record.dataset].append(record)
-    rng = random.Random(seed)
     for dataset in sorted(groups):
         members = sorted(groups[dataset], key=lambda r: r.name)
-        rng.shuffle(members)
+        random.Random(f"{seed}:{dataset}").shuffle(members)
         n_val = max(1, round(val_fraction * len(members))) if len(members) >= 2 and val_fraction > 0 else 0
         val += members[:n_val]
         train += members[n_val:]
