@@ -251,19 +251,22 @@ def evaluate(archive: str, models: tuple[str, ...], output: str, pairs: str | No
     """Score a model on the labelled pairs of an archive (mIoU, SeK, Score, F_scd).
 
     Runs the full predict path (tiling, blending) on every pair, prints a table and
-    writes evaluation.json and confusion.png.
+    writes evaluation.json and confusion.png. On a land-cover archive (geocd
+    import-landcover) it reports per-class IoU and mIoU of the land-cover maps.
 
     \b
     Example:
       geocd evaluate archive/manifest.csv --model runs/first/best.safetensors --tta
     """
     from geocd.checkpoint import load_models
-    from geocd.evaluation import evaluate as run_evaluate, save_report
+    from geocd.data.landcover_import import is_landcover_archive
+    from geocd.evaluation import evaluate as run_evaluate, evaluate_landcover, save_report
     from geocd.inference.predict import PredictOptions, resolve_device
 
     loaded = load_models(list(models), resolve_device(device))
     options = PredictOptions(tile_size=tile_size, tta=tta, threshold=threshold, device=device, num_workers=num_workers)
-    report = run_evaluate(archive, loaded, options, pairs.split(",") if pairs else None)
+    run = evaluate_landcover if is_landcover_archive(archive) else run_evaluate
+    report = run(archive, loaded, options, pairs.split(",") if pairs else None)
     json_path, png_path = save_report(report, output)
     click.echo(report.table())
     click.echo(f"wrote {json_path} and {png_path}", err=True)

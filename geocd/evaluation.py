@@ -22,9 +22,11 @@ from geocd.changemap import NODATA, is_changed
 from geocd.checkpoint import LoadedModel
 from geocd.data.archive import IGNORE, PairRecord, read_archive
 from geocd.data.labelled import change_mask, open_labels, read_label
+from geocd.data.landcover_import import read_landcover_archive
 from geocd.data.rasters import grid_of, open_raster
+from geocd.errors import InputError
 from geocd.inference.predict import PredictOptions, predict_change_raster
-from geocd.metrics import binary_scores, confusion_matrix, semantic_scores
+from geocd.metrics import binary_scores, confusion_matrix, iou_per_class, semantic_scores
 from geocd.progress import Progress
 
 STRIP_ROWS = 512
@@ -137,20 +139,13 @@ def evaluate(
     return EvaluationReport(results, [str(m.path) for m in models], options.tta, [c.name for c in meta.schema.classes])
 
 
-def save_report(report: EvaluationReport, folder: str | os.PathLike[str]) -> tuple[Path, Path]:
-    """Write ``evaluation.json`` and ``confusion.png`` (overall matrix) into ``folder``."""
+def plot_confusion(matrix: np.ndarray, labels: Sequence[str], path: Path) -> Path:
+    """A row-normalised confusion-matrix PNG with the counts written in."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    out = Path(folder)
-    out.mkdir(parents=True, exist_ok=True)
-    json_path = out / "evaluation.json"
-    json_path.write_text(json.dumps(report.to_dict(), indent=1))
-    overall = report.groups["all"]
-    matrix = overall.semantic if overall.semantic is not None else overall.binary
-    labels = ["unchanged", "changed"] if overall.semantic is None else report.class_names
     share = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
     figure, axes = plt.subplots(figsize=(1.2 + 0.7 * len(labels), 1 + 0.7 * len(labels)))
     axes.imshow(share, cmap="Blues", vmin=0, vmax=1)
@@ -162,7 +157,95 @@ def save_report(report: EvaluationReport, folder: str | os.PathLike[str]) -> tup
     axes.set_ylabel("truth")
     axes.set_title("confusion (rows normalised)")
     figure.tight_layout()
-    png_path = out / "confusion.png"
-    figure.savefig(png_path, dpi=120)
+    figure.savefig(path, dpi=120)
     plt.close(figure)
+    return path
+
+
+@dataclass
+class LandCoverReport:
+    """Land-cover confusion matrices ``[truth, pred]`` (ids 0..K) per image of a land-cover archive."""
+
+    images: list[PairEvaluation]
+    models: list[str]
+    tta: bool
+    class_names: list[str]
+    trained_classes: tuple[int, ...]
+
+    def total(self, dataset: str | None = None) -> np.ndarray:
+        """The summed matrix of one dataset, or of all images."""
+        return sum(e.semantic for e in self.images if dataset in (None, e.dataset))
+
+    def scores(self, hist: np.ndarray) -> dict[str, float | None]:
+        """Per-class IoU of the trained classes and their mean."""
+        iou = iou_per_class(hist)
+        per_class = {self.class_names[c]: None if np.isnan(iou[c]) else float(iou[c]) for c in self.trained_classes}
+        present = [v for v in per_class.values() if v is not None]
+        return {**per_class, "miou": float(np.mean(present)) if present else None}
+
+    def to_dict(self) -> dict:
+        """JSON-ready per-image, per-dataset and overall scores."""
+        datasets = sorted({e.dataset for e in self.images})
+        rows = [{"name": e.name, "dataset": e.dataset, **self.scores(e.semantic)} for e in self.images]
+        groups = [{"name": d, "images": sum(e.dataset == d for e in self.images), **self.scores(self.total(d))} for d in datasets]
+        groups.append({"name": "all", "images": len(self.images), **self.scores(self.total()),
+                       "confusion": self.total().tolist()})
+        return {"models": self.models, "tta": self.tta, "images": rows, "groups": groups}
+
+    def table(self) -> str:
+        """Per-class IoU per dataset and overall, as text."""
+        columns = [self.class_names[c] for c in self.trained_classes] + ["miou"]
+        lines = [f"{'dataset':12} " + " ".join(f"{c[:14]:>14}" for c in columns)]
+        for group in self.to_dict()["groups"]:
+            cells = " ".join(f"{group[c]:14.4f}" if group[c] is not None else f"{'-':>14}" for c in columns)
+            lines.append(f"{group['name'][:12]:12} {cells}")
+        return "\n".join(lines)
+
+
+def evaluate_landcover(
+    archive: str | os.PathLike[str], models: Sequence[LoadedModel], options: PredictOptions = PredictOptions(),
+    names: Sequence[str] | None = None,
+) -> LandCoverReport:
+    """Land-cover maps predicted through the full predict path (the image as both dates) against a land-cover archive.
+
+    Only pixels labelled with one class count; coarse labels naming a set of classes are left out.
+    """
+    meta = models[0].metadata
+    if not meta.landcover_trained:
+        raise InputError(models[0].path, "has untrained land-cover heads, so land cover cannot be evaluated")
+    k = meta.config.num_classes + 1
+    images = []
+    with tempfile.TemporaryDirectory(prefix="geocd-evaluate-") as tmp:
+        for record in read_landcover_archive(archive):
+            if names is not None and record.name not in set(names):
+                continue
+            change, cover = Path(tmp) / "change.tif", Path(tmp) / "landcover.tif"
+            predict_change_raster(record.image, record.image, models, change, options, landcover=cover)
+            with open_raster(cover) as pred, contextlib.ExitStack() as stack:
+                (truth,) = [stack.enter_context(src) for src in open_labels([record.landcover], grid_of(pred))]
+                hist = np.zeros((k, k), np.int64)
+                for row in range(0, pred.height, STRIP_ROWS):
+                    window = Window(0, row, pred.width, min(STRIP_ROWS, pred.height - row))
+                    predicted = pred.read(1, window=window)
+                    labels = np.where(predicted != NODATA, read_label(truth, window), IGNORE)
+                    hist += confusion_matrix(labels, predicted, k)
+            change.unlink()
+            cover.unlink()
+            images.append(PairEvaluation(record.name, record.dataset, np.zeros((2, 2), np.int64), hist))
+    return LandCoverReport(images, [str(m.path) for m in models], options.tta,
+                           [c.name for c in meta.schema.classes], meta.trained_classes)
+
+
+def save_report(report: EvaluationReport | LandCoverReport, folder: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """Write ``evaluation.json`` and ``confusion.png`` (overall matrix) into ``folder``."""
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    json_path = out / "evaluation.json"
+    json_path.write_text(json.dumps(report.to_dict(), indent=1))
+    if isinstance(report, LandCoverReport):
+        return json_path, plot_confusion(report.total()[1:, 1:], report.class_names[1:], out / "confusion.png")
+    overall = report.groups["all"]
+    matrix = overall.semantic if overall.semantic is not None else overall.binary
+    labels = ["unchanged", "changed"] if overall.semantic is None else report.class_names
+    png_path = plot_confusion(matrix, labels, out / "confusion.png")
     return json_path, png_path

@@ -61,3 +61,28 @@ def test_evaluate_command_prints_a_table_and_writes_files(tmp_path: Path, tiny_c
                                       "--num-workers", "0"])
     assert result.exit_code == 0, result.output
     assert "p0" in result.output and (tmp_path / "e" / "evaluation.json").is_file()
+
+
+def test_land_cover_archive_gives_per_class_iou_by_hand(tmp_path: Path) -> None:
+    from conftest import ORIGIN, write_raster
+    from geocd.data.landcover_import import LandCoverRecord, encode_set, write_landcover_manifest
+    from geocd.evaluation import evaluate_landcover
+    from rasterio.transform import from_origin
+
+    image = np.full((3, 64, 64), 100, np.uint8)
+    image[:, :, 32:] = 240  # bright: the intensity model says building (5), else low vegetation (3)
+    labels = np.full((64, 64), 3, np.uint8)
+    labels[:, 32:] = 5
+    labels[:4, :32] = 5  # 128 dark pixels mislabelled as building
+    labels[60:, :] = encode_set({3, 4})  # coarse labels are left out of the scores
+    grid = from_origin(*ORIGIN, 1.0, 1.0)
+    record = LandCoverRecord("img", write_raster(tmp_path / "img.tif", image, transform=grid),
+                             write_raster(tmp_path / "lc.tif", labels[None], transform=grid), dataset="toy")
+    manifest = write_landcover_manifest([record], tmp_path / "manifest.csv")
+    report = evaluate_landcover(manifest, [intensity_model()], PredictOptions(tile_size=32))
+    scores = report.scores(report.total())
+    building, vegetation = 60 * 32, 60 * 32 - 128  # counted rows 0..59
+    assert scores["building"] == pytest.approx(building / (building + 128))
+    assert scores["low vegetation"] == pytest.approx(vegetation / (vegetation + 128))
+    assert scores["miou"] == pytest.approx((scores["building"] + scores["low vegetation"]) / 2)
+    assert "building" in report.table()

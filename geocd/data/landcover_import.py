@@ -307,6 +307,15 @@ def write_landcover_manifest(records: Sequence[LandCoverRecord], path: str | os.
     return path
 
 
+def is_landcover_archive(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` (a folder or its manifest) is a land-cover archive rather than a change archive."""
+    manifest = Path(path) / MANIFEST if Path(path).is_dir() else Path(path)
+    if manifest.suffix.lower() != ".csv" or not manifest.is_file():
+        return False
+    with open(manifest, newline="") as f:
+        return "landcover" in next(csv.reader(f), [])
+
+
 def read_landcover_archive(path: str | os.PathLike[str]) -> list[LandCoverRecord]:
     """Read a land-cover archive (a folder holding manifest.csv, or the CSV) and check its files."""
     manifest = Path(path)
