@@ -10,7 +10,7 @@ import rasterio
 from rasterio.transform import from_origin
 from rasterio.warp import Resampling, calculate_default_transform, reproject
 
-from conftest import ORIGIN, UTM, intensity_model, planted_pair, smooth_scene, write_raster
+from conftest import ORIGIN, intensity_model, planted_pair, smooth_scene, write_raster
 from geocd.changemap import NODATA, ChangeMapInfo, decode_probability
 from geocd.inference.predict import PredictOptions, predict_change_raster
 from geocd.inference.stitch import blend_window

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from conftest import synthetic_archive
 from geocd.checkpoint import load_checkpoint

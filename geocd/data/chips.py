@@ -104,6 +104,21 @@ def import_chips(
     Nothing is written unless every chip passes the header checks; if a later step fails,
     the files written so far are removed. Returns the records as :func:`read_archive` reads them.
     """
+    src_root, dst_root, manifest, name = check_import(source, destination, resolution, dataset, overwrite)
+    pairs = _find_pairs(src_root, name)
+    jobs = _plan(pairs, dst_root, resolution, overwrite)
+    _run(jobs, overwrite)
+    records = [_record(pair, dst_root, name) for pair in pairs]
+    with atomic_output(manifest, overwrite=True) as tmp:
+        write_manifest(records, tmp)
+    return read_archive(manifest)
+
+
+def check_import(
+    source: str | os.PathLike[str], destination: str | os.PathLike[str], resolution: float | None,
+    dataset: str | None, overwrite: bool,
+) -> tuple[Path, Path, Path, str]:
+    """Check an import's arguments: (source folder, destination folder, manifest path, dataset name)."""
     src_root = Path(source)
     if not src_root.is_dir():
         raise InputError(src_root, "is not a folder")
@@ -114,13 +129,7 @@ def import_chips(
     name = src_root.resolve().name if dataset is None else dataset
     if "/" in name or os.sep in name:
         raise InputError(None, f"a dataset name cannot hold a path separator: {name!r}")
-    pairs = _find_pairs(src_root, name)
-    jobs = _plan(pairs, dst_root, resolution, overwrite)
-    _run(jobs, overwrite)
-    records = [_record(pair, dst_root, name) for pair in pairs]
-    with atomic_output(manifest, overwrite=True) as tmp:
-        write_manifest(records, tmp)
-    return read_archive(manifest)
+    return src_root, dst_root, manifest, name
 
 
 def _check_destination(root: Path, overwrite: bool) -> Path:

@@ -16,7 +16,6 @@ grid) and ``DST/manifest.csv`` with columns ``name,dataset,split,image,landcover
 from __future__ import annotations
 
 import csv
-import math
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -32,7 +31,7 @@ from geocd.data.chips import (
     EXTENSIONS,
     SPLITS,
     _Bands,
-    _check_destination,
+    check_import,
     _child,
     _convert,
     _Job,
@@ -225,16 +224,7 @@ def import_landcover(
     the image's grid. If any chip fails, the files written so far are removed.
     """
     coding = load_mapping(mapping)
-    src_root = Path(source)
-    if not src_root.is_dir():
-        raise InputError(src_root, "is not a folder")
-    if resolution is not None and not (math.isfinite(resolution) and resolution > 0):
-        raise InputError(None, f"--resolution must be a positive number of metres, not {resolution}")
-    dst_root = Path(destination)
-    manifest = _check_destination(dst_root, overwrite)
-    name = src_root.resolve().name if dataset is None else dataset
-    if "/" in name or os.sep in name:
-        raise InputError(None, f"a dataset name cannot hold a path separator: {name!r}")
+    src_root, dst_root, manifest, name = check_import(source, destination, resolution, dataset, overwrite)
     pairs = _find_pairs(src_root, name)
     jobs = _plan(pairs, dst_root, resolution, overwrite)
     _convert_all(jobs, coding, overwrite)

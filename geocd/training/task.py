@@ -19,7 +19,6 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 
-from geocd.data.archive import IGNORE
 from geocd.metrics import binary_scores, iou_per_class, semantic_scores
 from geocd.models.siamese import ModelConfig, SiameseChangeNet
 from geocd.training.losses import SEED_CLASS_WEIGHTS, ChangeLoss
