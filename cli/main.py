@@ -171,6 +171,8 @@ def vectorize(raster: str, output: str, min_area: float, simplify: float | None,
 @click.option("--pretrained/--no-pretrained", default=True, show_default=True,
               help="Start from ImageNet weights (offline package, --backbone-weights, or timm's hub).")
 @click.option("--backbone-weights", type=click.Path(dir_okay=False), help="ImageNet weights file with timm key names.")
+@click.option("--init-from", type=click.Path(dir_okay=False),
+              help="Start from a geocd checkpoint of the same architecture (fine-tuning), instead of ImageNet weights.")
 @click.option("--lightweight/--full-heads", default=True, show_default=True, help="Depthwise-separable convolutions in the heads.")
 @click.option("--bands", callback=parse_bands, help="Bands to use, 1-based, comma-separated. Default: the first 3.")
 @click.option("--tile-size", default=256, show_default=True, type=click.IntRange(32), help="Training tile size in pixels.")
@@ -196,7 +198,8 @@ def vectorize(raster: str, output: str, min_area: float, simplify: float | None,
 @click.option("--num-workers", default=2, show_default=True, type=click.IntRange(0), help="Tile-reading worker processes.")
 @click.option("--resume", is_flag=True, help="Continue the run in OUTPUT from its last epoch.")
 @reports_errors
-def train(archives: tuple[str, ...], output: str, backbone: str, pretrained: bool, backbone_weights: str | None, lightweight: bool, bands: tuple[int, ...] | None, tile_size: int,
+def train(archives: tuple[str, ...], output: str, backbone: str, pretrained: bool, backbone_weights: str | None,
+          init_from: str | None, lightweight: bool, bands: tuple[int, ...] | None, tile_size: int,
           batch_size: int, max_epochs: int, epoch_length: int | None, lr: float, class_weights: str | None,
           pseudo_labels: str | None, landcover: tuple[str, ...], landcover_share: float, landcover_resolution: float,
           jitter: float,
@@ -220,6 +223,7 @@ def train(archives: tuple[str, ...], output: str, backbone: str, pretrained: boo
         raise click.BadParameter("comma-separated numbers", param_hint="--class-weights") from None
     options = TrainOptions(
         backbone=backbone, pretrained=pretrained, backbone_weights=Path(backbone_weights) if backbone_weights else None,
+        init_from=Path(init_from) if init_from else None,
         lightweight=lightweight, bands=bands, num_bands=len(bands) if bands else 3, tile_size=tile_size,
         batch_size=batch_size, max_epochs=max_epochs, epoch_length=epoch_length, lr=lr, class_weights=weights,
         pseudo_labels=Path(pseudo_labels) if pseudo_labels else None, landcover=tuple(Path(a) for a in landcover),

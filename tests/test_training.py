@@ -134,3 +134,16 @@ def test_ddp_on_two_cpu_processes(tmp_path: Path) -> None:
     assert done.stderr.count("epoch 1/1:") == 1
     meta = load_checkpoint(tmp_path / "run" / "best.safetensors").metadata
     assert meta.trained_classes == (3, 5) and "score" in meta.info["validation"]
+
+
+def test_fine_tuning_starts_from_a_checkpoint(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    manifest = synthetic_archive(tmp_path / "archive", pairs=2, semantic=False)
+    options = TrainOptions(backbone=BACKBONE, pretrained=False, tile_size=64, batch_size=2, max_epochs=1, val_fraction=0.5,
+                           accelerator="cpu", devices=1)
+    first = train([manifest], tmp_path / "first", options, echo=lambda line: None).last
+    tuned = train([manifest], tmp_path / "tuned", replace(options, init_from=first), echo=lambda line: None).last
+    assert load_checkpoint(tuned).metadata.info["backbone_init"] == f"checkpoint {first} (random)"
+    with pytest.raises(Exception, match="not the"):
+        train([manifest], tmp_path / "other", replace(options, init_from=first, lightweight=False))

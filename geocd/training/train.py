@@ -20,7 +20,7 @@ import rasterio
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
-from geocd.checkpoint import ModelMetadata, read_metadata, save_checkpoint
+from geocd.checkpoint import ModelMetadata, load_checkpoint, read_metadata, save_checkpoint
 from geocd.data.archive import PairRecord, manifest_path, read_archive, split_pairs
 from geocd.data.landcover_import import LandCoverRecord, read_landcover_archive
 from geocd.data.rasters import choose_bands, open_raster
@@ -60,6 +60,7 @@ class TrainOptions:
     num_workers: int = 0
     resume: bool = False
     pseudo_labels: Path | None = None
+    init_from: Path | None = None
     landcover: tuple[Path, ...] = ()
     landcover_share: float = 0.5
     landcover_resolution_m: float | None = 0.5
@@ -164,7 +165,13 @@ def train(
     config = ModelConfig(options.backbone, len(bands), SECOND.num_landcover, options.lightweight)
     task = ChangeTask(config, mean, std, options.lr, options.loss_weights, options.jitter, options.seed)
     backbone_init = "random"
-    if options.pretrained and not options.resume:
+    if options.init_from is not None and not options.resume:
+        start = load_checkpoint(options.init_from)
+        if start.model.config != config:
+            raise InputError(options.init_from, f"is a {start.model.config} model, not the {config} being trained")
+        task.model.load_state_dict(start.model.state_dict())
+        backbone_init = f"checkpoint {options.init_from} ({start.metadata.info.get('backbone_init', 'unknown')})"
+    elif options.pretrained and not options.resume:
         backbone_init = load_imagenet_weights(task.model.encoder, options.backbone, len(bands), options.backbone_weights)
     data = ArchiveDataModule(train_records, val_records, len(bands), options.tile_size, options.batch_size,
                              options.num_workers, options.epoch_length, list(bands), options.seed,
