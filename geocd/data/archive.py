@@ -79,11 +79,17 @@ def read_archive(archive: str | os.PathLike[str]) -> list[PairRecord]:
     if not rows:
         raise InputError(manifest, "lists no pairs")
     records = [_record(manifest, number, row) for number, row in enumerate(rows, start=1)]
-    names = [r.name for r in records]
-    duplicate = next((n for n in names if names.count(n) > 1), None)
-    if duplicate is not None:
-        raise InputError(manifest, f"pair name {duplicate!r} appears more than once")
+    check_unique_names(manifest, [r.name for r in records], "pair")
     return records
+
+
+def check_unique_names(manifest: Path, names: Sequence[str], kind: str) -> None:
+    """Raise :class:`InputError` naming the manifest when a name appears twice."""
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise InputError(manifest, f"{kind} name {name!r} appears more than once")
+        seen.add(name)
 
 
 def _read_rows(manifest: Path) -> list[dict[str, str]]:

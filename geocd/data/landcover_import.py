@@ -27,6 +27,7 @@ from rasterio.enums import ColorInterp
 from rasterio.io import DatasetReader
 
 from geocd.atomic import atomic_output
+from geocd.data.archive import check_unique_names
 from geocd.data.chips import (
     EXTENSIONS,
     SPLITS,
@@ -321,10 +322,7 @@ def read_landcover_archive(path: str | os.PathLike[str]) -> list[LandCoverRecord
     if not rows:
         raise InputError(manifest, "lists no chips")
     records = [_record(manifest, number, row) for number, row in enumerate(rows, start=1)]
-    names = [r.name for r in records]
-    duplicate = next((n for n in names if names.count(n) > 1), None)
-    if duplicate is not None:
-        raise InputError(manifest, f"chip name {duplicate!r} appears more than once")
+    check_unique_names(manifest, [r.name for r in records], "chip")
     return records
 
 
