@@ -22,6 +22,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -133,11 +134,11 @@ def _record(manifest: Path, number: int, row: dict[str, str]) -> PairRecord:
     return PairRecord(name=name, dataset=values["dataset"], split=values["split"], **paths)
 
 
-def write_manifest(records: Sequence[PairRecord], manifest: str | os.PathLike[str]) -> Path:
-    """Write a CSV manifest with paths relative to its folder."""
+def write_manifest(records: Sequence[Any], manifest: str | os.PathLike[str], columns: Sequence[str] = COLUMNS) -> Path:
+    """Write dataclass ``records`` as a CSV manifest of ``columns``, paths relative to its folder."""
     manifest = Path(manifest)
     with open(manifest, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         for record in records:
             row = {}

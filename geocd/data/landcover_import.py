@@ -27,7 +27,7 @@ from rasterio.enums import ColorInterp
 from rasterio.io import DatasetReader
 
 from geocd.atomic import atomic_output
-from geocd.data.archive import check_unique_names
+from geocd.data.archive import check_unique_names, write_manifest
 from geocd.data.chips import (
     EXTENSIONS,
     SPLITS,
@@ -288,14 +288,7 @@ def _write_landcover(job: _Job, mapping: LandCoverMapping, overwrite: bool) -> N
 
 def write_landcover_manifest(records: Sequence[LandCoverRecord], path: str | os.PathLike[str]) -> Path:
     """Write a land-cover manifest CSV with paths relative to its folder."""
-    path = Path(path)
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        writer.writeheader()
-        for r in records:
-            image, landcover = (os.path.relpath(p, path.parent) for p in (r.image, r.landcover))
-            writer.writerow(dict(name=r.name, dataset=r.dataset, split=r.split, image=image, landcover=landcover))
-    return path
+    return write_manifest(records, path, COLUMNS)
 
 
 def is_landcover_archive(path: str | os.PathLike[str]) -> bool:
