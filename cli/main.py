@@ -87,6 +87,17 @@ def parse_bands(ctx: click.Context, param: click.Parameter, value: str | None) -
     return bands
 
 
+def parse_radiometry(ctx: click.Context, param: click.Parameter, value: str) -> str | tuple[float, float]:
+    """``auto``/``stretch``/``none`` as they are; ``LOW,HIGH`` -> (low, high)."""
+    if value in ("auto", "stretch", "none"):
+        return value
+    try:
+        low, high = (float(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter("use auto, stretch, none or LOW,HIGH (e.g. 0,3000)") from None
+    return low, high
+
+
 @cli.command()
 @click.argument("before", type=click.Path())
 @click.argument("after", type=click.Path())
@@ -99,7 +110,13 @@ def parse_bands(ctx: click.Context, param: click.Parameter, value: str | None) -
 @click.option("--tta", is_flag=True, help="Average over the 6 dihedral flips/rotations (6x slower).")
 @click.option("--threshold", default=0.5, show_default=True, type=click.FloatRange(0, 1), help="Change probability cut-off.")
 @click.option("--min-area", default=0.0, show_default=True, type=click.FloatRange(0), help="Drop changes smaller than this (m²).")
-@click.option("--bands", callback=parse_bands, help="Bands to use, 1-based, comma-separated. Default: the first the model needs.")
+@click.option("--bands", callback=parse_bands,
+              help="Bands to use, 1-based, comma-separated, in the model's order (red,green,blue for the default "
+                   "model; 3,2,1 on a B02,B03,B04,B08 Sentinel-2 stack). Default: the first the model needs.")
+@click.option("--radiometry", default="auto", show_default=True, callback=parse_radiometry,
+              help="How pixel values become model input: auto (8-bit pairs as they are, anything else stretched "
+                   "per date from its 2-98 % percentiles), stretch (always), none (values as stored), or LOW,HIGH "
+                   "(this range of scaled values -> 0-255 in both dates, e.g. 0,3000 for Sentinel-2 L1C).")
 @click.option("--tile-size", type=click.IntRange(32), help="Tile size in pixels. Default: the model's training tile size.")
 @click.option("--overlap", type=click.IntRange(0), help="Tile overlap in pixels. Default: 1/8 of the tile.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
@@ -111,7 +128,8 @@ def parse_bands(ctx: click.Context, param: click.Parameter, value: str | None) -
 @click.option("-q", "--quiet", is_flag=True, help="No progress output (same as --progress none).")
 @reports_errors
 def predict(before: str, after: str, output: str | None, raster: str | None, landcover: str | None, models: tuple[str, ...], tta: bool,
-            threshold: float, min_area: float, bands: tuple[int, ...] | None, tile_size: int | None,
+            threshold: float, min_area: float, bands: tuple[int, ...] | None,
+            radiometry: str | tuple[float, float], tile_size: int | None,
             overlap: int | None, device: str, batch_size: int | None, num_workers: int, overwrite: bool,
             progress_mode: str, quiet: bool) -> None:
     """Detect changes between BEFORE and AFTER rasters and write polygons.
@@ -130,7 +148,8 @@ def predict(before: str, after: str, output: str | None, raster: str | None, lan
     from geocd.progress import Progress
 
     options = PredictOptions(tile_size=tile_size, overlap=overlap, tta=tta, threshold=threshold, device=device,
-                             batch_size=batch_size, num_workers=num_workers, bands=bands, overwrite=overwrite)
+                             batch_size=batch_size, num_workers=num_workers, bands=bands, radiometry=radiometry,
+                             overwrite=overwrite)
     loaded = load_models(list(models), resolve_device(device))
     progress = Progress("none" if quiet else progress_mode)
     result = run_predict(before, after, loaded, output, raster, options, min_area, progress, landcover)

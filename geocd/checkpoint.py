@@ -19,6 +19,7 @@ from safetensors.torch import save_file
 
 from geocd import __version__
 from geocd.atomic import atomic_output
+from geocd.data.radiometry import DISPLAY8
 from geocd.errors import CheckpointError
 from geocd.models.siamese import ModelConfig, SiameseChangeNet
 from geocd.schema import SECOND, ClassSchema
@@ -30,12 +31,17 @@ FORMAT_VERSION = "1"
 
 @dataclass(frozen=True)
 class ModelMetadata:
-    """What a checkpoint says about its model besides the weights."""
+    """What a checkpoint says about its model besides the weights.
+
+    ``radiometry`` is the input the network expects before ``mean``/``std`` normalisation
+    (:mod:`geocd.data.radiometry`; ``display8``: 8-bit display imagery, 0..255).
+    """
 
     config: ModelConfig
     bands: tuple[str, ...] = ("red", "green", "blue")
     mean: tuple[float, ...] = (0.0, 0.0, 0.0)
     std: tuple[float, ...] = (1.0, 1.0, 1.0)
+    radiometry: str = DISPLAY8
     schema: ClassSchema = SECOND
     trained_classes: tuple[int, ...] = ()
     tile_size: int = 512

@@ -3,7 +3,8 @@
 The 'before' raster's grid is the reference. When 'after' differs in CRS, resolution or
 pixel alignment it is warped on the fly onto that grid (``WarpedVRT``, bilinear). Only
 the overlap of the two footprints is indexed; a pixel is valid when it is valid in both
-dates (nodata value, internal mask or alpha band).
+dates (nodata value, internal mask, alpha band, NaN or infinite values). Each date's values
+are brought to the radiometry the network expects (:mod:`geocd.data.radiometry`).
 """
 
 from __future__ import annotations
@@ -28,11 +29,12 @@ from rasterio.windows import Window
 from torchgeo.datasets import GeoDataset
 from torchgeo.datasets.utils import GeoSlice
 
-from geocd.data.rasters import Grid, choose_bands, grid_of, open_raster, read_window
+from geocd.data.radiometry import RadiometryMode, Stretch, check_mode, fit_stretches
+from geocd.data.rasters import Grid, choose_bands, grid_of, open_raster, read_mask, read_window
 from geocd.errors import InputError
 
 DECIMATED_CHECK_SIZE = 1024
-"""Longest side of the decimated masks read to check that the overlap has valid pixels."""
+"""Longest side of the decimated read of the overlap (validity check and radiometry fit)."""
 
 GDAL_CACHE_MB = 32
 """GDAL's block cache per process (its default, 5% of RAM, would grow with the scene)."""
@@ -88,15 +90,19 @@ def overlap_window(grid: Grid, before: DatasetReader, after: DatasetReader) -> W
 class PairDataset(GeoDataset):
     """Both dates of a pair on the 'before' grid, indexed by TorchGeo spatial slices.
 
-    Each sample holds ``image_before`` and ``image_after`` (float32 ``[C, h, w]``, raw pixel
-    values of the chosen bands), ``valid`` (bool ``[h, w]``: valid in both dates and inside
-    the overlap) and ``window`` (int64 ``[row_off, col_off]`` on the 'before' grid).
-    Queries may reach past the overlap (scene edges): those pixels are zero and invalid.
+    Each sample holds ``image_before`` and ``image_after`` (float32 ``[C, h, w]``, the chosen
+    bands after each date's :class:`~geocd.data.radiometry.Stretch`), ``valid`` (bool ``[h, w]``:
+    valid in both dates and inside the overlap) and ``window`` (int64 ``[row_off, col_off]`` on
+    the 'before' grid). A pixel valid in one date only holds that date's values in both, and one
+    valid in neither is zero in both: only real differences reach the network, so a partial
+    overlap, a nodata collar or a NaN block creates no change along its edge. Queries may reach
+    past the overlap (scene edges): those pixels are zero and invalid.
 
     The index footprint is the overlap, enlarged towards the east and south to at least
     ``min_extent`` pixels so that samplers also tile scenes smaller than one tile. With
     ``resolution`` (CRS units) both dates are resampled onto a grid of that pixel size over the
-    'before' extent (training on sources of different ground resolution).
+    'before' extent (training on sources of different ground resolution). ``radiometry`` is a
+    :data:`~geocd.data.radiometry.RadiometryMode`; the fitted stretches are in ``stretches``.
     """
 
     def __init__(
@@ -107,16 +113,24 @@ class PairDataset(GeoDataset):
         bands: Sequence[int] | None = None,
         min_extent: int = 0,
         resolution: float | None = None,
+        radiometry: RadiometryMode = "auto",
     ) -> None:
         self.paths = [os.fspath(before), os.fspath(after)]
+        check_mode(radiometry)
         limit_gdal_cache()
         with open_raster(before) as b, open_raster(after) as a:
             self.grid = grid_of(b) if resolution is None else resampled(grid_of(b), resolution)
             self.bands_before = choose_bands(b, bands, num_bands)
             self.bands_after = choose_bands(a, bands, num_bands)
             self.overlap = overlap_window(self.grid, b, a)
+            dates = ((b, self.bands_before), (a, self.bands_after))
+            calibration = [([src.scales[i - 1] for i in idx], [src.offsets[i - 1] for i in idx]) for src, idx in dates]
+            dtypes = [src.dtypes[idx[0] - 1] for src, idx in dates]
         self._res = self.grid.res
         self._sources: tuple[int, DatasetReader, DatasetReader | WarpedVRT] | None = None
+        samples = self._overlap_sample()
+        self._any_valid = samples[0].shape[1] > 0
+        self.stretches = fit_stretches(radiometry, dtypes, calibration, samples)
         xres, yres = self.grid.res
         left, top = self.grid.transform.c, self.grid.transform.f
         w = max(self.overlap.width, min_extent)
@@ -138,10 +152,13 @@ class PairDataset(GeoDataset):
 
     def read(self, window: Window) -> dict[str, Any]:
         """Both dates and the joint validity over a pixel window of the 'before' grid."""
-        before, after = self._open()
-        image_before, valid_before = read_window(before, self.bands_before, window)
-        image_after, valid_after = read_window(after, self.bands_after, window)
+        (image_before, valid_before), (image_after, valid_after) = (
+            self._read_date(src, bands, stretch, window)
+            for src, bands, stretch in zip(self._open(), (self.bands_before, self.bands_after), self.stretches)
+        )
         valid = valid_before & valid_after & _inside(window, self.overlap)
+        image_before = np.where(valid_before, image_before, np.where(valid_after, image_after, 0.0))
+        image_after = np.where(valid_after, image_after, image_before)
         return {
             "image_before": torch.from_numpy(image_before),
             "image_after": torch.from_numpy(image_after),
@@ -154,12 +171,27 @@ class PairDataset(GeoDataset):
         return self.read(self.window_of(query))
 
     def has_valid_pixels(self) -> bool:
-        """Whether any pixel of the overlap is valid in both dates (checked on decimated masks)."""
-        before, after = self._open()
+        """Whether any pixel of the overlap is valid in both dates (checked on a decimated read)."""
+        return self._any_valid
+
+    @staticmethod
+    def _read_date(src: DatasetReader | WarpedVRT, bands: list[int], stretch: Stretch,
+                   window: Window) -> tuple[np.ndarray, np.ndarray]:
+        data, valid = read_window(src, bands, window)
+        values, finite = stretch.apply(data)
+        return values, valid & finite
+
+    def _overlap_sample(self) -> tuple[np.ndarray, np.ndarray]:
+        """Stored values ``[C, n]`` of each date at the pixels valid in both, from a decimated read of the overlap."""
         scale = max(1, math.ceil(max(self.overlap.width, self.overlap.height) / DECIMATED_CHECK_SIZE))
         shape = (max(1, int(self.overlap.height) // scale), max(1, int(self.overlap.width) // scale))
-        masks = [src.dataset_mask(window=self.overlap, out_shape=shape) for src in (before, after)]
-        return bool(np.any((masks[0] > 0) & (masks[1] > 0)))
+        reads = [
+            (src.read(bands, window=self.overlap, out_shape=(len(bands), *shape)).astype(np.float32),
+             read_mask(src, self.overlap, shape))
+            for src, bands in zip(self._open(), (self.bands_before, self.bands_after))
+        ]
+        valid = reads[0][1] & reads[1][1]
+        return tuple(data[:, valid] for data, _ in reads)  # type: ignore[return-value]
 
     def _open(self) -> tuple[DatasetReader, DatasetReader | WarpedVRT]:
         """File handles of this process (DataLoader workers each open their own)."""

@@ -12,7 +12,7 @@ import rasterio
 from affine import Affine
 from rasterio.crs import CRS
 from rasterio.enums import ColorInterp
-from rasterio.errors import NotGeoreferencedWarning
+from rasterio.errors import NodataShadowWarning, NotGeoreferencedWarning
 from rasterio.io import DatasetReader
 from rasterio.windows import Window
 
@@ -100,8 +100,19 @@ def read_window(src: DatasetReader, indexes: Sequence[int], window: Window) -> t
     rows = slice(int(inside.row_off - window.row_off), int(inside.row_off - window.row_off + inside.height))
     cols = slice(int(inside.col_off - window.col_off), int(inside.col_off - window.col_off + inside.width))
     data[:, rows, cols] = src.read(list(indexes), window=inside)
-    valid[rows, cols] = src.dataset_mask(window=inside) > 0
+    valid[rows, cols] = read_mask(src, inside)
     return data, valid
+
+
+def read_mask(src: DatasetReader, window: Window, out_shape: tuple[int, int] | None = None) -> np.ndarray:
+    """GDAL's dataset mask over ``window`` (nodata value, internal mask or alpha band) as booleans.
+
+    ``out_shape`` reads it decimated. rasterio's warning that a nodata value shadows an alpha
+    band is silenced: the nodata value is what geocd, like GDAL, uses then.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NodataShadowWarning)
+        return src.dataset_mask(window=window, out_shape=out_shape) > 0
 
 
 def _overlaps(window: Window, src: DatasetReader) -> bool:

@@ -8,6 +8,7 @@ the models with test-time augmentation (``geocd.models.tta``) and the streaming 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 import time
@@ -27,6 +28,7 @@ from geocd.atomic import atomic_output, check_output_path
 from geocd.changemap import BANDS, NODATA, PROBABILITY_SCALE, ChangeMapInfo, encode_probability, is_changed
 from geocd.checkpoint import LoadedModel
 from geocd.data.pair import PairDataset
+from geocd.data.radiometry import RadiometryMode, check_target
 from geocd.data.rasters import Grid
 from geocd.errors import InputError
 from geocd.inference.stitch import FinishedRows, RowStreamStitcher
@@ -42,7 +44,8 @@ class PredictOptions:
     """Knobs of one prediction; ``None`` tile size and overlap come from the model.
 
     ``batch_size`` ``None`` means 1 on CPU (larger batches are slower per tile there, being
-    memory-bound) and 8 on CUDA.
+    memory-bound) and 8 on CUDA. ``radiometry`` says how stored pixel values become the
+    model's input (:data:`geocd.data.radiometry.RadiometryMode`).
     """
 
     tile_size: int | None = None
@@ -53,6 +56,7 @@ class PredictOptions:
     batch_size: int | None = None
     num_workers: int = 0
     bands: tuple[int, ...] | None = None
+    radiometry: RadiometryMode = "auto"
     overwrite: bool = False
 
 
@@ -107,6 +111,7 @@ def check_ensemble(models: Sequence[LoadedModel]) -> None:
         meta = other.metadata
         for what, a, b in (
             ("input bands", first.config.in_channels, meta.config.in_channels),
+            ("input radiometry", first.radiometry, meta.radiometry),
             ("class schema", first.schema, meta.schema),
             ("trained land-cover classes", first.trained_classes, meta.trained_classes),
         ):
@@ -140,7 +145,9 @@ def predict_change_raster(
     overlap = options.overlap if options.overlap is not None else tile // 8
     if not 0 <= overlap < tile:
         raise InputError(None, f"--overlap {overlap} must be at least 0 and less than the tile size {tile}")
-    dataset = PairDataset(before, after, meta.config.in_channels, options.bands, min_extent=tile)
+    check_target(meta.radiometry, models[0].path)
+    dataset = PairDataset(before, after, meta.config.in_channels, options.bands, min_extent=tile,
+                          radiometry=options.radiometry)
     if not dataset.has_valid_pixels():
         raise InputError(after, f"no pixel is valid in both {Path(before).name} and {Path(after).name} where they overlap")
     sampler = GridGeoSampler(dataset, tile, tile - overlap)
@@ -155,7 +162,7 @@ def predict_change_raster(
     info = ChangeMapInfo(
         threshold=options.threshold, schema=meta.schema, trained_classes=meta.trained_classes,
         models=tuple(str(m.path) for m in models), inputs=(os.fspath(before), os.fspath(after)),
-        extra={"tta": str(options.tta).lower()},
+        extra={"tta": str(options.tta).lower(), "radiometry": _radiometry_tag(options.radiometry, dataset)},
     )
     model_seconds = 0.0
     with contextlib.ExitStack() as outputs:
@@ -178,6 +185,12 @@ def predict_change_raster(
         raise RuntimeError("stitching ended with rows not written")
     megapixels = dataset.overlap.width * dataset.overlap.height / 1e6
     return ChangeRasterResult(Path(raster), len(windows), megapixels, time.perf_counter() - start, model_seconds)
+
+
+def _radiometry_tag(mode: RadiometryMode, dataset: PairDataset) -> str:
+    """JSON of the radiometry applied to each date (the ``GEOCD_RADIOMETRY`` tag)."""
+    before, after = (s.to_dict() for s in dataset.stretches)
+    return json.dumps({"mode": mode if isinstance(mode, str) else list(mode), "before": before, "after": after})
 
 
 def _forward(nets: Sequence[nn.Module], batch: dict, device: torch.device, tta: bool, trained: list[int]) -> np.ndarray:
