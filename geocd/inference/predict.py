@@ -207,7 +207,11 @@ def open_output_raster(path: str | os.PathLike[str], grid: Grid, bands: Sequence
         crs=grid.crs, transform=grid.transform, tiled=True, blockxsize=RASTER_BLOCK, blockysize=RASTER_BLOCK,
         compress="deflate", bigtiff="if_safer",
     )
-    with rasterio.open(path, "w", **profile) as dst:
+    try:
+        dst = rasterio.open(path, "w", **profile)
+    except RasterioIOError as error:
+        raise write_failure(path, error) from None
+    with dst:
         dst.descriptions = tuple(bands)
         dst.scales = tuple(1.0 / PROBABILITY_SCALE if b == "change_probability" else 1.0 for b in bands)
         dst.update_tags(**info.to_tags())
