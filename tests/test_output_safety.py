@@ -37,20 +37,18 @@ def small_disk(tmp_path: Path):
     subprocess.run(["umount", str(mount)], check=True)
 
 
-def fill(folder: Path, leave: int = 4096) -> None:
-    """Write a filler file until the file system is full, then free ``leave`` bytes."""
-    filler = folder / "filler"
-    with open(filler, "wb", buffering=0) as f:
+def fill(folder: Path) -> None:
+    """Write a filler file until the file system is full."""
+    with open(folder / "filler", "wb", buffering=0) as f:
         try:
             while True:
                 f.write(b"\0" * 4096)
         except OSError:
             pass
-    os.truncate(filler, filler.stat().st_size - leave)
 
 
 def test_full_disk_keeps_the_old_raster(tmp_path: Path, small_disk: Path, tiny_checkpoint: Path) -> None:
-    before, after, _ = planted_pair(tmp_path, 384, 384)
+    before, after, _ = planted_pair(tmp_path)
     target = small_disk / "change.tif"
     target.write_bytes(b"previous good raster")
     fill(small_disk)
@@ -153,7 +151,7 @@ def test_stale_temporaries_of_dead_geocd_runs_are_removed(tmp_path: Path) -> Non
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_signals_remove_temporaries_and_exit_128_plus_n(tmp_path: Path, tiny_checkpoint: Path, signum: int, code: int) -> None:
-    scene = smooth_scene(1024, 1024).astype(np.uint8)
+    scene = smooth_scene(768, 768).astype(np.uint8)
     before = write_raster(tmp_path / "before.tif", scene)
     after = write_raster(tmp_path / "after.tif", scene[::-1].copy())
     out, tmpdir = tmp_path / "out", tmp_path / "tmpdir"
