@@ -8,6 +8,8 @@ A :class:`geocd.errors.GeocdError` becomes one line on stderr and exit code 2.
 from __future__ import annotations
 
 import functools
+import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -144,9 +146,10 @@ def predict(before: str, after: str, output: str | None, raster: str | None, lan
     if output is None and raster is None and landcover is None:
         raise click.UsageError("give -o/--output changes.gpkg, --raster change.tif and/or --landcover landcover.tif")
     from geocd.checkpoint import load_models
-    from geocd.inference.predict import PredictOptions, predict as run_predict, resolve_device
+    from geocd.inference.predict import PredictOptions, check_predict_outputs, predict as run_predict, resolve_device
     from geocd.progress import Progress
 
+    check_predict_outputs(before, after, models, output, raster, landcover, overwrite)
     options = PredictOptions(tile_size=tile_size, overlap=overlap, tta=tta, threshold=threshold, device=device,
                              batch_size=batch_size, num_workers=num_workers, bands=bands, radiometry=radiometry,
                              overwrite=overwrite)
@@ -380,9 +383,35 @@ def import_landcover(source: str, destination: str, mapping: str, resolution: fl
     click.echo(f"imported {len(records)} land-cover images into {destination}/manifest.csv")
 
 
+class _Stopped(BaseException):
+    """Raised in the main process on SIGTERM or SIGINT, so cleanup code runs (a BaseException: not caught as an error)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop_on_signals() -> None:
+    """Make SIGTERM and SIGINT raise :class:`_Stopped` in this process; child processes ignore them
+    (their parent stops them)."""
+    owner = os.getpid()
+
+    def handler(signum: int, frame: Any) -> None:
+        if os.getpid() == owner:
+            raise _Stopped(signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, handler)
+
+
 def main() -> None:
-    """Console-script entry point."""
-    cli(prog_name="geocd")
+    """Console-script entry point: exit 128 + N on signal N (130 on SIGINT, 143 on SIGTERM), temporary files removed."""
+    _stop_on_signals()
+    try:
+        cli(prog_name="geocd")
+    except _Stopped as stop:
+        click.echo(f"geocd: stopped by {signal.Signals(stop.signum).name}", err=True)
+        sys.exit(128 + stop.signum)
 
 
 if __name__ == "__main__":

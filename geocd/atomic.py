@@ -1,14 +1,26 @@
-"""Atomic outputs: write to a temporary name beside the target, rename on success."""
+"""Atomic outputs: write to a temporary name beside the target, rename on success.
+
+Temporary files are named ``.NAME.geocd-HOST-PID-RANDOM.partSUFFIX`` so a later run writing
+the same target can recognise, and remove, those whose process has died.
+"""
 
 from __future__ import annotations
 
+import errno
+import glob
 import os
+import re
+import shutil
+import socket
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from geocd.errors import OutputError
+
+FULL_DISK_BYTES = 1 << 20
+"""A write failing with less free space than this (bytes) is reported as a full disk."""
 
 
 def check_output_path(path: str | os.PathLike[str], overwrite: bool) -> Path:
@@ -26,25 +38,127 @@ def check_output_path(path: str | os.PathLike[str], overwrite: bool) -> Path:
     return target
 
 
+def check_outputs(
+    outputs: Sequence[str | os.PathLike[str] | None], inputs: Sequence[str | os.PathLike[str]], overwrite: bool
+) -> None:
+    """Check every given output with :func:`check_output_path`, refusing one that is another output or an input.
+
+    Paths are compared resolved (symbolic links followed) and as files (hard links).
+    """
+    taken = [(Path(p), f"the input {p}") for p in inputs]
+    for path in filter(None, outputs):
+        for other, what in taken:
+            if _same_file(Path(path), other):
+                raise OutputError(path, f"is also {what}; choose another file name")
+        check_output_path(path, overwrite)
+        taken.append((Path(path), "another output"))
+
+
+def write_failure(path: str | os.PathLike[str], error: Exception) -> OutputError:
+    """The one-line error for a failed write of ``path`` (a full disk is named as such)."""
+    folder = Path(path).parent
+    full = isinstance(error, OSError) and error.errno == errno.ENOSPC
+    full = full or (folder.is_dir() and shutil.disk_usage(folder).free < FULL_DISK_BYTES)
+    reason = os.strerror(errno.ENOSPC) if full else str(error).strip().splitlines()[0]
+    return OutputError(path, f"could not be written ({reason})")
+
+
 @contextmanager
 def atomic_output(path: str | os.PathLike[str], overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; move it onto ``path`` only if the block succeeds.
 
-    The temporary file keeps the target's suffix so GDAL picks the right driver. The output
-    gets the usual permissions (0666 less the umask), whatever the writer created it with.
+    The temporary file keeps the target's suffix so GDAL picks the right driver, and is
+    flushed to disk before the rename. Without ``overwrite``, a target that appeared during
+    the block is never replaced. An :class:`OutputError` about the temporary file is
+    reported for ``path``. The output gets the usual permissions (0666 less the umask),
+    whatever the writer created it with.
     """
     target = check_output_path(path, overwrite)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".part{target.suffix}", dir=target.parent)
+    _remove_stale_temporaries(target)
+    fd, tmp_name = tempfile.mkstemp(prefix=f"{_temporary_prefix(target)}{os.getpid()}-", suffix=f".part{target.suffix}",
+                                    dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     tmp.unlink()
     try:
         yield tmp
+        _flush(tmp)
         os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, target)
+        _move(tmp, target, overwrite)
+    except OutputError as error:
+        if error.path != str(tmp):
+            raise
+        raise OutputError(target, f"{error.problem}; nothing was replaced") from None
     finally:
-        for leftover in (tmp, *tmp.parent.glob(tmp.name + "-*")):
-            leftover.unlink(missing_ok=True)
+        _remove_with_sidecars(tmp)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name the same file, resolved, or the same existing file."""
+    if a.resolve() == b.resolve():
+        return True
+    return a.exists() and b.exists() and os.path.samefile(a, b)
+
+
+def _temporary_prefix(target: Path) -> str:
+    """Start of the temporary names of ``target`` made on this host; the owning PID follows."""
+    return f".{target.name}.geocd-{socket.gethostname()}-"
+
+
+def _remove_stale_temporaries(target: Path) -> None:
+    """Remove temporaries of ``target`` left by dead geocd processes of this host (never anything else)."""
+    prefix = _temporary_prefix(target)
+    pattern = re.compile(rf"{re.escape(prefix)}(\d+)-[A-Za-z0-9_]+\.part{re.escape(target.suffix)}$")
+    for leftover in target.parent.glob(f"{glob.escape(prefix)}*.part{glob.escape(target.suffix)}"):
+        match = pattern.match(leftover.name)
+        if match and not _alive(int(match.group(1))):
+            _remove_with_sidecars(leftover)
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process with this PID exists (on this host)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _flush(tmp: Path) -> None:
+    """Force the written file to disk (a late write error shows here)."""
+    try:
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as error:
+        raise write_failure(tmp, error) from None
+
+
+def _move(tmp: Path, target: Path, overwrite: bool) -> None:
+    """Rename ``tmp`` onto ``target``; without ``overwrite`` never replace a file that exists now."""
+    if overwrite:
+        os.replace(tmp, target)
+        return
+    try:
+        os.link(tmp, target)
+        return
+    except FileExistsError:
+        pass
+    except OSError:  # a file system without hard links: check, then rename
+        if not target.exists():
+            os.replace(tmp, target)
+            return
+    raise OutputError(target, "appeared while geocd was writing it and was kept (use --overwrite to replace it)")
+
+
+def _remove_with_sidecars(tmp: Path) -> None:
+    """Remove a temporary file and what its writer kept beside it (``-wal``, ``-journal``, ...)."""
+    for leftover in (tmp, *tmp.parent.glob(glob.escape(tmp.name) + "-*")):
+        leftover.unlink(missing_ok=True)
 
 
 def _umask() -> int:

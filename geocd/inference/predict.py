@@ -19,23 +19,25 @@ from pathlib import Path
 import numpy as np
 import rasterio
 import torch
+from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 from torch import nn
 from torch.utils.data import DataLoader
 from torchgeo.samplers import GridGeoSampler
 
-from geocd.atomic import atomic_output, check_output_path
+from geocd.atomic import atomic_output, check_outputs, write_failure
 from geocd.changemap import BANDS, NODATA, PROBABILITY_SCALE, ChangeMapInfo, encode_probability, is_changed
 from geocd.checkpoint import LoadedModel
 from geocd.data.pair import PairDataset
 from geocd.data.radiometry import RadiometryMode, check_target
 from geocd.data.rasters import Grid
-from geocd.errors import InputError
+from geocd.errors import InputError, OutputError
 from geocd.inference.stitch import FinishedRows, RowStreamStitcher
 from geocd.models.tta import predict_probabilities
 from geocd.progress import Progress
 
 RASTER_BLOCK = 256
+RASTER_SUFFIXES = (".tif", ".tiff")
 LANDCOVER_BANDS = ("landcover_before", "landcover_after")
 
 
@@ -218,11 +220,34 @@ def open_output_raster(path: str | os.PathLike[str], grid: Grid, bands: Sequence
         crs=grid.crs, transform=grid.transform, tiled=True, blockxsize=RASTER_BLOCK, blockysize=RASTER_BLOCK,
         compress="deflate", bigtiff="if_safer",
     )
-    with rasterio.open(path, "w", **profile) as dst:
+    try:
+        dst = rasterio.open(path, "w", **profile)
+    except RasterioIOError as error:
+        raise write_failure(path, error) from None
+    with dst:
         dst.descriptions = tuple(bands)
         dst.scales = tuple(1.0 / PROBABILITY_SCALE if b == "change_probability" else 1.0 for b in bands)
         dst.update_tags(**info.to_tags())
         yield dst
+    _check_written(path)
+
+
+def _check_written(path: str | os.PathLike[str]) -> None:
+    """Read back every block of a closed raster: GDAL only logs write errors at closing (a full disk)."""
+    try:
+        with rasterio.open(path) as src:
+            for _, window in src.block_windows(1):
+                src.read(window=window)
+    except RasterioIOError as error:
+        raise write_failure(path, error) from None
+
+
+def _write(dst: rasterio.io.DatasetWriter, data: np.ndarray, window: Window) -> None:
+    """Write ``data`` ``[bands, rows, columns]`` into ``window`` of ``dst``; a failure is an :class:`OutputError`."""
+    try:
+        dst.write(data, window=window)
+    except RasterioIOError as error:
+        raise write_failure(dst.name, error) from None
 
 
 def write_nodata_outside(dst: rasterio.io.DatasetWriter, region: Window) -> None:
@@ -231,7 +256,7 @@ def write_nodata_outside(dst: rasterio.io.DatasetWriter, region: Window) -> None
     for start, stop in ((0, int(region.row_off)), (int(region.row_off + region.height), dst.height)):
         for row in range(start, stop, RASTER_BLOCK):
             n = min(RASTER_BLOCK, stop - row)
-            dst.write(np.full((bands, n, dst.width), NODATA, np.uint8), window=Window(0, row, dst.width, n))
+            _write(dst, np.full((bands, n, dst.width), NODATA, np.uint8), Window(0, row, dst.width, n))
 
 
 class _RowWriter:
@@ -260,8 +285,24 @@ class _RowWriter:
             if self.landcover is not None:
                 cover = np.full((2, n, self.dst.width), NODATA, np.uint8)
                 cover[:, :, columns] = np.where(rows.valid, np.stack(classes), NODATA)
-                self.landcover.write(cover, window=window)
-        self.dst.write(out, window=window)
+                _write(self.landcover, cover, window)
+        _write(self.dst, out, window)
+
+
+def check_predict_outputs(
+    before: str | os.PathLike[str],
+    after: str | os.PathLike[str],
+    models: Sequence[str | os.PathLike[str]],
+    output: str | os.PathLike[str] | None,
+    raster: str | os.PathLike[str] | None,
+    landcover: str | os.PathLike[str] | None,
+    overwrite: bool,
+) -> None:
+    """The checks of :func:`predict`'s outputs that need no compute: GeoTIFF names, no clashes, writable."""
+    for path in (raster, landcover):
+        if path is not None and Path(path).suffix.lower() not in RASTER_SUFFIXES:
+            raise OutputError(path, f"is written as a GeoTIFF, so its name must end in {' or '.join(RASTER_SUFFIXES)}")
+    check_outputs([output, raster, landcover], [before, after, *models], overwrite)
 
 
 @dataclass(frozen=True)
@@ -293,9 +334,7 @@ def predict(
     """
     if output is None and raster is None and landcover is None:
         raise InputError(None, "nothing to write: give an output GeoPackage, a change raster or a land-cover map")
-    for path in (output, raster, landcover):
-        if path is not None:
-            check_output_path(path, options.overwrite)
+    check_predict_outputs(before, after, [m.path for m in models], output, raster, landcover, options.overwrite)
     with contextlib.ExitStack() as stack:
         if raster is not None:
             raster_tmp = stack.enter_context(atomic_output(raster, options.overwrite))

@@ -8,6 +8,9 @@ from pathlib import Path
 
 import geopandas as gpd
 import pyogrio
+from pyogrio.errors import DataLayerError, DataSourceError
+
+from geocd.atomic import write_failure
 
 LAYER = "changes"
 STYLE_NAME = "geocd change types"
@@ -32,19 +35,23 @@ def write_changes(
     """Write ``frame`` as layer ``changes`` (polygons, spatial index) and store ``style_qml`` as its default style.
 
     ``description`` goes to ``gpkg_contents.description``, ``metadata`` to the layer's GDAL metadata.
+    A failed write (a full disk) is an :class:`~geocd.errors.OutputError`.
     """
-    pyogrio.write_dataframe(
-        frame,
-        path,
-        layer=LAYER,
-        driver="GPKG",
-        geometry_type="Polygon",
-        promote_to_multi=False,
-        dataset_options={"VERSION": GPKG_VERSION},
-        layer_options={"SPATIAL_INDEX": "YES", "DESCRIPTION": description, "IDENTIFIER": LAYER},
-        layer_metadata=metadata,
-    )
-    add_default_style(path, LAYER, style_qml, description="geocd: categorized by change_type")
+    try:
+        pyogrio.write_dataframe(
+            frame,
+            path,
+            layer=LAYER,
+            driver="GPKG",
+            geometry_type="Polygon",
+            promote_to_multi=False,
+            dataset_options={"VERSION": GPKG_VERSION},
+            layer_options={"SPATIAL_INDEX": "YES", "DESCRIPTION": description, "IDENTIFIER": LAYER},
+            layer_metadata=metadata,
+        )
+        add_default_style(path, LAYER, style_qml, description="geocd: categorized by change_type")
+    except (DataSourceError, DataLayerError, sqlite3.Error, OSError) as error:
+        raise write_failure(path, error) from None
 
 
 def add_default_style(path: Path, layer: str, qml: str, description: str) -> None:
