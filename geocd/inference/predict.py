@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader
 from torchgeo.samplers import GridGeoSampler
 
 from geocd.atomic import atomic_output, check_output_path
-from geocd.changemap import BANDS, NODATA, PROBABILITY_SCALE, ChangeMapInfo, encode_probability, is_changed
+from geocd.changemap import BANDS, NODATA, PROBABILITY_SCALE, ChangeMapInfo, encode_probability, is_changed, valid_threshold
 from geocd.checkpoint import LoadedModel
 from geocd.data.pair import PairDataset
 from geocd.data.rasters import Grid
@@ -140,6 +140,8 @@ def predict_change_raster(
     overlap = options.overlap if options.overlap is not None else tile // 8
     if not 0 <= overlap < tile:
         raise InputError(None, f"--overlap {overlap} must be at least 0 and less than the tile size {tile}")
+    if not valid_threshold(options.threshold):
+        raise InputError(None, f"--threshold {options.threshold} must be in (0, 1]")
     dataset = PairDataset(before, after, meta.config.in_channels, options.bands, min_extent=tile)
     if not dataset.has_valid_pixels():
         raise InputError(after, f"no pixel is valid in both {Path(before).name} and {Path(after).name} where they overlap")
