@@ -28,7 +28,7 @@ from rasterio.windows import Window
 from torchgeo.datasets import GeoDataset
 from torchgeo.datasets.utils import GeoSlice
 
-from geocd.data.rasters import Grid, choose_bands, grid_of, open_raster, read_window
+from geocd.data.rasters import Grid, choose_bands, grid_of, open_raster, read_window, reading
 from geocd.errors import InputError
 
 DECIMATED_CHECK_SIZE = 1024
@@ -158,7 +158,10 @@ class PairDataset(GeoDataset):
         before, after = self._open()
         scale = max(1, math.ceil(max(self.overlap.width, self.overlap.height) / DECIMATED_CHECK_SIZE))
         shape = (max(1, int(self.overlap.height) // scale), max(1, int(self.overlap.width) // scale))
-        masks = [src.dataset_mask(window=self.overlap, out_shape=shape) for src in (before, after)]
+        masks = []
+        for src in (before, after):
+            with reading(src):
+                masks.append(src.dataset_mask(window=self.overlap, out_shape=shape))
         return bool(np.any((masks[0] > 0) & (masks[1] > 0)))
 
     def _open(self) -> tuple[DatasetReader, DatasetReader | WarpedVRT]:

@@ -20,7 +20,7 @@ import rasterio
 import torch
 from rasterio.windows import Window
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset, default_collate
 from torchgeo.samplers import GridGeoSampler
 
 from geocd.atomic import atomic_output, check_output_path
@@ -28,7 +28,7 @@ from geocd.changemap import BANDS, NODATA, PROBABILITY_SCALE, ChangeMapInfo, enc
 from geocd.checkpoint import LoadedModel
 from geocd.data.pair import PairDataset
 from geocd.data.rasters import Grid
-from geocd.errors import InputError
+from geocd.errors import GeocdError, InputError
 from geocd.inference.stitch import FinishedRows, RowStreamStitcher
 from geocd.models.tta import predict_probabilities
 from geocd.progress import Progress
@@ -148,7 +148,7 @@ def predict_change_raster(
     sampler = GridGeoSampler(dataset, tile, tile - overlap)
     windows = [dataset.window_of(query) for query in sampler]
     loader = DataLoader(
-        dataset, batch_size=options.batch_size or (8 if device.type == "cuda" else 1), sampler=sampler, num_workers=options.num_workers,
+        _ErrorsAsSamples(dataset), collate_fn=_collate_or_error, batch_size=options.batch_size or (8 if device.type == "cuda" else 1), sampler=sampler, num_workers=options.num_workers,
         pin_memory=device.type == "cuda",
     )
     nets = [NormalizedModel(m).to(device).eval() for m in models]
@@ -169,6 +169,8 @@ def predict_change_raster(
         stitcher = RowStreamStitcher(windows, dataset.overlap, channels, overlap, sink)
         progress.start(len(windows), "predicting tiles")
         for batch in loader:
+            if isinstance(batch, GeocdError):
+                raise batch
             t0 = time.perf_counter()
             probs = _forward(nets, batch, device, options.tta, trained)
             model_seconds += time.perf_counter() - t0
@@ -180,6 +182,29 @@ def predict_change_raster(
         raise RuntimeError("stitching ended with rows not written")
     megapixels = dataset.overlap.width * dataset.overlap.height / 1e6
     return ChangeRasterResult(Path(raster), len(windows), megapixels, time.perf_counter() - start, model_seconds)
+
+
+class _ErrorsAsSamples(Dataset):
+    """A dataset whose :class:`GeocdError` is returned as the sample instead of raised.
+
+    PyTorch re-raises a worker's exception as a new one built from its traceback text, which
+    loses the error's file and problem; a returned error is pickled whole to the main process.
+    """
+
+    def __init__(self, dataset: PairDataset) -> None:
+        self.dataset = dataset
+
+    def __getitem__(self, query: object) -> dict | GeocdError:
+        try:
+            return self.dataset[query]
+        except GeocdError as error:
+            return error
+
+
+def _collate_or_error(samples: list[dict | GeocdError]) -> dict | GeocdError:
+    """The batch of ``samples``, or the first error among them."""
+    errors = [s for s in samples if isinstance(s, GeocdError)]
+    return errors[0] if errors else default_collate(samples)
 
 
 def _forward(nets: Sequence[nn.Module], batch: dict, device: torch.device, tta: bool, trained: list[int]) -> np.ndarray:
