@@ -24,7 +24,9 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 from torchgeo.samplers import GridGeoSampler
 
 from geocd.atomic import atomic_output, check_output_path
-from geocd.changemap import BANDS, NODATA, PROBABILITY_SCALE, ChangeMapInfo, encode_probability, is_changed, valid_threshold
+from geocd.changemap import (
+    BANDS, NODATA, PROBABILITY_SCALE, ChangeMapInfo, encode_probability, is_changed, valid_threshold,
+)
 from geocd.checkpoint import LoadedModel
 from geocd.data.pair import PairDataset
 from geocd.data.rasters import Grid
@@ -148,8 +150,8 @@ def predict_change_raster(
     sampler = GridGeoSampler(dataset, tile, tile - overlap)
     windows = [dataset.window_of(query) for query in sampler]
     loader = DataLoader(
-        _ErrorsAsSamples(dataset), collate_fn=_collate_or_error, batch_size=options.batch_size or (8 if device.type == "cuda" else 1), sampler=sampler, num_workers=options.num_workers,
-        pin_memory=device.type == "cuda",
+        _ErrorsAsSamples(dataset), batch_size=options.batch_size or (8 if device.type == "cuda" else 1), sampler=sampler,
+        num_workers=options.num_workers, collate_fn=_collate_or_error, pin_memory=device.type == "cuda",
     )
     nets = [NormalizedModel(m).to(device).eval() for m in models]
     trained = list(meta.trained_classes)
