@@ -271,14 +271,19 @@ def train(archives: tuple[str, ...], output: str, backbone: str, pretrained: boo
 @click.option("--tile-size", type=click.IntRange(32), help="Tile size in pixels. Default: the model's.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--num-workers", default=2, show_default=True, type=click.IntRange(0), help="Tile-reading worker processes.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing evaluation.json and confusion.png in OUTPUT.")
 @reports_errors
 def evaluate(archive: str, models: tuple[str, ...], output: str, pairs: str | None, tta: bool, threshold: float,
-             tile_size: int | None, device: str, num_workers: int) -> None:
+             tile_size: int | None, device: str, num_workers: int, overwrite: bool) -> None:
     """Score a model on the labelled pairs of an archive (mIoU, SeK, Score, F_scd).
 
     Runs the full predict path (tiling, blending) on every pair, prints a table and
     writes evaluation.json and confusion.png. On a land-cover archive (geocd
     import-landcover) it reports per-class IoU and mIoU of the land-cover maps.
+    Only labelled pixels are scored; the table's 'scored' column says which share of
+    each pair's predicted pixels that is. A pair that cannot be scored (e.g. its label
+    does not overlap it) is named in one error line and left out; the others are still
+    scored and written, and the exit code is 2.
 
     \b
     Example:
@@ -286,16 +291,21 @@ def evaluate(archive: str, models: tuple[str, ...], output: str, pairs: str | No
     """
     from geocd.checkpoint import load_models
     from geocd.data.landcover_import import is_landcover_archive
-    from geocd.evaluation import evaluate as run_evaluate, evaluate_landcover, save_report
+    from geocd.evaluation import evaluate as run_evaluate, evaluate_landcover, report_paths, save_report
     from geocd.inference.predict import PredictOptions, resolve_device
 
+    report_paths(output, overwrite)
     loaded = load_models(list(models), resolve_device(device))
     options = PredictOptions(tile_size=tile_size, tta=tta, threshold=threshold, device=device, num_workers=num_workers)
     run = evaluate_landcover if is_landcover_archive(archive) else run_evaluate
     report = run(archive, loaded, options, pairs.split(",") if pairs else None)
-    json_path, png_path = save_report(report, output)
+    json_path, png_path = save_report(report, output, overwrite)
     click.echo(report.table())
     click.echo(f"wrote {json_path} and {png_path}", err=True)
+    for _, error in report.failed:
+        GeocdClickError(str(error)).show()
+    if report.failed:
+        raise click.exceptions.Exit(ERROR_EXIT_CODE)
 
 
 @cli.command("pseudo-label")

@@ -57,21 +57,58 @@ class ChangeMapInfo:
 
     @classmethod
     def from_tags(cls, tags: dict[str, str]) -> ChangeMapInfo:
-        """The inverse of :meth:`to_tags`; missing tags take the defaults."""
-        get = lambda key, default: tags.get(f"{TAG_PREFIX}{key}", default)  # noqa: E731
+        """The inverse of :meth:`to_tags`; missing tags take the defaults.
+
+        A malformed tag (threshold not in (0, 1], JSON that is not the expected list) raises
+        ``ValueError`` naming the tag.
+        """
         known = {"THRESHOLD", "SCHEMA", "TRAINED_CLASSES", "MODELS", "INPUTS"}
+        schema, trained = _list_tag(tags, "SCHEMA", SECOND.to_dict()), _list_tag(tags, "TRAINED_CLASSES", [])
+        try:
+            schema, trained = ClassSchema.from_dict(schema), tuple(int(c) for c in trained)
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(f"{TAG_PREFIX}SCHEMA or {TAG_PREFIX}TRAINED_CLASSES does not list geocd classes") from None
         return cls(
-            threshold=float(get("THRESHOLD", "0.5")),
-            schema=ClassSchema.from_dict(json.loads(get("SCHEMA", json.dumps(SECOND.to_dict())))),
-            trained_classes=tuple(json.loads(get("TRAINED_CLASSES", "[]"))),
-            models=tuple(json.loads(get("MODELS", "[]"))),
-            inputs=tuple(json.loads(get("INPUTS", "[]"))),
+            threshold=_threshold_tag(tags),
+            schema=schema,
+            trained_classes=trained,
+            models=tuple(str(m) for m in _list_tag(tags, "MODELS", [])),
+            inputs=tuple(str(i) for i in _list_tag(tags, "INPUTS", [])),
             extra={
                 k[len(TAG_PREFIX) :].lower(): v
                 for k, v in tags.items()
                 if k.startswith(TAG_PREFIX) and k[len(TAG_PREFIX) :] not in known
             },
         )
+
+
+def valid_threshold(threshold: float) -> bool:
+    """Whether a change threshold (a probability) is in (0, 1]; NaN is not."""
+    return 0 < threshold <= 1
+
+
+def _threshold_tag(tags: dict[str, str]) -> float:
+    text = tags.get(f"{TAG_PREFIX}THRESHOLD", "0.5")
+    try:
+        threshold = float(text)
+    except ValueError:
+        threshold = math.nan
+    if not valid_threshold(threshold):
+        raise ValueError(f"{TAG_PREFIX}THRESHOLD is {text!r}, not a number in (0, 1]")
+    return threshold
+
+
+def _list_tag(tags: dict[str, str], key: str, default: list) -> list:
+    text = tags.get(f"{TAG_PREFIX}{key}")
+    if text is None:
+        return default
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        value = None
+    if not isinstance(value, list):
+        raise ValueError(f"{TAG_PREFIX}{key} is not a JSON list: {text[:60]!r}")
+    return value
 
 
 def encode_probability(probability: np.ndarray) -> np.ndarray:

@@ -21,6 +21,10 @@ class GeocdError(Exception):
     def __str__(self) -> str:
         return self.problem if self.path is None else f"{self.path}: {self.problem}"
 
+    def __reduce__(self) -> tuple[type, tuple[str | None, str]]:
+        """Pickle as (path, problem), so the error crosses process boundaries intact."""
+        return type(self), (self.path, self.problem)
+
 
 class InputError(GeocdError):
     """An input raster, archive or option value cannot be used."""

@@ -3,28 +3,35 @@
 Each pair is predicted exactly as ``geocd predict`` does (tiling, blending, threshold) into a
 temporary change raster; that raster and the labels (aligned to the 'before' grid) are read
 back in strips of rows to fill confusion matrices, so memory stays bounded.
+
+Only predicted pixels that are labelled are scored; each pair reports the fraction of its
+predicted pixels that was. A pair that cannot be scored (unreadable, no labelled pixel where it
+was predicted, ...) is left out of the scores and listed in the report's ``failed``, and the
+others are still scored; when no pair can be scored, the first pair's error is raised.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 from rasterio.windows import Window
 
-from geocd.changemap import NODATA, is_changed
+from geocd.atomic import atomic_output, check_output_path
+from geocd.changemap import NODATA, ChangeMapInfo, is_changed
 from geocd.checkpoint import LoadedModel
 from geocd.data.archive import IGNORE, PairRecord, read_archive
 from geocd.data.labelled import change_mask, open_labels, read_label
-from geocd.data.landcover_import import read_landcover_archive
+from geocd.data.landcover_import import LandCoverRecord, read_landcover_archive
 from geocd.data.rasters import grid_of, open_raster
-from geocd.errors import InputError
+from geocd.errors import GeocdError, InputError, OutputError
 from geocd.inference.predict import PredictOptions, predict_change_raster
 from geocd.metrics import binary_scores, confusion_matrix, iou_per_class, semantic_scores
 from geocd.progress import Progress
@@ -34,12 +41,22 @@ STRIP_ROWS = 512
 
 @dataclass
 class PairEvaluation:
-    """Confusion matrices of one pair (``semantic`` is None without land-cover labels or model)."""
+    """Confusion matrices of one pair (``semantic`` is None without land-cover labels or model).
+
+    ``predicted`` counts the pixels with a prediction; the scored ones (labelled among them)
+    are ``binary.sum()``.
+    """
 
     name: str
     dataset: str
     binary: np.ndarray
     semantic: np.ndarray | None = None
+    predicted: int = 0
+
+    @property
+    def scored_fraction(self) -> float:
+        """Share of the predicted pixels that were labelled, hence scored (0..1)."""
+        return float(self.binary.sum() / self.predicted) if self.predicted else 0.0
 
     def scores(self) -> dict[str, float]:
         """Binary scores, plus SECOND scores when semantic matrices exist."""
@@ -56,6 +73,7 @@ class EvaluationReport:
     models: list[str]
     tta: bool
     class_names: list[str]
+    failed: list[tuple[str, GeocdError]] = field(default_factory=list)
     groups: dict[str, PairEvaluation] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -64,28 +82,31 @@ class EvaluationReport:
             members = [p for p in self.pairs if name in ("all", p.dataset)]
             semantic = [p.semantic for p in members if p.semantic is not None]
             self.groups[name] = PairEvaluation(
-                name, name, sum(p.binary for p in members), sum(semantic) if len(semantic) == len(members) else None
+                name, name, sum(p.binary for p in members), sum(semantic) if len(semantic) == len(members) else None,
+                sum(p.predicted for p in members),
             )
 
     def to_dict(self) -> dict:
-        """JSON-ready: models, TTA, and for every pair and group its pixel count and scores."""
+        """JSON-ready: models, TTA, for every pair and group its scored pixels, scored fraction and scores,
+        and the pairs that could not be scored with their error."""
         def entry(e: PairEvaluation, pairs: int) -> dict:
-            return {"name": e.name, "dataset": e.dataset, "pairs": pairs, "pixels": int(e.binary.sum()), **e.scores(),
-                    "binary_confusion": e.binary.tolist(),
+            return {"name": e.name, "dataset": e.dataset, "pairs": pairs, "pixels": int(e.binary.sum()),
+                    "scored_fraction": e.scored_fraction, **e.scores(), "binary_confusion": e.binary.tolist(),
                     "semantic_confusion": None if e.semantic is None else e.semantic.tolist()}
 
         counts = {g: sum(1 for p in self.pairs if g in ("all", p.dataset)) for g in self.groups}
         return {"models": self.models, "tta": self.tta, "pairs": [entry(p, 1) for p in self.pairs],
-                "groups": [entry(g, counts[name]) for name, g in self.groups.items()]}
+                "groups": [entry(g, counts[name]) for name, g in self.groups.items()],
+                "failed": [{"name": name, "error": str(error)} for name, error in self.failed]}
 
     def table(self) -> str:
-        """A plain-text table of every pair and group."""
+        """A plain-text table of every pair and group: scored megapixels and share, scores."""
         columns = ("f1", "iou_changed", "miou", "sek", "score", "f_scd")
-        lines = [f"{'pair':24} {'dataset':12} {'MP':>7} " + " ".join(f"{c:>11}" for c in columns)]
+        lines = [f"{'pair':24} {'dataset':12} {'MP':>7} {'scored':>7} " + " ".join(f"{c:>11}" for c in columns)]
         for e in [*self.pairs, *self.groups.values()]:
             scores = e.scores()
             cells = " ".join(f"{scores[c]:11.4f}" if c in scores else f"{'-':>11}" for c in columns)
-            lines.append(f"{e.name[:24]:24} {e.dataset[:12]:12} {e.binary.sum() / 1e6:7.3f} {cells}")
+            lines.append(f"{e.name[:24]:24} {e.dataset[:12]:12} {e.binary.sum() / 1e6:7.3f} {e.scored_fraction:7.1%} {cells}")
         return "\n".join(lines)
 
 
@@ -93,14 +114,15 @@ def evaluate_pair(record: PairRecord, raster: Path, semantic: bool, num_classes:
     """Confusion matrices of a predicted change raster against the pair's labels, strip by strip.
 
     The change truth is the record's ``change`` mask when it has one, else ``label_before > 0``
-    (as in training).
+    (as in training). :class:`InputError` when no predicted pixel is labelled.
     """
     with open_raster(record.before) as before:
         grid = grid_of(before)
     land_cover = [record.label_before, record.label_after] if record.semantic else []
     change_source = record.change or record.label_before
     with open_raster(raster) as pred, contextlib.ExitStack() as stack:
-        threshold = float(pred.tags().get("GEOCD_THRESHOLD", 0.5))
+        threshold = ChangeMapInfo.from_tags(pred.tags()).threshold
+        predicted_pixels = 0
         change_labels, *cover_labels = [stack.enter_context(src) for src in open_labels([change_source, *land_cover], grid)]
         binary = np.zeros((2, 2), np.int64)
         hist = np.zeros((num_classes + 1, num_classes + 1), np.int64) if semantic else None
@@ -108,12 +130,15 @@ def evaluate_pair(record: PairRecord, raster: Path, semantic: bool, num_classes:
             window = Window(0, row, pred.width, min(STRIP_ROWS, pred.height - row))
             probability, from_class, to_class = pred.read(window=window)
             valid = probability != NODATA
+            predicted_pixels += int(valid.sum())
             truth_change = np.where(valid, change_mask(read_label(change_labels, window)), IGNORE)
             binary += confusion_matrix(truth_change, is_changed(probability, threshold).astype(np.int64), 2)
             if hist is not None:
                 for src, predicted in zip(cover_labels, (from_class, to_class)):
                     hist += confusion_matrix(np.where(valid, read_label(src, window), IGNORE), predicted, num_classes + 1)
-    return PairEvaluation(record.name, record.dataset, binary, hist)
+    if not binary.any():
+        raise InputError(change_source, f"labels no pixel where pair {record.name} was predicted; nothing to score")
+    return PairEvaluation(record.name, record.dataset, binary, hist, predicted_pixels)
 
 
 def evaluate(
@@ -123,20 +148,36 @@ def evaluate(
     pairs: Sequence[str] | None = None,
     progress: Progress | None = None,
 ) -> EvaluationReport:
-    """Predict and score every pair of ``archive`` (or the ``pairs`` named)."""
+    """Predict and score every pair of ``archive`` (or the ``pairs`` named); pairs that fail are listed in ``failed``."""
     records = read_archive(archive)
     if pairs is not None:
         records = [r for r in records if r.name in set(pairs)]
     meta = models[0].metadata
-    results = []
     with tempfile.TemporaryDirectory(prefix="geocd-evaluate-") as tmp:
-        for record in records:
-            raster = Path(tmp) / f"{len(results)}.tif"
-            predict_change_raster(record.before, record.after, models, raster, options, progress)
-            semantic = record.semantic and meta.landcover_trained
-            results.append(evaluate_pair(record, raster, semantic, meta.config.num_classes))
-            raster.unlink()
-    return EvaluationReport(results, [str(m.path) for m in models], options.tta, [c.name for c in meta.schema.classes])
+        score = functools.partial(_score_pair, models=models, options=options, progress=progress, raster=Path(tmp) / "change.tif")
+        results, failed = _score_each(records, score)
+    return EvaluationReport(results, [str(m.path) for m in models], options.tta, [c.name for c in meta.schema.classes], failed)
+
+
+def _score_pair(record: PairRecord, models: Sequence[LoadedModel], options: PredictOptions, progress: Progress | None,
+                raster: Path) -> PairEvaluation:
+    meta = models[0].metadata
+    predict_change_raster(record.before, record.after, models, raster, options, progress)
+    return evaluate_pair(record, raster, record.semantic and meta.landcover_trained, meta.config.num_classes)
+
+
+def _score_each(records: Sequence[PairRecord | LandCoverRecord], score: Callable[..., PairEvaluation],
+                ) -> tuple[list[PairEvaluation], list[tuple[str, GeocdError]]]:
+    """Every record's evaluation, and the (name, error) of those that failed; the first error when all did."""
+    results, failed = [], []
+    for record in records:
+        try:
+            results.append(score(record))
+        except GeocdError as error:
+            failed.append((record.name, error))
+    if failed and not results:
+        raise failed[0][1]
+    return results, failed
 
 
 def plot_confusion(matrix: np.ndarray, labels: Sequence[str], path: Path) -> Path:
@@ -171,6 +212,7 @@ class LandCoverReport:
     tta: bool
     class_names: list[str]
     trained_classes: tuple[int, ...]
+    failed: list[tuple[str, GeocdError]] = field(default_factory=list)
 
     def total(self, dataset: str | None = None) -> np.ndarray:
         """The summed matrix of one dataset, or of all images."""
@@ -188,13 +230,14 @@ class LandCoverReport:
         return {**per_class, "miou": float(np.mean(present)) if present else None}
 
     def to_dict(self) -> dict:
-        """JSON-ready per-image, per-dataset and overall scores."""
+        """JSON-ready per-image, per-dataset and overall scores, and the images that failed with their error."""
         datasets = sorted({e.dataset for e in self.images})
         rows = [{"name": e.name, "dataset": e.dataset, **self.scores(e.semantic)} for e in self.images]
         groups = [{"name": d, "images": sum(e.dataset == d for e in self.images), **self.scores(self.total(d))} for d in datasets]
         groups.append({"name": "all", "images": len(self.images), **self.scores(self.total()),
                        "confusion": self.total().tolist()})
-        return {"models": self.models, "tta": self.tta, "images": rows, "groups": groups}
+        return {"models": self.models, "tta": self.tta, "images": rows, "groups": groups,
+                "failed": [{"name": name, "error": str(error)} for name, error in self.failed]}
 
     def table(self) -> str:
         """Per-class IoU per dataset and overall, as text."""
@@ -217,39 +260,57 @@ def evaluate_landcover(
     meta = models[0].metadata
     if not meta.landcover_trained:
         raise InputError(models[0].path, "has untrained land-cover heads, so land cover cannot be evaluated")
-    k = meta.config.num_classes + 1
-    images = []
+    records = [r for r in read_landcover_archive(archive) if names is None or r.name in set(names)]
     with tempfile.TemporaryDirectory(prefix="geocd-evaluate-") as tmp:
-        for record in read_landcover_archive(archive):
-            if names is not None and record.name not in set(names):
-                continue
-            change, cover = Path(tmp) / "change.tif", Path(tmp) / "landcover.tif"
-            predict_change_raster(record.image, record.image, models, change, options, landcover=cover)
-            with open_raster(cover) as pred, contextlib.ExitStack() as stack:
-                (truth,) = [stack.enter_context(src) for src in open_labels([record.landcover], grid_of(pred))]
-                hist = np.zeros((k, k), np.int64)
-                for row in range(0, pred.height, STRIP_ROWS):
-                    window = Window(0, row, pred.width, min(STRIP_ROWS, pred.height - row))
-                    predicted = pred.read(1, window=window)
-                    labels = np.where(predicted != NODATA, read_label(truth, window), IGNORE)
-                    hist += confusion_matrix(labels, predicted, k)
-            change.unlink()
-            cover.unlink()
-            images.append(PairEvaluation(record.name, record.dataset, np.zeros((2, 2), np.int64), hist))
+        images, failed = _score_each(records, functools.partial(_score_landcover, models=models, options=options, folder=Path(tmp)))
     return LandCoverReport(images, [str(m.path) for m in models], options.tta,
-                           [c.name for c in meta.schema.classes], meta.trained_classes)
+                           [c.name for c in meta.schema.classes], meta.trained_classes, failed)
 
 
-def save_report(report: EvaluationReport | LandCoverReport, folder: str | os.PathLike[str]) -> tuple[Path, Path]:
-    """Write ``evaluation.json`` and ``confusion.png`` (overall matrix) into ``folder``."""
+def _score_landcover(record: LandCoverRecord, models: Sequence[LoadedModel], options: PredictOptions, folder: Path,
+                     ) -> PairEvaluation:
+    k = models[0].metadata.config.num_classes + 1
+    change, cover = folder / "change.tif", folder / "landcover.tif"
+    predict_change_raster(record.image, record.image, models, change, options, landcover=cover)
+    with open_raster(cover) as pred, contextlib.ExitStack() as stack:
+        (truth,) = [stack.enter_context(src) for src in open_labels([record.landcover], grid_of(pred))]
+        hist = np.zeros((k, k), np.int64)
+        for row in range(0, pred.height, STRIP_ROWS):
+            window = Window(0, row, pred.width, min(STRIP_ROWS, pred.height - row))
+            predicted = pred.read(1, window=window)
+            labels = np.where(predicted != NODATA, read_label(truth, window), IGNORE)
+            hist += confusion_matrix(labels, predicted, k)
+    return PairEvaluation(record.name, record.dataset, np.zeros((2, 2), np.int64), hist)
+
+
+def report_paths(folder: str | os.PathLike[str], overwrite: bool = False) -> tuple[Path, Path]:
+    """``evaluation.json`` and ``confusion.png`` in ``folder``; :class:`OutputError` if one exists (unless ``overwrite``)."""
     out = Path(folder)
-    out.mkdir(parents=True, exist_ok=True)
-    json_path = out / "evaluation.json"
-    json_path.write_text(json.dumps(report.to_dict(), indent=1))
+    if out.exists() and not out.is_dir():
+        raise OutputError(out, "exists and is not a folder")
+    paths = out / "evaluation.json", out / "confusion.png"
+    if out.is_dir():
+        for path in paths:
+            check_output_path(path, overwrite)
+    return paths
+
+
+def save_report(report: EvaluationReport | LandCoverReport, folder: str | os.PathLike[str],
+                overwrite: bool = False) -> tuple[Path, Path]:
+    """Write ``evaluation.json`` and ``confusion.png`` (overall matrix) into ``folder``, both or neither.
+
+    Existing files are refused unless ``overwrite``; each is written under a temporary name and
+    renamed once both are complete.
+    """
+    json_path, png_path = report_paths(folder, overwrite)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
     if isinstance(report, LandCoverReport):
-        return json_path, plot_confusion(report.total()[1:, 1:], report.class_names[1:], out / "confusion.png")
-    overall = report.groups["all"]
-    matrix = overall.semantic if overall.semantic is not None else overall.binary
-    labels = ["unchanged", "changed"] if overall.semantic is None else report.class_names
-    png_path = plot_confusion(matrix, labels, out / "confusion.png")
+        matrix, labels = report.total()[1:, 1:], report.class_names[1:]
+    else:
+        overall = report.groups["all"]
+        matrix = overall.semantic if overall.semantic is not None else overall.binary
+        labels = ["unchanged", "changed"] if overall.semantic is None else report.class_names
+    with atomic_output(json_path, overwrite) as json_tmp, atomic_output(png_path, overwrite) as png_tmp:
+        json_tmp.write_text(json.dumps(report.to_dict(), indent=1))
+        plot_confusion(matrix, labels, png_tmp)
     return json_path, png_path

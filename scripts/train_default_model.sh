@@ -40,12 +40,12 @@ geocd train "${archives[@]}" "${landcover[@]}" -o "$WORK/run_lc" --backbone tf_e
 BEST="$WORK/run_lc/best.safetensors"
 VAL=$(python3 -c "import json, sys; print(','.join(json.load(open(sys.argv[1]))['val']))" "$WORK/run_lc/split.json")
 for name in levir dsifn sztaki oscd; do
-  geocd evaluate "$WORK/archive/$name" --model "$WORK/run/best.safetensors" --pairs "$VAL" --num-workers 0 -o "$WORK/eval_change_only/$name"
-  geocd evaluate "$WORK/archive/$name" --model "$BEST" --pairs "$VAL" --num-workers 0 -o "$WORK/eval/$name"
-  geocd evaluate "$WORK/archive/$name" --model "$BEST" --pairs "$VAL" --num-workers 0 --tta -o "$WORK/eval_tta/$name"
+  geocd evaluate "$WORK/archive/$name" --model "$WORK/run/best.safetensors" --pairs "$VAL" --num-workers 0 --overwrite -o "$WORK/eval_change_only/$name"
+  geocd evaluate "$WORK/archive/$name" --model "$BEST" --pairs "$VAL" --num-workers 0 --overwrite -o "$WORK/eval/$name"
+  geocd evaluate "$WORK/archive/$name" --model "$BEST" --pairs "$VAL" --num-workers 0 --overwrite --tta -o "$WORK/eval_tta/$name"
 done
 for name in dubai loveda; do
-  geocd evaluate "$WORK/landcover/$name" --model "$BEST" --pairs "$VAL" --num-workers 0 -o "$WORK/eval_landcover/$name"
+  geocd evaluate "$WORK/landcover/$name" --model "$BEST" --pairs "$VAL" --num-workers 0 --overwrite -o "$WORK/eval_landcover/$name"
 done
 
 python3 scripts/export_default_model.py "$BEST" geocd/models/default/geocd-default.safetensors "$WORK"

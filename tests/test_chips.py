@@ -8,10 +8,13 @@ from affine import Affine
 import numpy as np
 import pytest
 import rasterio
+from click.testing import CliRunner
 from PIL import Image
 from rasterio.crs import CRS
 from rasterio.enums import ColorInterp
 
+import geocd.data.chips
+from cli.main import cli
 from conftest import write_raster
 from geocd.data.archive import read_archive
 from geocd.data.chips import import_chips
@@ -172,3 +175,43 @@ def test_no_layout_and_size_mismatch(tmp_path: Path) -> None:
     png(tmp_path / "src" / "B" / "b.png", np.zeros((SIZE, SIZE + 1, 3), np.uint8))
     with pytest.raises(InputError, match=r"B/b\.png: is 17x16 pixels, A/b\.png is 16x16"):
         import_chips(tmp_path / "src", tmp_path / "out", resolution=1.0)
+
+
+def tree(root: Path) -> list[str]:
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*"))
+
+
+def test_before_and_after_with_different_band_counts_are_refused(tmp_path: Path) -> None:
+    binary_folder(tmp_path / "src")
+    grey = png(tmp_path / "src" / "B" / "b.png", image(3)[:, :, 0])
+    result = CliRunner().invoke(cli, ["import-chips", str(tmp_path / "src"), str(tmp_path / "out"), "--resolution", "1"])
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr == f"geocd: error: {grey}: has 1 image band(s), A/b.png has 3\n"
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_failed_import_leaves_no_folder_and_keeps_other_content(tmp_path: Path) -> None:
+    binary_folder(tmp_path / "src", ("a", "b", "c"))
+    png(tmp_path / "src" / "label" / "c.png", np.full((SIZE, SIZE), 128, np.uint8))  # fails after a and b are written
+    with pytest.raises(InputError, match=r"label/c\.png: unknown label value 128$"):
+        import_chips(tmp_path / "src", tmp_path / "new" / "out", resolution=1.0)
+    assert not (tmp_path / "new").exists()
+    kept = tmp_path / "kept"
+    (kept / "before").mkdir(parents=True)
+    (kept / "before" / "mine.tif").write_bytes(b"mine")
+    (kept / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match="unknown label value 128"):
+        import_chips(tmp_path / "src", kept, resolution=1.0)
+    assert tree(kept) == ["before", "before/mine.tif", "notes.txt"]
+
+
+def test_a_failed_manifest_write_removes_the_chips(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    binary_folder(tmp_path / "src")
+
+    def full_disk(*args: object) -> None:
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(geocd.data.chips, "write_manifest", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        import_chips(tmp_path / "src", tmp_path / "out", resolution=1.0)
+    assert not (tmp_path / "out").exists()

@@ -7,8 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import rasterio
+from click.testing import CliRunner, Result
+from rasterio.transform import from_origin
 
-from conftest import intensity_model, synthetic_archive
+import geocd.evaluation
+from cli.main import cli
+from conftest import intensity_model, synthetic_archive, write_raster
+from geocd.errors import InputError, OutputError
 from geocd.evaluation import evaluate, save_report
 from geocd.inference.predict import PredictOptions
 from geocd.metrics import semantic_scores
@@ -86,3 +92,89 @@ def test_land_cover_archive_gives_per_class_iou_by_hand(tmp_path: Path) -> None:
     assert scores["low vegetation"] == pytest.approx(vegetation / (vegetation + 128))
     assert scores["miou"] == pytest.approx((scores["building"] + scores["low vegetation"]) / 2)
     assert "building" in report.table()
+
+
+def relabel(manifest: Path, pair: str, columns: slice, shift_m: float = 0.0) -> Path:
+    """Rewrite a pair's change label keeping only ``columns``, moved ``shift_m`` metres east."""
+    path = manifest.parent / f"{pair}_change.tif"
+    with rasterio.open(path) as src:
+        data, transform = src.read()[:, :, columns], src.transform
+    left = transform.c + (columns.start or 0) * transform.a + shift_m
+    return write_raster(path, data, transform=from_origin(left, transform.f, transform.a, -transform.e))
+
+
+def run_cli(*args: str) -> Result:
+    return CliRunner().invoke(cli, ["evaluate", *args, "--num-workers", "0"])
+
+
+def test_a_label_covering_part_of_a_pair_reports_the_scored_fraction(tmp_path: Path) -> None:
+    manifest = synthetic_archive(tmp_path / "a", pairs=2, size=64, semantic=False)
+    relabel(manifest, "p0", slice(0, 16))
+    report = evaluate(manifest, [intensity_model()], PredictOptions(tile_size=32))
+    p0, p1 = report.pairs
+    assert (p0.binary.sum(), p0.predicted, p0.scored_fraction) == (64 * 16, 64 * 64, 0.25)
+    assert (p1.binary.sum(), p1.scored_fraction) == (64 * 64, 1.0)
+    assert report.groups["all"].scored_fraction == (64 * 16 + 64 * 64) / (2 * 64 * 64)
+    data = report.to_dict()
+    assert [p["scored_fraction"] for p in data["pairs"]] == [0.25, 1.0] and data["failed"] == []
+    assert [line.split()[3] for line in report.table().splitlines()] == ["scored", "25.0%", "100.0%", "62.5%", "62.5%"]
+
+
+def test_a_pair_whose_label_does_not_overlap_is_an_error_never_a_perfect_score(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    manifest = synthetic_archive(tmp_path / "a", pairs=2, size=64, semantic=False)
+    label = relabel(manifest, "p0", slice(0, 64), shift_m=10_000.0)
+    line = f"{label}: labels no pixel where pair p0 was predicted; nothing to score"
+    report = evaluate(manifest, [intensity_model()], PredictOptions(tile_size=32))
+    assert [p.name for p in report.pairs] == ["p1"] and report.groups["all"].binary.sum() == 64 * 64
+    assert [(name, str(error)) for name, error in report.failed] == [("p0", line)]
+
+    result = run_cli(str(manifest), "--model", str(tiny_checkpoint), "-o", str(tmp_path / "e"))
+    assert result.exit_code == 2
+    out = tmp_path / "e"
+    assert result.stderr == f"wrote {out / 'evaluation.json'} and {out / 'confusion.png'}\ngeocd: error: {line}\n"
+    assert "p1" in result.stdout and "p0" not in result.stdout
+    assert json.loads((out / "evaluation.json").read_text())["failed"] == [{"name": "p0", "error": line}]
+
+    relabel(manifest, "p1", slice(0, 64), shift_m=10_000.0)
+    with pytest.raises(InputError, match="pair p0 was predicted"):
+        evaluate(manifest, [intensity_model()], PredictOptions(tile_size=32))
+    result = run_cli(str(manifest), "--model", str(tiny_checkpoint), "-o", str(tmp_path / "none"))
+    assert (result.exit_code, result.stdout, result.stderr) == (2, "", f"geocd: error: {line}\n")
+    assert not (tmp_path / "none").exists()
+
+
+def test_evaluate_refuses_to_replace_its_report_without_overwrite(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    manifest = synthetic_archive(tmp_path / "a", pairs=1, size=64, semantic=False)
+    out = tmp_path / "e"
+    out.mkdir()
+    (out / "evaluation.json").write_text("old")
+    (out / "notes.txt").write_text("mine")
+    result = run_cli(str(manifest), "--model", str(tiny_checkpoint), "-o", str(out))
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr == f"geocd: error: {out / 'evaluation.json'}: already exists (use --overwrite to replace it)\n"
+    assert (out / "evaluation.json").read_text() == "old" and sorted(p.name for p in out.iterdir()) == ["evaluation.json", "notes.txt"]
+
+    result = run_cli(str(manifest), "--model", str(tiny_checkpoint), "-o", str(out), "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "evaluation.json").read_text())["pairs"][0]["name"] == "p0"
+    assert sorted(p.name for p in out.iterdir()) == ["confusion.png", "evaluation.json", "notes.txt"]
+
+
+def test_a_failed_report_write_leaves_the_old_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    manifest = synthetic_archive(tmp_path / "a", pairs=1, size=64, semantic=False)
+    report = evaluate(manifest, [intensity_model()], PredictOptions(tile_size=32))
+    out = tmp_path / "e"
+    save_report(report, out)
+    (out / "evaluation.json").rename(out / "kept.json")
+    with pytest.raises(OutputError, match=r"confusion\.png: already exists"):
+        save_report(report, out)
+    (out / "kept.json").rename(out / "evaluation.json")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def broken_plot(*args: object) -> None:
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(geocd.evaluation, "plot_confusion", broken_plot)
+    with pytest.raises(OSError, match="No space left"):
+        save_report(report, out, overwrite=True)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before

@@ -192,7 +192,12 @@ def test_failed_import_leaves_nothing(tmp_path: Path) -> None:
         png(tmp_path / "src" / "mask" / f"{stem}.png", mask)
     with pytest.raises(InputError, match="unknown mask value 9"):
         import_landcover(tmp_path / "src", tmp_path / "out", mapping, resolution=1.0)
-    assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "kept" / "image").mkdir(parents=True)
+    (tmp_path / "kept" / "image" / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match="unknown mask value 9"):
+        import_landcover(tmp_path / "src", tmp_path / "kept", mapping, resolution=1.0)
+    assert sorted(p.relative_to(tmp_path / "kept").as_posix() for p in (tmp_path / "kept").rglob("*")) == ["image", "image/notes.txt"]
 
 
 def test_archive_reader_checks_files(tmp_path: Path) -> None:

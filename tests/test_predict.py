@@ -172,3 +172,13 @@ def test_land_cover_map_needs_trained_heads(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="untrained land-cover heads"):
         predict(before, after, [intensity_model(trained=())], landcover=tmp_path / "lc.tif")
     assert not (tmp_path / "lc.tif").exists()
+
+
+@pytest.mark.parametrize("threshold", [0.0, -0.5, 1.5, float("nan")])
+def test_threshold_outside_0_1_is_refused_before_writing(tmp_path: Path, threshold: float) -> None:
+    from geocd.errors import InputError
+
+    before, after, _ = planted_pair(tmp_path)
+    with pytest.raises(InputError, match=r"^--threshold .* must be in \(0, 1\]$"):
+        run(before, after, tmp_path / "change.tif", threshold=threshold)
+    assert not (tmp_path / "change.tif").exists()

@@ -7,6 +7,7 @@ import json
 import os
 import sqlite3
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +16,12 @@ import pytest
 import rasterio
 import rasterio.features
 import shapely
+from click.testing import CliRunner
 from pyproj import Geod
 from rasterio.transform import from_origin
 
 import geocd.vector.pipeline
+from cli.main import cli
 from geocd.changemap import BANDS, ChangeMapInfo
 from geocd.errors import InputError, OutputError
 from geocd.progress import Progress
@@ -338,13 +341,42 @@ def test_bad_inputs_raise_input_error(tmp_path: Path) -> None:
         vectorize(untagged, tmp_path / "o.gpkg")
     with rasterio.open(untagged, "r+") as dst:
         dst.update_tags(GEOCD_SCHEMA="[{broken")
-    with pytest.raises(InputError, match="unreadable GEOCD"):
+    with pytest.raises(InputError, match=r"untagged\.tif: has a bad metadata tag: GEOCD_SCHEMA is not a JSON list"):
         vectorize(untagged, tmp_path / "o.gpkg")
     raster = write_raster(tmp_path / "ok.tif", np.zeros((4, 4), np.uint8))
     for option in ({"min_area_m2": -1.0}, {"simplify": 0.0}, {"threshold": 1.5}, {"strip_rows": 0}):
         with pytest.raises(InputError):
             vectorize(raster, tmp_path / "o.gpkg", **option)
     assert not (tmp_path / "o.gpkg").exists()
+
+
+@pytest.mark.parametrize(
+    ("tag", "value", "problem"),
+    [
+        ("GEOCD_THRESHOLD", "nan", "GEOCD_THRESHOLD is 'nan', not a number in (0, 1]"),
+        ("GEOCD_THRESHOLD", "-1", "GEOCD_THRESHOLD is '-1', not a number in (0, 1]"),
+        ("GEOCD_THRESHOLD", "2", "GEOCD_THRESHOLD is '2', not a number in (0, 1]"),
+        ("GEOCD_THRESHOLD", "0", "GEOCD_THRESHOLD is '0', not a number in (0, 1]"),
+        ("GEOCD_THRESHOLD", "half", "GEOCD_THRESHOLD is 'half', not a number in (0, 1]"),
+        ("GEOCD_SCHEMA", '{"id": 1}', "GEOCD_SCHEMA is not a JSON list: '{\"id\": 1}'"),
+        ("GEOCD_SCHEMA", '[{"name": "x"}]', "GEOCD_SCHEMA or GEOCD_TRAINED_CLASSES does not list geocd classes"),
+        ("GEOCD_TRAINED_CLASSES", '["x"]', "GEOCD_SCHEMA or GEOCD_TRAINED_CLASSES does not list geocd classes"),
+        ("GEOCD_MODELS", "[oops", "GEOCD_MODELS is not a JSON list: '[oops'"),
+    ],
+)
+def test_bad_metadata_tags_are_one_line_and_write_nothing(tmp_path: Path, tag: str, value: str, problem: str) -> None:
+    raster = write_raster(tmp_path / "change.tif", np.full((4, 4), 200, np.uint8))
+    with rasterio.open(raster, "r+") as dst:
+        dst.update_tags(**{tag: value})
+    result = CliRunner().invoke(cli, ["vectorize", str(raster), "-o", str(tmp_path / "o.gpkg")])
+    assert result.exit_code == 2
+    assert result.stderr == f"geocd: error: {raster}: has a bad metadata tag: {problem}\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["change.tif"]
+
+
+def test_threshold_tag_at_the_edges_is_accepted(tmp_path: Path) -> None:
+    raster = write_raster(tmp_path / "change.tif", np.array([[254, 253], [1, 0]], np.uint8), info=replace(TRAINED, threshold=1.0))
+    assert vectorize(raster, tmp_path / "o.gpkg").changed_area_m2 == PIXEL_M2
 
 
 # ---- real QGIS ------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import math
 import os
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,16 +101,21 @@ def import_chips(
     metre pixels, each pair at its own place near the equator and the central meridian, and
     every raster written for it carries the GeoTIFF tag ``GEOCD_GRID=local`` (the manifest
     does not record it). Images keep dtype, bands and alpha; labels are uint8 without nodata.
-    Nothing is written unless every chip passes the header checks; if a later step fails,
-    the files written so far are removed. Returns the records as :func:`read_archive` reads them.
+    Nothing is written unless every chip passes the header checks (sizes; before and after with
+    as many image bands); if a later step fails, the files and folders written so far are
+    removed (other content of DST is left alone). Returns the records as :func:`read_archive` reads them.
     """
     src_root, dst_root, manifest, name = check_import(source, destination, resolution, dataset, overwrite)
     pairs = _find_pairs(src_root, name)
     jobs = _plan(pairs, dst_root, resolution, overwrite)
-    _run(jobs, overwrite)
     records = [_record(pair, dst_root, name) for pair in pairs]
-    with atomic_output(manifest, overwrite=True) as tmp:
-        write_manifest(records, tmp)
+    with _rollback([job.target.parent for job in jobs]) as written:
+        for job in jobs:
+            job.target.parent.mkdir(parents=True, exist_ok=True)
+            _convert(job, overwrite)
+            written.append(job.target)
+        with atomic_output(manifest, overwrite=True) as tmp:
+            write_manifest(records, tmp)
     return read_archive(manifest)
 
 
@@ -221,45 +226,59 @@ def _open(path: Path) -> Iterator[DatasetReader]:
         yield src
 
 
-def _header(path: Path) -> tuple[int, int, Grid | None]:
-    """Width, height and own grid (None without a CRS and geotransform) of a chip."""
+@dataclass(frozen=True)
+class _Header:
+    """What the checks need of a chip: size in pixels, image bands (alpha excluded), own grid if any."""
+
+    width: int
+    height: int
+    bands: int
+    grid: Grid | None
+
+
+def _header(path: Path) -> _Header:
+    """The :class:`_Header` of a chip (grid None without a CRS and geotransform)."""
     with _open(path) as src:
         georeferenced = src.crs is not None and src.transform != Affine.identity()
-        return src.width, src.height, Grid(src.crs, src.transform, src.width, src.height) if georeferenced else None
+        grid = Grid(src.crs, src.transform, src.width, src.height) if georeferenced else None
+        return _Header(src.width, src.height, len(image_bands(src)), grid)
 
 
 def _plan(pairs: list[_Pair], root: Path, resolution: float | None, overwrite: bool) -> list[_Job]:
     """Check every chip's header and decide where each output goes and on which grid."""
     headers = [[_header(p) for p in pair.sources] for pair in pairs]
-    local = [i for i, h in enumerate(headers) if h[0][2] is None]
+    local = [i for i, h in enumerate(headers) if h[0].grid is None]
     if local and resolution is None:
         raise InputError(pairs[local[0]].sources[0], "has no georeferencing; pass --resolution")
     grids: dict[int, Grid] = {}
     if local:
-        grids = dict(zip(local, _local_grids([headers[i][0][:2] for i in local], resolution)))
+        grids = dict(zip(local, _local_grids([(headers[i][0].width, headers[i][0].height) for i in local], resolution)))
     jobs = []
     for i, (pair, header) in enumerate(zip(pairs, headers)):
         _check_pair(pair, header)
-        reference = grids.get(i) or header[0][2]
+        reference = grids.get(i) or header[0].grid
         tags = LOCAL_TAG if i in grids else {}
-        for path, (_, _, own), output in zip(pair.sources, header, pair.layout.outputs):
+        for path, chip, output in zip(pair.sources, header, pair.layout.outputs):
             target = root / output / f"{pair.name}.tif"
             if target.exists() and not overwrite:
                 raise OutputError(target, "already exists (use --overwrite to replace it)")
             label = output if output in ("change", "label_before", "label_after") else ""
-            jobs.append(_Job(path, target, label, own or reference, tags))
+            jobs.append(_Job(path, target, label, chip.grid or reference, tags))
     return jobs
 
 
-def _check_pair(pair: _Pair, header: list[tuple[int, int, Grid | None]]) -> None:
-    """Same size for both images; labels without georeferencing match the images' size."""
-    width, height, grid = header[0]
-    for index, (path, (w, h, own)) in enumerate(zip(pair.sources[1:], header[1:]), start=1):
-        if grid is None and own is not None:
-            raise InputError(path, f"is georeferenced but {pair.sources[0].name} of its pair is not")
-        if (w, h) != (width, height) and (index == 1 or own is None):
-            first = pair.sources[0]
-            raise InputError(path, f"is {w}x{h} pixels, {first.parent.name}/{first.name} is {width}x{height}")
+def _check_pair(pair: _Pair, header: list[_Header]) -> None:
+    """Same size for both images and, for a before/after pair, as many image bands;
+    labels without georeferencing match the images' size."""
+    first, chip0 = pair.sources[0], header[0]
+    for index, (path, chip) in enumerate(zip(pair.sources[1:], header[1:]), start=1):
+        if chip0.grid is None and chip.grid is not None:
+            raise InputError(path, f"is georeferenced but {first.name} of its pair is not")
+        if (chip.width, chip.height) != (chip0.width, chip0.height) and (index == 1 or chip.grid is None):
+            raise InputError(path, f"is {chip.width}x{chip.height} pixels, {first.parent.name}/{first.name} is "
+                                   f"{chip0.width}x{chip0.height}")
+        if pair.layout.outputs[index] == "after" and chip.bands != chip0.bands:
+            raise InputError(path, f"has {chip.bands} image band(s), {first.parent.name}/{first.name} has {chip0.bands}")
 
 
 def _local_grids(sizes: list[tuple[int, int]], resolution: float) -> list[Grid]:
@@ -280,17 +299,20 @@ def _local_grids(sizes: list[tuple[int, int]], resolution: float) -> list[Grid]:
     return grids
 
 
-def _run(jobs: list[_Job], overwrite: bool) -> None:
-    """Convert every job; on any failure remove the outputs written so far."""
+@contextmanager
+def _rollback(folders: list[Path]) -> Iterator[list[Path]]:
+    """Yield a list for the files the block writes; if the block fails, remove them and those of
+    ``folders`` (and their parents) that did not exist before, so a failed import leaves nothing."""
+    created = sorted({f for folder in folders for f in (folder, *folder.parents) if not f.exists()}, key=lambda f: -len(f.parts))
     written: list[Path] = []
     try:
-        for job in jobs:
-            job.target.parent.mkdir(parents=True, exist_ok=True)
-            _convert(job, overwrite)
-            written.append(job.target)
+        yield written
     except BaseException:
         for path in written:
             path.unlink(missing_ok=True)
+        for folder in created:
+            with suppress(OSError):
+                folder.rmdir()
         raise
 
 

@@ -42,6 +42,7 @@ from geocd.data.chips import (
     _Pair,
     _palette_rgb,
     _plan,
+    _rollback,
     _text,
     _write,
 )
@@ -222,17 +223,18 @@ def import_landcover(
     Georeferenced images keep their grid; the others are placed on the local grid of
     :func:`geocd.data.chips.import_chips` (EPSG:32631, ``resolution`` metre pixels, tag
     ``GEOCD_GRID=local``). Masks must have their image's size; land-cover rasters go on
-    the image's grid. If any chip fails, the files written so far are removed.
+    the image's grid. If any chip fails, the files and folders written so far are removed.
     """
     coding = load_mapping(mapping)
     src_root, dst_root, manifest, name = check_import(source, destination, resolution, dataset, overwrite)
     pairs = _find_pairs(src_root, name)
     jobs = _plan(pairs, dst_root, resolution, overwrite)
-    _convert_all(jobs, coding, overwrite)
     outputs = zip(pairs, jobs[0::2], jobs[1::2])
     records = [LandCoverRecord(p.name, image.target, mask.target, name, p.split) for p, image, mask in outputs]
-    with atomic_output(manifest, overwrite=True) as tmp:
-        write_landcover_manifest(records, tmp)
+    with _rollback([job.target.parent for job in jobs]) as written:
+        _convert_all(jobs, coding, overwrite, written)
+        with atomic_output(manifest, overwrite=True) as tmp:
+            write_landcover_manifest(records, tmp)
     return read_landcover_archive(manifest)
 
 
@@ -261,23 +263,14 @@ def _folder_pairs(folder: Path, dataset: str, split: str) -> list[_Pair]:
     return _layout_pairs(folder, LAYOUT, dataset, split)
 
 
-def _convert_all(jobs: list[_Job], mapping: LandCoverMapping, overwrite: bool) -> None:
-    """Write every land-cover raster and image (jobs come as image, mask per pair).
-
-    On any failure the outputs written so far are removed.
-    """
-    written: list[Path] = []
-    try:
-        for image, mask in zip(jobs[0::2], jobs[1::2]):
-            _write_landcover(replace(mask, grid=image.grid), mapping, overwrite)
-            written.append(mask.target)
-            image.target.parent.mkdir(parents=True, exist_ok=True)
-            _convert(image, overwrite)
-            written.append(image.target)
-    except BaseException:
-        for path in written:
-            path.unlink(missing_ok=True)
-        raise
+def _convert_all(jobs: list[_Job], mapping: LandCoverMapping, overwrite: bool, written: list[Path]) -> None:
+    """Write every land-cover raster and image (jobs come as image, mask per pair), adding each to ``written``."""
+    for image, mask in zip(jobs[0::2], jobs[1::2]):
+        _write_landcover(replace(mask, grid=image.grid), mapping, overwrite)
+        written.append(mask.target)
+        image.target.parent.mkdir(parents=True, exist_ok=True)
+        _convert(image, overwrite)
+        written.append(image.target)
 
 
 def _write_landcover(job: _Job, mapping: LandCoverMapping, overwrite: bool) -> None:

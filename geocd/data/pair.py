@@ -30,7 +30,7 @@ from torchgeo.datasets import GeoDataset
 from torchgeo.datasets.utils import GeoSlice
 
 from geocd.data.radiometry import RadiometryMode, Stretch, check_mode, fit_stretches
-from geocd.data.rasters import Grid, choose_bands, grid_of, open_raster, read_mask, read_window
+from geocd.data.rasters import Grid, choose_bands, grid_of, open_raster, read_mask, read_window, reading
 from geocd.errors import InputError
 
 DECIMATED_CHECK_SIZE = 1024
@@ -185,11 +185,11 @@ class PairDataset(GeoDataset):
         """Stored values ``[C, n]`` of each date at the pixels valid in both, from a decimated read of the overlap."""
         scale = max(1, math.ceil(max(self.overlap.width, self.overlap.height) / DECIMATED_CHECK_SIZE))
         shape = (max(1, int(self.overlap.height) // scale), max(1, int(self.overlap.width) // scale))
-        reads = [
-            (src.read(bands, window=self.overlap, out_shape=(len(bands), *shape)).astype(np.float32),
-             read_mask(src, self.overlap, shape))
-            for src, bands in zip(self._open(), (self.bands_before, self.bands_after))
-        ]
+        reads = []
+        for src, bands in zip(self._open(), (self.bands_before, self.bands_after)):
+            with reading(src):
+                reads.append((src.read(bands, window=self.overlap, out_shape=(len(bands), *shape)).astype(np.float32),
+                              read_mask(src, self.overlap, shape)))
         valid = reads[0][1] & reads[1][1]
         return tuple(data[:, valid] for data, _ in reads)  # type: ignore[return-value]
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,8 +13,9 @@ import rasterio
 from affine import Affine
 from rasterio.crs import CRS
 from rasterio.enums import ColorInterp
-from rasterio.errors import NodataShadowWarning, NotGeoreferencedWarning
+from rasterio.errors import NodataShadowWarning, NotGeoreferencedWarning, RasterioIOError
 from rasterio.io import DatasetReader
+from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from geocd.errors import InputError
@@ -50,7 +52,7 @@ def open_raster(path: str | os.PathLike[str]) -> DatasetReader:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             src = rasterio.open(path)
-    except rasterio.errors.RasterioIOError:
+    except RasterioIOError:
         raise InputError(path, "is not a raster GDAL can read") from None
     if src.crs is None or src.transform == Affine.identity():
         src.close()
@@ -87,7 +89,7 @@ def choose_bands(src: DatasetReader, requested: Sequence[int] | None, needed: in
     return list(requested)
 
 
-def read_window(src: DatasetReader, indexes: Sequence[int], window: Window) -> tuple[np.ndarray, np.ndarray]:
+def read_window(src: DatasetReader | WarpedVRT, indexes: Sequence[int], window: Window) -> tuple[np.ndarray, np.ndarray]:
     """Read ``window`` (may reach outside the raster) as float32 bands and a boolean validity mask.
 
     Pixels outside the raster are 0 and invalid. Works on WarpedVRTs, which refuse boundless reads.
@@ -99,12 +101,13 @@ def read_window(src: DatasetReader, indexes: Sequence[int], window: Window) -> t
         return data, valid
     rows = slice(int(inside.row_off - window.row_off), int(inside.row_off - window.row_off + inside.height))
     cols = slice(int(inside.col_off - window.col_off), int(inside.col_off - window.col_off + inside.width))
-    data[:, rows, cols] = src.read(list(indexes), window=inside)
-    valid[rows, cols] = read_mask(src, inside)
+    with reading(src):
+        data[:, rows, cols] = src.read(list(indexes), window=inside)
+        valid[rows, cols] = read_mask(src, inside)
     return data, valid
 
 
-def read_mask(src: DatasetReader, window: Window, out_shape: tuple[int, int] | None = None) -> np.ndarray:
+def read_mask(src: DatasetReader | WarpedVRT, window: Window, out_shape: tuple[int, int] | None = None) -> np.ndarray:
     """GDAL's dataset mask over ``window`` (nodata value, internal mask or alpha band) as booleans.
 
     ``out_shape`` reads it decimated. rasterio's warning that a nodata value shadows an alpha
@@ -113,6 +116,22 @@ def read_mask(src: DatasetReader, window: Window, out_shape: tuple[int, int] | N
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NodataShadowWarning)
         return src.dataset_mask(window=window, out_shape=out_shape) > 0
+
+
+@contextmanager
+def reading(src: DatasetReader | WarpedVRT) -> Iterator[None]:
+    """Turn a failed pixel or mask read of ``src`` into an :class:`InputError` naming its file.
+
+    A ``WarpedVRT`` is reported by its source file; the message is GDAL's innermost error.
+    """
+    try:
+        yield
+    except RasterioIOError as error:
+        cause: BaseException = error
+        while cause.__cause__ is not None:
+            cause = cause.__cause__
+        path = src.src_dataset.name if isinstance(src, WarpedVRT) else src.name
+        raise InputError(path, f"cannot be read: {cause} (truncated or corrupt file?)") from None
 
 
 def _overlaps(window: Window, src: DatasetReader) -> bool:

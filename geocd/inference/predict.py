@@ -22,16 +22,18 @@ import torch
 from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset, default_collate
 from torchgeo.samplers import GridGeoSampler
 
 from geocd.atomic import atomic_output, check_outputs, write_failure
-from geocd.changemap import BANDS, NODATA, PROBABILITY_SCALE, ChangeMapInfo, encode_probability, is_changed
+from geocd.changemap import (
+    BANDS, NODATA, PROBABILITY_SCALE, ChangeMapInfo, encode_probability, is_changed, valid_threshold,
+)
 from geocd.checkpoint import LoadedModel
 from geocd.data.pair import PairDataset
 from geocd.data.radiometry import RadiometryMode, check_target
 from geocd.data.rasters import Grid
-from geocd.errors import InputError, OutputError
+from geocd.errors import GeocdError, InputError, OutputError
 from geocd.inference.stitch import FinishedRows, RowStreamStitcher
 from geocd.models.tta import predict_probabilities
 from geocd.progress import Progress
@@ -147,6 +149,8 @@ def predict_change_raster(
     overlap = options.overlap if options.overlap is not None else tile // 8
     if not 0 <= overlap < tile:
         raise InputError(None, f"--overlap {overlap} must be at least 0 and less than the tile size {tile}")
+    if not valid_threshold(options.threshold):
+        raise InputError(None, f"--threshold {options.threshold} must be in (0, 1]")
     check_target(meta.radiometry, models[0].path)
     dataset = PairDataset(before, after, meta.config.in_channels, options.bands, min_extent=tile,
                           radiometry=options.radiometry)
@@ -155,8 +159,8 @@ def predict_change_raster(
     sampler = GridGeoSampler(dataset, tile, tile - overlap)
     windows = [dataset.window_of(query) for query in sampler]
     loader = DataLoader(
-        dataset, batch_size=options.batch_size or (8 if device.type == "cuda" else 1), sampler=sampler, num_workers=options.num_workers,
-        pin_memory=device.type == "cuda",
+        _ErrorsAsSamples(dataset), batch_size=options.batch_size or (8 if device.type == "cuda" else 1), sampler=sampler,
+        num_workers=options.num_workers, collate_fn=_collate_or_error, pin_memory=device.type == "cuda",
     )
     nets = [NormalizedModel(m).to(device).eval() for m in models]
     trained = list(meta.trained_classes)
@@ -176,6 +180,8 @@ def predict_change_raster(
         stitcher = RowStreamStitcher(windows, dataset.overlap, channels, overlap, sink)
         progress.start(len(windows), "predicting tiles")
         for batch in loader:
+            if isinstance(batch, GeocdError):
+                raise batch
             t0 = time.perf_counter()
             probs = _forward(nets, batch, device, options.tta, trained)
             model_seconds += time.perf_counter() - t0
@@ -193,6 +199,29 @@ def _radiometry_tag(mode: RadiometryMode, dataset: PairDataset) -> str:
     """JSON of the radiometry applied to each date (the ``GEOCD_RADIOMETRY`` tag)."""
     before, after = (s.to_dict() for s in dataset.stretches)
     return json.dumps({"mode": mode if isinstance(mode, str) else list(mode), "before": before, "after": after})
+
+
+class _ErrorsAsSamples(Dataset):
+    """A dataset whose :class:`GeocdError` is returned as the sample instead of raised.
+
+    PyTorch re-raises a worker's exception as a new one built from its traceback text, which
+    loses the error's file and problem; a returned error is pickled whole to the main process.
+    """
+
+    def __init__(self, dataset: PairDataset) -> None:
+        self.dataset = dataset
+
+    def __getitem__(self, query: object) -> dict | GeocdError:
+        try:
+            return self.dataset[query]
+        except GeocdError as error:
+            return error
+
+
+def _collate_or_error(samples: list[dict | GeocdError]) -> dict | GeocdError:
+    """The batch of ``samples``, or the first error among them."""
+    errors = [s for s in samples if isinstance(s, GeocdError)]
+    return errors[0] if errors else default_collate(samples)
 
 
 def _forward(nets: Sequence[nn.Module], batch: dict, device: torch.device, tta: bool, trained: list[int]) -> np.ndarray:

@@ -35,7 +35,7 @@ from pyproj import CRS
 
 from geocd import __version__
 from geocd.atomic import atomic_output, check_output_path
-from geocd.changemap import ChangeMapInfo, is_changed
+from geocd.changemap import ChangeMapInfo, is_changed, valid_threshold
 from geocd.errors import InputError
 from geocd.progress import Progress
 from geocd.vector.attributes import change_table, style_categories
@@ -118,7 +118,7 @@ def _check_options(min_area_m2: float, simplify: float | None, threshold: float 
         raise InputError(None, f"minimum area must be a finite number >= 0, got {min_area_m2}")
     if simplify is not None and not (simplify > 0 and math.isfinite(simplify)):
         raise InputError(None, f"simplification tolerance must be > 0, got {simplify}")
-    if threshold is not None and not 0 < threshold <= 1:
+    if threshold is not None and not valid_threshold(threshold):
         raise InputError(None, f"threshold must be in (0, 1], got {threshold}")
     if strip_rows is not None and strip_rows < 1:
         raise InputError(None, f"strip height must be at least 1 row, got {strip_rows}")

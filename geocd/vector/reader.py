@@ -51,8 +51,8 @@ def open_change_raster(path: str | os.PathLike[str]) -> Iterator[tuple[rasterio.
             raise InputError(path, "has no coordinate reference system")
         try:
             info = ChangeMapInfo.from_tags(tags)
-        except (ValueError, KeyError, TypeError) as error:
-            raise InputError(path, f"has unreadable GEOCD_* metadata tags ({error})") from None
+        except ValueError as error:
+            raise InputError(path, f"has a bad metadata tag: {error}") from None
         yield dataset, info
 
 
