@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -27,23 +27,30 @@ def check_output_path(path: str | os.PathLike[str], overwrite: bool) -> Path:
 
 
 @contextmanager
-def atomic_output(path: str | os.PathLike[str], overwrite: bool = False) -> Iterator[Path]:
+def atomic_output(
+    path: str | os.PathLike[str], overwrite: bool = False, sidecars: Sequence[str] = ()
+) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; move it onto ``path`` only if the block succeeds.
 
-    The temporary file keeps the target's suffix so GDAL picks the right driver. The output
-    gets the usual permissions (0666 less the umask), whatever the writer created it with.
+    The temporary file keeps the target's suffix so GDAL picks the right driver. ``sidecars``
+    are the suffixes of files the writer makes beside it (a shapefile's ``.dbf``, ...): they
+    are moved to the target's name with it, the main file last, and removed on failure. The
+    outputs get the usual permissions (0666 less the umask), whatever the writer created them with.
     """
     target = check_output_path(path, overwrite)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".part{target.suffix}", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     tmp.unlink()
+    moves = [(tmp.with_suffix(s), target.with_suffix(s)) for s in sidecars] + [(tmp, target)]
     try:
         yield tmp
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, target)
+        for part, _ in moves:
+            os.chmod(part, 0o666 & ~_umask())
+        for part, final in moves:
+            os.replace(part, final)
     finally:
-        for leftover in (tmp, *tmp.parent.glob(tmp.name + "-*")):
+        for leftover in (*(part for part, _ in moves), *tmp.parent.glob(tmp.name + "-*")):
             leftover.unlink(missing_ok=True)
 
 

@@ -15,10 +15,10 @@ import pytest
 import rasterio
 import rasterio.features
 import shapely
-from pyproj import Geod
+from pyproj import CRS, Geod, Transformer
 from rasterio.transform import from_origin
 
-import geocd.vector.pipeline
+import geocd.vector.formats
 from geocd.changemap import BANDS, ChangeMapInfo
 from geocd.errors import InputError, OutputError
 from geocd.progress import Progress
@@ -30,7 +30,18 @@ TRAINED = ChangeMapInfo(
 )
 UNTRAINED = ChangeMapInfo(threshold=0.5, models=("tiny.safetensors",), inputs=("before.tif", "after.tif"))
 UTM = from_origin(500000.0, 6000000.0, 2.0, 2.0)
-PIXEL_M2 = 4.0
+
+
+def geodesic(polygon: shapely.Polygon, crs: str) -> tuple[float, float]:
+    """Oracle: ``(area_m2, perimeter_m)`` of a map polygon by pyproj's own geodesic shapely helpers."""
+    transformer = Transformer.from_crs(crs, CRS(crs).geodetic_crs, always_xy=True)
+    lonlat = shapely.transform(polygon, lambda x, y: transformer.transform(x, y), interleaved=False)
+    geod = CRS(crs).get_geod()
+    return abs(geod.geometry_area_perimeter(lonlat)[0]), geod.geometry_length(lonlat.boundary)
+
+
+PIXEL_M2 = geodesic(shapely.box(500000, 5999998, 500002, 6000000), "EPSG:32633")[0]
+"""One 2 m UTM pixel near the rasters' origin: 4 m² of map / 0.9996² (zone 33's central meridian)."""
 QGIS_PYTHON = "/usr/bin/python3"
 
 
@@ -86,11 +97,11 @@ def test_areas_sum_to_changed_pixels_and_geometries_are_valid(tmp_path: Path) ->
     with rasterio.open(raster) as src:
         changed = src.read(1) >= 127
         changed &= src.read(1) != 255
-    result = vectorize(raster, tmp_path / "out.gpkg", strip_rows=7)
+    result = vectorize(raster, tmp_path / "out.gpkg", strip_rows=7, min_area_m2=0)
     frame = read(result.path)
     assert result.polygons == len(frame) > 20
-    assert frame.area_m2.sum() == pytest.approx(changed.sum() * PIXEL_M2, abs=1e-6)
-    assert result.changed_area_m2 == pytest.approx(changed.sum() * PIXEL_M2, abs=1e-6)
+    assert frame.area_m2.sum() == pytest.approx(changed.sum() * PIXEL_M2, rel=1e-7)
+    assert result.changed_area_m2 == pytest.approx(changed.sum() * PIXEL_M2, rel=1e-7)
     assert shapely.is_valid(frame.geometry.values).all()
     assert set(frame.geometry.geom_type) == {"Polygon"}
     assert list(frame.change_id) == list(range(1, len(frame) + 1))
@@ -123,7 +134,7 @@ def test_blob_across_seams_is_one_polygon(tmp_path: Path) -> None:
     raster = write_raster(tmp_path / "c.tif", probability, np.full_like(after, 3), after)
     frame = read(vectorize(raster, tmp_path / "o.gpkg", strip_rows=3).path)
     assert len(frame) == 1
-    assert frame.area_m2[0] == (13 * 6 + 2) * PIXEL_M2
+    assert frame.area_m2[0] == pytest.approx((13 * 6 + 2) * PIXEL_M2, rel=1e-7)
     assert len(frame.geometry[0].exterior.coords) == 9  # no leftover vertices on the seams
     assert frame.max_probability[0] == pytest.approx(250 / 254)
 
@@ -156,8 +167,8 @@ def test_min_area_keeps_small_pairs_inside_big_blobs_and_never_fills_holes(tmp_p
     frame = read(vectorize(raster, tmp_path / "o.gpkg", min_area_m2=10 * PIXEL_M2, strip_rows=4).path)
     assert sorted(frame.change_type) == ["building → ground", "building → water"]
     big = frame[frame.to_class == 2].geometry.iloc[0]
-    assert big.area == (100 - 4 - 9 - 1) * PIXEL_M2 and len(big.interiors) == 3
-    assert frame[frame.to_class == 1].area_m2.tolist() == [PIXEL_M2]
+    assert big.area == (100 - 4 - 9 - 1) * 2 * 2 and len(big.interiors) == 3
+    assert frame[frame.to_class == 1].area_m2.tolist() == pytest.approx([PIXEL_M2], rel=1e-7)
 
 
 def test_nodata_threshold_and_progress(tmp_path: Path) -> None:
@@ -165,10 +176,10 @@ def test_nodata_threshold_and_progress(tmp_path: Path) -> None:
     raster = write_raster(tmp_path / "c.tif", probability, info=UNTRAINED)
     events = io.StringIO()
     result = vectorize(raster, tmp_path / "a.gpkg", strip_rows=2, progress=Progress("json", stream=events))
-    assert result.changed_area_m2 == 9 * PIXEL_M2
+    assert result.changed_area_m2 == pytest.approx(9 * PIXEL_M2, rel=1e-7)
     progress = [json.loads(line) for line in events.getvalue().splitlines() if '"progress"' in line]
     assert [(p["done"], p["total"]) for p in progress] == [(1, 2), (2, 2)]
-    assert vectorize(raster, tmp_path / "b.gpkg", threshold=0.7).changed_area_m2 == 6 * PIXEL_M2
+    assert vectorize(raster, tmp_path / "b.gpkg", threshold=0.7).changed_area_m2 == pytest.approx(6 * PIXEL_M2, rel=1e-7)
 
 
 def test_simplify_keeps_a_valid_coverage(tmp_path: Path) -> None:
@@ -179,7 +190,7 @@ def test_simplify_keeps_a_valid_coverage(tmp_path: Path) -> None:
     assert len(frame) == len(exact)
     assert shapely.is_valid(geoms).all()
     assert shapely.get_num_coordinates(geoms).sum() < shapely.get_num_coordinates(exact.geometry.values).sum()
-    assert shapely.union_all(geoms).area == pytest.approx(frame.area_m2.sum())  # no overlaps
+    assert shapely.union_all(geoms).area == pytest.approx(shapely.area(geoms).sum())  # no overlaps
     assert frame.area_m2.sum() == pytest.approx(exact.area_m2.sum(), rel=0.05)
 
 
@@ -201,8 +212,10 @@ def test_attributes_on_a_hand_made_raster(tmp_path: Path) -> None:
     assert frame.from_class.tolist() == [5, 4] and frame.to_class.tolist() == [1, 5]
     assert frame.from_name.tolist() == ["building", "tree"] and frame.to_name.tolist() == ["water", "building"]
     assert frame.change_type.tolist() == ["building → water", "tree → building"]
-    assert frame.area_m2.tolist() == [6 * PIXEL_M2, 2 * PIXEL_M2]
-    assert frame.perimeter_m.tolist() == [2 * (6 + 4), 2 * (4 + 2)]
+    expected = [geodesic(g, "EPSG:32633") for g in (shapely.box(500002, 5999994, 500008, 5999998),
+                                                       shapely.box(500002, 5999992, 500006, 5999994))]
+    assert frame.area_m2.tolist() == pytest.approx([a for a, _ in expected], rel=1e-9)
+    assert frame.perimeter_m.tolist() == pytest.approx([p for _, p in expected], rel=1e-9)
     assert frame.mean_probability.tolist() == pytest.approx([1121 / 6 / 254, 150 / 254])
     assert frame.max_probability.tolist() == pytest.approx([1.0, 160 / 254])
     assert frame.geometry[0].equals(shapely.box(500002, 5999994, 500008, 5999998))
@@ -240,9 +253,10 @@ def test_projected_crs_in_feet_reports_metres(tmp_path: Path) -> None:
     probability = np.full((2, 2), 200, np.uint8)
     raster = write_raster(tmp_path / "c.tif", probability, crs="EPSG:2236", transform=from_origin(1000, 2000, 1, 1))
     frame = read(vectorize(raster, tmp_path / "o.gpkg").path)
-    foot = 0.3048006096012192
-    assert frame.area_m2[0] == pytest.approx(4 * foot**2)
-    assert frame.perimeter_m[0] == pytest.approx(8 * foot)
+    area, perimeter = geodesic(shapely.box(1000, 1998, 1002, 2000), "EPSG:2236")
+    assert (frame.area_m2[0], frame.perimeter_m[0]) == pytest.approx((area, perimeter), rel=1e-9)
+    foot = 0.3048006096012192  # the US survey foot: the map figures in metres are within 0.1 % of the true ones
+    assert (area, perimeter) == pytest.approx((4 * foot**2, 8 * foot), rel=1e-3)
 
 
 # ---- GeoPackage -----------------------------------------------------------------------------
@@ -302,7 +316,7 @@ def test_failure_leaves_no_file_and_existing_output_needs_overwrite(tmp_path: Pa
         Path(f"{path}-wal").write_bytes(b"journal")
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(geocd.vector.pipeline, "write_changes", broken)
+    monkeypatch.setattr(geocd.vector.formats, "write_geopackage", broken)
     with pytest.raises(RuntimeError, match="disk full"):
         vectorize(raster, target)
     assert list(target.parent.iterdir()) == []

@@ -269,17 +269,23 @@ def predict(
     output: str | os.PathLike[str] | None = None,
     raster: str | os.PathLike[str] | None = None,
     options: PredictOptions = PredictOptions(),
-    min_area_m2: float = 0.0,
+    min_area_m2: float | None = None,
     progress: Progress | None = None,
     landcover: str | os.PathLike[str] | None = None,
 ) -> PredictResult:
-    """Change polygons (GeoPackage ``output``), the change raster (``raster``) and/or land-cover maps of a pair.
+    """Change polygons (``output``, format by extension), the change raster (``raster``) and/or land-cover maps of a pair.
+
+    ``min_area_m2`` is :func:`geocd.vector.vectorize`'s (None: its grid-based default).
 
     Every output is written under a temporary name and renamed only when all succeeded;
     an existing output is refused unless ``options.overwrite``.
     """
     if output is None and raster is None and landcover is None:
         raise InputError(None, "nothing to write: give an output GeoPackage, a change raster or a land-cover map")
+    if output is not None:
+        from geocd.vector.formats import check_vector_path
+
+        check_vector_path(output)
     for path in (output, raster, landcover):
         if path is not None:
             check_output_path(path, options.overwrite)
