@@ -134,7 +134,7 @@ def predict(before: str, after: str, output: str | None, raster: str | None, lan
     from geocd.vector.formats import check_vector_path
 
     if output is not None:
-        check_vector_path(output)  # before loading models
+        check_vector_path(output)  # before loading models: an unknown format fails at once
 
     options = PredictOptions(tile_size=tile_size, overlap=overlap, tta=tta, threshold=threshold, device=device,
                              batch_size=batch_size, num_workers=num_workers, bands=bands, overwrite=overwrite)

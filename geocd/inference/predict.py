@@ -285,7 +285,7 @@ def predict(
     if output is not None:
         from geocd.vector.formats import check_vector_path
 
-        check_vector_path(output)
+        output = check_vector_path(output)
     for path in (output, raster, landcover):
         if path is not None:
             check_output_path(path, options.overwrite)

@@ -1,4 +1,5 @@
-"""The vector formats of the ``changes`` layer, chosen by the output's extension (any case).
+"""The vector formats of the ``changes`` layer, chosen by the output's extension (any case; the
+file is written with it in lower case, as GDAL writes shapefiles anyway).
 
 * ``.gpkg``: GeoPackage with spatial index, layer metadata and its default QGIS style.
 * ``.fgb``: FlatGeobuf with spatial index.
@@ -81,19 +82,18 @@ _FORMATS = {
 }
 
 
-def check_vector_path(path: str | os.PathLike[str]) -> None:
-    """:class:`OutputError` unless ``path``'s extension names a vector format."""
+def check_vector_path(path: str | os.PathLike[str]) -> Path:
+    """``path`` with its extension in lower case; :class:`OutputError` unless it names a vector format."""
     _format(path)
+    return Path(path).with_suffix(Path(path).suffix.lower())
 
 
 def write_vectors(
     path: str | os.PathLike[str], frame: gpd.GeoDataFrame, info: LayerInfo, overwrite: bool = False
 ) -> None:
-    """Write ``frame`` in the format of ``path``'s extension, atomically (sidecars included)."""
+    """Write ``frame`` to :func:`check_vector_path` of ``path``, atomically (sidecars included)."""
     spec = _format(path)
-    suffix = Path(path).suffix
-    sidecars = [s.upper() if suffix.isupper() else s for s in spec.sidecars]
-    with atomic_output(path, overwrite, sidecars) as tmp:
+    with atomic_output(check_vector_path(path), overwrite, spec.sidecars) as tmp:
         spec.write(tmp, frame, info)
 
 

@@ -87,7 +87,7 @@ def vectorize(
     on success; an existing ``output`` is refused unless ``overwrite``.
     """
     _check_options(min_area_m2, simplify, threshold, strip_rows)
-    check_vector_path(output)
+    output = check_vector_path(output)
     check_output_path(output, overwrite)
     with open_change_raster(raster) as (dataset, info):
         if threshold is not None:
@@ -118,7 +118,7 @@ def vectorize(
     qml = categorized_qml(style_categories(regions.labels, info))
     layer = LayerInfo(_description(info, min_area_m2), _metadata(info, min_area_m2, simplify), qml)
     write_vectors(output, frame, layer, overwrite)
-    return VectorizeResult(Path(output), len(frame), float(area.sum()))
+    return VectorizeResult(output, len(frame), float(area.sum()))
 
 
 def _check_options(min_area_m2: float | None, simplify: float | None, threshold: float | None, strip_rows: int | None) -> None:
