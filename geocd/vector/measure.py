@@ -39,10 +39,9 @@ def measure(geometries: np.ndarray, crs: CRS) -> tuple[np.ndarray, np.ndarray]:
     return np.bincount(owner, signed, count), np.bincount(owner, ring_length, count)
 
 
-def pixel_area(transform: Affine, row: float, col: float, crs: CRS) -> float:
-    """True ground area in m² of the pixel whose top-left corner is at (``row``, ``col``)."""
-    pixel = shapely.box(*(transform @ (col, row)), *(transform @ (col + 1, row + 1)))
-    return float(measure(np.array([pixel], dtype=object), crs)[0][0])
+def pixel_area(transform: Affine, row: int, col: int, crs: CRS) -> float:
+    """True ground area in m² of the pixel at (``row``, ``col``)."""
+    return float(measure(_pixels(transform, np.array([row]), np.array([col])), crs)[0][0])
 
 
 def largest_pixel_area(transform: Affine, height: int, width: int, crs: CRS) -> float:
@@ -57,14 +56,17 @@ def largest_pixel_area(transform: Affine, height: int, width: int, crs: CRS) -> 
     if min(top, bottom) < 0 < max(top, bottom):
         equator = int((0 - top) / (bottom - top) * height)
         rows.update(min(max(r, 0), height - 1) for r in (equator - 1, equator, equator + 1))
-    cols = np.linspace(0, width - 1, PIXEL_SAMPLES).round().astype(int)
-    grid_rows, grid_cols = np.meshgrid(sorted(rows), cols)
-    corners = [(transform @ (c, r), transform @ (c + 1, r + 1)) for r, c in zip(grid_rows.ravel(), grid_cols.ravel())]
-    pixels = shapely.box(*np.array([(*a, *b) for a, b in corners]).T)
+    grid_rows, grid_cols = np.meshgrid(sorted(rows), np.linspace(0, width - 1, PIXEL_SAMPLES).round())
     with np.errstate(invalid="ignore"):
-        areas = measure(pixels, crs)[0]
+        areas = measure(_pixels(transform, grid_rows.ravel(), grid_cols.ravel()), crs)[0]
     finite = areas[np.isfinite(areas)]
     return float(finite.max()) * PIXEL_AREA_MARGIN if len(finite) else float("inf")
+
+
+def _pixels(transform: Affine, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Polygons (map coordinates) of the pixels at ``rows``, ``cols``."""
+    corners = [transform * (cols + dc, rows + dr) for dc, dr in ((0, 0), (1, 0), (1, 1), (0, 1), (0, 0))]
+    return shapely.polygons(np.transpose(np.array(corners, dtype=np.float64), (2, 0, 1)))
 
 
 def _to_geodetic(geometries: np.ndarray, crs: CRS) -> np.ndarray:
