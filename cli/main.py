@@ -21,6 +21,9 @@ from geocd import __version__
 from geocd.errors import GeocdError
 
 ERROR_EXIT_CODE = 2
+MIN_AREA_HELP = ("Drop changes smaller than this (m², true ground area). "
+                 "Default: 3.5 pixels' area at the raster's centre (blobs of 1-3 pixels go); 0 keeps all.")
+VECTOR_FORMATS = ".gpkg (styled for QGIS), .fgb, .geojson (WGS84), .parquet (GeoParquet) or .shp, by extension"
 
 
 class GeocdClickError(click.ClickException):
@@ -103,7 +106,7 @@ def parse_radiometry(ctx: click.Context, param: click.Parameter, value: str) -> 
 @cli.command()
 @click.argument("before", type=click.Path())
 @click.argument("after", type=click.Path())
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="GeoPackage of change polygons to write.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help=f"Change polygons to write: {VECTOR_FORMATS}.")
 @click.option("--raster", type=click.Path(dir_okay=False), help="Also write the change raster (probability, from, to).")
 @click.option("--landcover", type=click.Path(dir_okay=False),
               help="Also write both dates' land-cover maps (2 bands; needs a model with trained land-cover heads).")
@@ -111,7 +114,7 @@ def parse_radiometry(ctx: click.Context, param: click.Parameter, value: str) -> 
               help="Model checkpoint; repeat for an ensemble. Default: the model bundled with geocd.")
 @click.option("--tta", is_flag=True, help="Average over the 6 dihedral flips/rotations (6x slower).")
 @click.option("--threshold", default=0.5, show_default=True, type=click.FloatRange(0, 1), help="Change probability cut-off.")
-@click.option("--min-area", default=0.0, show_default=True, type=click.FloatRange(0), help="Drop changes smaller than this (m²).")
+@click.option("--min-area", type=click.FloatRange(0), help=MIN_AREA_HELP)
 @click.option("--bands", callback=parse_bands,
               help="Bands to use, 1-based, comma-separated, in the model's order (red,green,blue for the default "
                    "model; 3,2,1 on a B02,B03,B04,B08 Sentinel-2 stack). Default: the first the model needs.")
@@ -130,7 +133,7 @@ def parse_radiometry(ctx: click.Context, param: click.Parameter, value: str) -> 
 @click.option("-q", "--quiet", is_flag=True, help="No progress output (same as --progress none).")
 @reports_errors
 def predict(before: str, after: str, output: str | None, raster: str | None, landcover: str | None, models: tuple[str, ...], tta: bool,
-            threshold: float, min_area: float, bands: tuple[int, ...] | None,
+            threshold: float, min_area: float | None, bands: tuple[int, ...] | None,
             radiometry: str | tuple[float, float], tile_size: int | None,
             overlap: int | None, device: str, batch_size: int | None, num_workers: int, overwrite: bool,
             progress_mode: str, quiet: bool) -> None:
@@ -148,7 +151,6 @@ def predict(before: str, after: str, output: str | None, raster: str | None, lan
     from geocd.checkpoint import load_models
     from geocd.inference.predict import PredictOptions, check_predict_outputs, predict as run_predict, resolve_device
     from geocd.progress import Progress
-
     check_predict_outputs(before, after, models, output, raster, landcover, overwrite)
     options = PredictOptions(tile_size=tile_size, overlap=overlap, tta=tta, threshold=threshold, device=device,
                              batch_size=batch_size, num_workers=num_workers, bands=bands, radiometry=radiometry,
@@ -165,14 +167,15 @@ def predict(before: str, after: str, output: str | None, raster: str | None, lan
 
 @cli.command()
 @click.argument("raster", type=click.Path())
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="GeoPackage of change polygons to write.")
-@click.option("--min-area", default=0.0, show_default=True, type=click.FloatRange(0), help="Drop changes smaller than this (m²).")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help=f"Change polygons to write: {VECTOR_FORMATS}.")
+@click.option("--min-area", type=click.FloatRange(0), help=MIN_AREA_HELP)
 @click.option("--simplify", type=click.FloatRange(0, min_open=True),
               help="Simplify polygons by this tolerance (map units), keeping shared edges.")
 @click.option("--threshold", type=click.FloatRange(0, 1), help="Change probability cut-off. Default: the one stored in RASTER.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 @reports_errors
-def vectorize(raster: str, output: str, min_area: float, simplify: float | None, threshold: float | None, overwrite: bool) -> None:
+def vectorize(raster: str, output: str, min_area: float | None, simplify: float | None, threshold: float | None, overwrite: bool) -> None:
     """Turn a change raster (from geocd predict --raster) into styled GeoPackage polygons.
 
     \b

@@ -64,14 +64,18 @@ def write_failure(path: str | os.PathLike[str], error: Exception) -> OutputError
 
 
 @contextmanager
-def atomic_output(path: str | os.PathLike[str], overwrite: bool = False) -> Iterator[Path]:
+def atomic_output(
+    path: str | os.PathLike[str], overwrite: bool = False, sidecars: Sequence[str] = ()
+) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; move it onto ``path`` only if the block succeeds.
 
     The temporary file keeps the target's suffix so GDAL picks the right driver, and is
-    flushed to disk before the rename. Without ``overwrite``, a target that appeared during
-    the block is never replaced. An :class:`OutputError` about the temporary file is
-    reported for ``path``. The output gets the usual permissions (0666 less the umask),
-    whatever the writer created it with.
+    flushed to disk before the rename. ``sidecars`` are the suffixes of files the writer makes
+    beside it (a shapefile's ``.dbf``, ...): they are moved to the target's name with it, the
+    main file last, and removed on failure. Without ``overwrite``, a target that appeared during
+    the block is never replaced. An :class:`OutputError` about the temporary file is reported
+    for ``path``. The outputs get the usual permissions (0666 less the umask), whatever the
+    writer created them with.
     """
     target = check_output_path(path, overwrite)
     _remove_stale_temporaries(target)
@@ -80,17 +84,21 @@ def atomic_output(path: str | os.PathLike[str], overwrite: bool = False) -> Iter
     os.close(fd)
     tmp = Path(tmp_name)
     tmp.unlink()
+    moves = [(tmp.with_suffix(s), target.with_suffix(s)) for s in sidecars] + [(tmp, target)]
     try:
         yield tmp
-        _flush(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())
-        _move(tmp, target, overwrite)
+        for part, _ in moves:
+            _flush(part)
+            os.chmod(part, 0o666 & ~_umask())
+        for part, final in moves:
+            _move(part, final, overwrite)
     except OutputError as error:
         if error.path != str(tmp):
             raise
         raise OutputError(target, f"{error.problem}; nothing was replaced") from None
     finally:
-        _remove_with_sidecars(tmp)
+        for part, _ in moves:
+            _remove_with_sidecars(part)
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -108,11 +116,11 @@ def _temporary_prefix(target: Path) -> str:
 def _remove_stale_temporaries(target: Path) -> None:
     """Remove temporaries of ``target`` left by dead geocd processes of this host (never anything else)."""
     prefix = _temporary_prefix(target)
-    pattern = re.compile(rf"{re.escape(prefix)}(\d+)-[A-Za-z0-9_]+\.part{re.escape(target.suffix)}$")
-    for leftover in target.parent.glob(f"{glob.escape(prefix)}*.part{glob.escape(target.suffix)}"):
+    pattern = re.compile(rf"{re.escape(prefix)}(\d+)-[A-Za-z0-9_]+\.part\.[A-Za-z0-9]+(-[a-z]+)?$")
+    for leftover in target.parent.glob(f"{glob.escape(prefix)}*"):
         match = pattern.match(leftover.name)
         if match and not _alive(int(match.group(1))):
-            _remove_with_sidecars(leftover)
+            leftover.unlink(missing_ok=True)
 
 
 def _alive(pid: int) -> bool:

@@ -100,7 +100,8 @@ def test_a_failed_geopackage_write_replaces_nothing(tmp_path: Path, tiny_checkpo
     assert [p.name for p in out.iterdir()] == ["c.gpkg"] and (out / "c.gpkg").read_bytes() == b"previous"
 
 
-@pytest.mark.parametrize("case", ["raster is the input", "raster links to the input", "two outputs", "png raster",
+@pytest.mark.parametrize("case", ["raster is the input", "raster links to the input", "two outputs",
+                                  "polygons as a GeoTIFF", "png raster",
                                   "png land cover"])
 def test_clashing_or_misnamed_outputs_are_refused_before_loading_models(tmp_path: Path, case: str) -> None:
     before, after, _ = planted_pair(tmp_path)
@@ -109,8 +110,10 @@ def test_clashing_or_misnamed_outputs_are_refused_before_loading_models(tmp_path
     args, named, problem = {
         "raster is the input": (["--raster", str(before)], before, f"is also the input {before}; choose another file name"),
         "raster links to the input": (["--raster", str(link)], link, f"is also the input {before}; choose another file name"),
-        "two outputs": (["-o", str(tmp_path / "x.tif"), "--raster", str(tmp_path / "x.tif")], tmp_path / "x.tif",
+        "two outputs": (["--raster", str(tmp_path / "x.tif"), "--landcover", str(tmp_path / "x.tif")], tmp_path / "x.tif",
                         "is also another output; choose another file name"),
+        "polygons as a GeoTIFF": (["-o", str(tmp_path / "x.tif"), "--raster", str(tmp_path / "y.tif")], tmp_path / "x.tif",
+                                  "unknown vector format '.tif' (use .gpkg, .fgb, .geojson, .parquet or .shp)"),
         "png raster": (["--raster", str(tmp_path / "x.png")], tmp_path / "x.png",
                        "is written as a GeoTIFF, so its name must end in .tif or .tiff"),
         "png land cover": (["--landcover", str(tmp_path / "x.PNG")], tmp_path / "x.PNG",

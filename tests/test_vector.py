@@ -9,17 +9,21 @@ import sqlite3
 import subprocess
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
+import geopandas as gpd
 import numpy as np
+import pandas as pd
 import pyogrio
 import pytest
 import rasterio
 import rasterio.features
 import shapely
 from click.testing import CliRunner
-from pyproj import Geod
+from pyproj import CRS, Geod, Transformer
 from rasterio.transform import from_origin
 
+import geocd.vector.formats
 import geocd.vector.pipeline
 from cli.main import cli
 from geocd.changemap import BANDS, ChangeMapInfo
@@ -27,13 +31,26 @@ from geocd.errors import InputError, OutputError
 from geocd.progress import Progress
 from geocd.schema import SECOND
 from geocd.vector import VectorizeResult, vectorize
+from geocd.vector.formats import SHAPEFILE_FIELDS
+from geocd.vector.measure import largest_pixel_area
 
 TRAINED = ChangeMapInfo(
     threshold=0.5, trained_classes=(1, 2, 3, 4, 5, 6), models=("tiny.safetensors",), inputs=("before.tif", "after.tif")
 )
 UNTRAINED = ChangeMapInfo(threshold=0.5, models=("tiny.safetensors",), inputs=("before.tif", "after.tif"))
 UTM = from_origin(500000.0, 6000000.0, 2.0, 2.0)
-PIXEL_M2 = 4.0
+
+
+def geodesic(polygon: shapely.Polygon, crs: str) -> tuple[float, float]:
+    """Oracle: ``(area_m2, perimeter_m)`` of a map polygon by pyproj's own geodesic shapely helpers."""
+    transformer = Transformer.from_crs(crs, CRS(crs).geodetic_crs, always_xy=True)
+    lonlat = shapely.transform(polygon, lambda x, y: transformer.transform(x, y), interleaved=False)
+    geod = CRS(crs).get_geod()
+    return abs(geod.geometry_area_perimeter(lonlat)[0]), geod.geometry_length(lonlat.boundary)
+
+
+PIXEL_M2 = geodesic(shapely.box(500000, 5999998, 500002, 6000000), "EPSG:32633")[0]
+"""One 2 m UTM pixel near the rasters' origin: 4 m² of map / 0.9996² (zone 33's central meridian)."""
 QGIS_PYTHON = "/usr/bin/python3"
 
 
@@ -89,11 +106,11 @@ def test_areas_sum_to_changed_pixels_and_geometries_are_valid(tmp_path: Path) ->
     with rasterio.open(raster) as src:
         changed = src.read(1) >= 127
         changed &= src.read(1) != 255
-    result = vectorize(raster, tmp_path / "out.gpkg", strip_rows=7)
+    result = vectorize(raster, tmp_path / "out.gpkg", strip_rows=7, min_area_m2=0)
     frame = read(result.path)
     assert result.polygons == len(frame) > 20
-    assert frame.area_m2.sum() == pytest.approx(changed.sum() * PIXEL_M2, abs=1e-6)
-    assert result.changed_area_m2 == pytest.approx(changed.sum() * PIXEL_M2, abs=1e-6)
+    assert frame.area_m2.sum() == pytest.approx(changed.sum() * PIXEL_M2, rel=1e-7)
+    assert result.changed_area_m2 == pytest.approx(changed.sum() * PIXEL_M2, rel=1e-7)
     assert shapely.is_valid(frame.geometry.values).all()
     assert set(frame.geometry.geom_type) == {"Polygon"}
     assert list(frame.change_id) == list(range(1, len(frame) + 1))
@@ -126,7 +143,7 @@ def test_blob_across_seams_is_one_polygon(tmp_path: Path) -> None:
     raster = write_raster(tmp_path / "c.tif", probability, np.full_like(after, 3), after)
     frame = read(vectorize(raster, tmp_path / "o.gpkg", strip_rows=3).path)
     assert len(frame) == 1
-    assert frame.area_m2[0] == (13 * 6 + 2) * PIXEL_M2
+    assert frame.area_m2[0] == pytest.approx((13 * 6 + 2) * PIXEL_M2, rel=1e-7)
     assert len(frame.geometry[0].exterior.coords) == 9  # no leftover vertices on the seams
     assert frame.max_probability[0] == pytest.approx(250 / 254)
 
@@ -159,8 +176,8 @@ def test_min_area_keeps_small_pairs_inside_big_blobs_and_never_fills_holes(tmp_p
     frame = read(vectorize(raster, tmp_path / "o.gpkg", min_area_m2=10 * PIXEL_M2, strip_rows=4).path)
     assert sorted(frame.change_type) == ["building → ground", "building → water"]
     big = frame[frame.to_class == 2].geometry.iloc[0]
-    assert big.area == (100 - 4 - 9 - 1) * PIXEL_M2 and len(big.interiors) == 3
-    assert frame[frame.to_class == 1].area_m2.tolist() == [PIXEL_M2]
+    assert big.area == (100 - 4 - 9 - 1) * 2 * 2 and len(big.interiors) == 3
+    assert frame[frame.to_class == 1].area_m2.tolist() == pytest.approx([PIXEL_M2], rel=1e-7)
 
 
 def test_nodata_threshold_and_progress(tmp_path: Path) -> None:
@@ -168,10 +185,10 @@ def test_nodata_threshold_and_progress(tmp_path: Path) -> None:
     raster = write_raster(tmp_path / "c.tif", probability, info=UNTRAINED)
     events = io.StringIO()
     result = vectorize(raster, tmp_path / "a.gpkg", strip_rows=2, progress=Progress("json", stream=events))
-    assert result.changed_area_m2 == 9 * PIXEL_M2
+    assert result.changed_area_m2 == pytest.approx(9 * PIXEL_M2, rel=1e-7)
     progress = [json.loads(line) for line in events.getvalue().splitlines() if '"progress"' in line]
     assert [(p["done"], p["total"]) for p in progress] == [(1, 2), (2, 2)]
-    assert vectorize(raster, tmp_path / "b.gpkg", threshold=0.7).changed_area_m2 == 6 * PIXEL_M2
+    assert vectorize(raster, tmp_path / "b.gpkg", threshold=0.7).changed_area_m2 == pytest.approx(6 * PIXEL_M2, rel=1e-7)
 
 
 def test_simplify_keeps_a_valid_coverage(tmp_path: Path) -> None:
@@ -182,7 +199,7 @@ def test_simplify_keeps_a_valid_coverage(tmp_path: Path) -> None:
     assert len(frame) == len(exact)
     assert shapely.is_valid(geoms).all()
     assert shapely.get_num_coordinates(geoms).sum() < shapely.get_num_coordinates(exact.geometry.values).sum()
-    assert shapely.union_all(geoms).area == pytest.approx(frame.area_m2.sum())  # no overlaps
+    assert shapely.union_all(geoms).area == pytest.approx(shapely.area(geoms).sum())  # no overlaps
     assert frame.area_m2.sum() == pytest.approx(exact.area_m2.sum(), rel=0.05)
 
 
@@ -204,8 +221,10 @@ def test_attributes_on_a_hand_made_raster(tmp_path: Path) -> None:
     assert frame.from_class.tolist() == [5, 4] and frame.to_class.tolist() == [1, 5]
     assert frame.from_name.tolist() == ["building", "tree"] and frame.to_name.tolist() == ["water", "building"]
     assert frame.change_type.tolist() == ["building → water", "tree → building"]
-    assert frame.area_m2.tolist() == [6 * PIXEL_M2, 2 * PIXEL_M2]
-    assert frame.perimeter_m.tolist() == [2 * (6 + 4), 2 * (4 + 2)]
+    expected = [geodesic(g, "EPSG:32633") for g in (shapely.box(500002, 5999994, 500008, 5999998),
+                                                       shapely.box(500002, 5999992, 500006, 5999994))]
+    assert frame.area_m2.tolist() == pytest.approx([a for a, _ in expected], rel=1e-9)
+    assert frame.perimeter_m.tolist() == pytest.approx([p for _, p in expected], rel=1e-9)
     assert frame.mean_probability.tolist() == pytest.approx([1121 / 6 / 254, 150 / 254])
     assert frame.max_probability.tolist() == pytest.approx([1.0, 160 / 254])
     assert frame.geometry[0].equals(shapely.box(500002, 5999994, 500008, 5999998))
@@ -243,9 +262,89 @@ def test_projected_crs_in_feet_reports_metres(tmp_path: Path) -> None:
     probability = np.full((2, 2), 200, np.uint8)
     raster = write_raster(tmp_path / "c.tif", probability, crs="EPSG:2236", transform=from_origin(1000, 2000, 1, 1))
     frame = read(vectorize(raster, tmp_path / "o.gpkg").path)
-    foot = 0.3048006096012192
-    assert frame.area_m2[0] == pytest.approx(4 * foot**2)
-    assert frame.perimeter_m[0] == pytest.approx(8 * foot)
+    area, perimeter = geodesic(shapely.box(1000, 1998, 1002, 2000), "EPSG:2236")
+    assert (frame.area_m2[0], frame.perimeter_m[0]) == pytest.approx((area, perimeter), rel=1e-9)
+    foot = 0.3048006096012192  # the US survey foot: the map figures in metres are within 0.1 % of the true ones
+    assert (area, perimeter) == pytest.approx((4 * foot**2, 8 * foot), rel=1e-3)
+
+
+LONLAT_48N = (2.35, 48.7)
+"""Where Web Mercator's map areas are 2.3x the true ones."""
+
+
+def ground_square_raster(path: Path, crs: str, side_m: float = 200.0, pixels: int = 20) -> tuple[Path, float]:
+    """A change raster in ``crs`` whose ``pixels`` x ``pixels`` changed block covers one UTM square of
+    ``side_m`` at 48.7°N; returns it and the square's geodesic area."""
+    utm = "EPSG:32631"
+    x0, y0 = Transformer.from_crs("EPSG:4326", utm, always_xy=True).transform(*LONLAT_48N)
+    (left, right), (bottom, top) = Transformer.from_crs(utm, crs, always_xy=True).transform(
+        [x0, x0 + side_m], [y0, y0 + side_m])
+    width, height = (right - left) / pixels, (top - bottom) / pixels
+    probability = np.zeros((pixels + 4, pixels + 4), np.uint8)
+    probability[2:-2, 2:-2] = 200
+    raster = write_raster(path, probability, crs=crs, transform=from_origin(left - 2 * width, top + 2 * height,
+                                                                              width, height))
+    return raster, geodesic(shapely.box(x0, y0, x0 + side_m, y0 + side_m), utm)[0]
+
+
+def test_one_ground_square_has_the_same_true_area_in_utm_web_mercator_and_geographic(tmp_path: Path) -> None:
+    areas, perimeters = [], []
+    for crs in ("EPSG:32631", "EPSG:3857", "EPSG:4326"):
+        raster, truth = ground_square_raster(tmp_path / f"{crs[5:]}.tif", crs)
+        frame = read(vectorize(raster, tmp_path / f"{crs[5:]}.gpkg").path)
+        assert len(frame) == 1
+        areas.append(frame.area_m2[0])
+        perimeters.append(frame.perimeter_m[0])
+        if crs == "EPSG:3857":
+            assert frame.geometry[0].area / truth == pytest.approx(2.3, abs=0.05)  # what planar areas would say
+    assert areas == pytest.approx([truth] * 3, rel=0.01)
+    assert max(areas) / min(areas) < 1.01
+    assert perimeters == pytest.approx([4 * 200.0] * 3, rel=0.01)
+
+
+def test_min_area_in_web_mercator_keeps_the_same_blobs_as_in_utm(tmp_path: Path) -> None:
+    utm = random_raster(tmp_path / "utm.tif", seed=5)
+    with rasterio.open(utm) as src:
+        bands, (width, height), bounds = src.read(), (src.width, src.height), src.bounds
+    (left, right), (bottom, top) = Transformer.from_crs("EPSG:32633", "EPSG:3857", always_xy=True).transform(
+        [bounds.left, bounds.right], [bounds.bottom, bounds.top])
+    transform = from_origin(left, top, (right - left) / width, (top - bottom) / height)
+    mercator = write_raster(tmp_path / "3857.tif", bands[0], bands[1], bands[2], crs="EPSG:3857", transform=transform)
+    assert transform.a * -transform.e > 2.9 * PIXEL_M2  # planar areas would keep blobs of 4+ pixels, not 11+
+    min_area = 10.5 * PIXEL_M2
+    sizes = blob_pixel_counts((bands[0] >= 127) & (bands[0] != 255))
+    assert any(4 <= n <= 10 for n in sizes) and any(n > 10 for n in sizes)
+    frames = [read(vectorize(r, tmp_path / f"{r.stem}.gpkg", min_area_m2=min_area).path) for r in (utm, mercator)]
+    columns = ["change_type", "mean_probability", "max_probability"]
+    assert frames[1][columns].equals(frames[0][columns])
+    assert frames[1].area_m2.tolist() == pytest.approx(frames[0].area_m2.tolist(), rel=1e-3)
+    assert frames[0].area_m2.sum() == pytest.approx(sum(n for n in sizes if n > 10) * PIXEL_M2, rel=1e-6)
+
+
+def test_largest_pixel_area_bounds_every_pixel_in_web_mercator(tmp_path: Path) -> None:
+    transform = from_origin(-2e6, 3e6, 50000.0, 50000.0)  # 27°N to 27°S: true pixel areas peak at the equator
+    height = width = 120
+    bound = largest_pixel_area(transform, height, width, CRS("EPSG:3857"))
+    rows, cols = np.meshgrid(np.arange(height), np.arange(0, width, 7))
+    pixels = [shapely.box(*(transform * (c, r + 1)), *(transform * (c + 1, r))) for r, c in zip(rows.ravel(), cols.ravel())]
+    true = [geodesic(p, "EPSG:3857")[0] for p in pixels]
+    assert max(true) <= bound <= 1.06 * max(true)
+
+
+def test_default_min_area_drops_blobs_of_up_to_three_pixels(tmp_path: Path) -> None:
+    probability = np.zeros((9, 12), np.uint8)
+    probability[1, 1] = probability[1, 4:6] = probability[4, 1:4] = 200
+    probability[6:8, 6:8] = 200
+    raster = write_raster(tmp_path / "c.tif", probability, info=UNTRAINED)
+    frame = read(vectorize(raster, tmp_path / "default.gpkg").path)
+    assert frame.area_m2.tolist() == pytest.approx([4 * PIXEL_M2], rel=1e-6)
+    minimum = float(pyogrio.read_info(tmp_path / "default.gpkg", layer="changes")["layer_metadata"]["GEOCD_MIN_AREA_M2"])
+    assert minimum == pytest.approx(3.5 * PIXEL_M2, rel=1e-6)
+    assert vectorize(raster, tmp_path / "all.gpkg", min_area_m2=0).polygons == 4
+    runner = CliRunner()
+    for options, count in (([], 1), (["--min-area", "0"], 4)):
+        run = runner.invoke(cli, ["vectorize", str(raster), "-o", str(tmp_path / f"cli{count}.gpkg"), *options])
+        assert run.exit_code == 0 and run.stderr.startswith(f"{count} change polygons")
 
 
 # ---- GeoPackage -----------------------------------------------------------------------------
@@ -305,7 +404,7 @@ def test_failure_leaves_no_file_and_existing_output_needs_overwrite(tmp_path: Pa
         Path(f"{path}-wal").write_bytes(b"journal")
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(geocd.vector.pipeline, "write_changes", broken)
+    monkeypatch.setattr(geocd.vector.formats, "write_geopackage", broken)
     with pytest.raises(RuntimeError, match="disk full"):
         vectorize(raster, target)
     assert list(target.parent.iterdir()) == []
@@ -376,7 +475,72 @@ def test_bad_metadata_tags_are_one_line_and_write_nothing(tmp_path: Path, tag: s
 
 def test_threshold_tag_at_the_edges_is_accepted(tmp_path: Path) -> None:
     raster = write_raster(tmp_path / "change.tif", np.array([[254, 253], [1, 0]], np.uint8), info=replace(TRAINED, threshold=1.0))
-    assert vectorize(raster, tmp_path / "o.gpkg").changed_area_m2 == PIXEL_M2
+    assert vectorize(raster, tmp_path / "o.gpkg", min_area_m2=0).changed_area_m2 == PIXEL_M2
+
+
+# ---- other formats --------------------------------------------------------------------------
+
+
+def read_any(path: Path) -> gpd.GeoDataFrame:
+    return gpd.read_parquet(path) if path.suffix == ".parquet" else pyogrio.read_dataframe(path)
+
+
+@pytest.mark.parametrize("extension", [".fgb", ".geojson", ".parquet", ".shp"])
+def test_each_format_round_trips_the_fields(tmp_path: Path, extension: str) -> None:
+    raster = random_raster(tmp_path / "c.tif", seed=1)
+    reference = read(vectorize(raster, tmp_path / "reference.gpkg").path)
+    result = vectorize(raster, tmp_path / f"changes{extension.upper()}")  # any case; written in lower case
+    assert result.path == tmp_path / f"changes{extension}" and result.path.exists()
+    frame = read_any(result.path).rename(columns={v: k for k, v in SHAPEFILE_FIELDS.items()})
+    frame = frame.sort_values("change_id", ignore_index=True)  # FlatGeobuf's index stores features in Hilbert order
+    assert list(frame.columns) == list(reference.columns) and len(frame) == result.polygons == len(reference) > 20
+    pd.testing.assert_frame_equal(frame.drop(columns="geometry"), reference.drop(columns="geometry"),
+                                  check_dtype=False, rtol=1e-13)
+    if extension == ".geojson":  # RFC 7946: WGS84 longitude/latitude, 7 decimals (~1 cm)
+        assert frame.crs == "EPSG:4326"
+        frame = frame.to_crs(reference.crs)
+    assert frame.crs == reference.crs == "EPSG:32633"
+    if extension == ".geojson":
+        assert (shapely.hausdorff_distance(frame.geometry.values, reference.geometry.values) < 0.02).all()
+    else:
+        assert frame.geometry.normalize().geom_equals_exact(reference.geometry, tolerance=0).all()
+
+
+def test_shapefile_field_names_sidecars_and_atomic_failure(tmp_path: Path, monkeypatch) -> None:
+    raster = random_raster(tmp_path / "c.tif", seed=1)
+    out = tmp_path / "out"
+    out.mkdir()
+    result = vectorize(raster, out / "changes.shp")
+    assert sorted(p.name for p in out.iterdir()) == [f"changes.{e}" for e in ("cpg", "dbf", "prj", "shp", "shx")]
+    assert list(pyogrio.read_info(result.path)["fields"]) == [
+        "change_id", "from_class", "from_name", "to_class", "to_name", "chg_type",
+        "area_m2", "perim_m", "mean_prob", "max_prob",
+    ]
+    assert (out / "changes.cpg").read_text().strip() == "UTF-8"
+    assert "building" in set(read_any(result.path).chg_type.str.split(" ").str[0])  # UTF-8 arrows read back
+
+    def broken(frame: gpd.GeoDataFrame, path: Path, **options: object) -> None:
+        pyogrio.write_dataframe(frame, path, **options)
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(geocd.vector.formats, "pyogrio", SimpleNamespace(write_dataframe=broken))
+    with pytest.raises(RuntimeError, match="disk full"):
+        vectorize(raster, tmp_path / "failed.shp")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.tif", "out"]
+
+
+def test_unknown_extension_is_refused_before_any_work(tmp_path: Path) -> None:
+    target = tmp_path / "changes.xyz"
+    message = f"{target}: unknown vector format '.xyz' (use .gpkg, .fgb, .geojson, .parquet or .shp)"
+    with pytest.raises(OutputError) as error:
+        vectorize(tmp_path / "missing.tif", target)
+    assert str(error.value) == message
+    runner = CliRunner()
+    missing = str(tmp_path / "missing.tif")
+    for args in (["vectorize", missing], ["predict", missing, missing, "--model", str(tmp_path / "none.safetensors")]):
+        run = runner.invoke(cli, [*args, "-o", str(target)])
+        assert (run.exit_code, run.stderr) == (2, f"geocd: error: {message}\n")
+    assert list(tmp_path.iterdir()) == []
 
 
 # ---- real QGIS ------------------------------------------------------------------------------

@@ -326,12 +326,19 @@ def check_predict_outputs(
     raster: str | os.PathLike[str] | None,
     landcover: str | os.PathLike[str] | None,
     overwrite: bool,
-) -> None:
-    """The checks of :func:`predict`'s outputs that need no compute: GeoTIFF names, no clashes, writable."""
+) -> Path | None:
+    """The checks of :func:`predict`'s outputs that need no compute: known formats, no clashes, writable.
+
+    Returns ``output`` as it will be written (:func:`geocd.vector.formats.check_vector_path`).
+    """
+    from geocd.vector.formats import check_vector_path
+
+    output = None if output is None else check_vector_path(output)
     for path in (raster, landcover):
         if path is not None and Path(path).suffix.lower() not in RASTER_SUFFIXES:
             raise OutputError(path, f"is written as a GeoTIFF, so its name must end in {' or '.join(RASTER_SUFFIXES)}")
     check_outputs([output, raster, landcover], [before, after, *models], overwrite)
+    return output
 
 
 @dataclass(frozen=True)
@@ -352,18 +359,20 @@ def predict(
     output: str | os.PathLike[str] | None = None,
     raster: str | os.PathLike[str] | None = None,
     options: PredictOptions = PredictOptions(),
-    min_area_m2: float = 0.0,
+    min_area_m2: float | None = None,
     progress: Progress | None = None,
     landcover: str | os.PathLike[str] | None = None,
 ) -> PredictResult:
-    """Change polygons (GeoPackage ``output``), the change raster (``raster``) and/or land-cover maps of a pair.
+    """Change polygons (``output``, format by extension), the change raster (``raster``) and/or land-cover maps of a pair.
+
+    ``min_area_m2`` is :func:`geocd.vector.vectorize`'s (None: its grid-based default).
 
     Every output is written under a temporary name and renamed only when all succeeded;
     an existing output is refused unless ``options.overwrite``.
     """
     if output is None and raster is None and landcover is None:
         raise InputError(None, "nothing to write: give an output GeoPackage, a change raster or a land-cover map")
-    check_predict_outputs(before, after, [m.path for m in models], output, raster, landcover, options.overwrite)
+    output = check_predict_outputs(before, after, [m.path for m in models], output, raster, landcover, options.overwrite)
     with contextlib.ExitStack() as stack:
         if raster is not None:
             raster_tmp = stack.enter_context(atomic_output(raster, options.overwrite))

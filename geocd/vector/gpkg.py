@@ -29,7 +29,7 @@ CREATE TABLE "layer_styles" (
 _NOW = "strftime('%Y-%m-%dT%H:%M:%fZ','now')"
 
 
-def write_changes(
+def write_geopackage(
     path: Path, frame: gpd.GeoDataFrame, description: str, metadata: dict[str, str], style_qml: str
 ) -> None:
     """Write ``frame`` as layer ``changes`` (polygons, spatial index) and store ``style_qml`` as its default style.

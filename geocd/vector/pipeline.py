@@ -1,4 +1,4 @@
-"""vectorize(): change raster in, styled GeoPackage of change polygons out.
+"""vectorize(): change raster in, change polygons out (styled GeoPackage or another vector format).
 
 Rules, applied identically whatever the strip height:
 
@@ -13,8 +13,8 @@ Rules, applied identically whatever the strip height:
   become changed: small unchanged holes stay holes.
 * Blob areas are judged after joining the pieces cut at strip seams, so blobs crossing
   seams are measured whole; GDAL sieve only pre-removes specks lying wholly inside a strip.
-  Areas are in square metres (geodesic for geographic CRSs), so ``min_area_m2`` means the
-  same on any grid.
+  Areas are true ground square metres (geodesic on the CRS's ellipsoid, whatever its
+  projection; see :mod:`geocd.vector.measure`), so ``min_area_m2`` means the same on any grid.
 * Class fields come from the raster's schema; a class id outside it (0 = unknown) is null
   and named "unknown" in ``change_type``. Without trained land cover every class field is
   null and ``change_type`` is "change".
@@ -34,13 +34,13 @@ from affine import Affine
 from pyproj import CRS
 
 from geocd import __version__
-from geocd.atomic import atomic_output, check_output_path
+from geocd.atomic import check_output_path
 from geocd.changemap import ChangeMapInfo, is_changed, valid_threshold
 from geocd.errors import InputError
 from geocd.progress import Progress
 from geocd.vector.attributes import change_table, style_categories
-from geocd.vector.gpkg import write_changes
-from geocd.vector.measure import largest_pixel_area, measure
+from geocd.vector.formats import LayerInfo, check_vector_path, write_vectors
+from geocd.vector.measure import largest_pixel_area, measure, pixel_area
 from geocd.vector.pairs import encode_pairs
 from geocd.vector.polygonize import polygonize_strip
 from geocd.vector.reader import default_strip_rows, open_change_raster, read_strips
@@ -48,6 +48,9 @@ from geocd.vector.sieve import sieve_specks
 from geocd.vector.stitch import Regions, SeamStitcher
 from geocd.vector.style import categorized_qml
 
+DEFAULT_MIN_PIXELS = 3.5
+"""Default minimum area, in pixels' ground area at the raster's centre: blobs of 1-3 pixels are
+dropped as noise, 4-pixel blobs kept (the half pixel absorbs area variation over the raster)."""
 AREA_TOLERANCE = 1e-9
 """Relative slack when comparing a blob's area with ``min_area_m2`` (float rounding)."""
 
@@ -65,16 +68,18 @@ def vectorize(
     raster: str | os.PathLike[str],
     output: str | os.PathLike[str],
     *,
-    min_area_m2: float = 0.0,
+    min_area_m2: float | None = None,
     simplify: float | None = None,
     threshold: float | None = None,
     overwrite: bool = False,
     strip_rows: int | None = None,
     progress: Progress | None = None,
 ) -> VectorizeResult:
-    """Write the change polygons of change raster ``raster`` to GeoPackage ``output`` (layer ``changes``).
+    """Write the change polygons of change raster ``raster`` to ``output`` (layer ``changes``), in the
+    vector format of its extension (:mod:`geocd.vector.formats`).
 
-    ``min_area_m2`` removes changed blobs smaller than that (see the module docstring);
+    ``min_area_m2`` removes changed blobs smaller than that (see the module docstring); None
+    means :data:`DEFAULT_MIN_PIXELS` pixels' ground area at the raster's centre, 0 keeps all;
     ``simplify`` is a coverage-simplification tolerance in map units (shared edges stay
     shared; areas and perimeters are then those of the simplified polygons); ``threshold``
     overrides the raster's change threshold; ``strip_rows`` sets the strip height (the
@@ -82,39 +87,42 @@ def vectorize(
     on success; an existing ``output`` is refused unless ``overwrite``.
     """
     _check_options(min_area_m2, simplify, threshold, strip_rows)
+    output = check_vector_path(output)
     check_output_path(output, overwrite)
     with open_change_raster(raster) as (dataset, info):
         if threshold is not None:
             info = replace(info, threshold=threshold)
         crs = CRS.from_user_input(dataset.crs)
         transform = dataset.transform
-        specks = _speck_pixels(min_area_m2, largest_pixel_area(transform, dataset.height, crs))
+        if min_area_m2 is None:
+            centre = pixel_area(transform, dataset.height // 2, dataset.width // 2, crs)
+            min_area_m2 = DEFAULT_MIN_PIXELS * centre
+        specks = _speck_pixels(min_area_m2, largest_pixel_area(transform, dataset.height, dataset.width, crs))
         rows = strip_rows or default_strip_rows(dataset)
         regions = _regions(dataset, info.threshold, specks, min_area_m2 > 0, rows, progress or Progress("none"))
 
     regions = regions.take(_scan_order(regions.geometries))
-    geometries = _to_map(regions.geometries, transform)
+    geometries = shapely.normalize(_to_map(regions.geometries, transform))  # vertex order fixed: exact figures do not depend on strips
     area, perimeter = measure(geometries, crs)
     if min_area_m2 > 0:
         keep = _blob_area(regions.blobs, area) >= min_area_m2 * (1 - AREA_TOLERANCE)
         regions, geometries, area, perimeter = regions.take(keep), geometries[keep], area[keep], perimeter[keep]
     if simplify is not None and len(geometries):
-        geometries = shapely.coverage_simplify(geometries, simplify)
+        geometries = shapely.normalize(shapely.coverage_simplify(geometries, simplify))
         area, perimeter = measure(geometries, crs)
-    geometries = shapely.normalize(geometries)
 
     frame = change_table(
         geometries, regions.labels, regions.pixels, regions.probability_sum, regions.probability_max,
         area, perimeter, info, crs,
     )
     qml = categorized_qml(style_categories(regions.labels, info))
-    with atomic_output(output, overwrite) as tmp:
-        write_changes(tmp, frame, _description(info, min_area_m2), _metadata(info, min_area_m2, simplify), qml)
-    return VectorizeResult(Path(output), len(frame), float(area.sum()))
+    layer = LayerInfo(_description(info, min_area_m2), _metadata(info, min_area_m2, simplify), qml)
+    write_vectors(output, frame, layer, overwrite)
+    return VectorizeResult(output, len(frame), float(area.sum()))
 
 
-def _check_options(min_area_m2: float, simplify: float | None, threshold: float | None, strip_rows: int | None) -> None:
-    if not (min_area_m2 >= 0 and math.isfinite(min_area_m2)):
+def _check_options(min_area_m2: float | None, simplify: float | None, threshold: float | None, strip_rows: int | None) -> None:
+    if min_area_m2 is not None and not (min_area_m2 >= 0 and math.isfinite(min_area_m2)):
         raise InputError(None, f"minimum area must be a finite number >= 0, got {min_area_m2}")
     if simplify is not None and not (simplify > 0 and math.isfinite(simplify)):
         raise InputError(None, f"simplification tolerance must be > 0, got {simplify}")

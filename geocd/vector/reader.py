@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import rasterio
+from pyproj import CRS
 from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
@@ -49,6 +50,8 @@ def open_change_raster(path: str | os.PathLike[str]) -> Iterator[tuple[rasterio.
             raise InputError(path, "is not a geocd change raster: it has no GEOCD_* metadata tags")
         if dataset.crs is None:
             raise InputError(path, "has no coordinate reference system")
+        if CRS.from_user_input(dataset.crs).geodetic_crs is None:
+            raise InputError(path, "has a CRS without an ellipsoid: ground areas cannot be measured")
         try:
             info = ChangeMapInfo.from_tags(tags)
         except ValueError as error:
