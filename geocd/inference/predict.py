@@ -8,6 +8,7 @@ the models with test-time augmentation (``geocd.models.tta``) and the streaming 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 import time
@@ -32,6 +33,8 @@ from geocd.errors import InputError
 from geocd.inference.stitch import FinishedRows, RowStreamStitcher
 from geocd.models.tta import predict_probabilities
 from geocd.progress import Progress
+from geocd.report import REPORT_KEY, build_report, write_report
+from geocd.vector.gpkg import LAYER, add_layer_metadata
 
 RASTER_BLOCK = 256
 LANDCOVER_BANDS = ("landcover_before", "landcover_after")
@@ -58,13 +61,16 @@ class PredictOptions:
 
 @dataclass(frozen=True)
 class ChangeRasterResult:
-    """What :func:`predict_change_raster` did."""
+    """What :func:`predict_change_raster` did, and the tile size, overlap (pixels) and device it used."""
 
     path: Path
     tiles: int
     megapixels: float
     seconds: float
     model_seconds: float
+    tile_size: int
+    overlap: int
+    device: str
 
 
 class NormalizedModel(nn.Module):
@@ -177,7 +183,8 @@ def predict_change_raster(
     if not stitcher.complete:
         raise RuntimeError("stitching ended with rows not written")
     megapixels = dataset.overlap.width * dataset.overlap.height / 1e6
-    return ChangeRasterResult(Path(raster), len(windows), megapixels, time.perf_counter() - start, model_seconds)
+    return ChangeRasterResult(Path(raster), len(windows), megapixels, time.perf_counter() - start, model_seconds,
+                              tile, overlap, str(device))
 
 
 def _forward(nets: Sequence[nn.Module], batch: dict, device: torch.device, tta: bool, trained: list[int]) -> np.ndarray:
@@ -260,6 +267,8 @@ class PredictResult:
     change_raster: ChangeRasterResult
     polygons: int | None
     landcover: Path | None = None
+    quicklook: Path | None = None
+    report: Path | None = None
 
 
 def predict(
@@ -272,29 +281,55 @@ def predict(
     min_area_m2: float = 0.0,
     progress: Progress | None = None,
     landcover: str | os.PathLike[str] | None = None,
+    *,
+    quicklook: str | os.PathLike[str] | None = None,
+    report: str | os.PathLike[str] | None = None,
 ) -> PredictResult:
-    """Change polygons (GeoPackage ``output``), the change raster (``raster``) and/or land-cover maps of a pair.
+    """Change polygons (GeoPackage ``output``), the change raster (``raster``), land-cover maps,
+    a quicklook PNG (``quicklook``) and/or a JSON run report (``report``) of a pair.
 
-    Every output is written under a temporary name and renamed only when all succeeded;
-    an existing output is refused unless ``options.overwrite``.
+    The quicklook and the report summarise the change polygons, which are computed (in a
+    temporary GeoPackage) even without ``output``; a GeoPackage ``output`` carries the report
+    in its layer metadata (``GEOCD_REPORT``). Every output is written under a temporary name
+    and renamed only when all succeeded; an existing output, or a quicklook not named .png or
+    a report not named .json, is refused before any computation (existing ones unless
+    ``options.overwrite``).
     """
-    if output is None and raster is None and landcover is None:
-        raise InputError(None, "nothing to write: give an output GeoPackage, a change raster or a land-cover map")
-    for path in (output, raster, landcover):
+    if output is None and raster is None and landcover is None and quicklook is None and report is None:
+        raise InputError(None, "nothing to write: give an output GeoPackage, a change raster, a land-cover map, "
+                               "a quicklook or a report")
+    for path, suffix in ((output, None), (raster, None), (landcover, None), (quicklook, ".png"), (report, ".json")):
         if path is not None:
-            check_output_path(path, options.overwrite)
+            check_output_path(path, options.overwrite, suffix)
+    start = time.perf_counter()
     with contextlib.ExitStack() as stack:
-        if raster is not None:
-            raster_tmp = stack.enter_context(atomic_output(raster, options.overwrite))
-        else:
-            raster_tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="geocd-"))) / "change.tif"
+        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="geocd-")))
+        raster_tmp = stack.enter_context(atomic_output(raster, options.overwrite)) if raster else scratch / "change.tif"
         landcover_tmp = stack.enter_context(atomic_output(landcover, options.overwrite)) if landcover else None
         result = predict_change_raster(before, after, models, raster_tmp, options, progress, landcover_tmp)
         polygons = None
-        if output is not None:
+        if output is not None or quicklook is not None or report is not None:
             from geocd.vector import vectorize
 
-            polygons = vectorize(raster_tmp, output, min_area_m2=min_area_m2, overwrite=options.overwrite,
-                                 progress=progress).polygons
+            vectors_tmp = stack.enter_context(atomic_output(output, options.overwrite)) if output else scratch / "changes.gpkg"
+            t0 = time.perf_counter()
+            vectors = vectorize(raster_tmp, vectors_tmp, min_area_m2=min_area_m2, progress=progress)
+            seconds = {"predict": result.seconds, "vectorize": time.perf_counter() - t0}
+            polygons = vectors.polygons
+            if quicklook is not None:
+                from geocd.quicklook import render_quicklook
+
+                t0 = time.perf_counter()
+                render_quicklook(before, after, raster_tmp, stack.enter_context(atomic_output(quicklook, options.overwrite)),
+                                 vectors.change_types, options.bands, models[0].metadata.config.in_channels)
+                seconds["quicklook"] = time.perf_counter() - t0
+            summary = build_report(before, after, models, options, min_area_m2, result, vectors.change_types,
+                                   seconds | {"total": time.perf_counter() - start},
+                                   {"vectors": output, "raster": raster, "landcover": landcover, "quicklook": quicklook, "report": report})
+            if output is not None:
+                add_layer_metadata(vectors_tmp, LAYER, {REPORT_KEY: json.dumps(summary, ensure_ascii=False)})
+            if report is not None:
+                write_report(stack.enter_context(atomic_output(report, options.overwrite)), summary)
     return PredictResult(Path(raster) if raster else None, Path(output) if output else None, result, polygons,
-                         Path(landcover) if landcover else None)
+                         Path(landcover) if landcover else None, Path(quicklook) if quicklook else None,
+                         Path(report) if report else None)

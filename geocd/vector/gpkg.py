@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 from pathlib import Path
+from xml.etree import ElementTree
 
 import geopandas as gpd
 import pyogrio
@@ -69,3 +70,18 @@ def add_default_style(path: Path, layer: str, qml: str, description: str) -> Non
             "INSERT INTO gpkg_ogr_contents (table_name, feature_count)"
             " VALUES ('layer_styles', (SELECT count(*) FROM layer_styles))"
         )
+
+
+def add_layer_metadata(path: Path, layer: str, items: dict[str, str]) -> None:
+    """Add ``items`` to the GDAL metadata (default domain) of ``layer``, keeping the items already there."""
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        md_id, xml = db.execute(
+            "SELECT m.id, m.metadata FROM gpkg_metadata m JOIN gpkg_metadata_reference r ON r.md_file_id = m.id"
+            " WHERE r.reference_scope = 'table' AND r.table_name = ? AND m.md_standard_uri = 'http://gdal.org'",
+            (layer,),
+        ).fetchone()
+        root = ElementTree.fromstring(xml)
+        default = next(m for m in root.iter("Metadata") if "domain" not in m.attrib)
+        for key, value in items.items():
+            ElementTree.SubElement(default, "MDI", key=key).text = value
+        db.execute("UPDATE gpkg_metadata SET metadata = ? WHERE id = ?", (ElementTree.tostring(root, encoding="unicode"), md_id))

@@ -38,7 +38,7 @@ from geocd.atomic import atomic_output, check_output_path
 from geocd.changemap import ChangeMapInfo, is_changed
 from geocd.errors import InputError
 from geocd.progress import Progress
-from geocd.vector.attributes import change_table, style_categories
+from geocd.vector.attributes import ChangeTypeSummary, change_table, style_categories, summarize_change_types
 from geocd.vector.gpkg import write_changes
 from geocd.vector.measure import largest_pixel_area, measure
 from geocd.vector.pairs import encode_pairs
@@ -54,11 +54,12 @@ AREA_TOLERANCE = 1e-9
 
 @dataclass(frozen=True)
 class VectorizeResult:
-    """What :func:`vectorize` wrote."""
+    """What :func:`vectorize` wrote; ``change_types`` sums up the written table per change type."""
 
     path: Path
     polygons: int
     changed_area_m2: float
+    change_types: tuple[ChangeTypeSummary, ...] = ()
 
 
 def vectorize(
@@ -107,10 +108,10 @@ def vectorize(
         geometries, regions.labels, regions.pixels, regions.probability_sum, regions.probability_max,
         area, perimeter, info, crs,
     )
-    qml = categorized_qml(style_categories(regions.labels, info))
+    categories = style_categories(regions.labels, info)
     with atomic_output(output, overwrite) as tmp:
-        write_changes(tmp, frame, _description(info, min_area_m2), _metadata(info, min_area_m2, simplify), qml)
-    return VectorizeResult(Path(output), len(frame), float(area.sum()))
+        write_changes(tmp, frame, _description(info, min_area_m2), _metadata(info, min_area_m2, simplify), categorized_qml(categories))
+    return VectorizeResult(Path(output), len(frame), float(area.sum()), summarize_change_types(frame, categories))
 
 
 def _check_options(min_area_m2: float, simplify: float | None, threshold: float | None, strip_rows: int | None) -> None:
