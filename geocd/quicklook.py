@@ -36,6 +36,8 @@ PANEL_INCHES = 6.0
 LEGEND_INCHES = 1.4
 DPI = 100
 OVERLAY_ALPHA = 0.75
+OUTLINE_COLOR = "yellow"
+"""Outline of the changed pixels, so changes show even where their colour matches the ground."""
 STRETCH_PERCENTILES = (2.0, 98.0)
 
 
@@ -75,6 +77,8 @@ def render_quicklook(
         axes.imshow(image, interpolation="nearest")
         if on_top is not None:
             axes.imshow(on_top, interpolation="nearest")
+            if changed.any():
+                axes.contour(changed, levels=[0.5], colors=OUTLINE_COLOR, linewidths=0.6)
         axes.set_title(title)
         axes.set_xticks([])
         axes.set_yticks([])
