@@ -24,7 +24,7 @@ from pyproj import CRS, Transformer
 from rasterio.enums import Resampling
 
 from geocd.changemap import is_changed
-from geocd.data.pair import warp_onto
+from geocd.data.pair import limit_gdal_cache, warp_onto
 from geocd.data.rasters import Grid, choose_bands, grid_of, open_raster
 from geocd.vector.attributes import ChangeTypeSummary, pair_names
 from geocd.vector.pairs import encode_pairs
@@ -57,29 +57,30 @@ def render_quicklook(
     their polygon counts and areas; each panel has a scale bar in ground metres. The PNG is
     ``3 * PANEL_INCHES * DPI`` pixels wide whatever the scene size.
     """
-    with open_change_raster(change_raster) as (changes, info):
-        grid = _decimated(grid_of(changes), MAX_SIDE)
-        with warp_onto(changes, grid, Resampling.nearest) as decimated:
-            probability, from_class, to_class = decimated.read()
-    images = [_read_display(image, grid, bands, num_bands) for image in (before, after)]
-    changed = is_changed(probability, info.threshold)
-    labels = encode_pairs(from_class, to_class, changed)
-    overlay = np.zeros((*changed.shape, 4), np.float32)
-    for label, names in pair_names(labels[changed], info).items():
-        overlay[labels == label] = (*(np.array(names.color) / 255), OVERLAY_ALPHA)
+    limit_gdal_cache()
+    grid, overlay, changed, threshold = _read_changes(change_raster)
+    after_image = _read_display(after, grid, bands, num_bands)
+    panels = (
+        ("before", _read_display(before, grid, bands, num_bands), None),
+        ("after", after_image, None),
+        (f"change (p \u2265 {threshold:g})", after_image, (overlay, changed)),
+    )
+    figure = _draw(panels, grid, change_types, f"{Path(before).name} \u2192 {Path(after).name}")
+    figure.savefig(path, format="png", dpi=DPI)
 
+
+def _draw(panels: Sequence[tuple], grid: Grid, change_types: Sequence[ChangeTypeSummary], title: str) -> Figure:
+    """Panels ``(title, RGBA image, (RGBA overlay, changed mask) or None)`` side by side, scale bars and legend."""
     aspect = min(max(grid.height / grid.width, 0.3), 2.0)
     figure = Figure(figsize=(3 * PANEL_INCHES, PANEL_INCHES * aspect + LEGEND_INCHES), dpi=DPI, layout="constrained")
-    figure.suptitle(f"{Path(before).name} \u2192 {Path(after).name}")
+    figure.suptitle(title)
     metres_per_pixel = _ground_width_m(grid) / grid.width
-    panels = (("before", images[0], None), ("after", images[1], None), (f"change (p \u2265 {info.threshold:g})", images[1], overlay))
-    for axes, (title, image, on_top) in zip(figure.subplots(1, 3), panels):
+    for axes, (name, image, changes) in zip(figure.subplots(1, len(panels)), panels):
         axes.imshow(image, interpolation="nearest")
-        if on_top is not None:
-            axes.imshow(on_top, interpolation="nearest")
-            if changed.any():
-                axes.contour(changed, levels=[0.5], colors=OUTLINE_COLOR, linewidths=0.6)
-        axes.set_title(title)
+        if changes is not None and changes[1].any():
+            axes.imshow(changes[0], interpolation="nearest")
+            axes.contour(changes[1], levels=[0.5], colors=OUTLINE_COLOR, linewidths=0.6)
+        axes.set_title(name)
         axes.set_xticks([])
         axes.set_yticks([])
         axes.set_facecolor("0.85")
@@ -89,7 +90,21 @@ def render_quicklook(
         for t in change_types
     ] or [Patch(facecolor="none", edgecolor="none", label="no change found")]
     figure.legend(handles=handles, loc="outside lower center", ncol=min(3, len(handles)), frameon=False)
-    figure.savefig(path, format="png", dpi=DPI)
+    return figure
+
+
+def _read_changes(path: str | os.PathLike[str]) -> tuple[Grid, np.ndarray, np.ndarray, float]:
+    """The decimated grid, a uint8 RGBA overlay of the changed pixels by change type, the changed mask and the threshold."""
+    with open_change_raster(path) as (changes, info):
+        grid = _decimated(grid_of(changes), MAX_SIDE)
+        with warp_onto(changes, grid, Resampling.nearest) as decimated:
+            probability, from_class, to_class = decimated.read()
+    changed = is_changed(probability, info.threshold)
+    labels = encode_pairs(from_class, to_class, changed)
+    overlay = np.zeros((*changed.shape, 4), np.uint8)
+    for label, names in pair_names(labels[changed], info).items():
+        overlay[labels == label] = (*names.color, round(OVERLAY_ALPHA * 255))
+    return grid, overlay, changed, info.threshold
 
 
 def _decimated(grid: Grid, max_side: int) -> Grid:
@@ -102,10 +117,10 @@ def _decimated(grid: Grid, max_side: int) -> Grid:
 
 
 def _read_display(path: str | os.PathLike[str], grid: Grid, bands: Sequence[int] | None, num_bands: int) -> np.ndarray:
-    """RGBA ``[h, w, 4]`` in [0, 1] of ``path`` on ``grid``; invalid pixels transparent."""
+    """uint8 RGBA ``[h, w, 4]`` of ``path`` on ``grid`` (a single band as grey); invalid pixels transparent."""
     with open_raster(path) as src:
         chosen = choose_bands(src, bands, num_bands)
-        shown = chosen[:3] if len(chosen) >= 3 else chosen[:1]
+        shown = chosen[:3] if len(chosen) >= 3 else chosen[:1] * 3
         with warp_onto(src, grid, Resampling.average) as decimated:
             image = decimated.read(shown).astype(np.float32)
             valid = (decimated.dataset_mask() > 0) & np.isfinite(image).all(axis=0)
@@ -113,13 +128,13 @@ def _read_display(path: str | os.PathLike[str], grid: Grid, bands: Sequence[int]
 
 
 def _stretch(image: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Each band linearly from its 2 % to its 98 % percentile over ``valid`` pixels to [0, 1], as RGBA."""
-    rgba = np.zeros((*valid.shape, 4), np.float32)
+    """uint8 RGBA of 3 bands, each linearly from its 2 % to its 98 % percentile over ``valid`` pixels to 0..255."""
+    rgba = np.zeros((*valid.shape, 4), np.uint8)
     if valid.any():
-        low, high = np.percentile(image[:, valid], STRETCH_PERCENTILES, axis=1)
-        scaled = (image - low[:, None, None]) / np.maximum(high - low, 1e-12)[:, None, None]
-        rgba[..., :3] = np.clip(np.nan_to_num(scaled), 0, 1).transpose(1, 2, 0)
-    rgba[..., 3] = valid
+        for i, band in enumerate(image):
+            low, high = np.percentile(band[valid], STRETCH_PERCENTILES)
+            rgba[..., i] = np.clip(np.nan_to_num((band - low) * (255 / max(high - low, 1e-12))), 0, 255)
+    rgba[..., 3] = valid * 255
     return rgba
 
 

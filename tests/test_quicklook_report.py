@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tracemalloc
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,8 +17,8 @@ from rasterio.crs import CRS
 from rasterio.transform import from_origin
 
 from cli.main import cli
-from conftest import intensity_model, planted_pair, smooth_scene, write_raster
-from geocd.changemap import ChangeMapInfo
+from conftest import ORIGIN, intensity_model, planted_pair, smooth_scene, write_raster
+from geocd.changemap import BANDS, ChangeMapInfo
 from geocd.data.rasters import Grid
 from geocd.inference.predict import PredictOptions, open_output_raster, predict
 from geocd.quicklook import DPI, LEGEND_INCHES, PANEL_INCHES, _ground_width_m, render_quicklook
@@ -137,19 +138,36 @@ def test_command_line_flags_and_existing_outputs(tmp_path: Path, tiny_checkpoint
     assert png_size(png) == expected_size(96, 128)
 
 
-def test_quicklook_of_a_large_scene_is_decimated(tmp_path: Path) -> None:
-    """A 3000 x 4000 scene gives the PNG of a 96 x 128 one (same aspect): reads are decimated, not full size."""
-    size = (3000, 4000)
-    image = np.repeat(np.repeat(smooth_scene(96, 128).astype(np.uint8), 32, axis=1), 32, axis=2)[:, : size[0], : size[1]]
-    before = write_raster(tmp_path / "before.tif", image)
-    info = ChangeMapInfo(trained_classes=(3, 5))
-    grid = Grid(CRS.from_epsg(32633), from_origin(500_000.0, 5_400_000.0, 1.0, 1.0), size[1], size[0])
-    with open_output_raster(tmp_path / "change.tif", grid, ("change_probability", "from_class", "to_class"), info) as dst:
-        band = np.zeros(size, np.uint8)
-        band[1000:2000, 1000:3000] = 254
+def scene_with_change(folder: Path, factor: int) -> tuple[Path, Path]:
+    """A 96 x 128 scene scaled up ``factor`` times, and its change raster with a changed rectangle."""
+    folder.mkdir()
+    image = np.repeat(np.repeat(smooth_scene(96, 128).astype(np.uint8), factor, axis=1), factor, axis=2)
+    before = write_raster(folder / "before.tif", image)
+    height, width = image.shape[1:]
+    grid = Grid(CRS.from_epsg(32633), from_origin(*ORIGIN, 1.0, 1.0), width, height)
+    band = np.zeros((height, width), np.uint8)
+    band[height // 3 : 2 * height // 3, width // 4 : 3 * width // 4] = 254
+    with open_output_raster(folder / "change.tif", grid, BANDS, ChangeMapInfo(trained_classes=(3, 5))) as dst:
         dst.write(np.stack([band, (band > 0) * 3, (band > 0) * 5]).astype(np.uint8))
-    render_quicklook(before, before, tmp_path / "change.tif", tmp_path / "big.png", ())
-    assert png_size(tmp_path / "big.png") == expected_size(96, 128)
+    return before, folder / "change.tif"
+
+
+def quicklook_peak_memory(before: Path, change: Path, png: Path) -> int:
+    """Peak bytes allocated through Python (numpy included) while rendering the quicklook."""
+    tracemalloc.start()
+    try:
+        render_quicklook(before, before, change, png, ())
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_quicklook_of_a_large_scene_is_decimated(tmp_path: Path) -> None:
+    """A 2304 x 3072 scene costs the memory of a 768 x 1024 one and gives the same PNG size (same aspect)."""
+    small = quicklook_peak_memory(*scene_with_change(tmp_path / "small", 8), tmp_path / "small.png")
+    large = quicklook_peak_memory(*scene_with_change(tmp_path / "large", 24), tmp_path / "large.png")
+    assert large < 1.2 * small  # a full-resolution float32 read of the large scene alone would take 85 MB
+    assert png_size(tmp_path / "small.png") == png_size(tmp_path / "large.png") == expected_size(96, 128)
 
 
 @pytest.mark.parametrize("crs, res, metres", [
