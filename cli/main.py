@@ -112,6 +112,10 @@ def parse_radiometry(ctx: click.Context, param: click.Parameter, value: str) -> 
               help="Also write both dates' land-cover maps (2 bands; needs a model with trained land-cover heads).")
 @click.option("--model", "models", multiple=True, type=click.Path(dir_okay=False),
               help="Model checkpoint; repeat for an ensemble. Default: the model bundled with geocd.")
+@click.option("--quicklook", type=click.Path(dir_okay=False),
+              help="Also write a PNG: before | after | changes coloured by type, with legend and scale bar.")
+@click.option("--report", type=click.Path(dir_okay=False),
+              help="Also write a JSON report: inputs, model, options, timings, count and area per change type.")
 @click.option("--tta", is_flag=True, help="Average over the 6 dihedral flips/rotations (6x slower).")
 @click.option("--threshold", default=0.5, show_default=True, type=click.FloatRange(0, 1), help="Change probability cut-off.")
 @click.option("--min-area", type=click.FloatRange(0), help=MIN_AREA_HELP)
@@ -136,7 +140,7 @@ def predict(before: str, after: str, output: str | None, raster: str | None, lan
             threshold: float, min_area: float | None, bands: tuple[int, ...] | None,
             radiometry: str | tuple[float, float], tile_size: int | None,
             overlap: int | None, device: str, batch_size: int | None, num_workers: int, overwrite: bool,
-            progress_mode: str, quiet: bool) -> None:
+            progress_mode: str, quiet: bool, quicklook: str | None, report: str | None) -> None:
     """Detect changes between BEFORE and AFTER rasters and write polygons.
 
     AFTER is warped onto the BEFORE grid when their CRS or resolution differ; only
@@ -146,21 +150,24 @@ def predict(before: str, after: str, output: str | None, raster: str | None, lan
     Example:
       geocd predict before.tif after.tif -o changes.gpkg --raster change.tif --tta
     """
-    if output is None and raster is None and landcover is None:
-        raise click.UsageError("give -o/--output changes.gpkg, --raster change.tif and/or --landcover landcover.tif")
+    if output is None and raster is None and landcover is None and quicklook is None and report is None:
+        raise click.UsageError("give -o/--output changes.gpkg, --raster change.tif, --landcover landcover.tif, "
+                               "--quicklook quicklook.png and/or --report report.json")
     from geocd.checkpoint import load_models
     from geocd.inference.predict import PredictOptions, check_predict_outputs, predict as run_predict, resolve_device
     from geocd.progress import Progress
-    check_predict_outputs(before, after, models, output, raster, landcover, overwrite)
+    check_predict_outputs(before, after, models, output, raster, landcover, overwrite, quicklook=quicklook, report=report)
     options = PredictOptions(tile_size=tile_size, overlap=overlap, tta=tta, threshold=threshold, device=device,
                              batch_size=batch_size, num_workers=num_workers, bands=bands, radiometry=radiometry,
                              overwrite=overwrite)
     loaded = load_models(list(models), resolve_device(device))
     progress = Progress("none" if quiet else progress_mode)
-    result = run_predict(before, after, loaded, output, raster, options, min_area, progress, landcover)
+    result = run_predict(before, after, loaded, output, raster, options, min_area, progress, landcover,
+                         quicklook=quicklook, report=report)
     if not quiet and progress_mode != "json":
         stats = result.change_raster
-        written = ", ".join(str(p) for p in (result.vectors, result.raster, result.landcover) if p is not None)
+        outputs = (result.vectors, result.raster, result.landcover, result.quicklook, result.report)
+        written = ", ".join(str(p) for p in outputs if p is not None)
         polygons = f"{result.polygons} change polygons, " if result.polygons is not None else ""
         click.echo(f"{polygons}{stats.megapixels:.2f} MP in {stats.seconds:.1f} s -> {written}", err=True)
 

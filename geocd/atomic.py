@@ -23,9 +23,12 @@ FULL_DISK_BYTES = 1 << 20
 """A write failing with less free space than this (bytes) is reported as a full disk."""
 
 
-def check_output_path(path: str | os.PathLike[str], overwrite: bool) -> Path:
-    """Refuse an existing output (unless ``overwrite``) or a folder we cannot write to."""
+def check_output_path(path: str | os.PathLike[str], overwrite: bool, suffix: str | None = None) -> Path:
+    """Refuse an existing output (unless ``overwrite``), a folder we cannot write to, or (given
+    ``suffix``, e.g. ``".png"``) a name with another extension."""
     target = Path(path)
+    if suffix is not None and target.suffix.lower() != suffix:
+        raise OutputError(target, f"must be a {suffix} file")
     if target.is_dir():
         raise OutputError(target, "is a directory, expected an output file name")
     if target.exists() and not overwrite:

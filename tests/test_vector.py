@@ -358,7 +358,7 @@ def _style_qml(path: Path) -> str:
 def test_geopackage_layer_index_style_and_metadata(tmp_path: Path) -> None:
     raster = random_raster(tmp_path / "change.tif", seed=1)
     result = vectorize(raster, tmp_path / "out.gpkg")
-    assert result == VectorizeResult(tmp_path / "out.gpkg", result.polygons, result.changed_area_m2)
+    assert result == VectorizeResult(tmp_path / "out.gpkg", result.polygons, result.changed_area_m2, result.change_types)
     info = pyogrio.read_info(result.path, layer="changes")
     assert info["crs"] == "EPSG:32633" and info["geometry_type"] == "Polygon"
     assert info["features"] == result.polygons
@@ -380,6 +380,9 @@ def test_geopackage_layer_index_style_and_metadata(tmp_path: Path) -> None:
     assert style == [("", "", "changes", geometry_column, 1)]
     assert contents == ("attributes",)
     frame = read(result.path)
+    by_type = {t.change_type: (t.polygons, t.area_m2) for t in result.change_types}
+    assert by_type == {name: (len(group), pytest.approx(group.area_m2.sum(), rel=1e-12))
+                       for name, group in frame.groupby("change_type")}
     qml = _style_qml(result.path)
     assert 'type="categorizedSymbol"' in qml and 'attr="change_type"' in qml
     assert qml.count("<category ") == frame.change_type.nunique()

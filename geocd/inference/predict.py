@@ -13,7 +13,7 @@ import os
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, default_collate
 from torchgeo.samplers import GridGeoSampler
 
-from geocd.atomic import atomic_output, check_outputs, write_failure
+from geocd.atomic import atomic_output, check_output_path, check_outputs, write_failure
 from geocd.changemap import (
     BANDS, NODATA, PROBABILITY_SCALE, ChangeMapInfo, encode_probability, is_changed, valid_threshold,
 )
@@ -37,6 +37,7 @@ from geocd.errors import GeocdError, InputError, OutputError
 from geocd.inference.stitch import FinishedRows, RowStreamStitcher
 from geocd.models.tta import predict_probabilities
 from geocd.progress import Progress
+from geocd.report import REPORT_KEY, build_report, write_report
 
 RASTER_BLOCK = 256
 RASTER_SUFFIXES = (".tif", ".tiff")
@@ -66,13 +67,16 @@ class PredictOptions:
 
 @dataclass(frozen=True)
 class ChangeRasterResult:
-    """What :func:`predict_change_raster` did."""
+    """What :func:`predict_change_raster` did, and the tile size, overlap (pixels) and device it used."""
 
     path: Path
     tiles: int
     megapixels: float
     seconds: float
     model_seconds: float
+    tile_size: int
+    overlap: int
+    device: str
 
 
 class NormalizedModel(nn.Module):
@@ -192,7 +196,8 @@ def predict_change_raster(
     if not stitcher.complete:
         raise RuntimeError("stitching ended with rows not written")
     megapixels = dataset.overlap.width * dataset.overlap.height / 1e6
-    return ChangeRasterResult(Path(raster), len(windows), megapixels, time.perf_counter() - start, model_seconds)
+    return ChangeRasterResult(Path(raster), len(windows), megapixels, time.perf_counter() - start, model_seconds,
+                              tile, overlap, str(device))
 
 
 def _radiometry_tag(mode: RadiometryMode, dataset: PairDataset) -> str:
@@ -326,6 +331,9 @@ def check_predict_outputs(
     raster: str | os.PathLike[str] | None,
     landcover: str | os.PathLike[str] | None,
     overwrite: bool,
+    *,
+    quicklook: str | os.PathLike[str] | None = None,
+    report: str | os.PathLike[str] | None = None,
 ) -> Path | None:
     """The checks of :func:`predict`'s outputs that need no compute: known formats, no clashes, writable.
 
@@ -337,7 +345,10 @@ def check_predict_outputs(
     for path in (raster, landcover):
         if path is not None and Path(path).suffix.lower() not in RASTER_SUFFIXES:
             raise OutputError(path, f"is written as a GeoTIFF, so its name must end in {' or '.join(RASTER_SUFFIXES)}")
-    check_outputs([output, raster, landcover], [before, after, *models], overwrite)
+    for path, suffix in ((quicklook, ".png"), (report, ".json")):
+        if path is not None:
+            check_output_path(path, overwrite, suffix)
+    check_outputs([output, raster, landcover, quicklook, report], [before, after, *models], overwrite)
     return output
 
 
@@ -350,6 +361,8 @@ class PredictResult:
     change_raster: ChangeRasterResult
     polygons: int | None
     landcover: Path | None = None
+    quicklook: Path | None = None
+    report: Path | None = None
 
 
 def predict(
@@ -362,29 +375,57 @@ def predict(
     min_area_m2: float | None = None,
     progress: Progress | None = None,
     landcover: str | os.PathLike[str] | None = None,
+    *,
+    quicklook: str | os.PathLike[str] | None = None,
+    report: str | os.PathLike[str] | None = None,
 ) -> PredictResult:
-    """Change polygons (``output``, format by extension), the change raster (``raster``) and/or land-cover maps of a pair.
+    """Change polygons (``output``, format by extension), the change raster (``raster``), land-cover
+    maps, a quicklook PNG (``quicklook``) and/or a JSON run report (``report``) of a pair.
 
     ``min_area_m2`` is :func:`geocd.vector.vectorize`'s (None: its grid-based default).
 
-    Every output is written under a temporary name and renamed only when all succeeded;
-    an existing output is refused unless ``options.overwrite``.
+    The quicklook and the report summarise the change polygons, which are computed (in a
+    temporary GeoPackage) even without ``output``; a GeoPackage ``output`` carries the report
+    in its layer metadata (``GEOCD_REPORT``). Every output is written under a temporary name
+    and renamed only when all succeeded; an existing output, or a quicklook not named .png or
+    a report not named .json, is refused before any computation (existing ones unless
+    ``options.overwrite``).
     """
-    if output is None and raster is None and landcover is None:
-        raise InputError(None, "nothing to write: give an output GeoPackage, a change raster or a land-cover map")
-    output = check_predict_outputs(before, after, [m.path for m in models], output, raster, landcover, options.overwrite)
+    if output is None and raster is None and landcover is None and quicklook is None and report is None:
+        raise InputError(None, "nothing to write: give an output GeoPackage, a change raster, a land-cover map, "
+                               "a quicklook or a report")
+    output = check_predict_outputs(before, after, [m.path for m in models], output, raster, landcover, options.overwrite,
+                                   quicklook=quicklook, report=report)
+    start = time.perf_counter()
     with contextlib.ExitStack() as stack:
-        if raster is not None:
-            raster_tmp = stack.enter_context(atomic_output(raster, options.overwrite))
-        else:
-            raster_tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="geocd-"))) / "change.tif"
+        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="geocd-")))
+        raster_tmp = stack.enter_context(atomic_output(raster, options.overwrite)) if raster else scratch / "change.tif"
         landcover_tmp = stack.enter_context(atomic_output(landcover, options.overwrite)) if landcover else None
         result = predict_change_raster(before, after, models, raster_tmp, options, progress, landcover_tmp)
         polygons = None
-        if output is not None:
-            from geocd.vector import vectorize
+        if output is not None or quicklook is not None or report is not None:
+            from geocd.vector import change_polygons
+            from geocd.vector.formats import write_vectors
 
-            polygons = vectorize(raster_tmp, output, min_area_m2=min_area_m2, overwrite=options.overwrite,
-                                 progress=progress).polygons
+            t0 = time.perf_counter()
+            changes = change_polygons(raster_tmp, min_area_m2=min_area_m2, progress=progress)
+            seconds = {"predict": result.seconds, "vectorize": time.perf_counter() - t0}
+            polygons = len(changes.frame)
+            if quicklook is not None:
+                from geocd.quicklook import render_quicklook
+
+                t0 = time.perf_counter()
+                render_quicklook(before, after, raster_tmp, stack.enter_context(atomic_output(quicklook, options.overwrite)),
+                                 changes.change_types, options.bands, models[0].metadata.config.in_channels)
+                seconds["quicklook"] = time.perf_counter() - t0
+            summary = build_report(before, after, models, options, min_area_m2, result, changes.change_types,
+                                   seconds | {"total": time.perf_counter() - start},
+                                   {"vectors": output, "raster": raster, "landcover": landcover, "quicklook": quicklook, "report": report})
+            if output is not None:
+                metadata = changes.layer.metadata | {REPORT_KEY: json.dumps(summary, ensure_ascii=False)}
+                write_vectors(output, changes.frame, replace(changes.layer, metadata=metadata), options.overwrite)
+            if report is not None:
+                write_report(stack.enter_context(atomic_output(report, options.overwrite)), summary)
     return PredictResult(Path(raster) if raster else None, Path(output) if output else None, result, polygons,
-                         Path(landcover) if landcover else None)
+                         Path(landcover) if landcover else None, Path(quicklook) if quicklook else None,
+                         Path(report) if report else None)

@@ -1,11 +1,11 @@
-"""Change raster to styled GeoPackage polygons.
+"""Change raster to styled change polygons (GeoPackage and other vector formats).
 
-:func:`vectorize` reads a change raster (:mod:`geocd.changemap`) in horizontal strips,
+:func:`change_polygons` reads a change raster (:mod:`geocd.changemap`) in horizontal strips,
 polygonizes regions of equal (from, to) class pair, joins the pieces cut at strip seams
-and writes layer ``changes`` with a default QGIS style. Memory follows the strip size and
+into layer ``changes``; :func:`vectorize` also writes it (with a default QGIS style in a GeoPackage). Memory follows the strip size and
 the number of polygons, not the raster size.
 """
 
-from geocd.vector.pipeline import VectorizeResult, vectorize
+from geocd.vector.pipeline import ChangePolygons, VectorizeResult, change_polygons, vectorize
 
-__all__ = ["VectorizeResult", "vectorize"]
+__all__ = ["ChangePolygons", "VectorizeResult", "change_polygons", "vectorize"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import geopandas as gpd
 import numpy as np
 import pandas as pd
@@ -71,3 +73,24 @@ def style_categories(labels: np.ndarray, info: ChangeMapInfo) -> list[tuple[str,
         return [(UNTRAINED_TYPE, CHANGE_COLOR)]
     categories = {n.change_type: n.color for _, n in sorted(pair_names(labels, info).items())}
     return list(categories.items())
+
+
+@dataclass(frozen=True)
+class ChangeTypeSummary:
+    """Polygons of one change type: how many, their total area (m²) and the type's display colour."""
+
+    change_type: str
+    color: tuple[int, int, int]
+    polygons: int
+    area_m2: float
+
+
+def summarize_change_types(
+    frame: gpd.GeoDataFrame, categories: list[tuple[str, tuple[int, int, int]]]
+) -> tuple[ChangeTypeSummary, ...]:
+    """Count and area of the polygons of each style category, from the table that is written."""
+    groups = frame.groupby("change_type")["area_m2"]
+    counts, areas = groups.count(), groups.sum()
+    return tuple(
+        ChangeTypeSummary(name, color, int(counts.get(name, 0)), float(areas.get(name, 0.0))) for name, color in categories
+    )

@@ -27,6 +27,7 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import geopandas as gpd
 import numpy as np
 import rasterio
 import shapely
@@ -38,7 +39,7 @@ from geocd.atomic import check_output_path
 from geocd.changemap import ChangeMapInfo, is_changed, valid_threshold
 from geocd.errors import InputError
 from geocd.progress import Progress
-from geocd.vector.attributes import change_table, style_categories
+from geocd.vector.attributes import ChangeTypeSummary, change_table, style_categories, summarize_change_types
 from geocd.vector.formats import LayerInfo, check_vector_path, write_vectors
 from geocd.vector.measure import largest_pixel_area, measure, pixel_area
 from geocd.vector.pairs import encode_pairs
@@ -56,12 +57,27 @@ AREA_TOLERANCE = 1e-9
 
 
 @dataclass(frozen=True)
+class ChangePolygons:
+    """The ``changes`` layer in memory: its table, what goes with it, and its sum per change type."""
+
+    frame: gpd.GeoDataFrame
+    layer: LayerInfo
+    change_types: tuple[ChangeTypeSummary, ...]
+
+    @property
+    def changed_area_m2(self) -> float:
+        """Total ground area of the polygons (m²)."""
+        return float(self.frame["area_m2"].sum())
+
+
+@dataclass(frozen=True)
 class VectorizeResult:
-    """What :func:`vectorize` wrote."""
+    """What :func:`vectorize` wrote; ``change_types`` sums up the written table per change type."""
 
     path: Path
     polygons: int
     changed_area_m2: float
+    change_types: tuple[ChangeTypeSummary, ...] = ()
 
 
 def vectorize(
@@ -78,17 +94,36 @@ def vectorize(
     """Write the change polygons of change raster ``raster`` to ``output`` (layer ``changes``), in the
     vector format of its extension (:mod:`geocd.vector.formats`).
 
+    The options are :func:`change_polygons`'. The file is written under a temporary name and
+    renamed on success; an existing ``output`` is refused unless ``overwrite``.
+    """
+    output = check_vector_path(output)
+    check_output_path(output, overwrite)
+    polygons = change_polygons(raster, min_area_m2=min_area_m2, simplify=simplify, threshold=threshold,
+                               strip_rows=strip_rows, progress=progress)
+    write_vectors(output, polygons.frame, polygons.layer, overwrite)
+    return VectorizeResult(output, len(polygons.frame), polygons.changed_area_m2, polygons.change_types)
+
+
+def change_polygons(
+    raster: str | os.PathLike[str],
+    *,
+    min_area_m2: float | None = None,
+    simplify: float | None = None,
+    threshold: float | None = None,
+    strip_rows: int | None = None,
+    progress: Progress | None = None,
+) -> ChangePolygons:
+    """The change polygons of change raster ``raster``, in memory.
+
     ``min_area_m2`` removes changed blobs smaller than that (see the module docstring); None
     means :data:`DEFAULT_MIN_PIXELS` pixels' ground area at the raster's centre, 0 keeps all;
     ``simplify`` is a coverage-simplification tolerance in map units (shared edges stay
     shared; areas and perimeters are then those of the simplified polygons); ``threshold``
     overrides the raster's change threshold; ``strip_rows`` sets the strip height (the
-    result does not depend on it). The file is written under a temporary name and renamed
-    on success; an existing ``output`` is refused unless ``overwrite``.
+    result does not depend on it).
     """
     _check_options(min_area_m2, simplify, threshold, strip_rows)
-    output = check_vector_path(output)
-    check_output_path(output, overwrite)
     with open_change_raster(raster) as (dataset, info):
         if threshold is not None:
             info = replace(info, threshold=threshold)
@@ -115,10 +150,9 @@ def vectorize(
         geometries, regions.labels, regions.pixels, regions.probability_sum, regions.probability_max,
         area, perimeter, info, crs,
     )
-    qml = categorized_qml(style_categories(regions.labels, info))
-    layer = LayerInfo(_description(info, min_area_m2), _metadata(info, min_area_m2, simplify), qml)
-    write_vectors(output, frame, layer, overwrite)
-    return VectorizeResult(output, len(frame), float(area.sum()))
+    categories = style_categories(regions.labels, info)
+    layer = LayerInfo(_description(info, min_area_m2), _metadata(info, min_area_m2, simplify), categorized_qml(categories))
+    return ChangePolygons(frame, layer, summarize_change_types(frame, categories))
 
 
 def _check_options(min_area_m2: float | None, simplify: float | None, threshold: float | None, strip_rows: int | None) -> None:

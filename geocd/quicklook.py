@@ -1,0 +1,168 @@
+"""The quicklook of a prediction: before | after | change overlay in one PNG, to check a result at a glance.
+
+Everything is read decimated onto one grid over the change raster's extent (longest side at
+most :data:`MAX_SIDE` pixels), so memory does not grow with the scene: the images with GDAL's
+average resampling ('after' warped onto the 'before' grid), the change raster with nearest
+neighbour (changes smaller than a decimated pixel may not show). Changed pixels are coloured
+by change type, with the colours of the GeoPackage's style. Rendered with matplotlib's Agg
+canvas (no display needed).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from affine import Affine
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
+from pyproj import CRS, Transformer
+from rasterio.enums import Resampling
+
+from geocd.changemap import is_changed
+from geocd.data.pair import limit_gdal_cache, warp_onto
+from geocd.data.rasters import Grid, choose_bands, grid_of, open_raster
+from geocd.vector.attributes import ChangeTypeSummary, pair_names
+from geocd.vector.pairs import encode_pairs
+from geocd.vector.reader import open_change_raster
+
+MAX_SIDE = 1024
+"""Longest side, in pixels, of the decimated reads."""
+PANEL_INCHES = 6.0
+LEGEND_INCHES = 1.4
+DPI = 100
+OVERLAY_ALPHA = 0.75
+OUTLINE_COLOR = "yellow"
+"""Outline of the changed pixels, so changes show even where their colour matches the ground."""
+STRETCH_PERCENTILES = (2.0, 98.0)
+
+
+def render_quicklook(
+    before: str | os.PathLike[str],
+    after: str | os.PathLike[str],
+    change_raster: str | os.PathLike[str],
+    path: str | os.PathLike[str],
+    change_types: Sequence[ChangeTypeSummary],
+    bands: Sequence[int] | None = None,
+    num_bands: int = 3,
+) -> None:
+    """Write PNG ``path``: before | after | after with changed pixels coloured by change type.
+
+    ``bands`` (1-based) and ``num_bands`` choose the bands as the prediction did; the first
+    three are shown as RGB (a single band as grey). The legend lists ``change_types`` with
+    their polygon counts and areas; each panel has a scale bar in ground metres. The PNG is
+    ``3 * PANEL_INCHES * DPI`` pixels wide whatever the scene size.
+    """
+    limit_gdal_cache()
+    grid, overlay, changed, threshold = _read_changes(change_raster)
+    after_image = _read_display(after, grid, bands, num_bands)
+    panels = (
+        ("before", _read_display(before, grid, bands, num_bands), None),
+        ("after", after_image, None),
+        (f"change (p \u2265 {threshold:g})", after_image, (overlay, changed)),
+    )
+    figure = _draw(panels, grid, change_types, f"{Path(before).name} \u2192 {Path(after).name}")
+    figure.savefig(path, format="png", dpi=DPI)
+
+
+def _draw(panels: Sequence[tuple], grid: Grid, change_types: Sequence[ChangeTypeSummary], title: str) -> Figure:
+    """Panels ``(title, RGBA image, (RGBA overlay, changed mask) or None)`` side by side, scale bars and legend."""
+    aspect = min(max(grid.height / grid.width, 0.3), 2.0)
+    figure = Figure(figsize=(3 * PANEL_INCHES, PANEL_INCHES * aspect + LEGEND_INCHES), dpi=DPI, layout="constrained")
+    figure.suptitle(title)
+    metres_per_pixel = _ground_width_m(grid) / grid.width
+    for axes, (name, image, changes) in zip(figure.subplots(1, len(panels)), panels):
+        axes.imshow(image, interpolation="nearest")
+        if changes is not None and changes[1].any():
+            axes.imshow(changes[0], interpolation="nearest")
+            axes.contour(changes[1], levels=[0.5], colors=OUTLINE_COLOR, linewidths=0.6)
+        axes.set_title(name)
+        axes.set_xticks([])
+        axes.set_yticks([])
+        axes.set_facecolor("0.85")
+        _add_scale_bar(axes, grid.width, metres_per_pixel)
+    handles = [
+        Patch(facecolor=np.array(t.color) / 255, edgecolor="0.3", label=f"{t.change_type}: {t.polygons} polygons, {_area_text(t.area_m2)}")
+        for t in change_types
+    ] or [Patch(facecolor="none", edgecolor="none", label="no change found")]
+    figure.legend(handles=handles, loc="outside lower center", ncol=min(3, len(handles)), frameon=False)
+    return figure
+
+
+def _read_changes(path: str | os.PathLike[str]) -> tuple[Grid, np.ndarray, np.ndarray, float]:
+    """The decimated grid, a uint8 RGBA overlay of the changed pixels by change type, the changed mask and the threshold."""
+    with open_change_raster(path) as (changes, info):
+        grid = _decimated(grid_of(changes), MAX_SIDE)
+        with warp_onto(changes, grid, Resampling.nearest) as decimated:
+            probability, from_class, to_class = decimated.read()
+    changed = is_changed(probability, info.threshold)
+    labels = encode_pairs(from_class, to_class, changed)
+    overlay = np.zeros((*changed.shape, 4), np.uint8)
+    for label, names in pair_names(labels[changed], info).items():
+        overlay[labels == label] = (*names.color, round(OVERLAY_ALPHA * 255))
+    return grid, overlay, changed, info.threshold
+
+
+def _decimated(grid: Grid, max_side: int) -> Grid:
+    """``grid`` over the same extent with its longest side at most ``max_side`` pixels."""
+    scale = max(grid.width, grid.height) / max_side
+    if scale <= 1:
+        return grid
+    width, height = max(1, round(grid.width / scale)), max(1, round(grid.height / scale))
+    return Grid(grid.crs, grid.transform * Affine.scale(grid.width / width, grid.height / height), width, height)
+
+
+def _read_display(path: str | os.PathLike[str], grid: Grid, bands: Sequence[int] | None, num_bands: int) -> np.ndarray:
+    """uint8 RGBA ``[h, w, 4]`` of ``path`` on ``grid`` (a single band as grey); invalid pixels transparent."""
+    with open_raster(path) as src:
+        chosen = choose_bands(src, bands, num_bands)
+        shown = chosen[:3] if len(chosen) >= 3 else chosen[:1] * 3
+        with warp_onto(src, grid, Resampling.average) as decimated:
+            image = decimated.read(shown).astype(np.float32)
+            valid = (decimated.dataset_mask() > 0) & np.isfinite(image).all(axis=0)
+    return _stretch(image, valid)
+
+
+def _stretch(image: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """uint8 RGBA of 3 bands, each linearly from its 2 % to its 98 % percentile over ``valid`` pixels to 0..255."""
+    rgba = np.zeros((*valid.shape, 4), np.uint8)
+    if valid.any():
+        for i, band in enumerate(image):
+            low, high = np.percentile(band[valid], STRETCH_PERCENTILES)
+            rgba[..., i] = np.clip(np.nan_to_num((band - low) * (255 / max(high - low, 1e-12))), 0, 255)
+    rgba[..., 3] = valid * 255
+    return rgba
+
+
+def _ground_width_m(grid: Grid) -> float:
+    """Geodesic length in metres of the grid's middle row, edge to edge (true ground distance in any CRS)."""
+    left, bottom, right, top = grid.bounds
+    crs = CRS.from_user_input(grid.crs)
+    x = np.linspace(left, right, 65)
+    lon, lat = Transformer.from_crs(crs, crs.geodetic_crs, always_xy=True).transform(x, np.full_like(x, (top + bottom) / 2))
+    return float(crs.get_geod().line_length(lon, lat))
+
+
+def _add_scale_bar(axes, width_px: int, metres_per_pixel: float) -> None:  # noqa: ANN001 - matplotlib Axes
+    """A scale bar of a round length (1, 2 or 5 x 10^k m) about a fifth of the panel wide."""
+    target = width_px * metres_per_pixel / 5
+    base = 10 ** math.floor(math.log10(target))
+    length = max(m * base for m in (1, 2, 5) if m * base <= target)
+    label = f"{length / 1000:g} km" if length >= 1000 else f"{length:g} m"
+    bar = AnchoredSizeBar(axes.transData, length / metres_per_pixel, label, "lower right", pad=0.4, borderpad=0.6,
+                          sep=3, frameon=True, size_vertical=max(width_px / 200, 1))
+    bar.patch.set_alpha(0.8)
+    axes.add_artist(bar)
+
+
+def _area_text(area_m2: float) -> str:
+    """An area in m², ha or km², whichever reads best."""
+    if area_m2 < 1e4:
+        return f"{area_m2:,.0f} m\u00b2"
+    if area_m2 < 1e6:
+        return f"{area_m2 / 1e4:,.2f} ha"
+    return f"{area_m2 / 1e6:,.2f} km\u00b2"

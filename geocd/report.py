@@ -1,0 +1,97 @@
+"""The run report of ``geocd predict``: inputs, model, options, timings and the change summary.
+
+One JSON-ready dict, written to ``--report FILE.json`` and stored in the GeoPackage's layer
+metadata under :data:`REPORT_KEY`. The counts and areas per change type come from the
+polygon table that is written (:class:`geocd.vector.attributes.ChangeTypeSummary`), so they
+add up to the polygons' total.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from geocd import __version__
+from geocd.data.rasters import choose_bands, open_raster
+from geocd.vector.attributes import ChangeTypeSummary
+from geocd.vector.reader import open_change_raster
+
+if TYPE_CHECKING:
+    from geocd.checkpoint import LoadedModel
+    from geocd.inference.predict import ChangeRasterResult, PredictOptions
+
+REPORT_KEY = "GEOCD_REPORT"
+_CARD_FIELDS = ("name", "input", "labels", "limits")
+
+
+def build_report(
+    before: str | os.PathLike[str],
+    after: str | os.PathLike[str],
+    models: Sequence[LoadedModel],
+    options: PredictOptions,
+    min_area_m2: float,
+    change_raster: ChangeRasterResult,
+    change_types: Sequence[ChangeTypeSummary],
+    seconds: Mapping[str, float],
+    outputs: Mapping[str, str | os.PathLike[str] | None],
+) -> dict[str, Any]:
+    """The report of one prediction; ``seconds`` are stage timings, ``outputs`` the files written (by kind)."""
+    meta = models[0].metadata
+    with open_change_raster(change_raster.path) as (_, info):
+        radiometry = info.extra.get("radiometry")
+    return {
+        "geocd_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "inputs": {
+            "before": _describe_input(before, options.bands, meta.config.in_channels),
+            "after": _describe_input(after, options.bands, meta.config.in_channels),
+            "radiometry": None if radiometry is None else json.loads(radiometry),
+        },
+        "model": {
+            "paths": [str(m.path) for m in models],
+            "card": {k: v for k, v in meta.info.get("model_card", {}).items() if k in _CARD_FIELDS},
+            "bands": list(meta.bands),
+            "trained_classes": [meta.schema.name(c) for c in meta.trained_classes],
+        },
+        "options": {
+            "threshold": options.threshold,
+            "tta": options.tta,
+            "tile_size": change_raster.tile_size,
+            "overlap": change_raster.overlap,
+            "min_area_m2": min_area_m2,
+            "device": change_raster.device,
+        },
+        "outputs": {kind: os.fspath(path) for kind, path in outputs.items() if path is not None},
+        "seconds": {stage: round(s, 3) for stage, s in seconds.items()},
+        "changes": {
+            "polygons": sum(t.polygons for t in change_types),
+            "area_m2": sum(t.area_m2 for t in change_types),
+            "by_type": [
+                {"change_type": t.change_type, "color": list(t.color), "polygons": t.polygons, "area_m2": t.area_m2}
+                for t in change_types
+            ],
+        },
+    }
+
+
+def write_report(path: Path, report: Mapping[str, Any]) -> None:
+    """Write ``report`` as indented UTF-8 JSON."""
+    path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _describe_input(path: str | os.PathLike[str], bands: Sequence[int] | None, needed: int) -> dict[str, Any]:
+    with open_raster(path) as src:
+        return {
+            "path": os.fspath(path),
+            "crs": src.crs.to_string(),
+            "width": src.width,
+            "height": src.height,
+            "resolution": list(src.res),
+            "dtype": src.dtypes[0],
+            "band_count": src.count,
+            "bands_used": choose_bands(src, bands, needed),
+        }
