@@ -4,7 +4,8 @@ Everything is read decimated onto one grid over the change raster's extent (long
 most :data:`MAX_SIDE` pixels), so memory does not grow with the scene: the images with GDAL's
 average resampling ('after' warped onto the 'before' grid), the change raster with nearest
 neighbour (changes smaller than a decimated pixel may not show). Changed pixels are coloured
-by change type, with the colours of the GeoPackage's style. Rendered with matplotlib's Agg
+by change type, with the colours of the GeoPackage's style. The images show the bands as the
+network saw them: after the radiometry recorded in the change raster (``GEOCD_RADIOMETRY``). Rendered with matplotlib's Agg
 canvas (no display needed).
 """
 
@@ -22,10 +23,12 @@ from matplotlib.patches import Patch
 from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
 from pyproj import CRS, Transformer
 from rasterio.enums import Resampling
+from rasterio.windows import Window
 
-from geocd.changemap import is_changed
+from geocd.changemap import ChangeMapInfo, is_changed
 from geocd.data.pair import limit_gdal_cache, warp_onto
-from geocd.data.rasters import Grid, choose_bands, grid_of, open_raster
+from geocd.data.radiometry import Stretch, stretches_from_tag
+from geocd.data.rasters import Grid, choose_bands, grid_of, open_raster, read_mask
 from geocd.vector.attributes import ChangeTypeSummary, pair_names
 from geocd.vector.pairs import encode_pairs
 from geocd.vector.reader import open_change_raster
@@ -38,7 +41,6 @@ DPI = 100
 OVERLAY_ALPHA = 0.75
 OUTLINE_COLOR = "yellow"
 """Outline of the changed pixels, so changes show even where their colour matches the ground."""
-STRETCH_PERCENTILES = (2.0, 98.0)
 
 
 def render_quicklook(
@@ -58,10 +60,12 @@ def render_quicklook(
     ``3 * PANEL_INCHES * DPI`` pixels wide whatever the scene size.
     """
     limit_gdal_cache()
-    grid, overlay, changed, threshold = _read_changes(change_raster)
-    after_image = _read_display(after, grid, bands, num_bands)
+    grid, overlay, changed, info = _read_changes(change_raster)
+    threshold = info.threshold
+    stretches = stretches_from_tag(info.extra["radiometry"])
+    after_image = _read_display(after, grid, bands, num_bands, stretches[1])
     panels = (
-        ("before", _read_display(before, grid, bands, num_bands), None),
+        ("before", _read_display(before, grid, bands, num_bands, stretches[0]), None),
         ("after", after_image, None),
         (f"change (p \u2265 {threshold:g})", after_image, (overlay, changed)),
     )
@@ -93,8 +97,8 @@ def _draw(panels: Sequence[tuple], grid: Grid, change_types: Sequence[ChangeType
     return figure
 
 
-def _read_changes(path: str | os.PathLike[str]) -> tuple[Grid, np.ndarray, np.ndarray, float]:
-    """The decimated grid, a uint8 RGBA overlay of the changed pixels by change type, the changed mask and the threshold."""
+def _read_changes(path: str | os.PathLike[str]) -> tuple[Grid, np.ndarray, np.ndarray, ChangeMapInfo]:
+    """The decimated grid, a uint8 RGBA overlay of the changed pixels by change type, the changed mask and the tags."""
     with open_change_raster(path) as (changes, info):
         grid = _decimated(grid_of(changes), MAX_SIDE)
         with warp_onto(changes, grid, Resampling.nearest) as decimated:
@@ -104,7 +108,7 @@ def _read_changes(path: str | os.PathLike[str]) -> tuple[Grid, np.ndarray, np.nd
     overlay = np.zeros((*changed.shape, 4), np.uint8)
     for label, names in pair_names(labels[changed], info).items():
         overlay[labels == label] = (*names.color, round(OVERLAY_ALPHA * 255))
-    return grid, overlay, changed, info.threshold
+    return grid, overlay, changed, info
 
 
 def _decimated(grid: Grid, max_side: int) -> Grid:
@@ -116,24 +120,18 @@ def _decimated(grid: Grid, max_side: int) -> Grid:
     return Grid(grid.crs, grid.transform * Affine.scale(grid.width / width, grid.height / height), width, height)
 
 
-def _read_display(path: str | os.PathLike[str], grid: Grid, bands: Sequence[int] | None, num_bands: int) -> np.ndarray:
-    """uint8 RGBA ``[h, w, 4]`` of ``path`` on ``grid`` (a single band as grey); invalid pixels transparent."""
+def _read_display(path: str | os.PathLike[str], grid: Grid, bands: Sequence[int] | None, num_bands: int,
+                  stretch: Stretch) -> np.ndarray:
+    """uint8 RGBA ``[h, w, 4]`` of ``path`` on ``grid`` as the network saw it (``stretch``; a single band
+    as grey); invalid pixels transparent."""
     with open_raster(path) as src:
         chosen = choose_bands(src, bands, num_bands)
-        shown = chosen[:3] if len(chosen) >= 3 else chosen[:1] * 3
+        shown = [chosen.index(b) for b in (chosen[:3] if len(chosen) >= 3 else chosen[:1] * 3)]
         with warp_onto(src, grid, Resampling.average) as decimated:
-            image = decimated.read(shown).astype(np.float32)
-            valid = (decimated.dataset_mask() > 0) & np.isfinite(image).all(axis=0)
-    return _stretch(image, valid)
-
-
-def _stretch(image: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """uint8 RGBA of 3 bands, each linearly from its 2 % to its 98 % percentile over ``valid`` pixels to 0..255."""
+            image, finite = stretch.apply(decimated.read(chosen).astype(np.float32))
+            valid = read_mask(decimated, Window(0, 0, grid.width, grid.height)) & finite
     rgba = np.zeros((*valid.shape, 4), np.uint8)
-    if valid.any():
-        for i, band in enumerate(image):
-            low, high = np.percentile(band[valid], STRETCH_PERCENTILES)
-            rgba[..., i] = np.clip(np.nan_to_num((band - low) * (255 / max(high - low, 1e-12))), 0, 255)
+    rgba[..., :3] = np.clip(np.moveaxis(image[shown], 0, -1), 0, 255)
     rgba[..., 3] = valid * 255
     return rgba
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import tracemalloc
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ from rasterio.transform import from_origin
 from cli.main import cli
 from conftest import ORIGIN, intensity_model, planted_pair, smooth_scene, write_raster
 from geocd.changemap import BANDS, ChangeMapInfo
+from geocd.data.radiometry import Stretch, radiometry_tag
 from geocd.data.rasters import Grid
 from geocd.inference.predict import PredictOptions, open_output_raster, predict
 from geocd.quicklook import DPI, LEGEND_INCHES, PANEL_INCHES, _ground_width_m, render_quicklook
@@ -90,18 +90,23 @@ def test_report_without_polygon_output_lists_untrained_change(tmp_path: Path) ->
     assert sorted(p.name for p in tmp_path.iterdir()) == ["after.tif", "before.tif", "r.json"]
 
 
-def test_radiometry_recorded_in_the_change_raster_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import geocd.inference.predict as module
-
+def test_radiometry_is_reported_and_shown_as_the_network_saw_it(tmp_path: Path) -> None:
+    """A 12-bit pair is reported with its fitted stretch and looks like the same pair stored as 8 bits."""
     before, after, _ = planted_pair(tmp_path)
-    radiometry = {"mode": "auto", "stretch": [[10, 200]] * 3}
-
-    def with_radiometry(path, grid, bands, info):  # noqa: ANN001, ANN202 - stands in for the radiometry module's tag
-        return open_output_raster(path, grid, bands, replace(info, extra={**info.extra, "radiometry": json.dumps(radiometry)}))
-
-    monkeypatch.setattr(module, "open_output_raster", with_radiometry)
-    predict(before, after, [intensity_model()], report=tmp_path / "r.json", options=PredictOptions(tile_size=48))
-    assert json.loads((tmp_path / "r.json").read_text())["inputs"]["radiometry"] == radiometry
+    deep = []
+    (tmp_path / "deep").mkdir()
+    for path in (before, after):  # same names: the quicklook's title shows them
+        with rasterio.open(path) as src:
+            deep.append(write_raster(tmp_path / "deep" / path.name, src.read().astype(np.uint16) * 16 + 200))
+    predict(*deep, [intensity_model()], raster=tmp_path / "c.tif", report=tmp_path / "r.json", quicklook=tmp_path / "deep.png",
+            options=PredictOptions(tile_size=48))
+    predict(before, after, [intensity_model()], quicklook=tmp_path / "u8.png", options=PredictOptions(tile_size=48, radiometry="stretch"))
+    reported = json.loads((tmp_path / "r.json").read_text())["inputs"]["radiometry"]
+    with rasterio.open(tmp_path / "c.tif") as src:
+        assert reported == json.loads(src.tags()["GEOCD_RADIOMETRY"])
+    assert reported["mode"] == "auto" and reported["before"] == reported["after"]
+    assert 200 < reported["before"]["low"] < reported["before"]["high"] < 255 * 16 + 200
+    np.testing.assert_allclose(imread(tmp_path / "deep.png"), imread(tmp_path / "u8.png"), atol=2 / 255)
 
 
 @pytest.mark.parametrize("flag, name, problem", [
@@ -149,7 +154,9 @@ def scene_with_change(folder: Path, factor: int) -> tuple[Path, Path]:
     grid = Grid(CRS.from_epsg(32633), from_origin(*ORIGIN, 1.0, 1.0), width, height)
     band = np.zeros((height, width), np.uint8)
     band[height // 3 : 2 * height // 3, width // 4 : 3 * width // 4] = 254
-    with open_output_raster(folder / "change.tif", grid, BANDS, ChangeMapInfo(trained_classes=(3, 5))) as dst:
+    as_stored = Stretch((1.0,) * 3, (0.0,) * 3)
+    info = ChangeMapInfo(trained_classes=(3, 5), extra={"radiometry": radiometry_tag("auto", (as_stored, as_stored))})
+    with open_output_raster(folder / "change.tif", grid, BANDS, info) as dst:
         dst.write(np.stack([band, (band > 0) * 3, (band > 0) * 5]).astype(np.uint8))
     return before, folder / "change.tif"
 

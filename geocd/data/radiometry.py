@@ -30,6 +30,7 @@ dates (e.g. ``(0, 3000)`` for Sentinel-2 L1C digital numbers).
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
@@ -123,6 +124,20 @@ def fit_stretches(mode: RadiometryMode, dtypes: Sequence[str], calibrations: Seq
     if dtypes[0] == dtypes[1] and stretches[0] == stretches[1]:
         values = [np.concatenate(values, axis=1)] * 2
     return tuple(replace(s, **_percentile_range(v)) for s, v in zip(stretches, values))  # type: ignore[return-value]
+
+
+def radiometry_tag(mode: RadiometryMode, stretches: Sequence[Stretch]) -> str:
+    """JSON of the radiometry applied to each date: the change raster's ``GEOCD_RADIOMETRY`` tag."""
+    before, after = (s.to_dict() for s in stretches)
+    return json.dumps({"mode": mode if isinstance(mode, str) else list(mode), "before": before, "after": after})
+
+
+def stretches_from_tag(text: str) -> tuple[Stretch, Stretch]:
+    """The (before, after) stretches recorded by :func:`radiometry_tag`."""
+    data = json.loads(text)
+    return tuple(  # type: ignore[return-value]
+        Stretch(tuple(d["scale"]), tuple(d["offset"]), d["low"], d["high"]) for d in (data["before"], data["after"])
+    )
 
 
 def _percentile_range(values: np.ndarray) -> dict[str, float]:

@@ -31,7 +31,7 @@ from geocd.changemap import (
 )
 from geocd.checkpoint import LoadedModel
 from geocd.data.pair import PairDataset
-from geocd.data.radiometry import RadiometryMode, check_target
+from geocd.data.radiometry import RadiometryMode, check_target, radiometry_tag
 from geocd.data.rasters import Grid
 from geocd.errors import GeocdError, InputError, OutputError
 from geocd.inference.stitch import FinishedRows, RowStreamStitcher
@@ -172,7 +172,7 @@ def predict_change_raster(
     info = ChangeMapInfo(
         threshold=options.threshold, schema=meta.schema, trained_classes=meta.trained_classes,
         models=tuple(str(m.path) for m in models), inputs=(os.fspath(before), os.fspath(after)),
-        extra={"tta": str(options.tta).lower(), "radiometry": _radiometry_tag(options.radiometry, dataset)},
+        extra={"tta": str(options.tta).lower(), "radiometry": radiometry_tag(options.radiometry, dataset.stretches)},
     )
     model_seconds = 0.0
     with contextlib.ExitStack() as outputs:
@@ -198,12 +198,6 @@ def predict_change_raster(
     megapixels = dataset.overlap.width * dataset.overlap.height / 1e6
     return ChangeRasterResult(Path(raster), len(windows), megapixels, time.perf_counter() - start, model_seconds,
                               tile, overlap, str(device))
-
-
-def _radiometry_tag(mode: RadiometryMode, dataset: PairDataset) -> str:
-    """JSON of the radiometry applied to each date (the ``GEOCD_RADIOMETRY`` tag)."""
-    before, after = (s.to_dict() for s in dataset.stretches)
-    return json.dumps({"mode": mode if isinstance(mode, str) else list(mode), "before": before, "after": after})
 
 
 class _ErrorsAsSamples(Dataset):

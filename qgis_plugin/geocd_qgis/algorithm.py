@@ -73,7 +73,8 @@ class DetectChangesAlgorithm(QgsProcessingAlgorithm):
             self.THRESHOLD, "Change probability threshold", QgsProcessingParameterNumber.Double,
             defaultValue=0.5, minValue=0.0, maxValue=1.0))
         self.addParameter(QgsProcessingParameterNumber(
-            self.MIN_AREA, "Minimum change area (m²)", QgsProcessingParameterNumber.Double, defaultValue=0.0, minValue=0.0))
+            self.MIN_AREA, "Minimum change area (m²; empty: the area of 3.5 pixels)", QgsProcessingParameterNumber.Double,
+            optional=True, minValue=0.0))
         output = QgsProcessingParameterVectorDestination(self.OUTPUT, "Changes")
         output.setSupportsNonFileBasedOutput(False)
         self.addParameter(output)
@@ -87,8 +88,9 @@ class DetectChangesAlgorithm(QgsProcessingAlgorithm):
         if Path(output).suffix.lower() != ".gpkg":
             raise QgsProcessingException(f"geocd writes GeoPackages: give the output a .gpkg name, not '{output}'")
         arguments = ["predict", before, after, "-o", output, "--overwrite", "--progress", "json",
-                     "--threshold", repr(self.parameterAsDouble(parameters, self.THRESHOLD, context)),
-                     "--min-area", repr(self.parameterAsDouble(parameters, self.MIN_AREA, context))]
+                     "--threshold", repr(self.parameterAsDouble(parameters, self.THRESHOLD, context))]
+        if parameters.get(self.MIN_AREA) not in (None, ""):
+            arguments += ["--min-area", repr(self.parameterAsDouble(parameters, self.MIN_AREA, context))]
         if self.parameterAsBoolean(parameters, self.TTA, context):
             arguments.append("--tta")
         model = self.parameterAsFile(parameters, self.MODEL, context)
