@@ -12,19 +12,9 @@ from PIL import Image
 from rasterio.crs import CRS
 
 from conftest import write_raster
-from geocd.data.landcover_import import (
-    IGNORE,
-    SET_BASE,
-    LandCoverRecord,
-    decode_value,
-    encode_set,
-    import_landcover,
-    load_mapping,
-    map_mask,
-    mapping_path,
-    read_landcover_archive,
-    write_landcover_manifest,
-)
+from geocd.data.archive import LandCoverRecord, read_landcover_archive, write_manifest
+from geocd.data.labels import IGNORE, SET_BASE, decode_value, encode_set
+from geocd.data.landcover_import import import_landcover, load_mapping, map_mask, mapping_path
 from geocd.errors import InputError, OutputError
 
 SIZE = 8
@@ -143,8 +133,8 @@ def test_import_round_trip_on_local_grid(tmp_path: Path) -> None:
     assert [(r.name, r.dataset, r.split) for r in records] == expected
     with open(tmp_path / "out" / "manifest.csv", newline="") as f:
         rows = list(csv.reader(f))
-    assert rows[0] == ["name", "dataset", "split", "image", "landcover"]
-    assert rows[1][3:] == ["image/toy_train_a.tif", "landcover/toy_train_a.tif"]
+    assert rows[0] == ["kind", "name", "dataset", "split", "image", "landcover"]
+    assert rows[1] == ["landcover", "toy_train_a", "toy", "train", "image/toy_train_a.tif", "landcover/toy_train_a.tif"]
     for record in records:
         with rasterio.open(record.image) as img, rasterio.open(record.landcover) as lc:
             assert img.crs == lc.crs == CRS.from_epsg(32631)
@@ -203,7 +193,7 @@ def test_failed_import_leaves_nothing(tmp_path: Path) -> None:
 def test_archive_reader_checks_files(tmp_path: Path) -> None:
     image_path = write_raster(tmp_path / "i.tif", np.ones((1, SIZE, SIZE), np.uint8))
     record = LandCoverRecord("x", image_path, tmp_path / "missing.tif")
-    write_landcover_manifest([record], tmp_path / "manifest.csv")
+    write_manifest([record], tmp_path / "manifest.csv")
     with pytest.raises(InputError) as error:
         read_landcover_archive(tmp_path)
     assert str(error.value).startswith(f"{tmp_path / 'missing.tif'}: listed as landcover")
