@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import rasterio
 from PIL import Image
+from affine import Affine
 from rasterio.crs import CRS
 
 from conftest import write_raster
@@ -217,3 +218,15 @@ def test_shipped_mappings(tmp_path: Path, name: str, mask: np.ndarray, expected:
 def test_unknown_shipped_mapping() -> None:
     with pytest.raises(InputError, match="no shipped mapping 'atlantis' \\(known: dubai, loveda, potsdam\\)"):
         load_mapping("atlantis")
+
+
+def test_a_georeferenced_mask_goes_on_its_image_grid(tmp_path: Path) -> None:
+    image_grid = Affine(2.0, 0.0, 300_000.0, 0.0, -2.0, 5_000_000.0)
+    (tmp_path / "src" / "image").mkdir(parents=True)
+    (tmp_path / "src" / "mask").mkdir(parents=True)
+    write_raster(tmp_path / "src" / "image" / "a.tif", np.ones((3, SIZE, SIZE), np.uint8), transform=image_grid)
+    write_raster(tmp_path / "src" / "mask" / "a.tif", grey_mask()[None], transform=image_grid * Affine.translation(3, 0))
+    (record,) = import_landcover(tmp_path / "src", tmp_path / "out", text(tmp_path / "m.yaml", VALUES))
+    with rasterio.open(record.landcover) as lc:
+        assert lc.transform == image_grid
+        assert np.array_equal(lc.read(1), np.array([IGNORE, 1, 76, 5], np.uint8)[grey_mask()])
