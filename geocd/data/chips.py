@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import os
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -28,12 +27,11 @@ import rasterio
 from affine import Affine
 from rasterio.crs import CRS
 from rasterio.enums import ColorInterp
-from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.io import DatasetReader
 
 from geocd.atomic import atomic_output
 from geocd.data.archive import MANIFEST_NAMES, LandCoverRecord, PairRecord, read_archive, write_manifest
-from geocd.data.rasters import Grid, image_bands
+from geocd.data.rasters import Grid, image_bands, open_any_raster
 from geocd.errors import InputError, OutputError
 from geocd.schema import SECOND
 
@@ -246,19 +244,6 @@ def _layout_pairs(folder: Path, layout: ChipLayout, dataset: str, split: str) ->
     return pairs
 
 
-@contextmanager
-def open_chip(path: Path) -> Iterator[DatasetReader]:
-    """Open a chip, quiet about missing georeferencing, with a one-line error if unreadable."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            src = rasterio.open(path)
-    except RasterioIOError:
-        raise InputError(path, "is not a raster GDAL can read") from None
-    with src:
-        yield src
-
-
 @dataclass(frozen=True)
 class _Header:
     """What the checks need of a chip: size in pixels, image bands (alpha excluded), own grid if any."""
@@ -271,7 +256,7 @@ class _Header:
 
 def _header(path: Path) -> _Header:
     """The :class:`_Header` of a chip (grid None without a CRS and geotransform)."""
-    with open_chip(path) as src:
+    with open_any_raster(path) as src:
         georeferenced = src.crs is not None and src.transform != Affine.identity()
         grid = Grid(src.crs, src.transform, src.width, src.height) if georeferenced else None
         return _Header(src.width, src.height, len(image_bands(src)), grid)
@@ -355,7 +340,7 @@ def _rollback(folders: list[Path]) -> Iterator[list[Path]]:
 
 def _convert(job: _Job, overwrite: bool) -> None:
     colormap = None
-    with open_chip(job.source) as src:
+    with open_any_raster(job.source) as src:
         if job.convert is not None:
             data = job.convert(job.source, src)[np.newaxis]
             colorinterp, nodata = [ColorInterp.gray], None

@@ -20,9 +20,9 @@ import yaml
 from rasterio.io import DatasetReader
 
 from geocd.data.archive import LandCoverRecord, read_landcover_archive
-from geocd.data.chips import ChipLayout, import_chip_folder, label_rgb, open_chip, value_text
+from geocd.data.chips import ChipLayout, import_chip_folder, label_rgb, value_text
 from geocd.data.labels import IGNORE, encode_set
-from geocd.data.rasters import image_bands
+from geocd.data.rasters import image_bands, open_any_raster
 from geocd.errors import InputError
 from geocd.schema import SECOND
 
@@ -121,7 +121,7 @@ def _label_value(path: Path, key: object, target: object) -> int:
 def map_mask(path: str | os.PathLike[str], mapping: LandCoverMapping) -> np.ndarray:
     """A mask file as uint8 land-cover values ``[h, w]``; an unknown value or colour is an error."""
     path = Path(path)
-    with open_chip(path) as src:
+    with open_any_raster(path) as src:
         return mapping.convert(path, src)
 
 
