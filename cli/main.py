@@ -300,14 +300,14 @@ def evaluate(archive: str, models: tuple[str, ...], output: str, pairs: str | No
       geocd evaluate archive/manifest.csv --model runs/first/best.safetensors --tta
     """
     from geocd.checkpoint import load_models
-    from geocd.data.landcover_import import is_landcover_archive
+    from geocd.data.archive import open_archive
     from geocd.evaluation import evaluate as run_evaluate, evaluate_landcover, report_paths, save_report
     from geocd.inference.predict import PredictOptions, resolve_device
 
     report_paths(output, overwrite)
     loaded = load_models(list(models), resolve_device(device))
     options = PredictOptions(tile_size=tile_size, tta=tta, threshold=threshold, device=device, num_workers=num_workers)
-    run = evaluate_landcover if is_landcover_archive(archive) else run_evaluate
+    run = evaluate_landcover if open_archive(archive).kind == "landcover" else run_evaluate
     report = run(archive, loaded, options, pairs.split(",") if pairs else None)
     json_path, png_path = save_report(report, output, overwrite)
     click.echo(report.table())

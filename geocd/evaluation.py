@@ -27,9 +27,9 @@ from rasterio.windows import Window
 from geocd.atomic import atomic_output, check_output_path
 from geocd.changemap import NODATA, ChangeMapInfo, is_changed
 from geocd.checkpoint import LoadedModel
-from geocd.data.archive import IGNORE, PairRecord, read_archive
+from geocd.data.archive import LandCoverRecord, PairRecord, read_archive, read_landcover_archive
 from geocd.data.labelled import change_mask, open_labels, read_label
-from geocd.data.landcover_import import LandCoverRecord, read_landcover_archive
+from geocd.data.labels import IGNORE
 from geocd.data.rasters import grid_of, open_raster
 from geocd.errors import GeocdError, InputError, OutputError
 from geocd.inference.predict import PredictOptions, predict_change_raster

@@ -215,3 +215,16 @@ def test_a_failed_manifest_write_removes_the_chips(tmp_path: Path, monkeypatch: 
     with pytest.raises(OSError, match="No space left"):
         import_chips(tmp_path / "src", tmp_path / "out", resolution=1.0)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_georeferenced_label_keeps_its_own_grid(tmp_path: Path) -> None:
+    transform = Affine(10.0, 0.0, 300_000.0, 0.0, -10.0, 5_000_000.0)
+    for folder, seed in (("A", 0), ("B", 1)):
+        (tmp_path / "src" / folder).mkdir(parents=True)
+        write_raster(tmp_path / "src" / folder / "s.tif", image(seed).transpose(2, 0, 1), transform=transform)
+    (tmp_path / "src" / "label").mkdir()
+    coarse = Affine(20.0, 0.0, 300_000.0, 0.0, -20.0, 5_000_000.0)
+    write_raster(tmp_path / "src" / "label" / "s.tif", np.ones((1, SIZE // 2, SIZE // 2), np.uint8), transform=coarse)
+    (record,) = import_chips(tmp_path / "src", tmp_path / "out")
+    with rasterio.open(record.change) as src:
+        assert (src.transform, src.shape) == (coarse, (SIZE // 2, SIZE // 2))

@@ -71,7 +71,8 @@ def test_evaluate_command_prints_a_table_and_writes_files(tmp_path: Path, tiny_c
 
 def test_land_cover_archive_gives_per_class_iou_by_hand(tmp_path: Path) -> None:
     from conftest import ORIGIN, write_raster
-    from geocd.data.landcover_import import LandCoverRecord, encode_set, write_landcover_manifest
+    from geocd.data.archive import LandCoverRecord, write_manifest
+    from geocd.data.labels import encode_set
     from geocd.evaluation import evaluate_landcover
     from rasterio.transform import from_origin
 
@@ -84,7 +85,7 @@ def test_land_cover_archive_gives_per_class_iou_by_hand(tmp_path: Path) -> None:
     grid = from_origin(*ORIGIN, 1.0, 1.0)
     record = LandCoverRecord("img", write_raster(tmp_path / "img.tif", image, transform=grid),
                              write_raster(tmp_path / "lc.tif", labels[None], transform=grid), dataset="toy")
-    manifest = write_landcover_manifest([record], tmp_path / "manifest.csv")
+    manifest = write_manifest([record], tmp_path / "manifest.csv")
     report = evaluate_landcover(manifest, [intensity_model()], PredictOptions(tile_size=32))
     scores = report.scores(report.total())
     building, vegetation = 60 * 32, 60 * 32 - 128  # counted rows 0..59

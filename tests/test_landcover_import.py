@@ -9,22 +9,13 @@ import numpy as np
 import pytest
 import rasterio
 from PIL import Image
+from affine import Affine
 from rasterio.crs import CRS
 
 from conftest import write_raster
-from geocd.data.landcover_import import (
-    IGNORE,
-    SET_BASE,
-    LandCoverRecord,
-    decode_value,
-    encode_set,
-    import_landcover,
-    load_mapping,
-    map_mask,
-    mapping_path,
-    read_landcover_archive,
-    write_landcover_manifest,
-)
+from geocd.data.archive import LandCoverRecord, read_landcover_archive, write_manifest
+from geocd.data.labels import IGNORE, SET_BASE, decode_value, encode_set
+from geocd.data.landcover_import import import_landcover, load_mapping, map_mask, mapping_path
 from geocd.errors import InputError, OutputError
 
 SIZE = 8
@@ -143,8 +134,8 @@ def test_import_round_trip_on_local_grid(tmp_path: Path) -> None:
     assert [(r.name, r.dataset, r.split) for r in records] == expected
     with open(tmp_path / "out" / "manifest.csv", newline="") as f:
         rows = list(csv.reader(f))
-    assert rows[0] == ["name", "dataset", "split", "image", "landcover"]
-    assert rows[1][3:] == ["image/toy_train_a.tif", "landcover/toy_train_a.tif"]
+    assert rows[0] == ["kind", "name", "dataset", "split", "image", "landcover"]
+    assert rows[1] == ["landcover", "toy_train_a", "toy", "train", "image/toy_train_a.tif", "landcover/toy_train_a.tif"]
     for record in records:
         with rasterio.open(record.image) as img, rasterio.open(record.landcover) as lc:
             assert img.crs == lc.crs == CRS.from_epsg(32631)
@@ -203,7 +194,7 @@ def test_failed_import_leaves_nothing(tmp_path: Path) -> None:
 def test_archive_reader_checks_files(tmp_path: Path) -> None:
     image_path = write_raster(tmp_path / "i.tif", np.ones((1, SIZE, SIZE), np.uint8))
     record = LandCoverRecord("x", image_path, tmp_path / "missing.tif")
-    write_landcover_manifest([record], tmp_path / "manifest.csv")
+    write_manifest([record], tmp_path / "manifest.csv")
     with pytest.raises(InputError) as error:
         read_landcover_archive(tmp_path)
     assert str(error.value).startswith(f"{tmp_path / 'missing.tif'}: listed as landcover")
@@ -227,3 +218,15 @@ def test_shipped_mappings(tmp_path: Path, name: str, mask: np.ndarray, expected:
 def test_unknown_shipped_mapping() -> None:
     with pytest.raises(InputError, match="no shipped mapping 'atlantis' \\(known: dubai, loveda, potsdam\\)"):
         load_mapping("atlantis")
+
+
+def test_a_georeferenced_mask_goes_on_its_image_grid(tmp_path: Path) -> None:
+    image_grid = Affine(2.0, 0.0, 300_000.0, 0.0, -2.0, 5_000_000.0)
+    (tmp_path / "src" / "image").mkdir(parents=True)
+    (tmp_path / "src" / "mask").mkdir(parents=True)
+    write_raster(tmp_path / "src" / "image" / "a.tif", np.ones((3, SIZE, SIZE), np.uint8), transform=image_grid)
+    write_raster(tmp_path / "src" / "mask" / "a.tif", grey_mask()[None], transform=image_grid * Affine.translation(3, 0))
+    (record,) = import_landcover(tmp_path / "src", tmp_path / "out", text(tmp_path / "m.yaml", VALUES))
+    with rasterio.open(record.landcover) as lc:
+        assert lc.transform == image_grid
+        assert np.array_equal(lc.read(1), np.array([IGNORE, 1, 76, 5], np.uint8)[grey_mask()])

@@ -11,7 +11,8 @@ import torch
 
 from conftest import ORIGIN, synthetic_archive, write_raster
 from geocd.checkpoint import load_checkpoint
-from geocd.data.landcover_import import LandCoverRecord, encode_set, write_landcover_manifest
+from geocd.data.archive import LandCoverRecord, write_manifest
+from geocd.data.labels import encode_set
 from geocd.training.losses import ChangeLoss, allowed_classes
 from geocd.training.train import TrainOptions, train
 from rasterio.transform import from_origin
@@ -46,7 +47,7 @@ def landcover_archive(folder: Path, images: int = 4) -> Path:
             f"lc{i}", write_raster(folder / f"lc{i}.tif", image, transform=grid),
             write_raster(folder / f"lc{i}_mask.tif", labels[None], transform=grid), dataset="toy",
         ))
-    return write_landcover_manifest(records, folder / "manifest.csv")
+    return write_manifest(records, folder / "manifest.csv")
 
 
 def test_partial_label_loss_by_hand() -> None:

@@ -1,16 +1,20 @@
-"""Archives of labelled scene pairs: the manifest format and the split by pair.
+"""Archives of labelled rasters: the manifest format, its reader and writer, and the split by pair.
 
 An archive is a manifest file (``.csv`` or ``.yaml``) or a folder holding
-``manifest.csv``/``manifest.yaml``. Each pair lists ``before`` and ``after`` rasters and its
-labels, as paths relative to the manifest:
+``manifest.csv``/``manifest.yaml``. Its rows list rasters as paths relative to the manifest,
+and its ``kind`` column says which columns those are (label values: :mod:`geocd.data.labels`):
 
-* SECOND-style semantic maps per date, ``label_before`` and ``label_after``
-  (0 = unchanged, 1..K = land-cover class where changed, 255 = ignore); or
-* a binary ``change`` mask (0 = unchanged, 255 = ignore, any other value = changed).
+* ``change``: one row per scene pair, ``before`` and ``after`` rasters with SECOND-style
+  land-cover maps per date, ``label_before`` and ``label_after`` (0 = unchanged, 1..K =
+  land-cover class where changed, 255 = ignore), or a binary ``change`` mask (0 = unchanged,
+  255 = ignore, any other value = changed);
+* ``landcover``: one row per single-date image, ``image`` and its ``landcover`` map.
 
-Optional columns: ``name`` (unique; default: the before file's stem), ``dataset`` (groups
-pairs for a stratified split) and ``split`` (``train`` or ``val``). Label rasters may lie
-on their own grids: they are aligned to the 'before' grid with nearest-neighbour resampling.
+Optional columns: ``name`` (unique; default: the first raster's stem), ``dataset`` (groups
+rows for a stratified split) and ``split`` (``train`` or ``val``). A manifest without
+``kind`` is a land-cover archive when it has an ``image`` or ``landcover`` column, else a
+change archive. Label rasters may lie on their own grids: they are aligned to the image's
+grid with nearest-neighbour resampling.
 """
 
 from __future__ import annotations
@@ -22,21 +26,18 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from geocd.errors import InputError
 
 MANIFEST_NAMES = ("manifest.csv", "manifest.yaml", "manifest.yml")
-COLUMNS = ("name", "dataset", "split", "before", "after", "label_before", "label_after", "change")
-PATH_COLUMNS = ("before", "after", "label_before", "label_after", "change")
-IGNORE = 255
+KINDS = ("change", "landcover")
 
 
 @dataclass(frozen=True)
 class PairRecord:
-    """One labelled pair of an archive, with absolute paths."""
+    """One labelled pair of a change archive, with absolute paths."""
 
     name: str
     before: Path
@@ -58,6 +59,49 @@ class PairRecord:
         return self.label_before is not None and self.label_after is None and self.change is None
 
 
+@dataclass(frozen=True)
+class LandCoverRecord:
+    """One image of a land-cover archive, with absolute paths."""
+
+    name: str
+    image: Path
+    landcover: Path
+    dataset: str = ""
+    split: str = ""
+
+
+Record = PairRecord | LandCoverRecord
+
+
+@dataclass(frozen=True)
+class _Schema:
+    """What the rows of one archive kind hold and are called."""
+
+    record: type[PairRecord] | type[LandCoverRecord]
+    paths: tuple[str, ...]
+    required: tuple[str, ...]
+    row: str
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return ("kind", "name", "dataset", "split", *self.paths)
+
+
+_SCHEMAS = {
+    "change": _Schema(PairRecord, ("before", "after", "label_before", "label_after", "change"), ("before", "after"), "pair"),
+    "landcover": _Schema(LandCoverRecord, ("image", "landcover"), ("image", "landcover"), "chip"),
+}
+
+
+@dataclass(frozen=True)
+class Archive:
+    """A checked archive: its manifest file, its kind (one of :data:`KINDS`) and its records."""
+
+    manifest: Path
+    kind: str
+    records: tuple[Record, ...]
+
+
 def manifest_path(archive: str | os.PathLike[str]) -> Path:
     """The manifest file of an archive given as a file or a folder."""
     path = Path(archive)
@@ -73,80 +117,125 @@ def manifest_path(archive: str | os.PathLike[str]) -> Path:
     return path
 
 
-def read_archive(archive: str | os.PathLike[str]) -> list[PairRecord]:
-    """Read and check every pair of an archive (files exist, labels given, names unique)."""
+def open_archive(archive: str | os.PathLike[str], kind: str | None = None) -> Archive:
+    """Read and check every row of an archive (files exist, labels given, names unique).
+
+    With ``kind``, an archive of another kind is an :class:`InputError`.
+    """
     manifest = manifest_path(archive)
-    rows = _read_rows(manifest)
+    columns, rows = _read_rows(manifest)
+    found = _kind(manifest, columns, rows)
+    if kind is not None and found != kind:
+        raise InputError(manifest, f"is a {found} archive, not a {kind} archive")
+    schema = _SCHEMAS[found]
     if not rows:
-        raise InputError(manifest, "lists no pairs")
-    records = [_record(manifest, number, row) for number, row in enumerate(rows, start=1)]
-    check_unique_names(manifest, [r.name for r in records], "pair")
-    return records
+        raise InputError(manifest, f"lists no {schema.row}s")
+    records = tuple(_record(manifest, schema, number, row) for number, row in enumerate(rows, start=1))
+    _check_unique_names(manifest, [r.name for r in records], schema.row)
+    return Archive(manifest, found, records)
 
 
-def check_unique_names(manifest: Path, names: Sequence[str], kind: str) -> None:
+def read_archive(archive: str | os.PathLike[str]) -> list[PairRecord]:
+    """The checked pairs of a change archive (see :func:`open_archive`)."""
+    return list(open_archive(archive, "change").records)
+
+
+def read_landcover_archive(archive: str | os.PathLike[str]) -> list[LandCoverRecord]:
+    """The checked images of a land-cover archive (see :func:`open_archive`)."""
+    return list(open_archive(archive, "landcover").records)
+
+
+def write_manifest(records: Sequence[Record], manifest: str | os.PathLike[str]) -> Path:
+    """Write ``records`` (all of one kind) as a CSV manifest, paths relative to its folder."""
+    manifest = Path(manifest)
+    kinds = {kind for kind, schema in _SCHEMAS.items() for r in records if isinstance(r, schema.record)}
+    if len(kinds) > 1:
+        raise ValueError("a manifest holds records of one kind")
+    kind = kinds.pop() if kinds else "change"
+    with open(manifest, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=_SCHEMAS[kind].columns)
+        writer.writeheader()
+        for record in records:
+            row = {"kind": kind}
+            for field in fields(record):
+                value = getattr(record, field.name)
+                row[field.name] = "" if value is None else (os.path.relpath(value, manifest.parent) if isinstance(value, Path) else value)
+            writer.writerow(row)
+    return manifest
+
+
+def _check_unique_names(manifest: Path, names: Sequence[str], row: str) -> None:
     """Raise :class:`InputError` naming the manifest when a name appears twice."""
     seen: set[str] = set()
     for name in names:
         if name in seen:
-            raise InputError(manifest, f"{kind} name {name!r} appears more than once")
+            raise InputError(manifest, f"{row} name {name!r} appears more than once")
         seen.add(name)
 
 
-def _read_rows(manifest: Path) -> list[dict[str, str]]:
+def _read_rows(manifest: Path) -> tuple[set[str], list[dict[str, str]]]:
+    """The column names and rows of a manifest file."""
     try:
         if manifest.suffix.lower() == ".csv":
             with open(manifest, newline="") as f:
-                return [dict(row) for row in csv.DictReader(f)]
+                reader = csv.DictReader(f)
+                rows = [dict(row) for row in reader]
+                return set(reader.fieldnames or ()), rows
         data = yaml.safe_load(manifest.read_text())
     except (OSError, csv.Error, yaml.YAMLError, UnicodeDecodeError) as error:
         raise InputError(manifest, f"cannot be read as a manifest ({type(error).__name__})") from None
     pairs = data.get("pairs") if isinstance(data, dict) else None
     if not isinstance(pairs, list) or not all(isinstance(p, dict) for p in pairs):
         raise InputError(manifest, "a YAML manifest needs a 'pairs' list of mappings")
-    return [{k: "" if v is None else str(v) for k, v in p.items()} for p in pairs]
+    rows = [{str(k): "" if v is None else str(v) for k, v in p.items()} for p in pairs]
+    return {k for row in rows for k in row}, rows
 
 
-def _record(manifest: Path, number: int, row: dict[str, str]) -> PairRecord:
-    unknown = set(row) - set(COLUMNS) - {None}
+def _kind(manifest: Path, columns: set[str], rows: list[dict[str, str]]) -> str:
+    """The kind the rows declare, or (none declared) the one their columns show."""
+    declared = {(row.get("kind") or "").strip() for row in rows} - {""}
+    for kind in sorted(declared):
+        if kind not in KINDS:
+            raise InputError(manifest, f"unknown kind {kind!r} (known: {', '.join(KINDS)})")
+    if len(declared) > 1:
+        raise InputError(manifest, f"mixes kinds {' and '.join(sorted(declared))}; an archive holds one kind")
+    if declared:
+        return declared.pop()
+    return "landcover" if columns & set(_SCHEMAS["landcover"].paths) else "change"
+
+
+def _record(manifest: Path, schema: _Schema, number: int, row: dict[str, str]) -> Record:
+    where = f"{schema.row} {number}"
+    unknown = set(row) - set(schema.columns) - {None}
     if unknown:
-        raise InputError(manifest, f"pair {number}: unknown column {sorted(unknown)[0]!r} (known: {', '.join(COLUMNS)})")
-    values = {k: (row.get(k) or "").strip() for k in COLUMNS}
+        raise InputError(manifest, f"{where}: unknown column {sorted(unknown)[0]!r} (known: {', '.join(schema.columns)})")
+    values = {k: (row.get(k) or "").strip() for k in schema.columns}
     paths: dict[str, Path | None] = {}
-    for column in PATH_COLUMNS:
+    for column in schema.paths:
         if not values[column]:
             paths[column] = None
             continue
         path = (manifest.parent / values[column]).resolve()
         if not path.is_file():
-            raise InputError(path, f"listed as {column} of pair {number} in {manifest.name} does not exist")
+            raise InputError(path, f"listed as {column} of {where} in {manifest.name} does not exist")
         paths[column] = path
-    for column in ("before", "after"):
+    for column in schema.required:
         if paths[column] is None:
-            raise InputError(manifest, f"pair {number}: no {column!r} raster")
-    if (paths["label_before"] is None) != (paths["label_after"] is None):
-        raise InputError(manifest, f"pair {number}: give both label_before and label_after, or neither")
-    if paths["label_before"] is None and paths["change"] is None:
-        raise InputError(manifest, f"pair {number}: no labels (label_before/label_after or change)")
+            raise InputError(manifest, f"{where}: no {column!r} raster")
+    if schema.record is PairRecord:
+        _check_change_labels(manifest, where, paths)
     if values["split"] not in ("", "train", "val"):
-        raise InputError(manifest, f"pair {number}: split must be 'train' or 'val', not {values['split']!r}")
-    name = values["name"] or paths["before"].stem
-    return PairRecord(name=name, dataset=values["dataset"], split=values["split"], **paths)
+        raise InputError(manifest, f"{where}: split must be 'train' or 'val', not {values['split']!r}")
+    name = values["name"] or paths[schema.paths[0]].stem
+    return schema.record(name=name, dataset=values["dataset"], split=values["split"], **paths)
 
 
-def write_manifest(records: Sequence[Any], manifest: str | os.PathLike[str], columns: Sequence[str] = COLUMNS) -> Path:
-    """Write dataclass ``records`` as a CSV manifest of ``columns``, paths relative to its folder."""
-    manifest = Path(manifest)
-    with open(manifest, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        for record in records:
-            row = {}
-            for field in fields(record):
-                value = getattr(record, field.name)
-                row[field.name] = "" if value is None else (os.path.relpath(value, manifest.parent) if isinstance(value, Path) else value)
-            writer.writerow(row)
-    return manifest
+def _check_change_labels(manifest: Path, where: str, paths: dict[str, Path | None]) -> None:
+    """A change pair has both land-cover maps, or neither, and some label."""
+    if (paths["label_before"] is None) != (paths["label_after"] is None):
+        raise InputError(manifest, f"{where}: give both label_before and label_after, or neither")
+    if paths["label_before"] is None and paths["change"] is None:
+        raise InputError(manifest, f"{where}: no labels (label_before/label_after or change)")
 
 
 def split_pairs(records: Sequence[PairRecord], val_fraction: float = 0.2, seed: int = 0) -> tuple[list[PairRecord], list[PairRecord]]:

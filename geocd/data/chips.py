@@ -1,25 +1,25 @@
-"""Import public change-detection chip folders into a georeferenced archive.
+"""Import chip folders of public datasets into a georeferenced archive.
 
-Two layouts are understood, in SRC itself or in its ``train/``, ``val/`` and ``test/``
-sub-folders (``test`` is recorded as split ``val``):
+A chip folder holds the sub-folders of a :class:`ChipLayout` in SRC itself or in its
+``train/``, ``val/`` and ``test/`` sub-folders (``test`` is recorded as split ``val``).
+Chips of one pair share a file stem; ``.png .jpg .jpeg .tif .tiff`` files are read, any
+other file is skipped. :func:`import_chip_folder` imports any layouts;
+:func:`import_chips` configures it for change chips:
 
 * ``A/``, ``B/``, ``label/`` (LEVIR-CD, DSIFN, SZTAKI, OSCD copies): a 0/255 (or 0/1) label
   becomes a binary ``change`` raster of 0/1;
 * ``im1/``, ``im2/``, ``label1/``, ``label2/`` (SECOND): labels coloured with the SECOND palette
   (or single-band ids 0..6) become ``label_before``/``label_after`` id rasters.
-
-Chips in a pair share a file stem; ``.png .jpg .jpeg .tif .tiff`` files are read, any other
-file is skipped.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -27,12 +27,11 @@ import rasterio
 from affine import Affine
 from rasterio.crs import CRS
 from rasterio.enums import ColorInterp
-from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.io import DatasetReader
 
 from geocd.atomic import atomic_output
-from geocd.data.archive import MANIFEST_NAMES, PairRecord, read_archive, write_manifest
-from geocd.data.rasters import Grid, image_bands
+from geocd.data.archive import MANIFEST_NAMES, LandCoverRecord, PairRecord, read_archive, write_manifest
+from geocd.data.rasters import Grid, image_bands, open_any_raster
 from geocd.errors import InputError, OutputError
 from geocd.schema import SECOND
 
@@ -44,42 +43,54 @@ LOCAL_TAG = {"GEOCD_GRID": "local"}
 BINARY_VALUES = (0, 1, 255)
 SECOND_COLOURS = {c.color: c.id for c in SECOND.classes}
 
+LabelConverter = Callable[[Path, DatasetReader], np.ndarray]
+"""Reads an open label chip (its path for messages) as uint8 label values ``[h, w]``; raises
+:class:`InputError` naming the path on a value it does not know."""
+
 
 @dataclass(frozen=True)
-class _Layout:
-    images: tuple[str, str]
+class ChipLayout:
+    """The sub-folders of one chip-folder layout (matched case-insensitively) and what becomes of them.
+
+    ``columns`` names the archive column of each folder, images first: chip ``i`` of a pair is
+    written to ``DST/columns[i]/NAME.tif``. Label chips go through ``convert``; with
+    ``labels_on_image_grid`` they are written on the first image's grid (and must have its size)
+    even when georeferenced themselves, otherwise a georeferenced label keeps its own grid.
+    """
+
+    images: tuple[str, ...]
     labels: tuple[str, ...]
-    outputs: tuple[str, ...]
+    columns: tuple[str, ...]
+    convert: LabelConverter
+    labels_on_image_grid: bool = False
 
     @property
-    def semantic(self) -> bool:
-        return len(self.labels) == 2
+    def folders(self) -> tuple[str, ...]:
+        """Image folders, then label folders."""
+        return self.images + self.labels
 
-
-LAYOUTS = (
-    _Layout(("A", "B"), ("label",), ("before", "after", "change")),
-    _Layout(("im1", "im2"), ("label1", "label2"), ("before", "after", "label_before", "label_after")),
-)
-NO_LAYOUT = "no A/B/label or im1/im2/label1/label2 folders"
+    def is_label(self, index: int) -> bool:
+        """Whether chip ``index`` of a pair (in :attr:`folders` order) is a label."""
+        return index >= len(self.images)
 
 
 @dataclass(frozen=True)
 class _Pair:
-    """One chip pair found in SRC: its archive name and split, sources and output folders."""
+    """One chip pair found in SRC: its archive name and split, layout and sources."""
 
     name: str
     split: str
-    layout: _Layout
+    layout: ChipLayout
     sources: tuple[Path, ...]
 
 
 @dataclass(frozen=True)
 class _Job:
-    """One file to convert: source, target, label kind ('' for images), output grid and tags."""
+    """One file to convert: source, target, label converter (None for images), output grid and tags."""
 
     source: Path
     target: Path
-    label: str
+    convert: LabelConverter | None
     grid: Grid
     tags: dict[str, str]
 
@@ -92,23 +103,42 @@ def import_chips(
     dataset: str | None = None,
     overwrite: bool = False,
 ) -> list[PairRecord]:
-    """Convert a chip folder into GeoTIFFs under ``DST/<column>/NAME.tif`` and ``DST/manifest.csv``.
+    """Convert a change chip folder into ``DST/<column>/NAME.tif`` GeoTIFFs and ``DST/manifest.csv``.
 
-    Columns: ``before``, ``after`` and ``change`` (0/1) or ``label_before``/``label_after`` (ids).
+    Columns: ``before``, ``after`` and ``change`` (0/1) or ``label_before``/``label_after`` (ids);
+    the rest is :func:`import_chip_folder`. Returns the records as :func:`read_archive` reads them.
+    """
+    manifest = import_chip_folder(source, destination, CHANGE_LAYOUTS, PairRecord,
+                                  resolution=resolution, dataset=dataset, overwrite=overwrite)
+    return read_archive(manifest)
+
+
+def import_chip_folder(
+    source: str | os.PathLike[str],
+    destination: str | os.PathLike[str],
+    layouts: Sequence[ChipLayout],
+    record: type[PairRecord] | type[LandCoverRecord],
+    *,
+    resolution: float | None = None,
+    dataset: str | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Convert a chip folder of one of ``layouts`` into GeoTIFFs and a manifest of ``record`` rows; returns the manifest path.
+
     Pair names are ``<dataset>_<split folder>_<stem>`` (empty parts left out); ``dataset``
     defaults to SRC's folder name. Georeferenced chips keep their CRS and transform. A pair
-    whose 'A'/'im1' chip has none is put on a *local* grid: EPSG:32631 with ``resolution``
+    whose first image has none is put on a *local* grid: EPSG:32631 with ``resolution``
     metre pixels, each pair at its own place near the equator and the central meridian, and
     every raster written for it carries the GeoTIFF tag ``GEOCD_GRID=local`` (the manifest
     does not record it). Images keep dtype, bands and alpha; labels are uint8 without nodata.
-    Nothing is written unless every chip passes the header checks (sizes; before and after with
+    Nothing is written unless every chip passes the header checks (sizes; images of a pair with
     as many image bands); if a later step fails, the files and folders written so far are
-    removed (other content of DST is left alone). Returns the records as :func:`read_archive` reads them.
+    removed (other content of DST is left alone).
     """
-    src_root, dst_root, manifest, name = check_import(source, destination, resolution, dataset, overwrite)
-    pairs = _find_pairs(src_root, name)
+    src_root, dst_root, manifest, name = _check_import(source, destination, resolution, dataset, overwrite)
+    pairs = _find_pairs(src_root, layouts, name)
     jobs = _plan(pairs, dst_root, resolution, overwrite)
-    records = [_record(pair, dst_root, name) for pair in pairs]
+    records = [_record(record, pair, dst_root, name) for pair in pairs]
     with _rollback([job.target.parent for job in jobs]) as written:
         for job in jobs:
             job.target.parent.mkdir(parents=True, exist_ok=True)
@@ -116,10 +146,10 @@ def import_chips(
             written.append(job.target)
         with atomic_output(manifest, overwrite=True) as tmp:
             write_manifest(records, tmp)
-    return read_archive(manifest)
+    return manifest
 
 
-def check_import(
+def _check_import(
     source: str | os.PathLike[str], destination: str | os.PathLike[str], resolution: float | None,
     dataset: str | None, overwrite: bool,
 ) -> tuple[Path, Path, Path, str]:
@@ -152,30 +182,31 @@ def _child(folder: Path, name: str) -> Path | None:
     return matches[0] if matches else None
 
 
-def _find_pairs(root: Path, dataset: str) -> list[_Pair]:
-    layout = _layout(root)
+def _find_pairs(root: Path, layouts: Sequence[ChipLayout], dataset: str) -> list[_Pair]:
+    no_layout = f"no {' or '.join('/'.join(layout.folders) for layout in layouts)} folders"
+    layout = _layout(root, layouts)
     if layout is not None:
         pairs = _layout_pairs(root, layout, dataset, "")
     else:
         splits = [(s, _child(root, s)) for s in SPLITS]
         splits = [(s, folder) for s, folder in splits if folder is not None]
         if not splits:
-            raise InputError(root, NO_LAYOUT)
+            raise InputError(root, no_layout)
         pairs = []
         for split, folder in splits:
-            found = _layout(folder)
+            found = _layout(folder, layouts)
             if found is None:
-                raise InputError(folder, NO_LAYOUT)
+                raise InputError(folder, no_layout)
             pairs += _layout_pairs(folder, found, dataset, split)
     if not pairs:
         raise InputError(root, f"holds no chips ({' '.join(EXTENSIONS)})")
     return pairs
 
 
-def _layout(folder: Path) -> _Layout | None:
-    """The layout whose folders ``folder`` holds; an error if it holds only some of them."""
-    for layout in LAYOUTS:
-        names = layout.images + layout.labels
+def _layout(folder: Path, layouts: Sequence[ChipLayout]) -> ChipLayout | None:
+    """The layout whose folders ``folder`` holds; an error if it holds a layout's first folder but not all."""
+    for layout in layouts:
+        names = layout.folders
         present = [n for n in names if _child(folder, n) is not None]
         if len(present) == len(names):
             return layout
@@ -196,8 +227,8 @@ def _chips(folder: Path) -> dict[str, Path]:
     return chips
 
 
-def _layout_pairs(folder: Path, layout: _Layout, dataset: str, split: str) -> list[_Pair]:
-    names = layout.images + layout.labels
+def _layout_pairs(folder: Path, layout: ChipLayout, dataset: str, split: str) -> list[_Pair]:
+    names = layout.folders
     chips = [_chips(_child(folder, n)) for n in names]
     for name, files in zip(names[1:], chips[1:]):
         unmatched = sorted(chips[0].keys() - files.keys())
@@ -213,19 +244,6 @@ def _layout_pairs(folder: Path, layout: _Layout, dataset: str, split: str) -> li
     return pairs
 
 
-@contextmanager
-def _open(path: Path) -> Iterator[DatasetReader]:
-    """Open a chip, quiet about missing georeferencing, with a one-line error if unreadable."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            src = rasterio.open(path)
-    except RasterioIOError:
-        raise InputError(path, "is not a raster GDAL can read") from None
-    with src:
-        yield src
-
-
 @dataclass(frozen=True)
 class _Header:
     """What the checks need of a chip: size in pixels, image bands (alpha excluded), own grid if any."""
@@ -238,7 +256,7 @@ class _Header:
 
 def _header(path: Path) -> _Header:
     """The :class:`_Header` of a chip (grid None without a CRS and geotransform)."""
-    with _open(path) as src:
+    with open_any_raster(path) as src:
         georeferenced = src.crs is not None and src.transform != Affine.identity()
         grid = Grid(src.crs, src.transform, src.width, src.height) if georeferenced else None
         return _Header(src.width, src.height, len(image_bands(src)), grid)
@@ -258,26 +276,30 @@ def _plan(pairs: list[_Pair], root: Path, resolution: float | None, overwrite: b
         _check_pair(pair, header)
         reference = grids.get(i) or header[0].grid
         tags = LOCAL_TAG if i in grids else {}
-        for path, chip, output in zip(pair.sources, header, pair.layout.outputs):
-            target = root / output / f"{pair.name}.tif"
+        layout = pair.layout
+        for index, (path, chip, column) in enumerate(zip(pair.sources, header, layout.columns)):
+            target = root / column / f"{pair.name}.tif"
             if target.exists() and not overwrite:
                 raise OutputError(target, "already exists (use --overwrite to replace it)")
-            label = output if output in ("change", "label_before", "label_after") else ""
-            jobs.append(_Job(path, target, label, chip.grid or reference, tags))
+            label = layout.is_label(index)
+            grid = reference if label and layout.labels_on_image_grid else chip.grid or reference
+            jobs.append(_Job(path, target, layout.convert if label else None, grid, tags))
     return jobs
 
 
 def _check_pair(pair: _Pair, header: list[_Header]) -> None:
-    """Same size for both images and, for a before/after pair, as many image bands;
-    labels without georeferencing match the images' size."""
-    first, chip0 = pair.sources[0], header[0]
+    """Images of a pair have the first's size and as many image bands; labels have its size
+    unless they keep their own georeferencing."""
+    first, chip0, layout = pair.sources[0], header[0], pair.layout
     for index, (path, chip) in enumerate(zip(pair.sources[1:], header[1:]), start=1):
+        label = layout.is_label(index)
         if chip0.grid is None and chip.grid is not None:
             raise InputError(path, f"is georeferenced but {first.name} of its pair is not")
-        if (chip.width, chip.height) != (chip0.width, chip0.height) and (index == 1 or chip.grid is None):
+        own_grid = label and chip.grid is not None and not layout.labels_on_image_grid
+        if (chip.width, chip.height) != (chip0.width, chip0.height) and not own_grid:
             raise InputError(path, f"is {chip.width}x{chip.height} pixels, {first.parent.name}/{first.name} is "
                                    f"{chip0.width}x{chip0.height}")
-        if pair.layout.outputs[index] == "after" and chip.bands != chip0.bands:
+        if not label and chip.bands != chip0.bands:
             raise InputError(path, f"has {chip.bands} image band(s), {first.parent.name}/{first.name} has {chip0.bands}")
 
 
@@ -318,9 +340,9 @@ def _rollback(folders: list[Path]) -> Iterator[list[Path]]:
 
 def _convert(job: _Job, overwrite: bool) -> None:
     colormap = None
-    with _open(job.source) as src:
-        if job.label:
-            data = _label_ids(job.source, src, semantic=job.label != "change")[np.newaxis]
+    with open_any_raster(job.source) as src:
+        if job.convert is not None:
+            data = job.convert(job.source, src)[np.newaxis]
             colorinterp, nodata = [ColorInterp.gray], None
         else:
             data, colorinterp, nodata = src.read(), list(src.colorinterp), src.nodata
@@ -357,13 +379,9 @@ def _write(target: Path, data: np.ndarray, grid: Grid, bands: _Bands, tags: dict
 
 def _label_ids(path: Path, src: DatasetReader, semantic: bool) -> np.ndarray:
     """A label chip as uint8 ids: SECOND classes 0..6, or change 0/1."""
-    bands = image_bands(src)
-    if len(bands) >= 3:
-        rgb = src.read(bands[:3])
-    elif src.colorinterp[bands[0] - 1] == ColorInterp.palette:
-        rgb = _palette_rgb(src, bands[0])
-    else:
-        return _value_ids(path, src.read(bands[0]), semantic)
+    rgb = label_rgb(src)
+    if rgb is None:
+        return _value_ids(path, src.read(image_bands(src)[0]), semantic)
     if semantic:
         return _colour_ids(path, rgb)
     grey = (rgb[0] == rgb[1]) & (rgb[1] == rgb[2])
@@ -373,19 +391,25 @@ def _label_ids(path: Path, src: DatasetReader, semantic: bool) -> np.ndarray:
     return _value_ids(path, rgb[0], semantic)
 
 
-def _palette_rgb(src: DatasetReader, band: int) -> np.ndarray:
-    """A paletted band as RGB ``[3, h, w]`` through its colour table."""
+def label_rgb(src: DatasetReader) -> np.ndarray | None:
+    """A label chip's colours as RGB ``[3, h, w]``: its first three image bands, or its paletted
+    first band through the colour table; None for a single grey band."""
+    bands = image_bands(src)
+    if len(bands) >= 3:
+        return src.read(bands[:3])
+    if src.colorinterp[bands[0] - 1] != ColorInterp.palette:
+        return None
     table = np.zeros((256, 3), np.uint8)
-    for index, colour in src.colormap(band).items():
+    for index, colour in src.colormap(bands[0]).items():
         table[index] = colour[:3]
-    return np.moveaxis(table[src.read(band)], -1, 0)
+    return np.moveaxis(table[src.read(bands[0])], -1, 0)
 
 
 def _value_ids(path: Path, values: np.ndarray, semantic: bool) -> np.ndarray:
     allowed = range(len(SECOND.classes)) if semantic else BINARY_VALUES
     unknown = [v for v in np.unique(values).tolist() if v not in allowed]
     if unknown:
-        raise InputError(path, f"unknown label value {_text(unknown[0])}")
+        raise InputError(path, f"unknown label value {value_text(unknown[0])}")
     return (values if semantic else values != 0).astype(np.uint8)
 
 
@@ -400,16 +424,23 @@ def _colour_ids(path: Path, rgb: np.ndarray) -> np.ndarray:
     return ids[inverse.reshape(rgb.shape[1:])]
 
 
-def _text(value: float) -> str:
+def value_text(value: float) -> str:
     """A label value as written in messages: integers without a decimal point."""
     value = float(value)
     return str(int(value)) if value.is_integer() else str(value)
 
 
 def _colour_text(colour: list[float]) -> str:
-    return f"({', '.join(_text(v) for v in colour)})"
+    return f"({', '.join(value_text(v) for v in colour)})"
 
 
-def _record(pair: _Pair, root: Path, dataset: str) -> PairRecord:
-    paths = {output: root / output / f"{pair.name}.tif" for output in pair.layout.outputs}
-    return PairRecord(name=pair.name, dataset=dataset, split=pair.split, **paths)
+def _record(record: type[PairRecord] | type[LandCoverRecord], pair: _Pair, root: Path, dataset: str) -> PairRecord | LandCoverRecord:
+    paths = {column: root / column / f"{pair.name}.tif" for column in pair.layout.columns}
+    return record(name=pair.name, dataset=dataset, split=pair.split, **paths)
+
+
+CHANGE_LAYOUTS = (
+    ChipLayout(("A", "B"), ("label",), ("before", "after", "change"), partial(_label_ids, semantic=False)),
+    ChipLayout(("im1", "im2"), ("label1", "label2"), ("before", "after", "label_before", "label_after"),
+               partial(_label_ids, semantic=True)),
+)

@@ -14,7 +14,8 @@ from rasterio.io import DatasetReader
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
-from geocd.data.archive import IGNORE, PairRecord
+from geocd.data.archive import PairRecord
+from geocd.data.labels import IGNORE
 from geocd.data.pair import PairDataset, warp_onto
 from geocd.data.rasters import Grid, open_raster, read_window
 

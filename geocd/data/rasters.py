@@ -42,8 +42,8 @@ class Grid:
         return left, top + self.transform.e * self.height, left + self.transform.a * self.width, top
 
 
-def open_raster(path: str | os.PathLike[str]) -> DatasetReader:
-    """Open a georeferenced, north-up raster or raise :class:`InputError`."""
+def open_any_raster(path: str | os.PathLike[str]) -> DatasetReader:
+    """Open a raster GDAL can read, georeferenced or not, or raise :class:`InputError`."""
     if not os.path.exists(path):
         raise InputError(path, "file does not exist")
     if not os.access(path, os.R_OK) or os.path.isdir(path):
@@ -51,9 +51,14 @@ def open_raster(path: str | os.PathLike[str]) -> DatasetReader:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            src = rasterio.open(path)
+            return rasterio.open(path)
     except RasterioIOError:
         raise InputError(path, "is not a raster GDAL can read") from None
+
+
+def open_raster(path: str | os.PathLike[str]) -> DatasetReader:
+    """Open a georeferenced, north-up raster or raise :class:`InputError`."""
+    src = open_any_raster(path)
     if src.crs is None or src.transform == Affine.identity():
         src.close()
         raise InputError(path, "has no georeferencing (no CRS or geotransform)")

@@ -21,8 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from geocd.data.archive import IGNORE
-from geocd.data.landcover_import import SET_BASE
+from geocd.data.labels import IGNORE, SET_BASE
 from geocd.models.siamese import ChangeLogits
 
 SEED_CLASS_WEIGHTS = (2.0, 1.0, 2.0, 2.0, 1.0, 1.0)

@@ -31,8 +31,9 @@ from rasterio.windows import Window
 
 from geocd.atomic import atomic_output, check_output_path
 from geocd.checkpoint import LoadedModel
-from geocd.data.archive import IGNORE, PairRecord, manifest_path, read_archive, write_manifest
+from geocd.data.archive import PairRecord, manifest_path, read_archive, write_manifest
 from geocd.data.labelled import change_mask, open_labels, read_label
+from geocd.data.labels import IGNORE
 from geocd.data.rasters import Grid, grid_of, open_raster
 from geocd.errors import InputError
 from geocd.inference.predict import RASTER_BLOCK, PredictOptions, check_ensemble, predict_change_raster

@@ -21,8 +21,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
 from geocd.checkpoint import ModelMetadata, load_checkpoint, read_metadata, save_checkpoint
-from geocd.data.archive import PairRecord, manifest_path, read_archive, split_pairs
-from geocd.data.landcover_import import LandCoverRecord, read_landcover_archive
+from geocd.data.archive import LandCoverRecord, PairRecord, manifest_path, read_archive, read_landcover_archive, split_pairs
 from geocd.data.rasters import choose_bands, open_raster
 from geocd.errors import InputError
 from geocd.models.pretrained import load_imagenet_weights
