@@ -83,7 +83,9 @@ class GeocdExport(Checkpoint):
     """After Lightning's checkpoints of each epoch: ``last.safetensors``, one summary line, and
     ``best.safetensors`` when ``best`` (a monitoring :class:`ModelCheckpoint`) took a new best."""
 
-    def __init__(self, folder: Path, metadata: ModelMetadata, best: ModelCheckpoint, echo) -> None:  # noqa: ANN001 - a print-like callable
+    def __init__(
+        self, folder: Path, metadata: ModelMetadata, best: ModelCheckpoint, echo  # noqa: ANN001 - a print-like callable
+    ) -> None:
         self.folder, self.metadata, self.best, self.echo = folder, metadata, best, echo
         self.exported_score: float | None = None
 
@@ -102,7 +104,8 @@ class GeocdExport(Checkpoint):
         loss = trainer.callback_metrics.get("train/total")
         shown = " ".join(f"{k} {scores[k]:.3f}" for k in ("f1", "miou", "sek", "score") if k in scores)
         loss_text = f"loss {float(loss):.4f} " if loss is not None else ""
-        self.echo(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}: {loss_text}val {shown}{' (best)' if improved else ''}")
+        mark = " (best)" if improved else ""
+        self.echo(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}: {loss_text}val {shown}{mark}")
 
     def state_dict(self) -> dict[str, Any]:
         return {"exported_score": self.exported_score}
@@ -135,7 +138,8 @@ def train(
         std=tuple(data.std), schema=SECOND, tile_size=options.tile_size, resolution_m=ground_resolution(data.train_records),
         info={"archives": [os.fspath(a) for a in archives], "landcover_archives": [os.fspath(a) for a in options.landcover],
               "backbone_init": backbone_init, "train_pairs": [r.name for r in data.train_records],
-              "val_pairs": [r.name for r in data.val_records], "semantic_labels": any(r.semantic for r in data.train_records),
+              "val_pairs": [r.name for r in data.val_records],
+              "semantic_labels": any(r.semantic for r in data.train_records),
               "class_weights": list(options.loss_weights), **data.pseudo_info, **options.extra_info},
     )
     return fit(task, data.module, out, metadata, options, echo)
