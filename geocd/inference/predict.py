@@ -59,7 +59,7 @@ class PredictOptions:
     threshold: float = 0.5
     device: str = "auto"
     batch_size: int | None = None
-    num_workers: int = 2
+    num_workers: int = 0
     bands: tuple[int, ...] | None = None
     radiometry: RadiometryMode = "auto"
     overwrite: bool = False
