@@ -19,6 +19,7 @@ import click
 
 from geocd import __version__
 from geocd.errors import GeocdError
+from geocd.options import SEED_CLASS_WEIGHTS, TrainOptions
 
 ERROR_EXIT_CODE = 2
 MIN_AREA_HELP = ("Drop changes smaller than this (m², true ground area). "
@@ -198,36 +199,48 @@ def vectorize(raster: str, output: str, min_area: float | None, simplify: float 
 @cli.command()
 @click.argument("archives", nargs=-1, required=True, type=click.Path())
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Run folder for checkpoints and logs.")
-@click.option("--backbone", default="tf_efficientnet_lite0", show_default=True,
+@click.option("--backbone", default=TrainOptions.backbone, show_default=True,
               help="Any timm backbone with features_only (e.g. hrnet_w18, resnet50).")
-@click.option("--pretrained/--no-pretrained", default=True, show_default=True,
+@click.option("--pretrained/--no-pretrained", default=TrainOptions.pretrained, show_default=True,
               help="Start from ImageNet weights (offline package, --backbone-weights, or timm's hub).")
 @click.option("--backbone-weights", type=click.Path(dir_okay=False), help="ImageNet weights file with timm key names.")
 @click.option("--init-from", type=click.Path(dir_okay=False),
               help="Start from a geocd checkpoint of the same architecture (fine-tuning), instead of ImageNet weights.")
-@click.option("--lightweight/--full-heads", default=True, show_default=True, help="Depthwise-separable convolutions in the heads.")
+@click.option("--lightweight/--full-heads", default=TrainOptions.lightweight, show_default=True,
+              help="Depthwise-separable convolutions in the heads.")
 @click.option("--bands", callback=parse_bands, help="Bands to use, 1-based, comma-separated. Default: the first 3.")
-@click.option("--tile-size", default=256, show_default=True, type=click.IntRange(32), help="Training tile size in pixels.")
-@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(2), help="Tiles per step (per device).")
-@click.option("--max-epochs", default=50, show_default=True, type=click.IntRange(1))
+@click.option("--tile-size", default=TrainOptions.tile_size, show_default=True, type=click.IntRange(32),
+              help="Training tile size in pixels.")
+@click.option("--batch-size", default=TrainOptions.batch_size, show_default=True, type=click.IntRange(2),
+              help="Tiles per step (per device).")
+@click.option("--max-epochs", default=TrainOptions.max_epochs, show_default=True, type=click.IntRange(1))
 @click.option("--epoch-length", type=click.IntRange(1), help="Random tiles per epoch. Default: as many as fit side by side.")
-@click.option("--lr", default=1e-3, show_default=True, type=float, help="Backbone learning rate (heads get 10x).")
-@click.option("--class-weights", help="CE weights of classes 1..6. Default: 2,1,2,2,1,1 (1 for all with --pseudo-labels).")
+@click.option("--lr", default=TrainOptions.lr, show_default=True, type=float,
+              help="Backbone learning rate (heads get 10x).")
+@click.option("--class-weights", help=f"CE weights of classes 1..6. Default: {','.join(f'{w:g}' for w in SEED_CLASS_WEIGHTS)} "
+                                      "(1 for all with --pseudo-labels).")
 @click.option("--pseudo-labels", type=click.Path(file_okay=False), help="Folder from geocd pseudo-label for the land-cover loss.")
 @click.option("--landcover", "landcover", multiple=True, type=click.Path(),
               help="Land-cover archive (from geocd import-landcover) training the land-cover head; repeatable.")
-@click.option("--landcover-share", default=0.5, show_default=True, type=click.FloatRange(0, 1),
+@click.option("--landcover-share", default=TrainOptions.landcover_share, show_default=True, type=click.FloatRange(0, 1),
               help="Share of training tiles drawn from land-cover archives.")
-@click.option("--landcover-resolution", default=0.5, show_default=True, type=click.FloatRange(0, min_open=True),
+@click.option("--landcover-resolution", default=TrainOptions.landcover_resolution_m, show_default=True,
+              type=click.FloatRange(0, min_open=True),
               help="Land-cover images finer than this (m) are resampled to it.")
-@click.option("--jitter", default=0.1, show_default=True, type=click.FloatRange(0), help="Brightness/contrast jitter per date.")
-@click.option("--val-fraction", default=0.2, show_default=True, type=click.FloatRange(0, 1), help="Pairs held out per dataset.")
-@click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--accelerator", default="auto", show_default=True, help="Lightning accelerator: auto, cpu, gpu.")
-@click.option("--devices", default="auto", show_default=True, help="Lightning devices: auto, N, or a list like 0,1.")
-@click.option("--strategy", default="auto", show_default=True, help="Lightning strategy, e.g. ddp for several GPUs or nodes.")
-@click.option("--num-nodes", default=1, show_default=True, type=click.IntRange(1))
-@click.option("--num-workers", default=2, show_default=True, type=click.IntRange(0), help="Tile-reading worker processes.")
+@click.option("--jitter", default=TrainOptions.jitter, show_default=True, type=click.FloatRange(0),
+              help="Brightness/contrast jitter per date.")
+@click.option("--val-fraction", default=TrainOptions.val_fraction, show_default=True, type=click.FloatRange(0, 1),
+              help="Pairs held out per dataset.")
+@click.option("--seed", default=TrainOptions.seed, show_default=True, type=int)
+@click.option("--accelerator", default=TrainOptions.accelerator, show_default=True,
+              help="Lightning accelerator: auto, cpu, gpu.")
+@click.option("--devices", default=TrainOptions.devices, show_default=True,
+              help="Lightning devices: auto, N, or a list like 0,1.")
+@click.option("--strategy", default=TrainOptions.strategy, show_default=True,
+              help="Lightning strategy, e.g. ddp for several GPUs or nodes.")
+@click.option("--num-nodes", default=TrainOptions.num_nodes, show_default=True, type=click.IntRange(1))
+@click.option("--num-workers", default=TrainOptions.num_workers, show_default=True, type=click.IntRange(0),
+              help="Tile-reading worker processes.")
 @click.option("--resume", is_flag=True, help="Continue the run in OUTPUT from its last epoch.")
 @reports_errors
 def train(archives: tuple[str, ...], output: str, backbone: str, pretrained: bool, backbone_weights: str | None,
@@ -247,7 +260,7 @@ def train(archives: tuple[str, ...], output: str, backbone: str, pretrained: boo
     Example:
       geocd train archive/levir archive/sztaki -o runs/first --max-epochs 30
     """
-    from geocd.training.train import TrainOptions, train as run_train
+    from geocd.training.train import train as run_train
 
     try:
         weights = tuple(float(w) for w in class_weights.split(",")) if class_weights else None

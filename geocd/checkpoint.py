@@ -22,6 +22,7 @@ from geocd.atomic import atomic_output
 from geocd.data.radiometry import DISPLAY8
 from geocd.errors import CheckpointError
 from geocd.models.siamese import ModelConfig, SiameseChangeNet
+from geocd.options import TrainOptions
 from geocd.schema import SECOND, ClassSchema
 
 DEFAULT_MODEL = Path(__file__).parent / "models" / "default" / "geocd-default.safetensors"
@@ -44,7 +45,7 @@ class ModelMetadata:
     radiometry: str = DISPLAY8
     schema: ClassSchema = SECOND
     trained_classes: tuple[int, ...] = ()
-    tile_size: int = 512
+    tile_size: int = TrainOptions.tile_size
     resolution_m: float | None = None
     geocd_version: str = __version__
     info: dict[str, Any] = field(default_factory=dict)

@@ -6,7 +6,7 @@ from torch import nn
 
 from geocd.models import ChangeLogits, ModelConfig, SiameseChangeNet, predict_probabilities
 from geocd.models.heads import FCNHead, PSPHead
-from geocd.models.tta import DIHEDRAL
+from geocd.models.dihedral import DIHEDRAL, GROUP, transform_each
 
 
 @pytest.mark.parametrize(
@@ -119,3 +119,12 @@ def test_ensemble_averages_member_probabilities() -> None:
     both = predict_probabilities([a, b], before, after)
     torch.testing.assert_close(both.change, (pa.change + pb.change) / 2)
     torch.testing.assert_close(both.sem_after, (pa.sem_after + pb.sem_after) / 2)
+
+
+def test_group_has_eight_distinct_invertible_elements_turns_then_flip() -> None:
+    x = torch.arange(2 * 16.0).reshape(2, 1, 4, 4)
+    images = {tuple(element.forward(x).flatten().tolist()) for element in GROUP}
+    assert len(GROUP) == 8 and len(images) == 8
+    for element in GROUP:
+        assert torch.equal(element.inverse(element.forward(x)), x)
+    assert torch.equal(transform_each(x, [1, 7]), torch.stack([x[0].rot90(1, (-2, -1)), x[1].rot90(3, (-2, -1)).flip(-1)]))

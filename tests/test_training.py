@@ -147,3 +147,20 @@ def test_fine_tuning_starts_from_a_checkpoint(tmp_path: Path) -> None:
     assert load_checkpoint(tuned).metadata.info["backbone_init"] == f"checkpoint {first} (random)"
     with pytest.raises(Exception, match="not the"):
         train([manifest], tmp_path / "other", replace(options, init_from=first, lightweight=False))
+
+
+def test_best_export_follows_lightning_and_resume_continues(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    manifest = synthetic_archive(tmp_path / "archive", pairs=2, semantic=False)
+    lines: list[str] = []
+    options = TrainOptions(backbone=BACKBONE, pretrained=False, tile_size=64, batch_size=2, max_epochs=2, epoch_length=2,
+                           val_fraction=0.5, accelerator="cpu", devices=1, num_workers=0)
+    result = train([manifest], tmp_path / "run", options, echo=lines.append)
+    best_epoch = torch.load(tmp_path / "run" / "lightning" / "best.ckpt", weights_only=False)["epoch"] + 1
+    best = load_checkpoint(result.best).metadata.info
+    assert best["epoch"] == best_epoch and result.best_scores == best["validation"]
+    assert [line.endswith("(best)") for line in lines] == [True, best_epoch == 2]
+    train([manifest], tmp_path / "run", replace(options, max_epochs=3, resume=True), echo=lines.append)
+    assert lines[2].startswith("epoch 3/3: loss ")
+    assert load_checkpoint(tmp_path / "run" / "last.safetensors").metadata.info["epoch"] == 3

@@ -24,9 +24,9 @@ MIN_FEATURE_STRIDE = 4
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Everything needed to rebuild the network's architecture."""
+    """Everything needed to rebuild the network's architecture (``backbone``: a ``timm`` model name)."""
 
-    backbone: str = "hrnet_w18_small_v2"
+    backbone: str
     in_channels: int = 3
     num_classes: int = 6
     lightweight: bool = False
@@ -53,7 +53,7 @@ def create_encoder(backbone: str, in_channels: int) -> nn.Module:
 class SiameseChangeNet(nn.Module):
     """Siamese network: shared encoder, shared FCN semantic head, PSP change head."""
 
-    def __init__(self, config: ModelConfig = ModelConfig()) -> None:
+    def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
         self.encoder = create_encoder(config.backbone, config.in_channels)

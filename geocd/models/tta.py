@@ -1,4 +1,4 @@
-"""Test-time augmentation over the 6 dihedral transforms of the seed, and model ensembles.
+"""Test-time augmentation over the seed's 6 dihedral transforms (:mod:`geocd.models.dihedral`), and model ensembles.
 
 Probabilities (softmax for land cover, sigmoid for change) are averaged over every
 model and every transform, each output mapped back to the input orientation first.
@@ -6,23 +6,13 @@ model and every transform, each output mapped back to the input orientation firs
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
 from torch import nn
 
-Transform = Callable[[torch.Tensor], torch.Tensor]
-
-DIHEDRAL: dict[str, tuple[Transform, Transform]] = {
-    "identity": (lambda x: x, lambda x: x),
-    "hflip": (lambda x: x.flip(-1), lambda x: x.flip(-1)),
-    "vflip": (lambda x: x.flip(-2), lambda x: x.flip(-2)),
-    "rot90": (lambda x: x.rot90(1, (-2, -1)), lambda x: x.rot90(-1, (-2, -1))),
-    "rot180": (lambda x: x.rot90(2, (-2, -1)), lambda x: x.rot90(-2, (-2, -1))),
-    "rot270": (lambda x: x.rot90(3, (-2, -1)), lambda x: x.rot90(-3, (-2, -1))),
-}
-"""name -> (forward transform, inverse transform) on the last two (spatial) axes."""
+from geocd.models.dihedral import DIHEDRAL
 
 
 class ChangeProbabilities(NamedTuple):

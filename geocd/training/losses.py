@@ -23,10 +23,7 @@ from torch import nn
 
 from geocd.data.labels import IGNORE, SET_BASE
 from geocd.models.siamese import ChangeLogits
-
-SEED_CLASS_WEIGHTS = (2.0, 1.0, 2.0, 2.0, 1.0, 1.0)
-"""Weights of land-cover classes 1..6 (water, ground, low vegetation, tree, building, playground)."""
-
+from geocd.options import SEED_CLASS_WEIGHTS
 
 def allowed_classes(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     """``[B, H, W]`` label values to ``[B, K, H, W]`` booleans: the head channels each label allows.

@@ -18,10 +18,13 @@ from typing import Any
 import lightning.pytorch as pl
 import numpy as np
 import torch
+from torchmetrics import Metric
 
 from geocd.metrics import binary_scores, iou_per_class, semantic_scores
-from geocd.models.siamese import ModelConfig, SiameseChangeNet
-from geocd.training.losses import SEED_CLASS_WEIGHTS, ChangeLoss
+from geocd.models.dihedral import transform_each
+from geocd.models.siamese import ChangeLogits, ModelConfig, SiameseChangeNet
+from geocd.options import SEED_CLASS_WEIGHTS
+from geocd.training.losses import ChangeLoss
 
 HEAD_LR_FACTOR = 10.0
 POLY_POWER = 0.9
@@ -47,11 +50,8 @@ class ChangeTask(pl.LightningModule):
         self.loss = ChangeLoss(class_weights)
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
-        k = config.num_classes + 1
-        self.register_buffer("semantic_hist", torch.zeros(k, k, dtype=torch.int64), persistent=False)
-        self.register_buffer("binary_hist", torch.zeros(2, 2, dtype=torch.int64), persistent=False)
-        self.register_buffer("landcover_hist", torch.zeros(k, k, dtype=torch.int64), persistent=False)
-        self.register_buffer("seen_classes", torch.zeros(k, dtype=torch.bool), persistent=False)
+        self.val_confusion = SecondConfusion(config.num_classes)
+        self.seen_classes = SeenClasses(config.num_classes)
         self.generator = torch.Generator().manual_seed(seed)
 
     def normalise(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -60,15 +60,11 @@ class ChangeTask(pl.LightningModule):
 
     def augment(self, before: torch.Tensor, after: torch.Tensor, labels: list[torch.Tensor]):  # noqa: ANN201
         """One random dihedral transform per sample for dates and labels; jitter per date."""
-        rotations = torch.randint(0, 4, (before.shape[0],), generator=self.generator).tolist()
-        flips = torch.randint(0, 2, (before.shape[0],), generator=self.generator).tolist()
-
-        def transform(x: torch.Tensor) -> torch.Tensor:
-            out = [t.rot90(k, (-2, -1)) for t, k in zip(x, rotations)]
-            return torch.stack([t.flip(-1) if f else t for t, f in zip(out, flips)])
-
-        before, after = transform(before), transform(after)
-        labels = [transform(label) for label in labels]
+        rotations = torch.randint(0, 4, (before.shape[0],), generator=self.generator)
+        flips = torch.randint(0, 2, (before.shape[0],), generator=self.generator)
+        elements = (rotations + 4 * flips).tolist()
+        before, after = transform_each(before, elements), transform_each(after, elements)
+        labels = [transform_each(label, elements) for label in labels]
         j = self.hparams["jitter"]
         if j > 0:
             shape = (before.shape[0], 1, 1, 1)
@@ -84,50 +80,23 @@ class ChangeTask(pl.LightningModule):
         labels = [batch["label_before"], batch["label_after"], batch["change"]]
         before, after, labels = self.augment(before, after, labels)
         terms = self.loss(self.model(before, after), *labels)
-        land_cover = torch.cat([labels[0], labels[1]])
-        k = self.seen_classes.shape[0] - 1
-        self.seen_classes[land_cover[(land_cover >= 1) & (land_cover <= k)].unique()] = True
+        self.seen_classes.update(torch.cat([labels[0], labels[1]]))
         self.log_dict({f"train/{k}": v for k, v in terms._asdict().items()}, prog_bar=False, on_epoch=True, on_step=False,
                       batch_size=before.shape[0], sync_dist=True)
         return terms.total
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         before, after = self.normalise(batch)
-        out = self.model(before, after)
-        k = self.semantic_hist.shape[0]
-        single = batch["single_date"].view(-1, 1, 1).expand_as(batch["change"])
-        changed = out.change[:, 0] > 0
-        land_cover = out.sem_before.argmax(1) + 1
-        self.landcover_hist += _histogram(batch["label_before"], land_cover, single, k)
-        for logits, labels in ((out.sem_before, batch["label_before"]), (out.sem_after, batch["label_after"])):
-            self.semantic_hist += _histogram(labels, torch.where(changed, logits.argmax(1) + 1, 0), ~single, k)
-        self.binary_hist += _histogram(batch["change"], changed.long(), ~single, 2)
+        self.val_confusion.update(self.model(before, after), batch)
 
     def on_validation_epoch_end(self) -> None:
-        semantic, binary, land_cover = (
-            self.trainer.strategy.reduce(h, reduce_op="sum").cpu().numpy().copy()
-            for h in (self.semantic_hist, self.binary_hist, self.landcover_hist)
-        )
-        for hist in (self.semantic_hist, self.binary_hist, self.landcover_hist):
-            hist.zero_()
-        scores: dict[str, float] = {f"val/{k}": v for k, v in asdict(binary_scores(binary)).items()}
-        if semantic.sum() > 0:
-            scores.update({f"val/{k}": v for k, v in asdict(semantic_scores(semantic)).items()})
-            scores["val/selection"] = scores["val/score"]
-        else:
-            scores["val/selection"] = scores["val/f1"]
-        if land_cover.sum() > 0:
-            iou = iou_per_class(land_cover)[1:]
-            scores["val/landcover_miou"] = float(np.nanmean(iou)) if np.isfinite(iou).any() else 0.0
-            scores.update({f"val/landcover_iou_{c}": float(v) for c, v in enumerate(iou, start=1) if np.isfinite(v)})
-            if binary.sum() == 0:
-                scores["val/selection"] = scores["val/landcover_miou"]
-        self.log_dict(scores, sync_dist=True)  # already reduced: identical on every rank
+        matrices = {name: m.cpu().numpy() for name, m in self.val_confusion.compute().items()}
+        self.val_confusion.reset()
+        self.log_dict(_validation_scores(**matrices), sync_dist=True)  # already reduced: identical on every rank
 
     def trained_classes(self) -> tuple[int, ...]:
         """Land-cover ids that appeared in the training labels so far (all ranks)."""
-        seen = self.trainer.strategy.reduce(self.seen_classes.long(), reduce_op="sum") > 0
-        return tuple(int(i) for i in torch.nonzero(seen).flatten().tolist() if i > 0)
+        return tuple(int(i) for i in torch.nonzero(self.seen_classes.compute()).flatten().tolist())
 
     def configure_optimizers(self) -> dict[str, Any]:
         lr = self.hparams["lr"]
@@ -138,6 +107,74 @@ class ChangeTask(pl.LightningModule):
         total = max(1, int(self.trainer.estimated_stepping_batches))
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: max(0.0, 1 - step / total) ** POLY_POWER)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+class SecondConfusion(Metric):
+    """The validation confusion matrices ``[truth, prediction]`` in pixels, summed over batches and ranks.
+
+    ``semantic``: land cover ``(K+1) x (K+1)`` of change pairs over both dates, a pixel predicted
+    unchanged counting as 0; ``binary``: unchanged/changed ``2 x 2`` of change pairs;
+    ``landcover``: ``(K+1) x (K+1)`` of single-date land-cover images. Ignored labels and class
+    sets are left out.
+    """
+
+    full_state_update = False
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        k = num_classes + 1
+        for name, size in (("semantic", k), ("binary", 2), ("landcover", k)):
+            self.add_state(name, default=torch.zeros(size, size, dtype=torch.int64), dist_reduce_fx="sum")
+
+    def update(self, out: ChangeLogits, batch: dict[str, torch.Tensor]) -> None:
+        """Count the pixels of one batch of network outputs against its labels."""
+        k = self.semantic.shape[0]
+        single = batch["single_date"].view(-1, 1, 1).expand_as(batch["change"])
+        changed = out.change[:, 0] > 0
+        self.landcover += _histogram(batch["label_before"], out.sem_before.argmax(1) + 1, single, k)
+        for logits, labels in ((out.sem_before, batch["label_before"]), (out.sem_after, batch["label_after"])):
+            self.semantic += _histogram(labels, torch.where(changed, logits.argmax(1) + 1, 0), ~single, k)
+        self.binary += _histogram(batch["change"], changed.long(), ~single, 2)
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        """The three matrices by name."""
+        return {"semantic": self.semantic, "binary": self.binary, "landcover": self.landcover}
+
+
+class SeenClasses(Metric):
+    """Which land-cover ids ``1..K`` occur in the labels seen so far (on any rank)."""
+
+    full_state_update = False
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.add_state("counts", default=torch.zeros(num_classes + 1, dtype=torch.int64), dist_reduce_fx="sum")
+
+    def update(self, labels: torch.Tensor) -> None:
+        """Note the single-class labels of ``labels`` (0, ignore and class sets are not classes)."""
+        k = self.counts.shape[0] - 1
+        self.counts += torch.bincount(labels[(labels >= 1) & (labels <= k)].flatten(), minlength=k + 1)
+
+    def compute(self) -> torch.Tensor:
+        """``[K+1]`` booleans, index = land-cover id (index 0 always False)."""
+        return self.counts > 0
+
+
+def _validation_scores(semantic: np.ndarray, binary: np.ndarray, landcover: np.ndarray) -> dict[str, float]:
+    """``val/...`` scores of the matrices of :class:`SecondConfusion`, with ``val/selection``."""
+    scores: dict[str, float] = {f"val/{k}": v for k, v in asdict(binary_scores(binary)).items()}
+    if semantic.sum() > 0:
+        scores.update({f"val/{k}": v for k, v in asdict(semantic_scores(semantic)).items()})
+        scores["val/selection"] = scores["val/score"]
+    else:
+        scores["val/selection"] = scores["val/f1"]
+    if landcover.sum() > 0:
+        iou = iou_per_class(landcover)[1:]
+        scores["val/landcover_miou"] = float(np.nanmean(iou)) if np.isfinite(iou).any() else 0.0
+        scores.update({f"val/landcover_iou_{c}": float(v) for c, v in enumerate(iou, start=1) if np.isfinite(v)})
+        if binary.sum() == 0:
+            scores["val/selection"] = scores["val/landcover_miou"]
+    return scores
 
 
 def _histogram(truth: torch.Tensor, pred: torch.Tensor, keep: torch.Tensor, k: int) -> torch.Tensor:

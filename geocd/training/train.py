@@ -8,16 +8,15 @@ best by the validation selection metric), ``lightning/last.ckpt`` (for ``--resum
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import rasterio
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
 from geocd.checkpoint import ModelMetadata, load_checkpoint, read_metadata, save_checkpoint
@@ -26,51 +25,11 @@ from geocd.data.rasters import choose_bands, open_raster
 from geocd.errors import InputError
 from geocd.models.pretrained import load_imagenet_weights
 from geocd.models.siamese import ModelConfig
+from geocd.options import TrainOptions
 from geocd.schema import SECOND
 from geocd.training.datamodule import ArchiveDataModule, band_statistics
-from geocd.training.losses import SEED_CLASS_WEIGHTS
 from geocd.training.pseudo import read_provenance
 from geocd.training.task import ChangeTask
-
-
-@dataclass(frozen=True)
-class TrainOptions:
-    """Everything ``geocd train`` can be told."""
-
-    backbone: str = "tf_efficientnet_lite0"
-    pretrained: bool = True
-    backbone_weights: Path | None = None
-    lightweight: bool = True
-    bands: tuple[int, ...] | None = None
-    num_bands: int = 3
-    tile_size: int = 256
-    batch_size: int = 8
-    max_epochs: int = 50
-    epoch_length: int | None = None
-    lr: float = 1e-3
-    class_weights: tuple[float, ...] | None = None
-    jitter: float = 0.1
-    val_fraction: float = 0.2
-    seed: int = 0
-    accelerator: str = "auto"
-    devices: str | int = "auto"
-    strategy: str = "auto"
-    num_nodes: int = 1
-    num_workers: int = 0
-    resume: bool = False
-    pseudo_labels: Path | None = None
-    init_from: Path | None = None
-    landcover: tuple[Path, ...] = ()
-    landcover_share: float = 0.5
-    landcover_resolution_m: float | None = 0.5
-    extra_info: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def loss_weights(self) -> tuple[float, ...]:
-        """The CE class weights: as given, else all 1 with pseudo labels (as the seed) and the seed's otherwise."""
-        if self.class_weights is not None:
-            return self.class_weights
-        return (1.0,) * SECOND.num_landcover if self.pseudo_labels is not None else SEED_CLASS_WEIGHTS
 
 
 @dataclass(frozen=True)
@@ -106,30 +65,52 @@ def ground_resolution(records: list[PairRecord]) -> float | None:
     return sizes[len(sizes) // 2]
 
 
-class GeocdCheckpoints(Callback):
-    """After each epoch: write ``last.safetensors``, ``best.safetensors`` when improved, and one summary line."""
+@dataclass(frozen=True)
+class TrainingData:
+    """The data module of a run and what the checkpoints record about its data."""
 
-    def __init__(self, folder: Path, metadata: ModelMetadata, echo) -> None:  # noqa: ANN001 - a print-like callable
-        self.folder, self.metadata, self.echo = folder, metadata, echo
-        best = folder / "best.safetensors"
-        self.best_scores: dict[str, float] = read_metadata(best).info["validation"] if best.is_file() else {}
-        self.best = self.best_scores.get("selection", -math.inf)
+    module: ArchiveDataModule
+    train_records: list[PairRecord]
+    val_records: list[PairRecord]
+    bands: list[int]
+    mean: list[float]
+    std: list[float]
+    pseudo_info: dict[str, Any]
+
+
+class GeocdExport(Checkpoint):
+    """After Lightning's checkpoints of each epoch: ``last.safetensors``, one summary line, and
+    ``best.safetensors`` when ``best`` (a monitoring :class:`ModelCheckpoint`) took a new best."""
+
+    def __init__(
+        self, folder: Path, metadata: ModelMetadata, best: ModelCheckpoint, echo  # noqa: ANN001 - a print-like callable
+    ) -> None:
+        self.folder, self.metadata, self.best, self.echo = folder, metadata, best, echo
+        self.exported_score: float | None = None
 
     def on_train_epoch_end(self, trainer: pl.Trainer, task: ChangeTask) -> None:
         scores = {k.removeprefix("val/"): float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
         info = {**self.metadata.info, "epoch": trainer.current_epoch + 1, "validation": scores}
         meta = replace(self.metadata, trained_classes=task.trained_classes(), info=info)
+        best_score = None if self.best.best_model_score is None else float(self.best.best_model_score)
+        improved = best_score != self.exported_score
+        self.exported_score = best_score
         if not trainer.is_global_zero:
             return
         save_checkpoint(self.folder / "last.safetensors", task.model, meta)
-        improved = scores["selection"] > self.best
         if improved:
-            self.best, self.best_scores = scores["selection"], scores
             save_checkpoint(self.folder / "best.safetensors", task.model, meta)
         loss = trainer.callback_metrics.get("train/total")
         shown = " ".join(f"{k} {scores[k]:.3f}" for k in ("f1", "miou", "sek", "score") if k in scores)
         loss_text = f"loss {float(loss):.4f} " if loss is not None else ""
-        self.echo(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}: {loss_text}val {shown}{' (best)' if improved else ''}")
+        mark = " (best)" if improved else ""
+        self.echo(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}: {loss_text}val {shown}{mark}")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"exported_score": self.exported_score}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.exported_score = state_dict["exported_score"]
 
 
 def train(
@@ -141,12 +122,30 @@ def train(
     if len(options.loss_weights) != SECOND.num_landcover:
         raise InputError(None, f"--class-weights needs {SECOND.num_landcover} numbers, one per land-cover class")
     out = Path(output)
-    resume_from = out / "lightning" / "last.ckpt"
-    if options.resume and not resume_from.is_file():
+    if options.resume and not (out / "lightning" / "last.ckpt").is_file():
         raise InputError(out, "has no lightning/last.ckpt to resume from")
     if not options.resume and (out / "last.safetensors").exists():
         raise InputError(out, "already holds a training run (use --resume to continue it, or another folder)")
     out.mkdir(parents=True, exist_ok=True)
+    data = build_datamodule(archives, options)
+    (out / "split.json").write_text(json.dumps({"seed": options.seed, "train": [r.name for r in data.train_records],
+                                                "val": [r.name for r in data.val_records]}, indent=1))
+    pl.seed_everything(options.seed, workers=True, verbose=False)
+    task, backbone_init = build_task(data, options)
+    metadata = ModelMetadata(
+        task.model.config, bands=band_names(data.train_records[0], data.bands), mean=tuple(data.mean),
+        std=tuple(data.std), schema=SECOND, tile_size=options.tile_size, resolution_m=ground_resolution(data.train_records),
+        info={"archives": [os.fspath(a) for a in archives], "landcover_archives": [os.fspath(a) for a in options.landcover],
+              "backbone_init": backbone_init, "train_pairs": [r.name for r in data.train_records],
+              "val_pairs": [r.name for r in data.val_records],
+              "semantic_labels": any(r.semantic for r in data.train_records),
+              "class_weights": list(options.loss_weights), **data.pseudo_info, **options.extra_info},
+    )
+    return fit(task, data.module, out, metadata, options, echo)
+
+
+def build_datamodule(archives: Sequence[str | os.PathLike[str]], options: TrainOptions) -> TrainingData:
+    """Read the archives, split them by pair, apply pseudo labels, and measure band statistics (pixel units)."""
     records = [record for archive in archives for record in read_archive(archive)]
     records += [landcover_pair(r) for archive in options.landcover for r in read_landcover_archive(archive)]
     train_records, val_records = split_pairs(records, options.val_fraction, options.seed)
@@ -156,43 +155,54 @@ def train(
     if options.pseudo_labels is not None:
         train_records, pseudo_info = with_pseudo_labels(train_records, val_records, options.pseudo_labels)
     with open_raster(train_records[0].before) as src:
-        bands = choose_bands(src, options.bands, options.num_bands)
+        bands = list(choose_bands(src, options.bands, options.num_bands))
     mean, std = band_statistics(train_records, bands)
-    (out / "split.json").write_text(json.dumps({"seed": options.seed, "train": [r.name for r in train_records],
-                                                "val": [r.name for r in val_records]}, indent=1))
-    pl.seed_everything(options.seed, workers=True, verbose=False)
-    config = ModelConfig(options.backbone, len(bands), SECOND.num_landcover, options.lightweight)
-    task = ChangeTask(config, mean, std, options.lr, options.loss_weights, options.jitter, options.seed)
-    backbone_init = "random"
-    if options.init_from is not None and not options.resume:
+    module = ArchiveDataModule(train_records, val_records, len(bands), options.tile_size, options.batch_size,
+                               options.num_workers, options.epoch_length, bands, options.seed,
+                               options.landcover_share, options.landcover_resolution_m)
+    return TrainingData(module, train_records, val_records, bands, mean, std, pseudo_info)
+
+
+def build_task(data: TrainingData, options: TrainOptions) -> tuple[ChangeTask, str]:
+    """The task with its starting weights (unless resuming), and how its backbone was initialised."""
+    config = ModelConfig(options.backbone, len(data.bands), SECOND.num_landcover, options.lightweight)
+    task = ChangeTask(config, data.mean, data.std, options.lr, options.loss_weights, options.jitter, options.seed)
+    if options.resume:
+        return task, "random"
+    if options.init_from is not None:
         start = load_checkpoint(options.init_from)
         if start.model.config != config:
             raise InputError(options.init_from, f"is a {start.model.config} model, not the {config} being trained")
         task.model.load_state_dict(start.model.state_dict())
-        backbone_init = f"checkpoint {options.init_from} ({start.metadata.info.get('backbone_init', 'unknown')})"
-    elif options.pretrained and not options.resume:
-        backbone_init = load_imagenet_weights(task.model.encoder, options.backbone, len(bands), options.backbone_weights)
-    data = ArchiveDataModule(train_records, val_records, len(bands), options.tile_size, options.batch_size,
-                             options.num_workers, options.epoch_length, list(bands), options.seed,
-                             options.landcover_share, options.landcover_resolution_m)
-    metadata = ModelMetadata(
-        config, bands=band_names(train_records[0], bands), mean=tuple(mean), std=tuple(std), schema=SECOND,
-        tile_size=options.tile_size, resolution_m=ground_resolution(train_records),
-        info={"archives": [os.fspath(a) for a in archives], "landcover_archives": [os.fspath(a) for a in options.landcover],
-              "backbone_init": backbone_init, "train_pairs": [r.name for r in train_records],
-              "val_pairs": [r.name for r in val_records], "semantic_labels": any(r.semantic for r in train_records),
-              "class_weights": list(options.loss_weights), **pseudo_info, **options.extra_info},
-    )
-    checkpoints = GeocdCheckpoints(out, metadata, echo)
+        return task, f"checkpoint {options.init_from} ({start.metadata.info.get('backbone_init', 'unknown')})"
+    if options.pretrained:
+        return task, load_imagenet_weights(task.model.encoder, options.backbone, len(data.bands), options.backbone_weights)
+    return task, "random"
+
+
+def fit(
+    task: ChangeTask, data: ArchiveDataModule, output: Path, metadata: ModelMetadata, options: TrainOptions, echo  # noqa: ANN001
+) -> TrainResult:
+    """Run Lightning's Trainer, resuming from ``output/lightning/last.ckpt`` with ``options.resume``.
+
+    Lightning's :class:`ModelCheckpoint` keeps ``lightning/last.ckpt`` and the best epoch by
+    the validation selection metric (``lightning/best.ckpt``, weights only); each epoch
+    :class:`GeocdExport` writes the geocd checkpoints and one summary line through ``echo``.
+    """
+    lightning = output / "lightning"
+    best = ModelCheckpoint(dirpath=lightning, filename="best", monitor="val/selection", mode="max", save_top_k=1,
+                           save_weights_only=True, save_on_train_epoch_end=True)
     trainer = pl.Trainer(
         accelerator=options.accelerator, devices=options.devices, strategy=options.strategy, num_nodes=options.num_nodes,
         max_epochs=options.max_epochs, precision="16-mixed" if _uses_cuda(options.accelerator) else "32-true",
-        logger=CSVLogger(out, name="", version=""), default_root_dir=out, enable_progress_bar=False,
+        logger=CSVLogger(output, name="", version=""), default_root_dir=output, enable_progress_bar=False,
         enable_model_summary=False, log_every_n_steps=1, num_sanity_val_steps=0,
-        callbacks=[checkpoints, ModelCheckpoint(dirpath=out / "lightning", save_last=True, save_top_k=0)],
+        callbacks=[ModelCheckpoint(dirpath=lightning, save_last=True, save_top_k=0), best,
+                   GeocdExport(output, metadata, best, echo)],
     )
-    trainer.fit(task, datamodule=data, ckpt_path=resume_from if options.resume else None)
-    return TrainResult(out / "last.safetensors", out / "best.safetensors", checkpoints.best_scores, trainer.is_global_zero)
+    trainer.fit(task, datamodule=data, ckpt_path=lightning / "last.ckpt" if options.resume else None)
+    scores = read_metadata(output / "best.safetensors").info["validation"] if trainer.is_global_zero else {}
+    return TrainResult(output / "last.safetensors", output / "best.safetensors", scores, trainer.is_global_zero)
 
 
 def with_pseudo_labels(

@@ -1,0 +1,55 @@
+"""The options of ``geocd train``, importable without torch so the CLI shows their defaults.
+
+Each default is held here once: the library's and the command line's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from geocd.schema import SECOND
+
+SEED_CLASS_WEIGHTS = (2.0, 1.0, 2.0, 2.0, 1.0, 1.0)
+"""Weights of land-cover classes 1..6 (water, ground, low vegetation, tree, building, playground)."""
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """Everything ``geocd train`` can be told."""
+
+    backbone: str = "tf_efficientnet_lite0"
+    pretrained: bool = True
+    backbone_weights: Path | None = None
+    lightweight: bool = True
+    bands: tuple[int, ...] | None = None
+    num_bands: int = 3
+    tile_size: int = 256
+    batch_size: int = 8
+    max_epochs: int = 50
+    epoch_length: int | None = None
+    lr: float = 1e-3
+    class_weights: tuple[float, ...] | None = None
+    jitter: float = 0.1
+    val_fraction: float = 0.2
+    seed: int = 0
+    accelerator: str = "auto"
+    devices: str | int = "auto"
+    strategy: str = "auto"
+    num_nodes: int = 1
+    num_workers: int = 2
+    resume: bool = False
+    pseudo_labels: Path | None = None
+    init_from: Path | None = None
+    landcover: tuple[Path, ...] = ()
+    landcover_share: float = 0.5
+    landcover_resolution_m: float | None = 0.5
+    extra_info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def loss_weights(self) -> tuple[float, ...]:
+        """The CE class weights: as given, else all 1 with pseudo labels (as the seed) and the seed's otherwise."""
+        if self.class_weights is not None:
+            return self.class_weights
+        return (1.0,) * SECOND.num_landcover if self.pseudo_labels is not None else SEED_CLASS_WEIGHTS
