@@ -28,7 +28,7 @@ from geocd.data.pair import limit_gdal_cache, warp_onto
 from geocd.data.rasters import Grid, choose_bands, grid_of, open_raster
 from geocd.vector.attributes import ChangeTypeSummary, pair_names
 from geocd.vector.pairs import encode_pairs
-from geocd.vector.reader import open_change_raster
+from geocd.changemap import open_change_raster
 
 MAX_SIDE = 1024
 """Longest side, in pixels, of the decimated reads."""

@@ -12,13 +12,14 @@ from rasterio.warp import Resampling, calculate_default_transform, reproject
 
 from conftest import ORIGIN, intensity_model, planted_pair, smooth_scene, write_raster
 from geocd.changemap import NODATA, ChangeMapInfo, decode_probability
+from geocd.changemap import raster_sink
 from geocd.inference.predict import PredictOptions, predict_change_raster
 from geocd.inference.stitch import blend_window
 
 
 def run(before: Path, after: Path, out: Path, **options) -> np.ndarray:
     model = options.pop("model", None) or intensity_model()
-    predict_change_raster(before, after, [model], out, PredictOptions(**options))
+    predict_change_raster(before, after, [model], [raster_sink(out)], PredictOptions(**options))
     with rasterio.open(out) as src:
         return src.read()
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import tracemalloc
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +17,9 @@ from rasterio.transform import from_origin
 
 from cli.main import cli
 from conftest import ORIGIN, intensity_model, planted_pair, smooth_scene, write_raster
-from geocd.changemap import BANDS, ChangeMapInfo
+from geocd.changemap import BANDS, ChangeMapInfo, open_output_raster
 from geocd.data.rasters import Grid
-from geocd.inference.predict import PredictOptions, open_output_raster, predict
+from geocd.inference.predict import PredictOptions, predict
 from geocd.quicklook import DPI, LEGEND_INCHES, PANEL_INCHES, _ground_width_m, render_quicklook
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "oscd-s2"
@@ -96,10 +95,7 @@ def test_radiometry_recorded_in_the_change_raster_is_reported(tmp_path: Path, mo
     before, after, _ = planted_pair(tmp_path)
     radiometry = {"mode": "auto", "stretch": [[10, 200]] * 3}
 
-    def with_radiometry(path, grid, bands, info):  # noqa: ANN001, ANN202 - stands in for the radiometry module's tag
-        return open_output_raster(path, grid, bands, replace(info, extra={**info.extra, "radiometry": json.dumps(radiometry)}))
-
-    monkeypatch.setattr(module, "open_output_raster", with_radiometry)
+    monkeypatch.setattr(module, "_radiometry_tag", lambda mode, dataset: json.dumps(radiometry))
     predict(before, after, [intensity_model()], report=tmp_path / "r.json", options=PredictOptions(tile_size=48))
     assert json.loads((tmp_path / "r.json").read_text())["inputs"]["radiometry"] == radiometry
 
