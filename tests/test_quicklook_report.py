@@ -19,7 +19,7 @@ from cli.main import cli
 from conftest import ORIGIN, intensity_model, planted_pair, smooth_scene, write_raster
 from geocd.changemap import BANDS, ChangeMapInfo, open_output_raster
 from geocd.data.rasters import Grid
-from geocd.inference.predict import PredictOptions, predict
+from geocd.inference.predict import PredictOptions, PredictOutputs, predict
 from geocd.quicklook import DPI, LEGEND_INCHES, PANEL_INCHES, _ground_width_m, render_quicklook
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "oscd-s2"
@@ -44,8 +44,8 @@ def expected_size(height: int, width: int) -> tuple[int, int]:
 def test_report_and_quicklook_agree_with_the_polygons(tmp_path: Path) -> None:
     before, after, changed = planted_pair(tmp_path)
     gpkg, png, report = tmp_path / "changes.gpkg", tmp_path / "look.png", tmp_path / "report.json"
-    result = predict(before, after, [intensity_model()], output=gpkg, options=PredictOptions(tile_size=48), min_area_m2=2.0,
-                     quicklook=png, report=report)
+    result = predict(before, after, models=[intensity_model()], options=PredictOptions(tile_size=48),
+                     outputs=PredictOutputs(vectors=gpkg, min_area_m2=2.0, quicklook=png, report=report))
     assert (result.quicklook, result.report) == (png, report)
     assert png_size(png) == expected_size(96, 128)
 
@@ -79,7 +79,7 @@ def test_report_and_quicklook_agree_with_the_polygons(tmp_path: Path) -> None:
 
 def test_report_without_polygon_output_lists_untrained_change(tmp_path: Path) -> None:
     before, after, changed = planted_pair(tmp_path)
-    result = predict(before, after, [intensity_model(trained=())], report=tmp_path / "r.json", options=PredictOptions(tile_size=48))
+    result = predict(before, after, models=[intensity_model(trained=())], outputs=PredictOutputs(report=tmp_path / "r.json"), options=PredictOptions(tile_size=48))
     summary = json.loads((tmp_path / "r.json").read_text())
     assert result.polygons == summary["changes"]["polygons"] == 1 and result.vectors is None
     (by_type,) = summary["changes"]["by_type"]
@@ -96,7 +96,7 @@ def test_radiometry_recorded_in_the_change_raster_is_reported(tmp_path: Path, mo
     radiometry = {"mode": "auto", "stretch": [[10, 200]] * 3}
 
     monkeypatch.setattr(module, "_radiometry_tag", lambda mode, dataset: json.dumps(radiometry))
-    predict(before, after, [intensity_model()], report=tmp_path / "r.json", options=PredictOptions(tile_size=48))
+    predict(before, after, models=[intensity_model()], outputs=PredictOutputs(report=tmp_path / "r.json"), options=PredictOptions(tile_size=48))
     assert json.loads((tmp_path / "r.json").read_text())["inputs"]["radiometry"] == radiometry
 
 
@@ -186,6 +186,6 @@ def test_quicklook_of_a_real_sentinel2_pair(tmp_path: Path) -> None:
     city = SHARED / "bercy"
     with rasterio.open(city / "before.tif") as src:
         shape = (src.height, src.width)
-    predict(city / "before.tif", city / "after.tif", [intensity_model()], quicklook=tmp_path / "q.png",
+    predict(city / "before.tif", city / "after.tif", models=[intensity_model()], outputs=PredictOutputs(quicklook=tmp_path / "q.png"),
             options=PredictOptions(tile_size=64, bands=(3, 2, 1)))
     assert png_size(tmp_path / "q.png") == expected_size(*shape)

@@ -7,7 +7,6 @@ a change in any pixel, class or confusion count fails here.
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +14,8 @@ import rasterio
 
 from conftest import intensity_model, planted_pair, synthetic_archive
 from geocd.checkpoint import load_checkpoint
-from geocd.evaluation import evaluate, evaluate_landcover
-from geocd.inference.predict import PredictOptions, predict
+from geocd.evaluation import evaluate
+from geocd.inference.predict import PredictOptions, PredictOutputs, predict
 from geocd.training.pseudo import pseudo_label
 
 
@@ -36,9 +35,9 @@ def raster_digest(path: Path) -> str:
 
 def test_predict_outputs_are_pinned(tmp_path: Path, tiny_checkpoint: Path) -> None:
     before, after, _ = planted_pair(tmp_path)
-    predict(before, after, [intensity_model(smoothing=True)], raster=tmp_path / "change.tif", landcover=tmp_path / "lc.tif",
-            options=PredictOptions(tile_size=48, overlap=12, tta=True))
-    predict(before, after, [load_checkpoint(tiny_checkpoint)], raster=tmp_path / "real.tif",
+    predict(before, after, models=[intensity_model(smoothing=True)],
+            outputs=PredictOutputs(raster=tmp_path / "change.tif", landcover=tmp_path / "lc.tif"), options=PredictOptions(tile_size=48, overlap=12, tta=True))
+    predict(before, after, models=[load_checkpoint(tiny_checkpoint)], outputs=PredictOutputs(raster=tmp_path / "real.tif"),
             options=PredictOptions(tile_size=64, overlap=16))
     assert {name: raster_digest(tmp_path / name) for name in ("change.tif", "lc.tif", "real.tif")} == {
         "change.tif": "f529e5bfa1baf705", "lc.tif": "4b8ee11c8ccc08cd", "real.tif": "c5a4876b797476e4",

@@ -106,7 +106,7 @@ def choose_bands(src: DatasetReader, requested: Sequence[int] | None, needed: in
             raise InputError(src.name, f"has {len(available)} image band(s), the model needs {needed}")
         return available[:needed]
     if len(requested) != needed:
-        raise InputError(src.name, f"--bands lists {len(requested)} band(s), the model needs {needed}")
+        raise InputError(src.name, f"bands lists {len(requested)} band(s), the model needs {needed}")
     missing = [b for b in requested if b not in src.indexes]
     if missing:
         raise InputError(src.name, f"has no band {missing[0]} (it has {src.count})")

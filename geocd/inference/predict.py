@@ -44,7 +44,7 @@ RASTER_SUFFIXES = (".tif", ".tiff")
 class PredictOptions:
     """Knobs of one prediction; ``None`` tile size and overlap come from the model.
 
-    ``batch_size`` ``None`` means 1 on CPU (larger batches are slower per tile there, being
+    ``device`` is a name for :func:`resolve_device` or a device it resolved. ``batch_size`` ``None`` means 1 on CPU (larger batches are slower per tile there, being
     memory-bound) and 8 on CUDA. ``radiometry`` says how stored pixel values become the
     model's input (:data:`geocd.data.radiometry.RadiometryMode`).
     """
@@ -53,12 +53,11 @@ class PredictOptions:
     overlap: int | None = None
     tta: bool = False
     threshold: float = 0.5
-    device: str = "auto"
+    device: str | torch.device = "auto"
     batch_size: int | None = None
     num_workers: int = 0
     bands: tuple[int, ...] | None = None
     radiometry: RadiometryMode = "auto"
-    overwrite: bool = False
 
 
 @dataclass(frozen=True)
@@ -96,16 +95,18 @@ class NormalizedModel(nn.Module):
         return self.net(before, after)
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when available; ``cpu``/``cuda``/``cuda:N`` are checked."""
+def resolve_device(name: str | torch.device) -> torch.device:
+    """``auto`` picks CUDA when available; ``cpu``/``cuda``/``cuda:N`` are checked; a ``torch.device`` is already resolved."""
+    if isinstance(name, torch.device):
+        return name
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise InputError(None, f"--device {name!r} is not a device (use auto, cpu, cuda or cuda:N)") from None
+        raise InputError(None, f"device {name!r} is not a device (use auto, cpu, cuda or cuda:N)") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(None, f"--device {name} asked for CUDA, but no CUDA device is available")
+        raise InputError(None, f"device {name} asked for CUDA, but no CUDA device is available")
     return device
 
 
@@ -131,9 +132,9 @@ def predict_change_raster(
     tile = options.tile_size or meta.tile_size
     overlap = options.overlap if options.overlap is not None else tile // 8
     if not 0 <= overlap < tile:
-        raise InputError(None, f"--overlap {overlap} must be at least 0 and less than the tile size {tile}")
+        raise InputError(None, f"overlap {overlap} must be at least 0 and less than the tile size {tile}")
     if not valid_threshold(options.threshold):
-        raise InputError(None, f"--threshold {options.threshold} must be in (0, 1]")
+        raise InputError(None, f"threshold {options.threshold} must be in (0, 1]")
     check_target(meta.radiometry, models[0].path)
     dataset = PairDataset(before, after, meta.config.in_channels, options.bands, min_extent=tile,
                           radiometry=options.radiometry)
@@ -245,33 +246,52 @@ def _forward(nets: Sequence[nn.Module], batch: dict, device: torch.device, tta: 
     return torch.cat(channels, dim=1).float().cpu().numpy()
 
 
+@dataclass(frozen=True)
+class PredictOutputs:
+    """What :func:`predict` writes, and its output policy.
+
+    ``vectors``: change polygons (format by extension); ``raster``: the change raster;
+    ``landcover``: both dates' land-cover maps; ``quicklook``: a PNG; ``report``: a JSON run
+    report. ``overwrite`` replaces existing outputs; ``min_area_m2`` is
+    :func:`geocd.vector.vectorize`'s (None: its grid-based default).
+    """
+
+    vectors: str | os.PathLike[str] | None = None
+    raster: str | os.PathLike[str] | None = None
+    landcover: str | os.PathLike[str] | None = None
+    quicklook: str | os.PathLike[str] | None = None
+    report: str | os.PathLike[str] | None = None
+    overwrite: bool = False
+    min_area_m2: float | None = None
+
+    @property
+    def paths(self) -> dict[str, str | os.PathLike[str] | None]:
+        """Every output path by kind (None where not written)."""
+        return {"vectors": self.vectors, "raster": self.raster, "landcover": self.landcover,
+                "quicklook": self.quicklook, "report": self.report}
+
+
 def check_predict_outputs(
     before: str | os.PathLike[str],
     after: str | os.PathLike[str],
     models: Sequence[str | os.PathLike[str]],
-    output: str | os.PathLike[str] | None,
-    raster: str | os.PathLike[str] | None,
-    landcover: str | os.PathLike[str] | None,
-    overwrite: bool,
-    *,
-    quicklook: str | os.PathLike[str] | None = None,
-    report: str | os.PathLike[str] | None = None,
-) -> Path | None:
+    outputs: PredictOutputs,
+) -> PredictOutputs:
     """The checks of :func:`predict`'s outputs that need no compute: known formats, no clashes, writable.
 
-    Returns ``output`` as it will be written (:func:`geocd.vector.formats.check_vector_path`).
+    Returns ``outputs`` with ``vectors`` as it will be written (:func:`geocd.vector.formats.check_vector_path`).
     """
     from geocd.vector.formats import check_vector_path
 
-    output = None if output is None else check_vector_path(output)
-    for path in (raster, landcover):
+    outputs = replace(outputs, vectors=None if outputs.vectors is None else check_vector_path(outputs.vectors))
+    for path in (outputs.raster, outputs.landcover):
         if path is not None and Path(path).suffix.lower() not in RASTER_SUFFIXES:
             raise OutputError(path, f"is written as a GeoTIFF, so its name must end in {' or '.join(RASTER_SUFFIXES)}")
-    for path, suffix in ((quicklook, ".png"), (report, ".json")):
+    for path, suffix in ((outputs.quicklook, ".png"), (outputs.report, ".json")):
         if path is not None:
-            check_output_path(path, overwrite, suffix)
-    check_outputs([output, raster, landcover, quicklook, report], [before, after, *models], overwrite)
-    return output
+            check_output_path(path, outputs.overwrite, suffix)
+    check_outputs(list(outputs.paths.values()), [before, after, *models], outputs.overwrite)
+    return outputs
 
 
 @dataclass(frozen=True)
@@ -290,41 +310,35 @@ class PredictResult:
 def predict(
     before: str | os.PathLike[str],
     after: str | os.PathLike[str],
-    models: Sequence[LoadedModel],
-    output: str | os.PathLike[str] | None = None,
-    raster: str | os.PathLike[str] | None = None,
-    options: PredictOptions = PredictOptions(),
-    min_area_m2: float | None = None,
-    progress: Progress | None = None,
-    landcover: str | os.PathLike[str] | None = None,
     *,
-    quicklook: str | os.PathLike[str] | None = None,
-    report: str | os.PathLike[str] | None = None,
+    models: Sequence[LoadedModel],
+    outputs: PredictOutputs,
+    options: PredictOptions = PredictOptions(),
+    progress: Progress | None = None,
 ) -> PredictResult:
-    """Change polygons (``output``, format by extension), the change raster (``raster``), land-cover
-    maps, a quicklook PNG (``quicklook``) and/or a JSON run report (``report``) of a pair.
-
-    ``min_area_m2`` is :func:`geocd.vector.vectorize`'s (None: its grid-based default).
+    """Change polygons, the change raster, land-cover maps, a quicklook PNG and/or a JSON run report
+    of a pair, as ``outputs`` asks.
 
     The quicklook and the report summarise the change polygons, which are computed (in a
-    temporary GeoPackage) even without ``output``; a GeoPackage ``output`` carries the report
+    temporary GeoPackage) even without ``outputs.vectors``; a GeoPackage carries the report
     in its layer metadata (``GEOCD_REPORT``). Every output is written under a temporary name
     and renamed only when all succeeded; an existing output, or a quicklook not named .png or
     a report not named .json, is refused before any computation (existing ones unless
-    ``options.overwrite``).
+    ``outputs.overwrite``).
     """
-    if output is None and raster is None and landcover is None and quicklook is None and report is None:
+    if not any(outputs.paths.values()):
         raise InputError(None, "nothing to write: give an output GeoPackage, a change raster, a land-cover map, "
                                "a quicklook or a report")
-    output = check_predict_outputs(before, after, [m.path for m in models], output, raster, landcover, options.overwrite,
-                                   quicklook=quicklook, report=report)
+    outputs = check_predict_outputs(before, after, [m.path for m in models], outputs)
+    output, raster, landcover, quicklook, report = outputs.paths.values()
+    overwrite, min_area_m2 = outputs.overwrite, outputs.min_area_m2
     if landcover is not None and not models[0].metadata.landcover_trained:
         raise InputError(models[0].path, "has untrained land-cover heads, so it cannot write a land-cover map")
     start = time.perf_counter()
     with contextlib.ExitStack() as stack:
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="geocd-")))
-        raster_tmp = stack.enter_context(atomic_output(raster, options.overwrite)) if raster else scratch / "change.tif"
-        landcover_tmp = stack.enter_context(atomic_output(landcover, options.overwrite)) if landcover else None
+        raster_tmp = stack.enter_context(atomic_output(raster, overwrite)) if raster else scratch / "change.tif"
+        landcover_tmp = stack.enter_context(atomic_output(landcover, overwrite)) if landcover else None
         sinks = [raster_sink(raster_tmp)] + ([raster_sink(landcover_tmp, landcover=True)] if landcover else [])
         result = predict_change_raster(before, after, models, sinks, options, progress)
         polygons = None
@@ -340,17 +354,15 @@ def predict(
                 from geocd.quicklook import render_quicklook
 
                 t0 = time.perf_counter()
-                render_quicklook(before, after, raster_tmp, stack.enter_context(atomic_output(quicklook, options.overwrite)),
+                render_quicklook(before, after, raster_tmp, stack.enter_context(atomic_output(quicklook, overwrite)),
                                  changes.change_types, options.bands, models[0].metadata.config.in_channels)
                 seconds["quicklook"] = time.perf_counter() - t0
             summary = build_report(before, after, models, options, min_area_m2, result, changes.change_types,
-                                   seconds | {"total": time.perf_counter() - start},
-                                   {"vectors": output, "raster": raster, "landcover": landcover, "quicklook": quicklook, "report": report})
+                                   seconds | {"total": time.perf_counter() - start}, outputs.paths)
             if output is not None:
                 metadata = changes.layer.metadata | {REPORT_KEY: json.dumps(summary, ensure_ascii=False)}
-                write_vectors(output, changes.frame, replace(changes.layer, metadata=metadata), options.overwrite)
+                write_vectors(output, changes.frame, replace(changes.layer, metadata=metadata), overwrite)
             if report is not None:
-                write_report(stack.enter_context(atomic_output(report, options.overwrite)), summary)
-    return PredictResult(Path(raster) if raster else None, Path(output) if output else None, result, polygons,
-                         Path(landcover) if landcover else None, Path(quicklook) if quicklook else None,
-                         Path(report) if report else None)
+                write_report(stack.enter_context(atomic_output(report, overwrite)), summary)
+    return PredictResult(*(None if p is None else Path(p) for p in (raster, output)), result, polygons,
+                         *(None if p is None else Path(p) for p in (landcover, quicklook, report)))
