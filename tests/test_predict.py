@@ -183,3 +183,20 @@ def test_threshold_outside_0_1_is_refused_before_writing(tmp_path: Path, thresho
     with pytest.raises(InputError, match=r"^threshold .* must be in \(0, 1\]$"):
         run(before, after, tmp_path / "change.tif", threshold=threshold)
     assert not (tmp_path / "change.tif").exists()
+
+
+def test_pair_dataset_speaks_torchgeo_through_its_public_api(tmp_path: Path) -> None:
+    """``res`` is the grid's; sampler queries and partial slices map to pixel windows of the 'before' grid."""
+    from torchgeo.samplers import GridGeoSampler
+
+    from rasterio.windows import Window
+
+    from geocd.data.pair import PairDataset
+
+    before, after, _ = planted_pair(tmp_path)
+    dataset = PairDataset(before, after, 3)
+    assert dataset.res == dataset.grid.res == (1.0, 1.0)
+    windows = [dataset.window_of(q) for q in GridGeoSampler(dataset, 64, 48)]
+    assert {(w.col_off, w.row_off, w.width, w.height) for w in windows} == {(c, r, 64, 64) for c in (0, 48, 96) for r in (-16, 32)}
+    left, top = dataset.grid.transform.c, dataset.grid.transform.f
+    assert dataset.window_of((slice(left + 10, left + 20), slice(None, top - 5))) == Window(10, 5, 10, 91)
