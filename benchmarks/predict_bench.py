@@ -59,11 +59,12 @@ def build_model(backbone: str, tile: int):
 
 
 def run_geocd(before: Path, after: Path, out: Path, backbone: str, tile: int, workers: int) -> dict:
+    from geocd.changemap import raster_sink
     from geocd.inference.predict import PredictOptions, predict_change_raster
 
     model = build_model(backbone, tile)
     start = time.perf_counter()
-    result = predict_change_raster(before, after, [model], out, PredictOptions(num_workers=workers))
+    result = predict_change_raster(before, after, [model], [raster_sink(out)], PredictOptions(num_workers=workers))
     seconds = time.perf_counter() - start
     return {"seconds": seconds, "model_seconds": result.model_seconds, "tiles": result.tiles}
 

@@ -19,7 +19,7 @@ import numpy as np
 import rasterio
 
 from geocd.checkpoint import load_models
-from geocd.inference.predict import PredictOptions, predict
+from geocd.inference.predict import PredictOptions, PredictOutputs, predict
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "oscd-s2"
 RENDITION_MAX = 3000.0
@@ -78,7 +78,7 @@ def main() -> None:
                 else:
                     radiometry = tuple(float(v) for v in mode.split(":")) if ":" in mode else mode
                     options = PredictOptions(num_workers=0, bands=(3, 2, 1), radiometry=radiometry)
-                predict(before, after, models, raster=out, options=options)
+                predict(before, after, models=models, outputs=PredictOutputs(raster=out), options=options)
                 c = counts(out, SHARED / city / "change.tif", options.threshold)
                 totals[mode] += c
                 row.append(f"{scores(c)[0]:.3f}")

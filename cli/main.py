@@ -36,6 +36,17 @@ class GeocdClickError(click.ClickException):
         click.echo(f"geocd: error: {self.format_message()}", err=True)
 
 
+OPTION_PARAMETERS = ("bands", "batch_size", "class_weights", "device", "overlap", "resolution", "threshold", "tile_size")
+"""Library parameters that are command-line options: an error line starting with one names its flag instead."""
+
+
+def error_line(error: GeocdError) -> str:
+    """The CLI's line for a library error: ``FILE: problem``, a leading parameter name turned into its flag."""
+    name, _, rest = error.problem.partition(" ")
+    problem = f"--{name.replace('_', '-')} {rest}" if name in OPTION_PARAMETERS else error.problem
+    return str(type(error)(error.path, problem))
+
+
 def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     """Turn library :class:`GeocdError` raised by ``command`` into a one-line CLI error."""
 
@@ -44,7 +55,7 @@ def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return command(*args, **kwargs)
         except GeocdError as error:
-            raise GeocdClickError(str(error)) from None
+            raise GeocdClickError(error_line(error)) from None
 
     return wrapper
 
@@ -155,16 +166,19 @@ def predict(before: str, after: str, output: str | None, raster: str | None, lan
         raise click.UsageError("give -o/--output changes.gpkg, --raster change.tif, --landcover landcover.tif, "
                                "--quicklook quicklook.png and/or --report report.json")
     from geocd.checkpoint import load_models
-    from geocd.inference.predict import PredictOptions, check_predict_outputs, predict as run_predict, resolve_device
+    from geocd.inference.predict import (
+        PredictOptions, PredictOutputs, check_predict_outputs, predict as run_predict, resolve_device,
+    )
     from geocd.progress import Progress
-    check_predict_outputs(before, after, models, output, raster, landcover, overwrite, quicklook=quicklook, report=report)
-    options = PredictOptions(tile_size=tile_size, overlap=overlap, tta=tta, threshold=threshold, device=device,
-                             batch_size=batch_size, num_workers=num_workers, bands=bands, radiometry=radiometry,
-                             overwrite=overwrite)
-    loaded = load_models(list(models), resolve_device(device))
+    outputs = PredictOutputs(vectors=output, raster=raster, landcover=landcover, quicklook=quicklook, report=report,
+                             overwrite=overwrite, min_area_m2=min_area)
+    check_predict_outputs(before, after, models, outputs)
+    resolved = resolve_device(device)
+    options = PredictOptions(tile_size=tile_size, overlap=overlap, tta=tta, threshold=threshold, device=resolved,
+                             batch_size=batch_size, num_workers=num_workers, bands=bands, radiometry=radiometry)
+    loaded = load_models(list(models), resolved)
     progress = Progress("none" if quiet else progress_mode)
-    result = run_predict(before, after, loaded, output, raster, options, min_area, progress, landcover,
-                         quicklook=quicklook, report=report)
+    result = run_predict(before, after, models=loaded, outputs=outputs, options=options, progress=progress)
     if not quiet and progress_mode != "json":
         stats = result.change_raster
         outputs = (result.vectors, result.raster, result.landcover, result.quicklook, result.report)
@@ -318,15 +332,16 @@ def evaluate(archive: str, models: tuple[str, ...], output: str, pairs: str | No
     from geocd.inference.predict import PredictOptions, resolve_device
 
     report_paths(output, overwrite)
-    loaded = load_models(list(models), resolve_device(device))
-    options = PredictOptions(tile_size=tile_size, tta=tta, threshold=threshold, device=device, num_workers=num_workers)
+    resolved = resolve_device(device)
+    loaded = load_models(list(models), resolved)
+    options = PredictOptions(tile_size=tile_size, tta=tta, threshold=threshold, device=resolved, num_workers=num_workers)
     run = evaluate_landcover if open_archive(archive).kind == "landcover" else run_evaluate
     report = run(archive, loaded, options, pairs.split(",") if pairs else None)
     json_path, png_path = save_report(report, output, overwrite)
     click.echo(report.table())
     click.echo(f"wrote {json_path} and {png_path}", err=True)
     for _, error in report.failed:
-        GeocdClickError(str(error)).show()
+        GeocdClickError(error_line(error)).show()
     if report.failed:
         raise click.exceptions.Exit(ERROR_EXIT_CODE)
 
@@ -359,8 +374,9 @@ def pseudo_label(archive: str, models: tuple[str, ...], output: str, pairs: tupl
     from geocd.inference.predict import PredictOptions, resolve_device
     from geocd.training.pseudo import pseudo_label as run_pseudo_label
 
-    loaded = load_models(list(models), resolve_device(device))
-    options = PredictOptions(tile_size=tile_size, tta=tta, device=device, num_workers=num_workers)
+    resolved = resolve_device(device)
+    loaded = load_models(list(models), resolved)
+    options = PredictOptions(tile_size=tile_size, tta=tta, device=resolved, num_workers=num_workers)
     report = run_pseudo_label(archive, loaded, output, options, overwrite=overwrite, pairs=list(pairs) or None)
     click.echo(report.table())
 

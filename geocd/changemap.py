@@ -9,20 +9,38 @@ the valid area:
 
 A pixel is *changed* when its probability reaches the threshold stored in the tags
 (:func:`is_changed`, used by both writer and reader). When the model's land-cover heads
-were not trained, the class bands are 0 everywhere and the tags say so.
+were not trained, the class bands are 0 everywhere and the tags say so. A land-cover map
+(:data:`LANDCOVER_BANDS`) has both dates' classes on the same grid.
+
+This module owns the format: encoding finished rows (:func:`encode_rows`), the row sinks
+that write it (:func:`raster_sink`), and reading it back (:func:`open_change_raster`,
+:func:`read_strips`). Prediction hands every row of the grid, top to bottom, to its sinks
+as :class:`ChangeRows`; a sink may write a file or consume the rows directly.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
+import rasterio
+from pyproj import CRS
+from rasterio.errors import RasterioIOError
+from rasterio.windows import Window
 
+from geocd.atomic import write_failure
+from geocd.data.rasters import Grid, geotiff_profile, row_windows
+from geocd.errors import InputError
 from geocd.schema import SECOND, ClassSchema
 
 BANDS = ("change_probability", "from_class", "to_class")
+LANDCOVER_BANDS = ("landcover_before", "landcover_after")
 NODATA = 255
 PROBABILITY_SCALE = 254
 TAG_PREFIX = "GEOCD_"
@@ -125,3 +143,176 @@ def is_changed(encoded: np.ndarray, threshold: float) -> np.ndarray:
     """Changed pixels of an encoded probability band: p >= threshold, nodata excluded."""
     cutoff = math.ceil(threshold * PROBABILITY_SCALE - 1e-9)
     return (encoded >= cutoff) & (encoded != NODATA)
+
+
+@dataclass(frozen=True)
+class ChangeRows:
+    """Finished rows of a change map on its grid, full width, uint8 with :data:`NODATA` outside the valid area.
+
+    ``bands`` ``[3, rows, width]`` are the change raster's :data:`BANDS`; ``landcover``
+    ``[2, rows, width]`` both dates' trained classes (:data:`LANDCOVER_BANDS`), None when the
+    model's land-cover heads were not trained.
+    """
+
+    window: Window
+    bands: np.ndarray
+    landcover: np.ndarray | None
+
+
+ChangeSink = Callable[[ChangeRows], None]
+SinkFactory = Callable[[Grid, ChangeMapInfo], AbstractContextManager[ChangeSink]]
+"""Opens a sink for a change map on a grid (e.g. a file writer); the sink sees every row once, top to bottom."""
+
+
+def encode_rows(probabilities: np.ndarray, valid: np.ndarray, info: ChangeMapInfo) -> tuple[np.ndarray, np.ndarray | None]:
+    """Change-raster bands ``[3, h, w]`` and land cover ``[2, h, w]`` (None untrained) of blended model outputs.
+
+    ``probabilities`` ``[1 + 2K, h, w]`` are the change probability then both dates' class
+    probabilities over the K trained classes; ``valid`` ``[h, w]`` marks predicted pixels.
+    """
+    trained = np.asarray(info.trained_classes, np.uint8)
+    probability = encode_probability(probabilities[0])
+    changed = is_changed(probability, info.threshold) & valid
+    bands = np.empty((len(BANDS), *valid.shape), np.uint8)
+    bands[0] = np.where(valid, probability, NODATA)
+    bands[1:] = np.where(valid, 0, NODATA)
+    if not trained.size:
+        return bands, None
+    t = trained.size
+    classes = [trained[probs.argmax(0)] for probs in (probabilities[1 : 1 + t], probabilities[1 + t :])]
+    for band, date_classes in zip((1, 2), classes):
+        bands[band][changed] = date_classes[changed]
+    return bands, np.where(valid, np.stack(classes), NODATA).astype(np.uint8)
+
+
+def nodata_rows(window: Window, info: ChangeMapInfo) -> ChangeRows:
+    """Rows of ``window`` with no prediction at all."""
+    shape = (int(window.height), int(window.width))
+    cover = np.full((len(LANDCOVER_BANDS), *shape), NODATA, np.uint8) if info.landcover_trained else None
+    return ChangeRows(window, np.full((len(BANDS), *shape), NODATA, np.uint8), cover)
+
+
+@contextmanager
+def open_output_raster(path: str | os.PathLike[str], grid: Grid, bands: Sequence[str], info: ChangeMapInfo,
+                       ) -> Iterator[rasterio.io.DatasetWriter]:
+    """Create a tiled, compressed uint8 GeoTIFF on ``grid`` with nodata 255 and geocd tags.
+
+    A ``change_probability`` band gets the GDAL scale 1/254. A failed creation or write
+    (a full disk, found by reading every block back after closing) is an :class:`OutputError`.
+    """
+    try:
+        dst = rasterio.open(path, "w", **geotiff_profile(grid, len(bands), "uint8", NODATA))
+    except RasterioIOError as error:
+        raise write_failure(path, error) from None
+    with dst:
+        dst.descriptions = tuple(bands)
+        dst.scales = tuple(1.0 / PROBABILITY_SCALE if b == "change_probability" else 1.0 for b in bands)
+        dst.update_tags(**info.to_tags())
+        yield dst
+    _check_written(path)
+
+
+def raster_sink(path: str | os.PathLike[str], landcover: bool = False) -> SinkFactory:
+    """A sink factory writing the change raster to ``path`` (which must not exist), or with
+    ``landcover`` the land-cover map."""
+
+    @contextmanager
+    def sink(grid: Grid, info: ChangeMapInfo) -> Iterator[ChangeSink]:
+        with open_output_raster(path, grid, LANDCOVER_BANDS if landcover else BANDS, info) as dst:
+            yield lambda rows: write_rows(dst, rows.landcover if landcover else rows.bands, rows.window)
+
+    return sink
+
+
+def write_rows(dst: rasterio.io.DatasetWriter, data: np.ndarray, window: Window) -> None:
+    """Write ``data`` ``[bands, rows, columns]`` into ``window`` of ``dst``; a failure is an :class:`OutputError`."""
+    try:
+        dst.write(data, window=window)
+    except RasterioIOError as error:
+        raise write_failure(dst.name, error) from None
+
+
+def _check_written(path: str | os.PathLike[str]) -> None:
+    """Read back every block of a closed raster: GDAL only logs write errors at closing (a full disk)."""
+    try:
+        with rasterio.open(path) as src:
+            for _, window in src.block_windows(1):
+                src.read(window=window)
+    except RasterioIOError as error:
+        raise write_failure(path, error) from None
+
+
+STRIP_PIXELS = 1 << 22
+"""Preferred strip size in pixels when reading (4 MP: ~60 MB of working arrays)."""
+MAX_STRIP_PIXELS = 1 << 25
+"""Largest default strip (32 MP); strips of wider rasters cut the file's blocks."""
+
+
+@dataclass(frozen=True)
+class Strip:
+    """Rows ``row_offset .. row_offset + height`` of the three bands."""
+
+    row_offset: int
+    probability: np.ndarray
+    from_class: np.ndarray
+    to_class: np.ndarray
+
+
+@contextmanager
+def open_change_raster(path: str | os.PathLike[str]) -> Iterator[tuple[rasterio.DatasetReader, ChangeMapInfo]]:
+    """The open dataset and its :class:`ChangeMapInfo`; :class:`InputError` if it is not a change raster."""
+    try:
+        dataset = rasterio.open(path)
+    except RasterioIOError as error:
+        raise InputError(path, f"cannot be read as a raster ({error})") from None
+    with dataset:
+        if dataset.count != len(BANDS) or set(dataset.dtypes) != {"uint8"}:
+            found = f"{dataset.count} band(s) of {', '.join(sorted(set(dataset.dtypes)))}"
+            raise InputError(path, f"is not a geocd change raster: expected 3 uint8 bands {BANDS}, found {found}")
+        tags = dataset.tags()
+        if not any(key.startswith(TAG_PREFIX) for key in tags):
+            raise InputError(path, "is not a geocd change raster: it has no GEOCD_* metadata tags")
+        if dataset.crs is None:
+            raise InputError(path, "has no coordinate reference system")
+        if CRS.from_user_input(dataset.crs).geodetic_crs is None:
+            raise InputError(path, "has a CRS without an ellipsoid: ground areas cannot be measured")
+        try:
+            info = ChangeMapInfo.from_tags(tags)
+        except ValueError as error:
+            raise InputError(path, f"has a bad metadata tag: {error}") from None
+        yield dataset, info
+
+
+def default_strip_rows(dataset: rasterio.DatasetReader) -> int:
+    """Whole rows of the file's blocks, about :data:`STRIP_PIXELS` (at least one block row);
+    an equal share of a block row only when one block row exceeds :data:`MAX_STRIP_PIXELS`."""
+    block = dataset.block_shapes[0][0]
+    block_row = block * max(dataset.width, 1)
+    if block_row > MAX_STRIP_PIXELS:
+        return block // math.ceil(block_row / MAX_STRIP_PIXELS)
+    return max(STRIP_PIXELS // block_row, 1) * block
+
+
+def read_strips(dataset: rasterio.DatasetReader, rows: int) -> Iterator[Strip]:
+    """The raster top to bottom in strips of ``rows`` rows (the last may be shorter).
+
+    The next strip is read in a background thread while the caller works on the current
+    one. Each strip is read through its own short-lived handle, so GDAL's block cache
+    does not keep decompressed blocks of strips already done: memory stays per strip.
+    """
+    windows = row_windows(dataset, rows)
+    with ThreadPoolExecutor(max_workers=1) as reader:
+        upcoming = [reader.submit(_read, dataset.name, w) for w in windows[:1]]
+        for index, window in enumerate(windows):
+            data = upcoming.pop().result()
+            if index + 1 < len(windows):
+                upcoming.append(reader.submit(_read, dataset.name, windows[index + 1]))
+            yield Strip(int(window.row_off), data[0], data[1], data[2])
+
+
+def _read(path: str, window: Window) -> np.ndarray:
+    try:
+        with rasterio.open(path) as dataset:
+            return dataset.read(window=window)
+    except RasterioIOError as error:
+        raise InputError(path, f"cannot read rows {int(window.row_off)}.. ({error})") from None

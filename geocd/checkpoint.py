@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from safetensors.torch import save_file
 from geocd import __version__
 from geocd.atomic import atomic_output
 from geocd.data.radiometry import DISPLAY8
-from geocd.errors import CheckpointError
+from geocd.errors import CheckpointError, InputError
 from geocd.models.siamese import ModelConfig, SiameseChangeNet
 from geocd.options import TrainOptions
 from geocd.schema import SECOND, ClassSchema
@@ -147,6 +148,21 @@ def load_models(paths: list[str | os.PathLike[str]], device: str | torch.device 
             raise CheckpointError(None, "no default model is bundled with this geocd install; pass --model FILE")
         paths = [DEFAULT_MODEL]
     return [load_checkpoint(path, device) for path in paths]
+
+
+def check_ensemble(models: Sequence[LoadedModel]) -> None:
+    """Members of an ensemble must agree on bands, classes and trained classes."""
+    first = models[0].metadata
+    for other in models[1:]:
+        meta = other.metadata
+        for what, a, b in (
+            ("input bands", first.config.in_channels, meta.config.in_channels),
+            ("input radiometry", first.radiometry, meta.radiometry),
+            ("class schema", first.schema, meta.schema),
+            ("trained land-cover classes", first.trained_classes, meta.trained_classes),
+        ):
+            if a != b:
+                raise InputError(other.path, f"{what} differ from those of {models[0].path}; cannot ensemble them")
 
 
 def _read_header(path: Path) -> dict[str, str]:

@@ -18,6 +18,7 @@ from rasterio.crs import CRS
 from rasterio.transform import from_origin
 
 from geocd.atomic import atomic_output
+from geocd.data.rasters import Grid, geotiff_profile
 
 DEMO_CRS = CRS.from_epsg(32633)
 DEMO_RESOLUTION_M = 0.5
@@ -90,10 +91,7 @@ def write_demo_pair(folder: str | os.PathLike[str], size: int = 512, seed: int =
     cover_before = _land_cover(size, rng)
     cover_after = _plant_changes(cover_before)
     changed = cover_before != cover_after
-    profile = dict(
-        driver="GTiff", width=size, height=size, crs=DEMO_CRS, tiled=True, compress="deflate",
-        transform=from_origin(*DEMO_ORIGIN, DEMO_RESOLUTION_M, DEMO_RESOLUTION_M),
-    )
+    grid = Grid(DEMO_CRS, from_origin(*DEMO_ORIGIN, DEMO_RESOLUTION_M, DEMO_RESOLUTION_M), size, size)
     layers = {
         "before.tif": _render(cover_before, rng, 1.0),
         "after.tif": _render(cover_after, rng, 1.08),
@@ -101,6 +99,6 @@ def write_demo_pair(folder: str | os.PathLike[str], size: int = 512, seed: int =
     }
     for name, data in layers.items():
         with atomic_output(out / name, overwrite=overwrite) as tmp:
-            with rasterio.open(tmp, "w", count=data.shape[0], dtype="uint8", **profile) as dst:
+            with rasterio.open(tmp, "w", **geotiff_profile(grid, data.shape[0], "uint8")) as dst:
                 dst.write(data)
     return DemoPair(out / "before.tif", out / "after.tif", out / "truth.tif")

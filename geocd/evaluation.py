@@ -1,8 +1,8 @@
 """``geocd evaluate``: the full predict path on each labelled pair of an archive, then scores.
 
-Each pair is predicted exactly as ``geocd predict`` does (tiling, blending, threshold) into a
-temporary change raster; that raster and the labels (aligned to the 'before' grid) are read
-back in strips of rows to fill confusion matrices, so memory stays bounded.
+Each pair is predicted exactly as ``geocd predict`` does (tiling, blending, threshold); its
+finished rows go straight into confusion matrices beside the labels (aligned to the 'before'
+grid), with no temporary change raster, so memory stays bounded.
 
 Only predicted pixels that are labelled are scored; each pair reports the fraction of its
 predicted pixels that was. A pair that cannot be scored (unreadable, no labelled pixel where it
@@ -16,27 +16,23 @@ import contextlib
 import functools
 import json
 import os
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from rasterio.windows import Window
 
 from geocd.atomic import atomic_output, check_output_path
-from geocd.changemap import NODATA, ChangeMapInfo, is_changed
+from geocd.changemap import NODATA, ChangeMapInfo, ChangeRows, ChangeSink, is_changed
 from geocd.checkpoint import LoadedModel
 from geocd.data.archive import LandCoverRecord, PairRecord, read_archive, read_landcover_archive
 from geocd.data.labelled import change_mask, open_labels, read_label
 from geocd.data.labels import IGNORE
-from geocd.data.rasters import grid_of, open_raster
+from geocd.data.rasters import Grid
 from geocd.errors import GeocdError, InputError, OutputError
 from geocd.inference.predict import PredictOptions, predict_change_raster
 from geocd.metrics import binary_scores, confusion_matrix, iou_per_class, semantic_scores
 from geocd.progress import Progress
-
-STRIP_ROWS = 512
 
 
 @dataclass
@@ -110,35 +106,45 @@ class EvaluationReport:
         return "\n".join(lines)
 
 
-def evaluate_pair(record: PairRecord, raster: Path, semantic: bool, num_classes: int) -> PairEvaluation:
-    """Confusion matrices of a predicted change raster against the pair's labels, strip by strip.
+class _PairConfusion:
+    """Confusion matrices of a pair's predicted change map against its labels, filled row by row.
 
     The change truth is the record's ``change`` mask when it has one, else ``label_before > 0``
-    (as in training). :class:`InputError` when no predicted pixel is labelled.
+    (as in training); land-cover matrices (``semantic``) count ids 0..``num_classes``.
     """
-    with open_raster(record.before) as before:
-        grid = grid_of(before)
-    land_cover = [record.label_before, record.label_after] if record.semantic else []
-    change_source = record.change or record.label_before
-    with open_raster(raster) as pred, contextlib.ExitStack() as stack:
-        threshold = ChangeMapInfo.from_tags(pred.tags()).threshold
-        predicted_pixels = 0
-        change_labels, *cover_labels = [stack.enter_context(src) for src in open_labels([change_source, *land_cover], grid)]
-        binary = np.zeros((2, 2), np.int64)
-        hist = np.zeros((num_classes + 1, num_classes + 1), np.int64) if semantic else None
-        for row in range(0, pred.height, STRIP_ROWS):
-            window = Window(0, row, pred.width, min(STRIP_ROWS, pred.height - row))
-            probability, from_class, to_class = pred.read(window=window)
-            valid = probability != NODATA
-            predicted_pixels += int(valid.sum())
-            truth_change = np.where(valid, change_mask(read_label(change_labels, window)), IGNORE)
-            binary += confusion_matrix(truth_change, is_changed(probability, threshold).astype(np.int64), 2)
-            if hist is not None:
-                for src, predicted in zip(cover_labels, (from_class, to_class)):
-                    hist += confusion_matrix(np.where(valid, read_label(src, window), IGNORE), predicted, num_classes + 1)
-    if not binary.any():
-        raise InputError(change_source, f"labels no pixel where pair {record.name} was predicted; nothing to score")
-    return PairEvaluation(record.name, record.dataset, binary, hist, predicted_pixels)
+
+    def __init__(self, record: PairRecord, semantic: bool, num_classes: int) -> None:
+        self.record = record
+        self.change_source = record.change or record.label_before
+        self.land_cover = [record.label_before, record.label_after] if semantic else []
+        self.binary = np.zeros((2, 2), np.int64)
+        self.hist = np.zeros((num_classes + 1, num_classes + 1), np.int64) if semantic else None
+        self.predicted = 0
+
+    @contextlib.contextmanager
+    def sink(self, grid: Grid, info: ChangeMapInfo) -> Iterator[ChangeSink]:
+        """A :data:`geocd.changemap.SinkFactory`: the labels are read on ``grid`` beside each strip of rows."""
+        with contextlib.ExitStack() as stack:
+            labels = [stack.enter_context(src) for src in open_labels([self.change_source, *self.land_cover], grid)]
+
+            def add(rows: ChangeRows) -> None:
+                probability, from_class, to_class = rows.bands
+                valid = probability != NODATA
+                self.predicted += int(valid.sum())
+                truth_change = np.where(valid, change_mask(read_label(labels[0], rows.window)), IGNORE)
+                self.binary += confusion_matrix(truth_change, is_changed(probability, info.threshold).astype(np.int64), 2)
+                if self.hist is not None:
+                    for src, predicted in zip(labels[1:], (from_class, to_class)):
+                        truth = np.where(valid, read_label(src, rows.window), IGNORE)
+                        self.hist += confusion_matrix(truth, predicted, len(self.hist))
+
+            yield add
+
+    def result(self) -> PairEvaluation:
+        """The pair's evaluation; :class:`InputError` when no predicted pixel is labelled."""
+        if not self.binary.any():
+            raise InputError(self.change_source, f"labels no pixel where pair {self.record.name} was predicted; nothing to score")
+        return PairEvaluation(self.record.name, self.record.dataset, self.binary, self.hist, self.predicted)
 
 
 def evaluate(
@@ -153,17 +159,17 @@ def evaluate(
     if pairs is not None:
         records = [r for r in records if r.name in set(pairs)]
     meta = models[0].metadata
-    with tempfile.TemporaryDirectory(prefix="geocd-evaluate-") as tmp:
-        score = functools.partial(_score_pair, models=models, options=options, progress=progress, raster=Path(tmp) / "change.tif")
-        results, failed = _score_each(records, score)
+    score = functools.partial(_score_pair, models=models, options=options, progress=progress)
+    results, failed = _score_each(records, score)
     return EvaluationReport(results, [str(m.path) for m in models], options.tta, [c.name for c in meta.schema.classes], failed)
 
 
 def _score_pair(record: PairRecord, models: Sequence[LoadedModel], options: PredictOptions, progress: Progress | None,
-                raster: Path) -> PairEvaluation:
+                ) -> PairEvaluation:
     meta = models[0].metadata
-    predict_change_raster(record.before, record.after, models, raster, options, progress)
-    return evaluate_pair(record, raster, record.semantic and meta.landcover_trained, meta.config.num_classes)
+    confusion = _PairConfusion(record, record.semantic and meta.landcover_trained, meta.config.num_classes)
+    predict_change_raster(record.before, record.after, models, [confusion.sink], options, progress)
+    return confusion.result()
 
 
 def _score_each(records: Sequence[PairRecord | LandCoverRecord], score: Callable[..., PairEvaluation],
@@ -261,25 +267,28 @@ def evaluate_landcover(
     if not meta.landcover_trained:
         raise InputError(models[0].path, "has untrained land-cover heads, so land cover cannot be evaluated")
     records = [r for r in read_landcover_archive(archive) if names is None or r.name in set(names)]
-    with tempfile.TemporaryDirectory(prefix="geocd-evaluate-") as tmp:
-        images, failed = _score_each(records, functools.partial(_score_landcover, models=models, options=options, folder=Path(tmp)))
+    images, failed = _score_each(records, functools.partial(_score_landcover, models=models, options=options))
     return LandCoverReport(images, [str(m.path) for m in models], options.tta,
                            [c.name for c in meta.schema.classes], meta.trained_classes, failed)
 
 
-def _score_landcover(record: LandCoverRecord, models: Sequence[LoadedModel], options: PredictOptions, folder: Path,
-                     ) -> PairEvaluation:
+def _score_landcover(record: LandCoverRecord, models: Sequence[LoadedModel], options: PredictOptions) -> PairEvaluation:
     k = models[0].metadata.config.num_classes + 1
-    change, cover = folder / "change.tif", folder / "landcover.tif"
-    predict_change_raster(record.image, record.image, models, change, options, landcover=cover)
-    with open_raster(cover) as pred, contextlib.ExitStack() as stack:
-        (truth,) = [stack.enter_context(src) for src in open_labels([record.landcover], grid_of(pred))]
-        hist = np.zeros((k, k), np.int64)
-        for row in range(0, pred.height, STRIP_ROWS):
-            window = Window(0, row, pred.width, min(STRIP_ROWS, pred.height - row))
-            predicted = pred.read(1, window=window)
-            labels = np.where(predicted != NODATA, read_label(truth, window), IGNORE)
-            hist += confusion_matrix(labels, predicted, k)
+    hist = np.zeros((k, k), np.int64)
+
+    @contextlib.contextmanager
+    def sink(grid: Grid, info: ChangeMapInfo) -> Iterator[ChangeSink]:
+        with contextlib.ExitStack() as stack:
+            (truth,) = [stack.enter_context(src) for src in open_labels([record.landcover], grid)]
+
+            def add(rows: ChangeRows) -> None:
+                predicted = rows.landcover[0]
+                labels = np.where(predicted != NODATA, read_label(truth, rows.window), IGNORE)
+                hist[...] += confusion_matrix(labels, predicted, k)
+
+            yield add
+
+    predict_change_raster(record.image, record.image, models, [sink], options)
     return PairEvaluation(record.name, record.dataset, np.zeros((2, 2), np.int64), hist)
 
 

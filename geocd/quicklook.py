@@ -31,7 +31,7 @@ from geocd.data.radiometry import Stretch, stretches_from_tag
 from geocd.data.rasters import Grid, choose_bands, grid_of, open_raster, read_mask
 from geocd.vector.attributes import ChangeTypeSummary, pair_names
 from geocd.vector.pairs import encode_pairs
-from geocd.vector.reader import open_change_raster
+from geocd.changemap import open_change_raster
 
 MAX_SIDE = 1024
 """Longest side, in pixels, of the decimated reads."""

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 from geocd import __version__
 from geocd.data.rasters import choose_bands, open_raster
 from geocd.vector.attributes import ChangeTypeSummary
-from geocd.vector.reader import open_change_raster
 
 if TYPE_CHECKING:
     from geocd.checkpoint import LoadedModel
@@ -41,8 +40,7 @@ def build_report(
 ) -> dict[str, Any]:
     """The report of one prediction; ``seconds`` are stage timings, ``outputs`` the files written (by kind)."""
     meta = models[0].metadata
-    with open_change_raster(change_raster.path) as (_, info):
-        radiometry = info.extra.get("radiometry")
+    radiometry = change_raster.info.extra.get("radiometry")
     return {
         "geocd_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -179,3 +179,18 @@ def test_a_failed_report_write_leaves_the_old_files(tmp_path: Path, monkeypatch:
     with pytest.raises(OSError, match="No space left"):
         save_report(report, out, overwrite=True)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_evaluate_writes_no_raster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scores come from the predicted rows directly: no change raster is written, not even a temporary one."""
+    manifest = synthetic_archive(tmp_path / "archive", pairs=1)
+    written, opened = [], rasterio.open
+
+    def spy(path, mode="r", **kwargs):  # noqa: ANN001, ANN202 - rasterio.open's signature
+        if mode == "w":
+            written.append(path)
+        return opened(path, mode, **kwargs)
+
+    monkeypatch.setattr(rasterio, "open", spy)
+    report = evaluate(manifest, [intensity_model()], PredictOptions(tile_size=32))
+    assert len(report.pairs) == 1 and written == []

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import geocd.inference.predict as predict_module
+import geocd.changemap as changemap_module
 from cli.main import cli
 from conftest import planted_pair, smooth_scene, write_raster
 from geocd.atomic import atomic_output
@@ -62,14 +62,14 @@ def test_full_disk_keeps_the_old_raster(tmp_path: Path, small_disk: Path, tiny_c
 def test_a_raster_that_reads_back_incomplete_replaces_nothing(tmp_path: Path, tiny_checkpoint: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """GDAL only logs a write error at closing: the closed file is read back before the rename."""
-    check = predict_module._check_written
+    check = changemap_module._check_written
 
     def truncate_then_check(path: Path) -> None:
         data = Path(path).read_bytes()
         Path(path).write_bytes(data[: len(data) // 2])
         check(path)
 
-    monkeypatch.setattr(predict_module, "_check_written", truncate_then_check)
+    monkeypatch.setattr(changemap_module, "_check_written", truncate_then_check)
     before, after, _ = planted_pair(tmp_path)
     out = tmp_path / "out"
     out.mkdir()

@@ -12,13 +12,14 @@ from rasterio.warp import Resampling, calculate_default_transform, reproject
 
 from conftest import ORIGIN, intensity_model, planted_pair, smooth_scene, write_raster
 from geocd.changemap import NODATA, ChangeMapInfo, decode_probability
-from geocd.inference.predict import PredictOptions, predict_change_raster
+from geocd.changemap import raster_sink
+from geocd.inference.predict import PredictOptions, PredictOutputs, predict_change_raster
 from geocd.inference.stitch import blend_window
 
 
 def run(before: Path, after: Path, out: Path, **options) -> np.ndarray:
     model = options.pop("model", None) or intensity_model()
-    predict_change_raster(before, after, [model], out, PredictOptions(**options))
+    predict_change_raster(before, after, [model], [raster_sink(out)], PredictOptions(**options))
     with rasterio.open(out) as src:
         return src.read()
 
@@ -155,7 +156,7 @@ def test_land_cover_maps_of_both_dates(tmp_path: Path) -> None:
     from geocd.inference.predict import predict
 
     before, after, changed = planted_pair(tmp_path)
-    predict(before, after, [intensity_model()], landcover=tmp_path / "lc.tif", options=PredictOptions(tile_size=48))
+    predict(before, after, models=[intensity_model()], outputs=PredictOutputs(landcover=tmp_path / "lc.tif"), options=PredictOptions(tile_size=48))
     with rasterio.open(tmp_path / "lc.tif") as src, rasterio.open(before) as b:
         assert src.count == 2 and src.transform == b.transform and src.nodata == NODATA
         assert src.descriptions == ("landcover_before", "landcover_after")
@@ -170,7 +171,7 @@ def test_land_cover_map_needs_trained_heads(tmp_path: Path) -> None:
 
     before, after, _ = planted_pair(tmp_path)
     with pytest.raises(InputError, match="untrained land-cover heads"):
-        predict(before, after, [intensity_model(trained=())], landcover=tmp_path / "lc.tif")
+        predict(before, after, models=[intensity_model(trained=())], outputs=PredictOutputs(landcover=tmp_path / "lc.tif"))
     assert not (tmp_path / "lc.tif").exists()
 
 
@@ -179,6 +180,23 @@ def test_threshold_outside_0_1_is_refused_before_writing(tmp_path: Path, thresho
     from geocd.errors import InputError
 
     before, after, _ = planted_pair(tmp_path)
-    with pytest.raises(InputError, match=r"^--threshold .* must be in \(0, 1\]$"):
+    with pytest.raises(InputError, match=r"^threshold .* must be in \(0, 1\]$"):
         run(before, after, tmp_path / "change.tif", threshold=threshold)
     assert not (tmp_path / "change.tif").exists()
+
+
+def test_pair_dataset_speaks_torchgeo_through_its_public_api(tmp_path: Path) -> None:
+    """``res`` is the grid's; sampler queries and partial slices map to pixel windows of the 'before' grid."""
+    from torchgeo.samplers import GridGeoSampler
+
+    from rasterio.windows import Window
+
+    from geocd.data.pair import PairDataset
+
+    before, after, _ = planted_pair(tmp_path)
+    dataset = PairDataset(before, after, 3)
+    assert dataset.res == dataset.grid.res == (1.0, 1.0)
+    windows = [dataset.window_of(q) for q in GridGeoSampler(dataset, 64, 48)]
+    assert {(w.col_off, w.row_off, w.width, w.height) for w in windows} == {(c, r, 64, 64) for c in (0, 48, 96) for r in (-16, 32)}
+    left, top = dataset.grid.transform.c, dataset.grid.transform.f
+    assert dataset.window_of((slice(left + 10, left + 20), slice(None, top - 5))) == Window(10, 5, 10, 91)

@@ -34,10 +34,11 @@ def test_predict_writes_styled_polygons_over_the_planted_change(tmp_path: Path) 
     import pyogrio
 
     from conftest import intensity_model
-    from geocd.inference.predict import PredictOptions, predict as run_predict
+    from geocd.inference.predict import PredictOptions, PredictOutputs, predict as run_predict
 
     before, after, changed = planted_pair(tmp_path)
-    result = run_predict(before, after, [intensity_model()], output=tmp_path / "changes.gpkg", options=PredictOptions(tile_size=48))
+    result = run_predict(before, after, models=[intensity_model()], outputs=PredictOutputs(vectors=tmp_path / "changes.gpkg"),
+                         options=PredictOptions(tile_size=48))
     frame = pyogrio.read_dataframe(tmp_path / "changes.gpkg", layer="changes")
     assert result.polygons == len(frame) == 1
     assert frame.area.sum() == changed.sum()  # 1 m pixels
@@ -120,3 +121,21 @@ def test_nothing_to_write_is_a_usage_error(tmp_path: Path) -> None:
     before, after, _ = planted_pair(tmp_path)
     code, output = predict(str(before), str(after))
     assert code == 2 and "--raster" in output
+
+
+def test_library_errors_name_parameters_and_the_command_line_names_flags(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    from conftest import intensity_model
+    from geocd.errors import InputError
+    from geocd.inference.predict import PredictOptions, PredictOutputs, predict as run_predict
+
+    before, after, _ = planted_pair(tmp_path)
+    with pytest.raises(InputError, match=r"^overlap 64 must be at least 0 and less than the tile size 64$"):
+        run_predict(before, after, models=[intensity_model()], outputs=PredictOutputs(raster=tmp_path / "c.tif"),
+                    options=PredictOptions(tile_size=64, overlap=64))
+    code, output = predict(str(before), str(after), "--raster", str(tmp_path / "c.tif"), "--model", str(tiny_checkpoint),
+                           "--tile-size", "64", "--overlap", "64", "-q")
+    assert code == 2 and output.strip() == "geocd: error: --overlap 64 must be at least 0 and less than the tile size 64"
+    code, output = predict(str(before), str(after), "--raster", str(tmp_path / "c.tif"), "--model", str(tiny_checkpoint),
+                           "--bands", "1,2", "-q")
+    assert code == 2 and output.strip() == f"geocd: error: {before}: --bands lists 2 band(s), the model needs 3"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["after.tif", "before.tif"]

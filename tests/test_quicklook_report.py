@@ -17,10 +17,10 @@ from rasterio.transform import from_origin
 
 from cli.main import cli
 from conftest import ORIGIN, intensity_model, planted_pair, smooth_scene, write_raster
-from geocd.changemap import BANDS, ChangeMapInfo
+from geocd.changemap import BANDS, ChangeMapInfo, open_output_raster
 from geocd.data.radiometry import Stretch, radiometry_tag
 from geocd.data.rasters import Grid
-from geocd.inference.predict import PredictOptions, open_output_raster, predict
+from geocd.inference.predict import PredictOptions, PredictOutputs, predict
 from geocd.quicklook import DPI, LEGEND_INCHES, PANEL_INCHES, _ground_width_m, render_quicklook
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "oscd-s2"
@@ -45,8 +45,8 @@ def expected_size(height: int, width: int) -> tuple[int, int]:
 def test_report_and_quicklook_agree_with_the_polygons(tmp_path: Path) -> None:
     before, after, changed = planted_pair(tmp_path)
     gpkg, png, report = tmp_path / "changes.gpkg", tmp_path / "look.png", tmp_path / "report.json"
-    result = predict(before, after, [intensity_model()], output=gpkg, options=PredictOptions(tile_size=48), min_area_m2=2.0,
-                     quicklook=png, report=report)
+    result = predict(before, after, models=[intensity_model()], options=PredictOptions(tile_size=48),
+                     outputs=PredictOutputs(vectors=gpkg, min_area_m2=2.0, quicklook=png, report=report))
     assert (result.quicklook, result.report) == (png, report)
     assert png_size(png) == expected_size(96, 128)
 
@@ -80,7 +80,7 @@ def test_report_and_quicklook_agree_with_the_polygons(tmp_path: Path) -> None:
 
 def test_report_without_polygon_output_lists_untrained_change(tmp_path: Path) -> None:
     before, after, changed = planted_pair(tmp_path)
-    result = predict(before, after, [intensity_model(trained=())], report=tmp_path / "r.json", options=PredictOptions(tile_size=48))
+    result = predict(before, after, models=[intensity_model(trained=())], outputs=PredictOutputs(report=tmp_path / "r.json"), options=PredictOptions(tile_size=48))
     summary = json.loads((tmp_path / "r.json").read_text())
     assert result.polygons == summary["changes"]["polygons"] == 1 and result.vectors is None
     (by_type,) = summary["changes"]["by_type"]
@@ -98,9 +98,10 @@ def test_radiometry_is_reported_and_shown_as_the_network_saw_it(tmp_path: Path) 
     for path in (before, after):  # same names: the quicklook's title shows them
         with rasterio.open(path) as src:
             deep.append(write_raster(tmp_path / "deep" / path.name, src.read().astype(np.uint16) * 16 + 200))
-    predict(*deep, [intensity_model()], raster=tmp_path / "c.tif", report=tmp_path / "r.json", quicklook=tmp_path / "deep.png",
-            options=PredictOptions(tile_size=48))
-    predict(before, after, [intensity_model()], quicklook=tmp_path / "u8.png", options=PredictOptions(tile_size=48, radiometry="stretch"))
+    predict(*deep, models=[intensity_model()], options=PredictOptions(tile_size=48),
+            outputs=PredictOutputs(raster=tmp_path / "c.tif", report=tmp_path / "r.json", quicklook=tmp_path / "deep.png"))
+    predict(before, after, models=[intensity_model()], options=PredictOptions(tile_size=48, radiometry="stretch"),
+            outputs=PredictOutputs(quicklook=tmp_path / "u8.png"))
     reported = json.loads((tmp_path / "r.json").read_text())["inputs"]["radiometry"]
     with rasterio.open(tmp_path / "c.tif") as src:
         assert reported == json.loads(src.tags()["GEOCD_RADIOMETRY"])
@@ -197,6 +198,6 @@ def test_quicklook_of_a_real_sentinel2_pair(tmp_path: Path) -> None:
     city = SHARED / "bercy"
     with rasterio.open(city / "before.tif") as src:
         shape = (src.height, src.width)
-    predict(city / "before.tif", city / "after.tif", [intensity_model()], quicklook=tmp_path / "q.png",
+    predict(city / "before.tif", city / "after.tif", models=[intensity_model()], outputs=PredictOutputs(quicklook=tmp_path / "q.png"),
             options=PredictOptions(tile_size=64, bands=(3, 2, 1)))
     assert png_size(tmp_path / "q.png") == expected_size(*shape)

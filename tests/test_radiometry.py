@@ -16,6 +16,7 @@ from geocd.changemap import NODATA
 from geocd.data.pair import PairDataset
 from geocd.data.radiometry import DISPLAY8, Stretch, fit_stretches
 from geocd.errors import CheckpointError, InputError
+from geocd.changemap import raster_sink
 from geocd.inference.predict import PredictOptions, predict_change_raster
 from tests.conftest import ORIGIN, intensity_model, smooth_scene, write_raster
 
@@ -43,7 +44,7 @@ def predicted(tmp_path: Path, before: Path, after: Path, name: str, radiometry="
     """The change probability band of the intensity model's prediction."""
     out = tmp_path / f"{name}.tif"
     options = PredictOptions(tile_size=64, radiometry=radiometry)
-    predict_change_raster(before, after, [intensity_model(smoothing=smoothing)], out, options)
+    predict_change_raster(before, after, [intensity_model(smoothing=smoothing)], [raster_sink(out)], options)
     with rasterio.open(out) as src:
         return src.read(1)
 
@@ -92,7 +93,7 @@ def test_fixed_range_and_recorded_tag(tmp_path: Path) -> None:
     before, after, changed = small_change_pair()
     paths = [write_raster(tmp_path / f"{d}.tif", (a * 10).astype(np.uint16)) for d, a in (("b", before), ("a", after))]
     out = tmp_path / "fixed.tif"
-    predict_change_raster(*paths, [intensity_model()], out, PredictOptions(tile_size=64, radiometry=(0.0, 2550.0)))
+    predict_change_raster(*paths, [intensity_model()], [raster_sink(out)], PredictOptions(tile_size=64, radiometry=(0.0, 2550.0)))
     with rasterio.open(out) as src:
         found = src.read(1) >= 127
         tag = json.loads(src.tags()["GEOCD_RADIOMETRY"])
@@ -150,4 +151,4 @@ def test_radiometry_errors(tmp_path: Path) -> None:
     model = intensity_model()
     model.metadata = type(model.metadata)(**{**model.metadata.__dict__, "radiometry": "reflectance"})
     with pytest.raises(CheckpointError, match=f"expects input radiometry 'reflectance'; this geocd produces only '{DISPLAY8}'"):
-        predict_change_raster(*paths, [model], tmp_path / "x.tif", PredictOptions(tile_size=64))
+        predict_change_raster(*paths, [model], [raster_sink(tmp_path / "x.tif")], PredictOptions(tile_size=64))

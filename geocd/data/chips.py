@@ -31,7 +31,7 @@ from rasterio.io import DatasetReader
 
 from geocd.atomic import atomic_output
 from geocd.data.archive import MANIFEST_NAMES, LandCoverRecord, PairRecord, read_archive, write_manifest
-from geocd.data.rasters import Grid, image_bands, open_any_raster
+from geocd.data.rasters import RASTER_BLOCK, Grid, geotiff_profile, image_bands, open_any_raster
 from geocd.errors import InputError, OutputError
 from geocd.schema import SECOND
 
@@ -362,14 +362,9 @@ class _Bands:
 
 def _write(target: Path, data: np.ndarray, grid: Grid, bands: _Bands, tags: dict[str, str], overwrite: bool) -> None:
     """A deflate-compressed, tiled GeoTIFF, written atomically."""
-    block = min(256, 16 * math.ceil(max(grid.width, grid.height) / 16))
-    profile = dict(
-        driver="GTiff", width=grid.width, height=grid.height, count=data.shape[0], dtype=data.dtype,
-        crs=grid.crs, transform=grid.transform, nodata=bands.nodata,
-        compress="deflate", tiled=True, blockxsize=block, blockysize=block,
-    )
+    block = min(RASTER_BLOCK, 16 * math.ceil(max(grid.width, grid.height) / 16))
     with atomic_output(target, overwrite) as tmp:
-        with rasterio.open(tmp, "w", **profile) as dst:
+        with rasterio.open(tmp, "w", **geotiff_profile(grid, data.shape[0], data.dtype, bands.nodata, block)) as dst:
             dst.write(data)
             dst.colorinterp = bands.colorinterp
             if bands.colormap is not None:

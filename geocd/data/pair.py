@@ -126,7 +126,6 @@ class PairDataset(GeoDataset):
             dates = ((b, self.bands_before), (a, self.bands_after))
             calibration = [([src.scales[i - 1] for i in idx], [src.offsets[i - 1] for i in idx]) for src, idx in dates]
             dtypes = [src.dtypes[idx[0] - 1] for src, idx in dates]
-        self._res = self.grid.res
         self._sources: tuple[int, DatasetReader, DatasetReader | WarpedVRT] | None = None
         samples = self._overlap_sample()
         self._any_valid = samples[0].shape[1] > 0
@@ -141,9 +140,14 @@ class PairDataset(GeoDataset):
         interval = pd.IntervalIndex.from_tuples([(pd.Timestamp.min, pd.Timestamp.max)], closed="both", name="datetime")
         self.index = GeoDataFrame({"filepath": [self.paths[0]]}, index=interval, geometry=[footprint], crs=self.grid.crs)
 
+    @property
+    def res(self) -> tuple[float, float]:
+        """Pixel size (x, y) of the 'before' grid in CRS units (TorchGeo's ``GeoDataset.res``, read-only here)."""
+        return self.grid.res
+
     def window_of(self, query: GeoSlice) -> Window:
         """The pixel window of a spatial query on the 'before' grid."""
-        x, y, _ = self._disambiguate_slice(query)
+        x, y = _spatial_slices(query, self.bounds)
         xres, yres = self.grid.res
         left, top = self.grid.transform.c, self.grid.transform.f
         col = round((x.start - left) / xres)
@@ -214,3 +218,14 @@ def _inside(window: Window, region: Window) -> np.ndarray:
     in_rows = (rows >= region.row_off) & (rows < region.row_off + region.height)
     in_cols = (cols >= region.col_off) & (cols < region.col_off + region.width)
     return in_rows[:, None] & in_cols[None, :]
+
+
+def _spatial_slices(query: GeoSlice, bounds: tuple[slice, slice, slice]) -> tuple[slice, slice]:
+    """The x and y slices (CRS units) of a TorchGeo 0.8 ``GeoSlice``; a missing start or stop takes ``bounds``'.
+
+    The one adapter to TorchGeo's query type: a slice, or a tuple of up to three slices (x, y, t).
+    """
+    parts = (query,) if isinstance(query, slice) else tuple(query)
+    x, y = (parts[i] if i < len(parts) else slice(None) for i in range(2))
+    return tuple(slice(bounds[i].start if q.start is None else q.start, bounds[i].stop if q.stop is None else q.stop)
+                 for i, q in enumerate((x, y)))

@@ -20,6 +20,9 @@ from rasterio.windows import Window
 
 from geocd.errors import InputError
 
+RASTER_BLOCK = 256
+"""Block (tile) size in pixels of the GeoTIFFs geocd writes, and the unit of its strip loops."""
+
 
 @dataclass(frozen=True)
 class Grid:
@@ -40,6 +43,27 @@ class Grid:
         """(left, bottom, right, top) in CRS units."""
         left, top = self.transform.c, self.transform.f
         return left, top + self.transform.e * self.height, left + self.transform.a * self.width, top
+
+
+def row_windows(shape: Grid | DatasetReader, rows: int, start: int = 0, stop: int | None = None) -> list[Window]:
+    """Full-width windows of ``rows`` rows (the last may be shorter) covering rows ``start .. stop`` of ``shape``.
+
+    ``shape`` is anything with a ``width`` and ``height`` in pixels (a :class:`Grid`, an open
+    raster); ``stop`` defaults to its height. Every strip loop of geocd walks these windows.
+    """
+    stop = shape.height if stop is None else stop
+    return [Window(0, row, shape.width, min(rows, stop - row)) for row in range(start, stop, rows)]
+
+
+def geotiff_profile(grid: Grid, count: int, dtype: str | np.dtype, nodata: float | None = None,
+                    block: int = RASTER_BLOCK) -> dict:
+    """rasterio creation profile of every GeoTIFF geocd writes on ``grid``: tiled in ``block``-pixel
+    blocks, deflate-compressed, BigTIFF when the size needs it."""
+    return dict(
+        driver="GTiff", width=grid.width, height=grid.height, count=count, dtype=dtype, nodata=nodata,
+        crs=grid.crs, transform=grid.transform, tiled=True, blockxsize=block, blockysize=block,
+        compress="deflate", bigtiff="if_safer",
+    )
 
 
 def open_any_raster(path: str | os.PathLike[str]) -> DatasetReader:
@@ -87,7 +111,7 @@ def choose_bands(src: DatasetReader, requested: Sequence[int] | None, needed: in
             raise InputError(src.name, f"has {len(available)} image band(s), the model needs {needed}")
         return available[:needed]
     if len(requested) != needed:
-        raise InputError(src.name, f"--bands lists {len(requested)} band(s), the model needs {needed}")
+        raise InputError(src.name, f"bands lists {len(requested)} band(s), the model needs {needed}")
     missing = [b for b in requested if b not in src.indexes]
     if missing:
         raise InputError(src.name, f"has no band {missing[0]} (it has {src.count})")

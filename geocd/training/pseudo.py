@@ -3,8 +3,8 @@
 SECOND-style labels name a land-cover class only where something changed. The SenseEarth 2020
 winner let an ensemble of trained models label the *unchanged* pixels too and retrained on
 ground truth plus these pseudo labels. For each semantic pair :func:`pseudo_label` runs the
-full predict path (tiling, blending, optional TTA) for both dates' land-cover maps, then
-streams row strips to write, on the pair's 'before' grid:
+full predict path (tiling, blending, optional TTA) for both dates' land-cover maps and
+writes their finished rows straight into, on the pair's 'before' grid:
 
 * ``label_before/NAME.tif`` and ``label_after/NAME.tif``: the ground-truth class where it
   has one (never overwritten); where the ground truth says unchanged and the ensemble's
@@ -18,29 +18,26 @@ streams row strips to write, on the pair's 'before' grid:
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
-import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import rasterio
-from rasterio.windows import Window
 
 from geocd.atomic import atomic_output, check_output_path
-from geocd.checkpoint import LoadedModel
+from geocd.changemap import ChangeMapInfo, ChangeRows, ChangeSink, write_rows
+from geocd.checkpoint import LoadedModel, check_ensemble
 from geocd.data.archive import PairRecord, manifest_path, read_archive, write_manifest
 from geocd.data.labelled import change_mask, open_labels, read_label
 from geocd.data.labels import IGNORE
-from geocd.data.rasters import Grid, grid_of, open_raster
+from geocd.data.rasters import Grid, geotiff_profile
 from geocd.errors import InputError
-from geocd.inference.predict import RASTER_BLOCK, PredictOptions, check_ensemble, predict_change_raster
+from geocd.inference.predict import PredictOptions, predict_change_raster
 from geocd.progress import Progress
-
-STRIP_ROWS = 2 * RASTER_BLOCK
-"""Rows read and written at a time: memory is bounded by the scene width, not its size."""
 
 PROVENANCE = "pseudo_labels.json"
 LABEL_FOLDERS = ("label_before", "label_after", "change")
@@ -161,38 +158,42 @@ def pseudo_label_pair(
     record: PairRecord, models: Sequence[LoadedModel], outputs: tuple[Path, Path, Path], options: PredictOptions,
     overwrite: bool, progress: Progress | None = None,
 ) -> PairPseudoLabels:
-    """Predict both dates' land cover for one pair through the full predict path, then write its pseudo labels."""
-    with tempfile.TemporaryDirectory(prefix="geocd-pseudo-") as tmp:
-        landcover = Path(tmp) / "landcover.tif"
-        predict_change_raster(record.before, record.after, models, Path(tmp) / "change.tif", options, progress, landcover)
-        with contextlib.ExitStack() as stack:
-            targets = [stack.enter_context(atomic_output(path, overwrite)) for path in outputs]
-            unchanged, labelled = write_pseudo_labels(record, landcover, targets)
-    return PairPseudoLabels(record.name, unchanged, labelled)
-
-
-def write_pseudo_labels(record: PairRecord, landcover: Path, targets: Sequence[Path]) -> tuple[int, int]:
-    """Stream row strips of ground truth and predicted land cover into the three label rasters.
-
-    Returns the number of ground-truth unchanged pixels and how many of them got a pseudo label.
-    """
-    with open_raster(record.before) as before:
-        grid = grid_of(before)
-    unchanged = labelled = 0
+    """Predict both dates' land cover for one pair through the full predict path and write its pseudo labels
+    from the finished rows (no temporary land-cover map)."""
+    labels = _PseudoLabels(record)
     with contextlib.ExitStack() as stack:
-        cover = stack.enter_context(rasterio.open(landcover))
-        truth = [stack.enter_context(src) for src in open_labels([record.label_before, record.label_after], grid)]
-        dsts = [stack.enter_context(open_label_raster(path, grid, folder)) for path, folder in zip(targets, LABEL_FOLDERS)]
-        for row in range(0, grid.height, STRIP_ROWS):
-            window = Window(0, row, grid.width, min(STRIP_ROWS, grid.height - row))
-            truth_before, truth_after = (read_label(src, window) for src in truth)
-            predicted_before, predicted_after = cover.read(window=window)
-            pseudo = agreed_class(truth_before, predicted_before, predicted_after)
-            for dst, labels in zip(dsts, (merge(truth_before, pseudo), merge(truth_after, pseudo), change_mask(truth_before))):
-                dst.write(labels.astype(np.uint8)[None], window=window)
-            unchanged += int(np.count_nonzero(truth_before == 0))
-            labelled += int(np.count_nonzero(pseudo != IGNORE))
-    return unchanged, labelled
+        targets = [stack.enter_context(atomic_output(path, overwrite)) for path in outputs]
+        predict_change_raster(record.before, record.after, models, [functools.partial(labels.sink, targets)], options,
+                              progress)
+    return PairPseudoLabels(record.name, labels.unchanged, labels.labelled)
+
+
+class _PseudoLabels:
+    """Writes the three label rasters of a pair from rows of its predicted land cover, counting as it goes.
+
+    ``unchanged`` counts the ground-truth unchanged pixels, ``labelled`` those that got a pseudo label.
+    """
+
+    def __init__(self, record: PairRecord) -> None:
+        self.record = record
+        self.unchanged = self.labelled = 0
+
+    @contextlib.contextmanager
+    def sink(self, targets: Sequence[Path], grid: Grid, info: ChangeMapInfo) -> Iterator[ChangeSink]:
+        """A :data:`geocd.changemap.SinkFactory` once ``targets`` are bound: the label rasters on ``grid``."""
+        with contextlib.ExitStack() as stack:
+            truth = [stack.enter_context(src) for src in open_labels([self.record.label_before, self.record.label_after], grid)]
+            dsts = [stack.enter_context(open_label_raster(path, grid, folder)) for path, folder in zip(targets, LABEL_FOLDERS)]
+
+            def add(rows: ChangeRows) -> None:
+                truth_before, truth_after = (read_label(src, rows.window) for src in truth)
+                pseudo = agreed_class(truth_before, *rows.landcover)
+                for dst, labels in zip(dsts, (merge(truth_before, pseudo), merge(truth_after, pseudo), change_mask(truth_before))):
+                    write_rows(dst, labels.astype(np.uint8)[None], rows.window)
+                self.unchanged += int(np.count_nonzero(truth_before == 0))
+                self.labelled += int(np.count_nonzero(pseudo != IGNORE))
+
+            yield add
 
 
 def agreed_class(truth_before: np.ndarray, predicted_before: np.ndarray, predicted_after: np.ndarray) -> np.ndarray:
@@ -209,11 +210,7 @@ def merge(truth: np.ndarray, pseudo: np.ndarray) -> np.ndarray:
 @contextlib.contextmanager
 def open_label_raster(path: Path, grid: Grid, description: str):  # noqa: ANN201 - a rasterio writer context
     """Create a tiled, compressed one-band uint8 label GeoTIFF on ``grid`` (255 = ignore, nodata)."""
-    profile = dict(
-        driver="GTiff", width=grid.width, height=grid.height, count=1, dtype="uint8", nodata=IGNORE, crs=grid.crs,
-        transform=grid.transform, tiled=True, blockxsize=RASTER_BLOCK, blockysize=RASTER_BLOCK, compress="deflate",
-    )
-    with rasterio.open(path, "w", **profile) as dst:
+    with rasterio.open(path, "w", **geotiff_profile(grid, 1, "uint8", IGNORE)) as dst:
         dst.descriptions = (description,)
         yield dst
 

@@ -44,7 +44,7 @@ from geocd.vector.formats import LayerInfo, check_vector_path, write_vectors
 from geocd.vector.measure import largest_pixel_area, measure, pixel_area
 from geocd.vector.pairs import encode_pairs
 from geocd.vector.polygonize import polygonize_strip
-from geocd.vector.reader import default_strip_rows, open_change_raster, read_strips
+from geocd.changemap import default_strip_rows, open_change_raster, read_strips
 from geocd.vector.sieve import sieve_specks
 from geocd.vector.stitch import Regions, SeamStitcher
 from geocd.vector.style import categorized_qml

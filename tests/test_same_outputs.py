@@ -1,0 +1,57 @@
+"""Pinned outputs: predict, evaluate and pseudo-label give bit-identical results across refactors.
+
+The checksums were taken on the code before the change-raster/predict-API refactor (issue 16);
+a change in any pixel, class or confusion count fails here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import rasterio
+
+from conftest import intensity_model, planted_pair, synthetic_archive
+from geocd.checkpoint import load_checkpoint
+from geocd.evaluation import evaluate
+from geocd.inference.predict import PredictOptions, PredictOutputs, predict
+from geocd.training.pseudo import pseudo_label
+
+
+def digest(*arrays: np.ndarray) -> str:
+    """First 16 hex digits of the SHA-256 of the arrays' shapes, dtypes and bytes."""
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(f"{a.shape}{a.dtype}".encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()[:16]
+
+
+def raster_digest(path: Path) -> str:
+    with rasterio.open(path) as src:
+        return digest(src.read(), np.asarray(src.transform, np.float64))
+
+
+def test_predict_outputs_are_pinned(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    before, after, _ = planted_pair(tmp_path)
+    predict(before, after, models=[intensity_model(smoothing=True)],
+            outputs=PredictOutputs(raster=tmp_path / "change.tif", landcover=tmp_path / "lc.tif"), options=PredictOptions(tile_size=48, overlap=12, tta=True))
+    predict(before, after, models=[load_checkpoint(tiny_checkpoint)], outputs=PredictOutputs(raster=tmp_path / "real.tif"),
+            options=PredictOptions(tile_size=64, overlap=16))
+    assert {name: raster_digest(tmp_path / name) for name in ("change.tif", "lc.tif", "real.tif")} == {
+        "change.tif": "f529e5bfa1baf705", "lc.tif": "4b8ee11c8ccc08cd", "real.tif": "c5a4876b797476e4",
+    }
+
+
+def test_evaluate_and_pseudo_label_outputs_are_pinned(tmp_path: Path) -> None:
+    manifest = synthetic_archive(tmp_path / "archive", pairs=2)
+    report = evaluate(manifest, [intensity_model(smoothing=True)], PredictOptions(tile_size=32))
+    matrices = [np.asarray(p[key]) for p in report.to_dict()["pairs"] for key in ("binary_confusion", "semantic_confusion")]
+    pseudo_label(manifest, [intensity_model()], tmp_path / "pseudo", PredictOptions(tile_size=32))
+    labels = sorted((tmp_path / "pseudo").glob("*/*.tif"))
+    assert [p.relative_to(tmp_path / "pseudo").as_posix() for p in labels] == [
+        "change/p0.tif", "change/p1.tif", "label_after/p0.tif", "label_after/p1.tif",
+        "label_before/p0.tif", "label_before/p1.tif"]
+    assert (digest(*matrices), [raster_digest(p) for p in labels]) == ("07b72e8d46b7dc6a", [
+        "59cb55d43df36eff", "261507a2f4140da4", "53cbf41d60f676bc", "5dcc682ae50d0e61", "4e14186dab2810cd", "c57dc2507bbd5d3c"])
