@@ -10,7 +10,8 @@ from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import torch
-from torch import nn
+
+from geocd.models.siamese import ChangeLogits
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
 
@@ -35,9 +36,10 @@ class ChangeProbabilities(NamedTuple):
 
 @torch.no_grad()
 def predict_probabilities(
-    models: Sequence[nn.Module], before: torch.Tensor, after: torch.Tensor, tta: bool = False
+    models: Sequence[Callable[[torch.Tensor, torch.Tensor], ChangeLogits]], before: torch.Tensor, after: torch.Tensor, tta: bool = False
 ) -> ChangeProbabilities:
-    """Average land-cover and change probabilities over ``models`` and, with ``tta``, the 6 transforms."""
+    """Average land-cover and change probabilities over ``models`` (modules or any callable with their
+    signature, e.g. :mod:`geocd.inference.backends` runners) and, with ``tta``, the 6 transforms."""
     transforms = list(DIHEDRAL.values()) if tta else [DIHEDRAL["identity"]]
     totals: list[torch.Tensor] | None = None
     for model in models:
