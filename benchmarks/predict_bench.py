@@ -4,11 +4,14 @@ For each scene size it builds a synthetic before/after GeoTIFF pair (written in 
 then runs, each in its own process so peak RSS is measured separately:
 
 * ``geocd``: the full predict path to a change GeoTIFF (DataLoader workers, batching,
-  streamed blending); its forward-pass seconds on the same tiles give "model MP/s";
+  streamed blending), once per backend (PyTorch eager, channels-last; ONNX Runtime, its
+  graph exported beforehand as a first run would) and per reading-worker count; its
+  forward-pass seconds on the same tiles give "model MP/s";
 * ``naive``: two TorchGeo ``RasterDataset``s + ``GridGeoSampler``, one tile at a time,
   the whole-scene probability array in memory, written at the end.
 
 Usage: python benchmarks/predict_bench.py [--sizes 2 40] [--tile 512] [--backbone tf_efficientnet_lite0]
+       [--backends torch onnx] [--workers 0 2]
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import resource
 import subprocess
 import sys
@@ -46,38 +50,43 @@ def write_scene(path: Path, side: int, seed: int) -> None:
             dst.write(np.clip(strip, 0, 255).astype(np.uint8), window=Window(0, row, side, n))
 
 
-def build_model(backbone: str, tile: int):
-    from geocd.checkpoint import LoadedModel, ModelMetadata
-    from geocd.models import ModelConfig, SiameseChangeNet
-
+def save_model(path: Path, backbone: str, tile: int) -> None:
+    """A checkpoint of ``backbone`` with random weights and lightweight heads, its ONNX graph cached."""
     import torch
+
+    from geocd.checkpoint import ModelMetadata, load_checkpoint, save_checkpoint
+    from geocd.inference.backends import build_runners
+    from geocd.models import ModelConfig, SiameseChangeNet
 
     torch.manual_seed(0)
     config = ModelConfig(backbone, lightweight=True)
     meta = ModelMetadata(config, mean=(120.0,) * 3, std=(50.0,) * 3, trained_classes=(1, 2, 3, 4, 5), tile_size=tile)
-    return LoadedModel(SiameseChangeNet(config).eval(), meta, Path(backbone))
+    save_checkpoint(path, SiameseChangeNet(config).eval(), meta)
+    build_runners([load_checkpoint(path)], torch.device("cpu"), "onnx", tile)
 
 
-def run_geocd(before: Path, after: Path, out: Path, backbone: str, tile: int, workers: int) -> dict:
+def run_geocd(before: Path, after: Path, out: Path, model_path: Path, backend: str, workers: int) -> dict:
     from geocd.changemap import raster_sink
+    from geocd.checkpoint import load_checkpoint
     from geocd.inference.predict import PredictOptions, predict_change_raster
 
-    model = build_model(backbone, tile)
+    model = load_checkpoint(model_path)
     start = time.perf_counter()
-    result = predict_change_raster(before, after, [model], [raster_sink(out)], PredictOptions(num_workers=workers))
+    result = predict_change_raster(before, after, [model], [raster_sink(out)], PredictOptions(num_workers=workers, backend=backend))
     seconds = time.perf_counter() - start
     return {"seconds": seconds, "model_seconds": result.model_seconds, "tiles": result.tiles}
 
 
-def run_naive(before: Path, after: Path, out: Path, backbone: str, tile: int) -> dict:
+def run_naive(before: Path, after: Path, out: Path, model_path: Path, tile: int) -> dict:
     """The loop many tutorials show: RasterDataset pair, grid sampler, whole-scene output array."""
     import torch
     from torchgeo.datasets import RasterDataset
     from torchgeo.samplers import GridGeoSampler
 
+    from geocd.checkpoint import load_checkpoint
     from geocd.models.tta import predict_probabilities
 
-    model = build_model(backbone, tile)
+    model = load_checkpoint(model_path)
     mean, std = torch.tensor(model.metadata.mean).view(1, -1, 1, 1), torch.tensor(model.metadata.std).view(1, -1, 1, 1)
     start = time.perf_counter()
     ds_before, ds_after = RasterDataset(paths=str(before)), RasterDataset(paths=str(after))
@@ -100,11 +109,14 @@ def run_naive(before: Path, after: Path, out: Path, backbone: str, tile: int) ->
 
 
 def child(args: argparse.Namespace) -> None:
+    if args.mode == "save":
+        save_model(Path(args.model), args.backbone, args.tile)
+        return
     before, after, out = Path(args.before), Path(args.after), Path(args.out)
     if args.mode == "geocd":
-        figures = run_geocd(before, after, out, args.backbone, args.tile, args.workers)
+        figures = run_geocd(before, after, out, Path(args.model), args.backends[0], args.workers[0])
     else:
-        figures = run_naive(before, after, out, args.backbone, args.tile)
+        figures = run_naive(before, after, out, Path(args.model), args.tile)
     figures["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     figures["children_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(json.dumps(figures))
@@ -115,44 +127,58 @@ def main() -> None:
     parser.add_argument("--sizes", type=float, nargs="+", default=[2.0, 40.0], help="scene sizes in megapixels")
     parser.add_argument("--tile", type=int, default=512)
     parser.add_argument("--backbone", default="tf_efficientnet_lite0")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--backends", nargs="+", choices=["torch", "onnx"], default=["torch", "onnx"])
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 2], help="reading-worker counts to compare")
     parser.add_argument("--skip-naive", action="store_true")
-    parser.add_argument("--mode", choices=["geocd", "naive"], help=argparse.SUPPRESS)
+    parser.add_argument("--mode", choices=["save", "geocd", "naive"], help=argparse.SUPPRESS)
     parser.add_argument("--before", help=argparse.SUPPRESS)
     parser.add_argument("--after", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
+    parser.add_argument("--model", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.mode:
         child(args)
         return
     rows = []
     with tempfile.TemporaryDirectory(prefix="geocd-bench-") as tmp:
+        os.environ["GEOCD_CACHE_DIR"] = tmp
+        model_path = Path(tmp) / "model.safetensors"
+        subprocess.run([sys.executable, __file__, "--mode", "save", "--model", str(model_path), "--tile", str(args.tile),
+                        "--backbone", args.backbone], check=True)  # a child, so this process stays small: peak RSS is inherited
         for size in args.sizes:
             side = round(math.sqrt(size * 1e6))
             before, after = Path(tmp) / f"before_{side}.tif", Path(tmp) / f"after_{side}.tif"
             write_scene(before, side, 0)
             write_scene(after, side, 1)
+            runs = [("geocd", b, w) for b in args.backends for w in args.workers]
             figures = {}
-            for mode in ["geocd"] + ([] if args.skip_naive else ["naive"]):
+            for mode, backend, workers in runs + ([] if args.skip_naive else [("naive", "torch", 0)]):
                 out = Path(tmp) / f"{mode}_{side}.tif"
                 cmd = [sys.executable, __file__, "--mode", mode, "--before", str(before), "--after", str(after),
-                       "--out", str(out), "--tile", str(args.tile), "--backbone", args.backbone, "--workers", str(args.workers)]
-                figures[mode] = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
+                       "--out", str(out), "--tile", str(args.tile), "--model", str(model_path),
+                       "--backends", backend, "--workers", str(workers)]
+                run = subprocess.run(cmd, check=True, capture_output=True, text=True)
+                figures[mode, backend, workers] = json.loads(run.stdout.splitlines()[-1])
                 out.unlink()
             mp = side * side / 1e6
-            g = figures["geocd"]
-            row = {
-                "MP": mp, "tiles": g["tiles"], "end-to-end MP/s": mp / g["seconds"], "model MP/s": mp / g["model_seconds"],
-                "overhead %": 100 * (g["seconds"] - g["model_seconds"]) / g["model_seconds"], "peak RSS MB": g["peak_rss_mb"],
-                "worker peak RSS MB": g["children_peak_rss_mb"],
-            }
-            if "naive" in figures:
-                n = figures["naive"]
-                row.update({"naive MP/s": mp / n["seconds"], "naive peak RSS MB": n["peak_rss_mb"], "speed-up": n["seconds"] / g["seconds"]})
-            rows.append(row)
-            print(json.dumps({k: round(v, 2) for k, v in row.items()}), file=sys.stderr)
+            naive = figures.get(("naive", "torch", 0))
+            for key in runs:
+                g = figures[key]
+                row = {
+                    "MP": mp, "backend": key[1], "workers": key[2], "tiles": g["tiles"], "model MP/s": mp / g["model_seconds"],
+                    "end-to-end MP/s": mp / g["seconds"],
+                    "overhead %": 100 * (g["seconds"] - g["model_seconds"]) / g["model_seconds"],
+                    "peak RSS MB": g["peak_rss_mb"], "worker peak RSS MB": g["children_peak_rss_mb"],
+                }
+                if naive:
+                    row.update({"naive MP/s": mp / naive["seconds"], "naive peak RSS MB": naive["peak_rss_mb"],
+                                "speed-up vs naive": naive["seconds"] / g["seconds"]})
+                rows.append(row)
+                print(json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in row.items()}), file=sys.stderr)
+    from geocd.inference.backends import physical_cores
+
     print(f"backbone {args.backbone} (lightweight heads, 5 trained classes), tile {args.tile}, overlap {args.tile // 8}, "
-          f"{args.workers} workers, CPU threads {__import__('torch').get_num_threads()}")
+          f"batch 1, PyTorch threads {__import__('torch').get_num_threads()}, ONNX Runtime threads {physical_cores()}")
     header = list(rows[0])
     print(" | ".join(header))
     for row in rows:

@@ -36,7 +36,7 @@ class GeocdClickError(click.ClickException):
         click.echo(f"geocd: error: {self.format_message()}", err=True)
 
 
-OPTION_PARAMETERS = ("bands", "batch_size", "class_weights", "device", "overlap", "resolution", "threshold", "tile_size")
+OPTION_PARAMETERS = ("backend", "bands", "batch_size", "class_weights", "device", "overlap", "resolution", "threshold", "tile_size")
 """Library parameters that are command-line options: an error line starting with one names its flag instead."""
 
 
@@ -141,6 +141,9 @@ def parse_radiometry(ctx: click.Context, param: click.Parameter, value: str) -> 
 @click.option("--tile-size", type=click.IntRange(32), help="Tile size in pixels. Default: the model's training tile size.")
 @click.option("--overlap", type=click.IntRange(0), help="Tile overlap in pixels. Default: 1/8 of the tile.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--backend", default="auto", show_default=True, type=click.Choice(["auto", "torch", "onnx"]),
+              help="Network runtime: onnx (ONNX Runtime, CPU; the graph is exported once per model and cached), "
+                   "torch, or auto (onnx on CPU when installed, torch on CUDA).")
 @click.option("--batch-size", type=click.IntRange(1), help="Tiles per forward pass. Default: 1 on CPU, 8 on CUDA.")
 @click.option("--num-workers", default=2, show_default=True, type=click.IntRange(0), help="Tile-reading worker processes.")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
@@ -151,7 +154,7 @@ def parse_radiometry(ctx: click.Context, param: click.Parameter, value: str) -> 
 def predict(before: str, after: str, output: str | None, raster: str | None, landcover: str | None, models: tuple[str, ...], tta: bool,
             threshold: float, min_area: float | None, bands: tuple[int, ...] | None,
             radiometry: str | tuple[float, float], tile_size: int | None,
-            overlap: int | None, device: str, batch_size: int | None, num_workers: int, overwrite: bool,
+            overlap: int | None, device: str, backend: str, batch_size: int | None, num_workers: int, overwrite: bool,
             progress_mode: str, quiet: bool, quicklook: str | None, report: str | None) -> None:
     """Detect changes between BEFORE and AFTER rasters and write polygons.
 
@@ -175,7 +178,8 @@ def predict(before: str, after: str, output: str | None, raster: str | None, lan
     check_predict_outputs(before, after, models, outputs)
     resolved = resolve_device(device)
     options = PredictOptions(tile_size=tile_size, overlap=overlap, tta=tta, threshold=threshold, device=resolved,
-                             batch_size=batch_size, num_workers=num_workers, bands=bands, radiometry=radiometry)
+                             batch_size=batch_size, num_workers=num_workers, bands=bands, radiometry=radiometry,
+                             backend=backend)
     loaded = load_models(list(models), resolved)
     progress = Progress("none" if quiet else progress_mode)
     result = run_predict(before, after, models=loaded, outputs=outputs, options=options, progress=progress)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +82,15 @@ def intensity_model(trained: tuple[int, ...] = (3, 5), tile_size: int = 64, smoo
     """:class:`IntensityChangeNet` with metadata (identity normalisation)."""
     meta = ModelMetadata(ModelConfig("resnet18"), mean=(0.0,) * 3, std=(1.0,) * 3, trained_classes=trained, tile_size=tile_size)
     return LoadedModel(IntensityChangeNet(offset=offset, smoothing=smoothing).eval(), meta, Path("intensity-model"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """ONNX graphs exported by the tests go to a temporary cache folder, never the user's."""
+    with pytest.MonkeyPatch.context() as patch:
+        folder = tmp_path_factory.mktemp("cache")
+        patch.setenv("GEOCD_CACHE_DIR", str(folder))
+        yield folder
 
 
 @pytest.fixture(scope="session")

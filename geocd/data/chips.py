@@ -158,7 +158,7 @@ def _check_import(
     if not src_root.is_dir():
         raise InputError(src_root, "is not a folder")
     if resolution is not None and not (math.isfinite(resolution) and resolution > 0):
-        raise InputError(None, f"--resolution must be a positive number of metres, not {resolution}")
+        raise InputError(None, f"resolution must be a positive number of metres, not {resolution}")
     dst_root = Path(destination)
     manifest = _check_destination(dst_root, overwrite)
     name = src_root.resolve().name if dataset is None else dataset

@@ -6,13 +6,13 @@ model and every transform, each output mapped back to the input orientation firs
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import torch
-from torch import nn
 
 from geocd.models.dihedral import DIHEDRAL
+from geocd.models.siamese import ChangeLogits
 
 
 class ChangeProbabilities(NamedTuple):
@@ -25,9 +25,10 @@ class ChangeProbabilities(NamedTuple):
 
 @torch.no_grad()
 def predict_probabilities(
-    models: Sequence[nn.Module], before: torch.Tensor, after: torch.Tensor, tta: bool = False
+    models: Sequence[Callable[[torch.Tensor, torch.Tensor], ChangeLogits]], before: torch.Tensor, after: torch.Tensor, tta: bool = False
 ) -> ChangeProbabilities:
-    """Average land-cover and change probabilities over ``models`` and, with ``tta``, the 6 transforms."""
+    """Average land-cover and change probabilities over ``models`` (modules or any callable with their
+    signature, e.g. :mod:`geocd.inference.backends` runners) and, with ``tta``, the 6 transforms."""
     transforms = list(DIHEDRAL.values()) if tta else [DIHEDRAL["identity"]]
     totals: list[torch.Tensor] | None = None
     for model in models:

@@ -118,9 +118,9 @@ def train(
 ) -> TrainResult:
     """Train a change model on the pairs of ``archives`` and write geocd checkpoints into ``output``."""
     if options.batch_size < 2:
-        raise InputError(None, "--batch-size must be at least 2 for training (batch normalisation needs it)")
+        raise InputError(None, "batch_size must be at least 2 for training (batch normalisation needs it)")
     if len(options.loss_weights) != SECOND.num_landcover:
-        raise InputError(None, f"--class-weights needs {SECOND.num_landcover} numbers, one per land-cover class")
+        raise InputError(None, f"class_weights needs {SECOND.num_landcover} numbers, one per land-cover class")
     out = Path(output)
     if options.resume and not (out / "lightning" / "last.ckpt").is_file():
         raise InputError(out, "has no lightning/last.ckpt to resume from")

@@ -1,0 +1,204 @@
+"""Inference backends: one runner per model, PyTorch eager or ONNX Runtime.
+
+A runner is called as ``runner(before, after)`` on raw pixel batches ``[B,C,H,W]`` (float32)
+and returns the model's :class:`~geocd.models.ChangeLogits`; normalisation by the checkpoint's
+mean and std is part of it. Test-time augmentation and ensembles stay in
+:func:`geocd.models.tta.predict_probabilities`, which transforms the inputs around any runner.
+
+The ONNX graph is exported from the checkpoint at a fixed tile size (dynamic batch) and
+cached under ``GEOCD_CACHE_DIR`` (default: the user's cache folder) ``/onnx/<key>.onnx``, the
+key hashing the checkpoint's bytes, the tile size and the geocd version, so only the first
+run with a checkpoint pays the export. A model without a file (built in memory) is exported
+at each run and not cached.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import io
+import os
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from geocd import __version__
+from geocd.atomic import atomic_output
+from geocd.checkpoint import LoadedModel
+from geocd.errors import InputError, OutputError
+from geocd.models import ChangeLogits
+
+Backend = Literal["auto", "torch", "onnx"]
+Runner = Callable[[torch.Tensor, torch.Tensor], ChangeLogits]
+CACHE_ENV = "GEOCD_CACHE_DIR"
+OUTPUTS = ChangeLogits._fields
+ONNX_OPSET = 17
+
+
+class NormalizedModel(nn.Module):
+    """A loaded model that normalises raw pixel values with its checkpoint's mean and std.
+
+    It runs in channels-last memory layout, about 1.3x faster for convolutions on CPU.
+    """
+
+    def __init__(self, loaded: LoadedModel) -> None:
+        super().__init__()
+        self.net = loaded.model.to(memory_format=torch.channels_last)
+        meta = loaded.metadata
+        self.register_buffer("mean", torch.tensor(meta.mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(meta.std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, before: torch.Tensor, after: torch.Tensor):  # noqa: ANN201 - the wrapped model's output
+        layout = torch.channels_last
+        before = ((before - self.mean) / self.std).contiguous(memory_format=layout)
+        after = ((after - self.mean) / self.std).contiguous(memory_format=layout)
+        return self.net(before, after)
+
+
+def build_runners(models: Sequence[LoadedModel], device: torch.device, backend: Backend, tile_size: int) -> list[Runner]:
+    """One runner per model for square tiles of ``tile_size`` pixels.
+
+    ``auto`` uses ONNX Runtime on the CPU when it is installed and the model has a file,
+    PyTorch otherwise (and always on CUDA). ``onnx`` runs on the CPU only.
+    """
+    if backend == "onnx":
+        if _onnxruntime() is None:
+            raise InputError(None, "backend onnx needs onnxruntime, which is not installed (pip install onnxruntime)")
+        if device.type != "cpu":
+            raise InputError(None, f"backend onnx runs on the CPU only, not on {device}")
+    return [_build_runner(m, device, backend, tile_size) for m in models]
+
+
+def resolved_backend(model: LoadedModel, device: torch.device, backend: Backend) -> Literal["torch", "onnx"]:
+    """The backend that ``backend`` means for ``model`` on ``device`` (see :func:`build_runners`)."""
+    if backend != "auto":
+        return backend
+    usable = device.type == "cpu" and _onnxruntime() is not None and model.path.is_file()
+    return "onnx" if usable else "torch"
+
+
+def onnx_cache_path(checkpoint: str | os.PathLike[str], tile_size: int) -> Path:
+    """Where the ONNX graph of ``checkpoint`` at ``tile_size`` pixels is cached."""
+    with open(checkpoint, "rb") as f:
+        digest = hashlib.file_digest(f, "sha256")
+    digest.update(f"tile={tile_size};geocd={__version__}".encode())
+    return _cache_dir() / f"{digest.hexdigest()}.onnx"
+
+
+def physical_cores() -> int:
+    """Physical CPU cores this process may run on (hyper-threads of one core count once)."""
+    cpus = os.sched_getaffinity(0)
+    cores = set()
+    for cpu in cpus:
+        topology = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
+        try:
+            cores.add(((topology / "physical_package_id").read_text(), (topology / "core_id").read_text()))
+        except OSError:
+            return len(cpus)
+    return len(cores)
+
+
+def _build_runner(model: LoadedModel, device: torch.device, backend: Backend, tile_size: int) -> Runner:
+    net = NormalizedModel(model).to(device).eval()
+    if resolved_backend(model, device, backend) == "torch":
+        return net
+    return _OnnxRunner(_onnx_graph(net, model.path, tile_size))
+
+
+class _OnnxRunner:
+    """An ONNX Runtime CPU session called like the PyTorch model it was exported from."""
+
+    def __init__(self, graph: Path | bytes) -> None:
+        ort = _onnxruntime()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = physical_cores()
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(graph if isinstance(graph, bytes) else os.fspath(graph), options,
+                                            providers=["CPUExecutionProvider"])
+
+    def __call__(self, before: torch.Tensor, after: torch.Tensor) -> ChangeLogits:
+        feeds = {name: np.ascontiguousarray(x.numpy(), np.float32) for name, x in (("before", before), ("after", after))}
+        return ChangeLogits(*(torch.from_numpy(o) for o in self.session.run(None, feeds)))
+
+
+def _onnx_graph(net: NormalizedModel, checkpoint: Path, tile_size: int) -> Path | bytes:
+    """The cached graph file of a checkpoint (exported on a miss), or the bytes of a model without a file."""
+    if not checkpoint.is_file():
+        buffer = io.BytesIO()
+        _export(net, tile_size, buffer)
+        return buffer.getvalue()
+    path = onnx_cache_path(checkpoint, tile_size)
+    if not path.is_file():
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise OutputError(path.parent, f"cannot create the ONNX cache folder ({error.strerror}); set {CACHE_ENV}") from None
+        with atomic_output(path, overwrite=True) as tmp:
+            _export(net, tile_size, tmp)
+    return path
+
+
+def _export(net: NormalizedModel, tile_size: int, target: Path | io.BytesIO) -> None:
+    """Export ``net`` for ``tile_size`` square tiles with a dynamic batch (TorchScript exporter)."""
+    exportable = copy.deepcopy(net).cpu()
+    for name, module in list(exportable.named_modules()):
+        if isinstance(module, nn.AdaptiveAvgPool2d):
+            parent, _, child = name.rpartition(".")
+            setattr(exportable.get_submodule(parent), child, _MatrixAdaptivePool(module.output_size))
+    example = torch.zeros(2, net.mean.shape[1], tile_size, tile_size)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(exportable, (example, example), target, dynamo=False, opset_version=ONNX_OPSET,
+                          input_names=["before", "after"], output_names=list(OUTPUTS),
+                          dynamic_axes={name: {0: "batch"} for name in ("before", "after", *OUTPUTS)})
+
+
+class _MatrixAdaptivePool(nn.Module):
+    """Adaptive average pooling as two matrix products, exact for any fixed input size.
+
+    The TorchScript ONNX exporter refuses adaptive pooling whose bins do not divide the
+    input (the PSP head's 3 and 6 bins on most tile sizes); bin ``i`` of ``n`` input pixels
+    averages pixels ``floor(i n / b)`` to ``ceil((i + 1) n / b)``, as PyTorch does.
+    """
+
+    def __init__(self, output_size: int | tuple[int, int]) -> None:
+        super().__init__()
+        self.bins = (output_size, output_size) if isinstance(output_size, int) else output_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows, cols = (_pool_matrix(int(n), b) for n, b in zip(x.shape[-2:], self.bins))
+        return rows @ x @ cols.T
+
+
+def _pool_matrix(n: int, bins: int) -> torch.Tensor:
+    """``[bins, n]`` averaging weights of adaptive pooling over ``n`` pixels."""
+    matrix = torch.zeros(bins, n)
+    for i in range(bins):
+        start, stop = (i * n) // bins, -((-(i + 1) * n) // bins)
+        matrix[i, start:stop] = 1.0 / (stop - start)
+    return matrix
+
+
+def _cache_dir() -> Path:
+    """``$GEOCD_CACHE_DIR/onnx``, or ``onnx`` in the user's cache folder."""
+    root = os.environ.get(CACHE_ENV)
+    if not root:
+        import platformdirs
+
+        root = platformdirs.user_cache_dir("geocd")
+    return Path(root) / "onnx"
+
+
+def _onnxruntime() -> ModuleType | None:
+    """The ``onnxruntime`` module, or None when it cannot be imported."""
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    return onnxruntime

@@ -1,0 +1,154 @@
+"""Inference backends: ONNX Runtime matches PyTorch, its graph cache, and the backend choice."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from click.testing import CliRunner
+
+from cli.main import cli
+from conftest import intensity_model, planted_pair
+from geocd.checkpoint import ModelMetadata, load_checkpoint, save_checkpoint
+from geocd.inference import backends
+from geocd.inference.backends import NormalizedModel, build_runners, onnx_cache_path
+from geocd.inference.predict import PredictOptions, PredictOutputs, predict
+from geocd.models import ModelConfig, SiameseChangeNet
+from geocd.models.tta import predict_probabilities
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def small_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A geocd checkpoint of timm's smallest test backbone (random weights, PSP head, 64-pixel tiles): quick to export."""
+    torch.manual_seed(0)
+    model = SiameseChangeNet(ModelConfig("test_efficientnet", lightweight=True)).eval()
+    meta = ModelMetadata(model.config, mean=(120.0,) * 3, std=(50.0,) * 3, tile_size=64)
+    return save_checkpoint(tmp_path_factory.mktemp("models") / "small.safetensors", model, meta)
+
+
+@pytest.fixture
+def exports(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """The targets of every ONNX export made during the test."""
+    made: list[Path] = []
+    export = backends._export
+
+    def counting(net: NormalizedModel, tile_size: int, target: Path) -> None:
+        made.append(target)
+        export(net, tile_size, target)
+
+    monkeypatch.setattr(backends, "_export", counting)
+    return made
+
+
+@pytest.fixture
+def no_onnxruntime(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make ``import onnxruntime`` fail, as on an install without it."""
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+
+
+def test_onnx_probabilities_match_torch_with_tta_and_an_ensemble(tmp_path: Path, small_checkpoint: Path) -> None:
+    tile = 80  # features of 20 pixels, which PSP bins of 3 and 6 do not divide
+    other = load_checkpoint(small_checkpoint)
+    other.model.change_head.head.classifier[1].bias.data += 0.5
+    models = [load_checkpoint(small_checkpoint), load_checkpoint(save_checkpoint(tmp_path / "other.safetensors", other.model, other.metadata))]
+    before, after = (torch.rand(2, 3, tile, tile) * 255 for _ in range(2))
+    expected = predict_probabilities(build_runners(models, CPU, "torch", tile), before, after, tta=True)
+    runners = build_runners(models, CPU, "onnx", tile)
+    assert not any(isinstance(r, torch.nn.Module) for r in runners)
+    got = predict_probabilities(runners, before, after, tta=True)
+    for a, b in zip(expected, got):
+        assert a.shape == b.shape
+        assert torch.allclose(a, b, atol=1e-4, rtol=0)
+
+
+def test_onnx_and_torch_write_the_same_change_raster(tmp_path: Path, small_checkpoint: Path) -> None:
+    before, after, _ = planted_pair(tmp_path)
+    model = load_checkpoint(small_checkpoint)
+    bands = {}
+    for backend in ("torch", "onnx"):
+        out = tmp_path / f"{backend}.tif"
+        predict(before, after, models=[model], outputs=PredictOutputs(raster=out), options=PredictOptions(backend=backend))
+        with rasterio.open(out) as src:
+            bands[backend] = src.read().astype(int)
+    assert np.abs(bands["torch"][0] - bands["onnx"][0]).max() <= 1  # probability, 1/254 steps
+    assert (bands["torch"][1:] == bands["onnx"][1:]).all()
+
+
+def test_the_cached_graph_is_reused_and_a_changed_checkpoint_gets_a_new_one(
+    tmp_path: Path, small_checkpoint: Path, exports: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GEOCD_CACHE_DIR", str(tmp_path / "cache"))
+    checkpoint = shutil.copy(small_checkpoint, tmp_path / "model.safetensors")
+    model = load_checkpoint(checkpoint)
+    build_runners([model], CPU, "onnx", 64)
+    cached = onnx_cache_path(checkpoint, 64)
+    assert cached.parent == tmp_path / "cache" / "onnx" and cached.is_file() and len(exports) == 1
+    assert [p.name for p in cached.parent.iterdir()] == [cached.name]  # the temporary name is gone
+    stamp = cached.stat().st_mtime_ns
+    build_runners([model], CPU, "onnx", 64)
+    assert len(exports) == 1 and cached.stat().st_mtime_ns == stamp
+    assert onnx_cache_path(checkpoint, 96) != cached
+    model.model.change_head.head.classifier[1].bias.data += 1.0
+    save_checkpoint(checkpoint, model.model, model.metadata)
+    changed = onnx_cache_path(checkpoint, 64)
+    assert changed != cached
+    build_runners([model], CPU, "onnx", 64)
+    assert len(exports) == 2 and changed.is_file()
+
+
+def test_auto_uses_onnx_for_a_checkpoint_on_cpu_and_torch_otherwise(small_checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = load_checkpoint(small_checkpoint)
+    assert not isinstance(build_runners([model], CPU, "auto", 64)[0], torch.nn.Module)
+    assert isinstance(build_runners([intensity_model()], CPU, "auto", 64)[0], NormalizedModel)  # no file to cache
+    assert backends.resolved_backend(model, torch.device("cuda"), "auto") == "torch"
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    assert isinstance(build_runners([model], CPU, "auto", 64)[0], NormalizedModel)
+
+
+def test_onnx_exports_a_model_without_a_file_in_memory(tmp_path: Path, exports: list[Path]) -> None:
+    before, after, changed = planted_pair(tmp_path)
+    result = {}
+    for backend in ("torch", "onnx"):
+        predict(before, after, models=[intensity_model()], outputs=PredictOutputs(raster=tmp_path / f"{backend}.tif"),
+                options=PredictOptions(tile_size=48, backend=backend))
+        with rasterio.open(tmp_path / f"{backend}.tif") as src:
+            result[backend] = src.read()
+    assert len(exports) == 1 and not isinstance(exports[0], Path)
+    assert (result["torch"] == result["onnx"]).all() and (result["onnx"][1] > 0).sum() == changed.sum()
+
+
+def test_backend_onnx_without_onnxruntime_is_a_one_line_error(tmp_path: Path, small_checkpoint: Path, no_onnxruntime: None) -> None:
+    before, after, _ = planted_pair(tmp_path)
+    result = CliRunner().invoke(cli, ["predict", str(before), str(after), "--raster", str(tmp_path / "c.tif"),
+                                      "--model", str(small_checkpoint), "--backend", "onnx", "--num-workers", "0", "--quiet"])
+    assert result.exit_code == 2
+    assert result.output == "geocd: error: --backend onnx needs onnxruntime, which is not installed (pip install onnxruntime)\n"
+    assert not (tmp_path / "c.tif").exists()
+
+
+def test_backend_onnx_on_cuda_is_refused(small_checkpoint: Path) -> None:
+    from geocd.errors import InputError
+
+    with pytest.raises(InputError, match="^backend onnx runs on the CPU only, not on cuda"):
+        build_runners([load_checkpoint(small_checkpoint)], torch.device("cuda"), "onnx", 64)
+
+
+@pytest.mark.parametrize("size", [16, 17, 23])
+def test_matrix_pooling_equals_adaptive_pooling(size: int) -> None:
+    x = torch.randn(2, 4, size, size + 3)
+    for bins in (1, 2, 3, 6):
+        expected = torch.nn.AdaptiveAvgPool2d(bins)(x)
+        assert torch.allclose(backends._MatrixAdaptivePool(bins)(x), expected, atol=1e-5)
+
+
+def test_onnx_runtime_threads_are_the_physical_cores_we_may_use() -> None:
+    import os
+
+    assert 1 <= backends.physical_cores() <= len(os.sched_getaffinity(0))
