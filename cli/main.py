@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import signal
+import threading
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -446,10 +447,19 @@ class _Stopped(BaseException):
 
 def _stop_on_signals() -> None:
     """Make SIGTERM and SIGINT raise :class:`_Stopped` in this process; child processes ignore them
-    (their parent stops them)."""
+    (their parent stops them). Once stopping, errors of background threads that lose their peer
+    process (multiprocessing's resource sharer, in parent and workers) are consequences of the
+    stop and stay silent."""
     owner = os.getpid()
 
     def handler(signum: int, frame: Any) -> None:
+        report = sys.excepthook
+
+        def main_thread_only(*exc_info: Any) -> None:
+            if threading.current_thread() is threading.main_thread():
+                report(*exc_info)
+
+        sys.excepthook, threading.excepthook = main_thread_only, lambda args: None
         if os.getpid() == owner:
             raise _Stopped(signum)
 

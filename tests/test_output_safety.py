@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import os
 import signal
 import socket
@@ -174,4 +175,7 @@ def test_signals_remove_temporaries_and_exit_128_plus_n(tmp_path: Path, tiny_che
     assert run.returncode == code, stderr
     assert stderr == f"geocd: stopped by {signal.Signals(signum).name}\n"
     assert [p.name for p in out.iterdir()] == ["c.tif"] and (out / "c.tif").read_bytes() == b"previous"
-    assert list(tmpdir.iterdir()) == []
+    # no pymp-* folders of the reading workers, no geocd temporaries; only what the libraries keep
+    # there for every run of theirs (one file, one cache folder, reused, never accumulating)
+    library_state = {".ses", f"torchinductor_{getpass.getuser()}"}  # onnxruntime's session id, torch's compile cache
+    assert [p.name for p in tmpdir.iterdir() if p.name not in library_state] == []
