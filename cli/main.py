@@ -137,7 +137,7 @@ def parse_radiometry(ctx: click.Context, param: click.Parameter, value: str) -> 
                    "model; 3,2,1 on a B02,B03,B04,B08 Sentinel-2 stack). Default: the first the model needs.")
 @click.option("--radiometry", default="auto", show_default=True, callback=parse_radiometry,
               help="How pixel values become model input: auto (8-bit pairs as they are, anything else stretched "
-                   "linearly from its 2-98 %% percentiles, one range for dates stored alike), stretch (always), "
+                   "linearly from its 2-98 % percentiles, one range for dates stored alike), stretch (always), "
                    "none (values as stored), or LOW,HIGH (this range of scaled values -> 0-255 in both dates, "
                    "e.g. 0,3000 for Sentinel-2 L1C).")
 @click.option("--tile-size", type=click.IntRange(32), help="Tile size in pixels. Default: the model's training tile size.")
