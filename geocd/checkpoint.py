@@ -102,7 +102,8 @@ def save_checkpoint(
     """Write ``model`` and ``metadata`` atomically; ``half`` stores floating weights (not the normalisation) as float16."""
     if model.config != metadata.config:
         raise ValueError(f"model config {model.config} differs from metadata config {metadata.config}")
-    if not torch.equal(model.mean.cpu(), _band_tensor(metadata.mean)) or not torch.equal(model.std.cpu(), _band_tensor(metadata.std)):
+    if not all(torch.equal(getattr(model, name).cpu(), _band_tensor(values))
+               for name, values in zip(NORMALISATION, (metadata.mean, metadata.std))):
         raise ValueError(f"model normalisation differs from the metadata's mean {metadata.mean} and std {metadata.std}")
     tensors = {
         name: (t.half() if half and t.is_floating_point() and name not in NORMALISATION else t).detach().cpu().contiguous()
