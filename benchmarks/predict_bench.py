@@ -61,7 +61,7 @@ def save_model(path: Path, backbone: str, tile: int) -> None:
     torch.manual_seed(0)
     config = ModelConfig(backbone, lightweight=True)
     meta = ModelMetadata(config, mean=(120.0,) * 3, std=(50.0,) * 3, trained_classes=(1, 2, 3, 4, 5), tile_size=tile)
-    save_checkpoint(path, SiameseChangeNet(config).eval(), meta)
+    save_checkpoint(path, SiameseChangeNet(config, meta.mean, meta.std).eval(), meta)
     build_runners([load_checkpoint(path)], torch.device("cpu"), "onnx", tile)
 
 
@@ -79,7 +79,6 @@ def run_geocd(before: Path, after: Path, out: Path, model_path: Path, backend: s
 
 def run_naive(before: Path, after: Path, out: Path, model_path: Path, tile: int) -> dict:
     """The loop many tutorials show: RasterDataset pair, grid sampler, whole-scene output array."""
-    import torch
     from torchgeo.datasets import RasterDataset
     from torchgeo.samplers import GridGeoSampler
 
@@ -87,7 +86,6 @@ def run_naive(before: Path, after: Path, out: Path, model_path: Path, tile: int)
     from geocd.models.tta import predict_probabilities
 
     model = load_checkpoint(model_path)
-    mean, std = torch.tensor(model.metadata.mean).view(1, -1, 1, 1), torch.tensor(model.metadata.std).view(1, -1, 1, 1)
     start = time.perf_counter()
     ds_before, ds_after = RasterDataset(paths=str(before)), RasterDataset(paths=str(after))
     with rasterio.open(before) as src:
@@ -96,7 +94,7 @@ def run_naive(before: Path, after: Path, out: Path, model_path: Path, tile: int)
     for query in GridGeoSampler(ds_before, tile, tile - tile // 8):
         b = ds_before[query]["image"][None].float()
         a = ds_after[query]["image"][None].float()
-        probs = predict_probabilities([model.model], (b - mean) / std, (a - mean) / std).change[0, 0].numpy()
+        probs = predict_probabilities([model.model], b, a).change[0, 0].numpy()
         col = round((query[0].start - transform.c) / transform.a)
         row = round((transform.f - query[1].stop) / -transform.e)
         r0, c0 = max(row, 0), max(col, 0)

@@ -20,7 +20,7 @@ import click
 
 from geocd import __version__
 from geocd.errors import GeocdError
-from geocd.options import SEED_CLASS_WEIGHTS, TrainOptions
+from geocd.options import SEED_CLASS_WEIGHTS, PredictOptions, TrainOptions
 
 ERROR_EXIT_CODE = 2
 MIN_AREA_HELP = ("Drop changes smaller than this (m², true ground area). "
@@ -130,24 +130,29 @@ def parse_radiometry(ctx: click.Context, param: click.Parameter, value: str) -> 
 @click.option("--report", type=click.Path(dir_okay=False),
               help="Also write a JSON report: inputs, model, options, timings, count and area per change type.")
 @click.option("--tta", is_flag=True, help="Average over the 6 dihedral flips/rotations (6x slower).")
-@click.option("--threshold", default=0.5, show_default=True, type=click.FloatRange(0, 1), help="Change probability cut-off.")
+@click.option("--threshold", default=PredictOptions.threshold, show_default=True, type=click.FloatRange(0, 1),
+              help="Change probability cut-off.")
 @click.option("--min-area", type=click.FloatRange(0), help=MIN_AREA_HELP)
 @click.option("--bands", callback=parse_bands,
               help="Bands to use, 1-based, comma-separated, in the model's order (red,green,blue for the default "
                    "model; 3,2,1 on a B02,B03,B04,B08 Sentinel-2 stack). Default: the first the model needs.")
-@click.option("--radiometry", default="auto", show_default=True, callback=parse_radiometry,
+@click.option("--radiometry", default=PredictOptions.radiometry, show_default=True, callback=parse_radiometry,
               help="How pixel values become model input: auto (8-bit pairs as they are, anything else stretched "
                    "linearly from its 2-98 % percentiles, one range for dates stored alike), stretch (always), "
                    "none (values as stored), or LOW,HIGH (this range of scaled values -> 0-255 in both dates, "
                    "e.g. 0,3000 for Sentinel-2 L1C).")
-@click.option("--tile-size", type=click.IntRange(32), help="Tile size in pixels. Default: the model's training tile size.")
-@click.option("--overlap", type=click.IntRange(0), help="Tile overlap in pixels. Default: 1/8 of the tile.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--backend", default="auto", show_default=True, type=click.Choice(["auto", "torch", "onnx"]),
+@click.option("--tile-size", default=PredictOptions.tile_size, type=click.IntRange(32),
+              help="Tile size in pixels. Default: the model's training tile size.")
+@click.option("--overlap", default=PredictOptions.overlap, type=click.IntRange(0),
+              help="Tile overlap in pixels. Default: 1/8 of the tile.")
+@click.option("--device", default=PredictOptions.device, show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--backend", default=PredictOptions.backend, show_default=True, type=click.Choice(["auto", "torch", "onnx"]),
               help="Network runtime: onnx (ONNX Runtime, CPU; the graph is exported once per model and cached), "
                    "torch, or auto (onnx on CPU when installed, torch on CUDA).")
-@click.option("--batch-size", type=click.IntRange(1), help="Tiles per forward pass. Default: 1 on CPU, 8 on CUDA.")
-@click.option("--num-workers", default=2, show_default=True, type=click.IntRange(0), help="Tile-reading worker processes.")
+@click.option("--batch-size", default=PredictOptions.batch_size, type=click.IntRange(1),
+              help="Tiles per forward pass. Default: 1 on CPU, 8 on CUDA.")
+@click.option("--num-workers", default=PredictOptions.num_workers, show_default=True, type=click.IntRange(0),
+              help="Tile-reading worker processes.")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @click.option("--progress", "progress_mode", type=click.Choice(["bar", "json", "none"]), default="bar", show_default=True,
               help="Progress on stderr: a bar, JSON lines (for programs), or nothing.")
@@ -172,7 +177,7 @@ def predict(before: str, after: str, output: str | None, raster: str | None, lan
                                "--quicklook quicklook.png and/or --report report.json")
     from geocd.checkpoint import load_models
     from geocd.inference.predict import (
-        PredictOptions, PredictOutputs, check_predict_outputs, predict as run_predict, resolve_device,
+        PredictOutputs, check_predict_outputs, predict as run_predict, resolve_device,
     )
     from geocd.progress import Progress
     outputs = PredictOutputs(vectors=output, raster=raster, landcover=landcover, quicklook=quicklook, report=report,
@@ -310,10 +315,13 @@ def train(archives: tuple[str, ...], output: str, backbone: str, pretrained: boo
               help="Folder for evaluation.json and confusion.png.")
 @click.option("--pairs", help="Comma-separated pair names to evaluate (e.g. the validation pairs). Default: all.")
 @click.option("--tta", is_flag=True, help="Average over the 6 dihedral flips/rotations.")
-@click.option("--threshold", default=0.5, show_default=True, type=click.FloatRange(0, 1), help="Change probability cut-off.")
-@click.option("--tile-size", type=click.IntRange(32), help="Tile size in pixels. Default: the model's.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--num-workers", default=2, show_default=True, type=click.IntRange(0), help="Tile-reading worker processes.")
+@click.option("--threshold", default=PredictOptions.threshold, show_default=True, type=click.FloatRange(0, 1),
+              help="Change probability cut-off.")
+@click.option("--tile-size", default=PredictOptions.tile_size, type=click.IntRange(32),
+              help="Tile size in pixels. Default: the model's.")
+@click.option("--device", default=PredictOptions.device, show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--num-workers", default=PredictOptions.num_workers, show_default=True, type=click.IntRange(0),
+              help="Tile-reading worker processes.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing evaluation.json and confusion.png in OUTPUT.")
 @reports_errors
 def evaluate(archive: str, models: tuple[str, ...], output: str, pairs: str | None, tta: bool, threshold: float,
@@ -335,7 +343,7 @@ def evaluate(archive: str, models: tuple[str, ...], output: str, pairs: str | No
     from geocd.checkpoint import load_models
     from geocd.data.archive import open_archive
     from geocd.evaluation import evaluate as run_evaluate, evaluate_landcover, report_paths, save_report
-    from geocd.inference.predict import PredictOptions, resolve_device
+    from geocd.inference.predict import resolve_device
 
     report_paths(output, overwrite)
     resolved = resolve_device(device)
@@ -359,9 +367,11 @@ def evaluate(archive: str, models: tuple[str, ...], output: str, pairs: str | No
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Folder for pseudo-label rasters.")
 @click.option("--pair", "pairs", multiple=True, help="Only this pair (repeatable). Default: every land-cover pair.")
 @click.option("--tta", is_flag=True, help="Average over the 6 dihedral flips/rotations.")
-@click.option("--tile-size", type=click.IntRange(32), help="Tile size in pixels. Default: the model's.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--num-workers", default=2, show_default=True, type=click.IntRange(0), help="Tile-reading worker processes.")
+@click.option("--tile-size", default=PredictOptions.tile_size, type=click.IntRange(32),
+              help="Tile size in pixels. Default: the model's.")
+@click.option("--device", default=PredictOptions.device, show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--num-workers", default=PredictOptions.num_workers, show_default=True, type=click.IntRange(0),
+              help="Tile-reading worker processes.")
 @click.option("--overwrite", is_flag=True, help="Replace existing pseudo labels in OUTPUT.")
 @reports_errors
 def pseudo_label(archive: str, models: tuple[str, ...], output: str, pairs: tuple[str, ...], tta: bool,
@@ -377,7 +387,7 @@ def pseudo_label(archive: str, models: tuple[str, ...], output: str, pairs: tupl
       geocd pseudo-label archive/manifest.csv --model a.safetensors --model b.safetensors -o pseudo/ --tta
     """
     from geocd.checkpoint import load_models
-    from geocd.inference.predict import PredictOptions, resolve_device
+    from geocd.inference.predict import resolve_device
     from geocd.training.pseudo import pseudo_label as run_pseudo_label
 
     resolved = resolve_device(device)

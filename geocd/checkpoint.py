@@ -3,6 +3,10 @@
 The metadata says how to rebuild the network (:class:`ModelConfig`) and how to feed it:
 band order, per-band normalisation, class schema, which land-cover classes were trained,
 training tile size and ground resolution. Loading never unpickles anything.
+
+The network's normalisation buffers are stored with the weights (always as float32) and
+equal the metadata's ``mean``/``std``; a checkpoint saved before the network held them
+gets them from its metadata.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from geocd import __version__
 from geocd.atomic import atomic_output
 from geocd.data.radiometry import DISPLAY8
 from geocd.errors import CheckpointError, InputError
-from geocd.models.siamese import ModelConfig, SiameseChangeNet
+from geocd.models.siamese import NORMALISATION, ModelConfig, SiameseChangeNet
 from geocd.options import TrainOptions
 from geocd.schema import SECOND, ClassSchema
 
@@ -95,11 +99,14 @@ class LoadedModel:
 def save_checkpoint(
     path: str | os.PathLike[str], model: SiameseChangeNet, metadata: ModelMetadata, half: bool = False, overwrite: bool = True
 ) -> Path:
-    """Write ``model`` and ``metadata`` atomically; ``half`` stores floating weights as float16."""
+    """Write ``model`` and ``metadata`` atomically; ``half`` stores floating weights (not the normalisation) as float16."""
     if model.config != metadata.config:
         raise ValueError(f"model config {model.config} differs from metadata config {metadata.config}")
+    if not all(torch.equal(getattr(model, name).cpu(), _band_tensor(values))
+               for name, values in zip(NORMALISATION, (metadata.mean, metadata.std))):
+        raise ValueError(f"model normalisation differs from the metadata's mean {metadata.mean} and std {metadata.std}")
     tensors = {
-        name: (t.half() if half and t.is_floating_point() else t).detach().cpu().contiguous()
+        name: (t.half() if half and t.is_floating_point() and name not in NORMALISATION else t).detach().cpu().contiguous()
         for name, t in model.state_dict().items()
     }
     header = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "geocd": metadata.to_json()}
@@ -122,12 +129,14 @@ def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "
     path = Path(path)
     metadata = read_metadata(path)
     try:
-        model = SiameseChangeNet(metadata.config)
+        model = SiameseChangeNet(metadata.config, metadata.mean, metadata.std)
     except RuntimeError as error:
         raise CheckpointError(path, f"cannot build backbone {metadata.config.backbone!r}: {error}") from None
     expected = model.state_dict()
     with safe_open(str(path), framework="pt") as f:
         stored = {name: f.get_tensor(name) for name in f.keys()}
+    if not stored.keys() & set(NORMALISATION):
+        stored.update((name, expected[name]) for name in NORMALISATION)
     missing = expected.keys() - stored.keys()
     unexpected = stored.keys() - expected.keys()
     reshaped = [n for n in expected.keys() & stored.keys() if expected[n].shape != stored[n].shape]
@@ -163,6 +172,11 @@ def check_ensemble(models: Sequence[LoadedModel]) -> None:
         ):
             if a != b:
                 raise InputError(other.path, f"{what} differ from those of {models[0].path}; cannot ensemble them")
+
+
+def _band_tensor(values: Sequence[float]) -> torch.Tensor:
+    """Per-band values as the network holds them: float32 ``[1,C,1,1]``."""
+    return torch.tensor(values, dtype=torch.float32).view(1, -1, 1, 1)
 
 
 def _read_header(path: Path) -> dict[str, str]:

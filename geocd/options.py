@@ -1,4 +1,4 @@
-"""The options of ``geocd train``, importable without torch so the CLI shows their defaults.
+"""The options of ``geocd train`` and of prediction, importable without torch so the CLI shows their defaults.
 
 Each default is held here once: the library's and the command line's.
 """
@@ -7,9 +7,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from geocd.schema import SECOND
+
+if TYPE_CHECKING:
+    import torch
+
+    from geocd.data.radiometry import RadiometryMode
+    from geocd.inference.backends import Backend
 
 SEED_CLASS_WEIGHTS = (2.0, 1.0, 2.0, 2.0, 1.0, 1.0)
 """Weights of land-cover classes 1..6 (water, ground, low vegetation, tree, building, playground)."""
@@ -53,3 +59,28 @@ class TrainOptions:
         if self.class_weights is not None:
             return self.class_weights
         return (1.0,) * SECOND.num_landcover if self.pseudo_labels is not None else SEED_CLASS_WEIGHTS
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """Knobs of one prediction; ``None`` tile size and overlap come from the model.
+
+    ``device`` is a name for :func:`geocd.inference.predict.resolve_device` or a device it
+    resolved. ``batch_size`` ``None`` means 1 on CPU (larger batches are slower per tile there,
+    being memory-bound) and 8 on CUDA. ``num_workers`` tile-reading processes are forked
+    (0: read in this process; forked workers inherit this process's warning filters).
+    ``radiometry`` says how stored pixel values become the model's input
+    (:data:`geocd.data.radiometry.RadiometryMode`). ``backend`` runs the network
+    (:func:`geocd.inference.backends.build_runners`).
+    """
+
+    tile_size: int | None = None
+    overlap: int | None = None
+    tta: bool = False
+    threshold: float = 0.5
+    device: str | torch.device = "auto"
+    batch_size: int | None = None
+    num_workers: int = 2
+    bands: tuple[int, ...] | None = None
+    radiometry: RadiometryMode = "auto"
+    backend: Backend = "auto"

@@ -97,7 +97,7 @@ def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small real geocd checkpoint (random weights, 64-pixel tiles)."""
     torch.manual_seed(0)
-    model = SiameseChangeNet(ModelConfig("resnet18", lightweight=True)).eval()
+    model = SiameseChangeNet(ModelConfig("resnet18", lightweight=True), mean=(120.0,) * 3, std=(50.0,) * 3).eval()
     meta = ModelMetadata(model.config, mean=(120.0,) * 3, std=(50.0,) * 3, tile_size=64)
     return save_checkpoint(tmp_path_factory.mktemp("models") / "tiny.safetensors", model, meta)
 

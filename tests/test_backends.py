@@ -28,7 +28,7 @@ CPU = torch.device("cpu")
 def small_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A geocd checkpoint of timm's smallest test backbone (random weights, PSP head, 64-pixel tiles): quick to export."""
     torch.manual_seed(0)
-    model = SiameseChangeNet(ModelConfig("test_efficientnet", lightweight=True)).eval()
+    model = SiameseChangeNet(ModelConfig("test_efficientnet", lightweight=True), mean=(120.0,) * 3, std=(50.0,) * 3).eval()
     meta = ModelMetadata(model.config, mean=(120.0,) * 3, std=(50.0,) * 3, tile_size=64)
     return save_checkpoint(tmp_path_factory.mktemp("models") / "small.safetensors", model, meta)
 

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import save_file
 
 from geocd.checkpoint import ModelMetadata, load_checkpoint, read_metadata, save_checkpoint
@@ -17,7 +18,7 @@ CONFIG = ModelConfig("resnet18", in_channels=4, num_classes=6, lightweight=True)
 @pytest.fixture(scope="module")
 def model() -> SiameseChangeNet:
     torch.manual_seed(0)
-    net = SiameseChangeNet(CONFIG)
+    net = SiameseChangeNet(CONFIG, metadata().mean, metadata().std)
     with torch.no_grad():  # make BN statistics non-trivial so they must round-trip too
         for module in net.modules():
             if isinstance(module, torch.nn.BatchNorm2d):
@@ -61,6 +62,31 @@ def test_half_storage_halves_the_file_and_loads_as_float32(model: SiameseChangeN
     ref = dict(model.named_parameters())
     for name, param in loaded.named_parameters():
         torch.testing.assert_close(param, ref[name], atol=1e-3, rtol=1e-3)
+
+
+def test_normalisation_is_stored_as_float32_and_old_checkpoints_take_it_from_metadata(
+    model: SiameseChangeNet, tmp_path: Path
+) -> None:
+    path = save_checkpoint(tmp_path / "m.safetensors", model, metadata(), half=True)
+    with safe_open(str(path), framework="pt") as f:
+        header = f.metadata()
+        stored = {name: f.get_tensor(name) for name in f.keys()}
+    assert stored["mean"].dtype == stored["std"].dtype == torch.float32
+    assert stored["std"].flatten().tolist() == pytest.approx([0.5, 0.5, 0.5, 0.6])
+    old = tmp_path / "old.safetensors"  # as saved before the network held its normalisation
+    save_file({n: t for n, t in stored.items() if n not in ("mean", "std")}, str(old), metadata=header)
+    x = torch.full((1, 4, 32, 32), 0.7)
+    with torch.no_grad():
+        expected, got = load_checkpoint(path).model(x, x), load_checkpoint(old).model(x, x)
+    assert all(torch.equal(e, g) for e, g in zip(expected, got))
+    assert torch.equal(load_checkpoint(old).model.mean.flatten(), torch.tensor([0.1, 0.2, 0.3, 0.4]))
+
+
+def test_a_model_whose_normalisation_is_not_its_metadatas_is_refused(tmp_path: Path) -> None:
+    net = SiameseChangeNet(CONFIG)
+    with pytest.raises(ValueError, match=r"normalisation differs from the metadata's mean \(0.1, 0.2, 0.3, 0.4\)"):
+        save_checkpoint(tmp_path / "m.safetensors", net, metadata())
+    assert not (tmp_path / "m.safetensors").exists()
 
 
 def test_metadata_reads_without_loading_weights(model: SiameseChangeNet, tmp_path: Path) -> None:

@@ -61,8 +61,7 @@ def test_loss_goes_down_on_an_easy_task(tmp_path: Path) -> None:
     task.model.train()
     losses = []
     for _ in range(8):
-        before, after = task.normalise(batch)
-        loss = task.loss(task.model(before, after), batch["label_before"], batch["label_after"], batch["change"]).total
+        loss = task.loss(task.model(batch["image_before"], batch["image_after"]), batch["label_before"], batch["label_after"], batch["change"]).total
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

@@ -28,38 +28,17 @@ from geocd.changemap import (
 )
 from geocd.checkpoint import LoadedModel, check_ensemble
 from geocd.data.pair import PairDataset
-from geocd.data.radiometry import RadiometryMode, check_target, radiometry_tag
+from geocd.data.radiometry import check_target, radiometry_tag
 from geocd.data.rasters import RASTER_BLOCK, Grid, row_windows
 from geocd.errors import GeocdError, InputError, OutputError
-from geocd.inference.backends import Backend, Runner, build_runners
+from geocd.inference.backends import Runner, build_runners
 from geocd.inference.stitch import FinishedRows, RowStreamStitcher
 from geocd.models.tta import predict_probabilities
+from geocd.options import PredictOptions
 from geocd.progress import Progress
 from geocd.report import REPORT_KEY, build_report, write_report
 
 RASTER_SUFFIXES = (".tif", ".tiff")
-
-
-@dataclass(frozen=True)
-class PredictOptions:
-    """Knobs of one prediction; ``None`` tile size and overlap come from the model.
-
-    ``device`` is a name for :func:`resolve_device` or a device it resolved. ``batch_size`` ``None`` means 1 on CPU (larger batches are slower per tile there, being
-    memory-bound) and 8 on CUDA. ``radiometry`` says how stored pixel values become the
-    model's input (:data:`geocd.data.radiometry.RadiometryMode`). ``backend`` runs the
-    network (:func:`geocd.inference.backends.build_runners`).
-    """
-
-    tile_size: int | None = None
-    overlap: int | None = None
-    tta: bool = False
-    threshold: float = 0.5
-    device: str | torch.device = "auto"
-    batch_size: int | None = None
-    num_workers: int = 0
-    bands: tuple[int, ...] | None = None
-    radiometry: RadiometryMode = "auto"
-    backend: Backend = "auto"
 
 
 @dataclass(frozen=True)

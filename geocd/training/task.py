@@ -2,7 +2,9 @@
 
 Adam with the backbone at ``lr`` and the heads at ``10 * lr``, poly decay (power 0.9) over
 all training steps. Training batches get the same random dihedral transform on both dates
-and the labels, and optional brightness/contrast jitter per date (in normalised units).
+and the labels, and optional brightness/contrast jitter per date (in units of each band's
+std, about its mean). The network normalises the raw tiles with the band statistics it was
+built with.
 Validation accumulates the SECOND confusion matrix (both dates) and the binary change
 matrix of change pairs, and the land-cover matrix of single-date land-cover images (per-class
 IoU, mIoU); the selection metric is Score (0.3 mIoU + 0.7 SeK) when change pairs have
@@ -46,20 +48,18 @@ class ChangeTask(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters({"config": asdict(config), "mean": list(mean), "std": list(std), "lr": lr,
                                    "class_weights": list(class_weights), "jitter": jitter, "seed": seed})
-        self.model = SiameseChangeNet(config)
+        self.model = SiameseChangeNet(config, mean, std)
         self.loss = ChangeLoss(class_weights)
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
         self.val_confusion = SecondConfusion(config.num_classes)
         self.seen_classes = SeenClasses(config.num_classes)
         self.generator = torch.Generator().manual_seed(seed)
 
-    def normalise(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Both dates in normalised units."""
-        return (batch["image_before"] - self.mean) / self.std, (batch["image_after"] - self.mean) / self.std
-
     def augment(self, before: torch.Tensor, after: torch.Tensor, labels: list[torch.Tensor]):  # noqa: ANN201
-        """One random dihedral transform per sample for dates and labels; jitter per date."""
+        """One random dihedral transform per sample for dates and labels; jitter per date.
+
+        Jitter scales each date's deviation from the band means by ``1 + c`` and shifts it by
+        ``b`` band stds, ``c`` and ``b`` uniform in ``[-jitter, jitter]`` (raw pixel units in and out).
+        """
         rotations = torch.randint(0, 4, (before.shape[0],), generator=self.generator)
         flips = torch.randint(0, 2, (before.shape[0],), generator=self.generator)
         elements = (rotations + 4 * flips).tolist()
@@ -68,17 +68,17 @@ class ChangeTask(pl.LightningModule):
         j = self.hparams["jitter"]
         if j > 0:
             shape = (before.shape[0], 1, 1, 1)
+            mean, std = self.model.mean, self.model.std
             before, after = (
-                x * (1 + (torch.rand(shape, generator=self.generator) * 2 - 1).to(x) * j)
-                + (torch.rand(shape, generator=self.generator) * 2 - 1).to(x) * j
+                x + (x - mean) * (torch.rand(shape, generator=self.generator) * 2 - 1).to(x) * j
+                + std * (torch.rand(shape, generator=self.generator) * 2 - 1).to(x) * j
                 for x in (before, after)
             )
         return before, after, labels
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        before, after = self.normalise(batch)
         labels = [batch["label_before"], batch["label_after"], batch["change"]]
-        before, after, labels = self.augment(before, after, labels)
+        before, after, labels = self.augment(batch["image_before"], batch["image_after"], labels)
         terms = self.loss(self.model(before, after), *labels)
         self.seen_classes.update(torch.cat([labels[0], labels[1]]))
         self.log_dict({f"train/{k}": v for k, v in terms._asdict().items()}, prog_bar=False, on_epoch=True, on_step=False,
@@ -86,8 +86,7 @@ class ChangeTask(pl.LightningModule):
         return terms.total
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        before, after = self.normalise(batch)
-        self.val_confusion.update(self.model(before, after), batch)
+        self.val_confusion.update(self.model(batch["image_before"], batch["image_after"]), batch)
 
     def on_validation_epoch_end(self) -> None:
         matrices = {name: m.cpu().numpy() for name, m in self.val_confusion.compute().items()}

@@ -174,6 +174,7 @@ def build_task(data: TrainingData, options: TrainOptions) -> tuple[ChangeTask, s
         if start.model.config != config:
             raise InputError(options.init_from, f"is a {start.model.config} model, not the {config} being trained")
         task.model.load_state_dict(start.model.state_dict())
+        task.model.set_normalisation(data.mean, data.std)
         return task, f"checkpoint {options.init_from} ({start.metadata.info.get('backbone_init', 'unknown')})"
     if options.pretrained:
         return task, load_imagenet_weights(task.model.encoder, options.backbone, len(data.bands), options.backbone_weights)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import rasterio.features
 import shapely
+import skimage.measure
 from affine import Affine
 
 
@@ -42,20 +43,23 @@ class StripPieces:
 def polygonize_strip(labels: np.ndarray, probability: np.ndarray, row_offset: int, neighbours: bool) -> StripPieces:
     """Pieces of ``labels`` (int32, 0 = background) for the strip starting at raster row ``row_offset``.
 
+    The 4-connected components of equal label are numbered first (in row-major order of their
+    first pixel, which is the pieces' order), then their id image is polygonized once.
     ``probability`` is the encoded change probability of the same pixels; ``neighbours``
     asks for the pairs of touching pieces (needed to group pieces into changed blobs).
     """
-    transform = Affine.translation(0, row_offset)
-    shapes = list(rasterio.features.shapes(labels, mask=labels != 0, connectivity=4, transform=transform))
-    count = len(shapes)
-    ids = np.zeros(labels.shape, np.int32)
-    if count:
-        rasterio.features.rasterize(((g, i) for i, (g, _) in enumerate(shapes, start=1)), out=ids, transform=transform)
+    ids, count = skimage.measure.label(labels, background=0, connectivity=1, return_num=True)
+    ids = ids.astype(np.int32)
+    shapes = sorted(
+        rasterio.features.shapes(ids, mask=ids != 0, connectivity=4, transform=Affine.translation(0, row_offset)),
+        key=lambda shape: shape[1],
+    )
     geometries = _polygons([geometry["coordinates"] for geometry, _ in shapes])
-    piece_labels = np.array([value for _, value in shapes], dtype=np.int64)
     flat = ids.ravel()
     where = np.flatnonzero(flat)
     owner = flat[where]
+    piece_labels = np.zeros(count + 1, np.int64)
+    piece_labels[owner] = labels.ravel()[where]
     encoded = probability.ravel()[where]
     pixels = np.bincount(owner, minlength=count + 1)[1:]
     sums = np.bincount(owner, weights=encoded, minlength=count + 1)[1:]
@@ -63,7 +67,7 @@ def polygonize_strip(labels: np.ndarray, probability: np.ndarray, row_offset: in
     np.maximum.at(maxima, owner, encoded)
     return StripPieces(
         geometries=geometries,
-        labels=piece_labels,
+        labels=piece_labels[1:],
         pixels=pixels.astype(np.int64),
         probability_sum=np.rint(sums).astype(np.int64),
         probability_max=maxima[1:],
