@@ -130,7 +130,8 @@ def dask_client(scheduler: str | os.PathLike[str] | None = None, workers: int | 
         return
     count = workers or physical_cores()
     threads = str(max(1, physical_cores() // count))
-    with LocalCluster(n_workers=count, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
+    with LocalCluster(n_workers=count, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=":0",
+                      scheduler_kwargs={"dashboard": False},
                       silence_logs=logging.ERROR,
                       resources={"GPU": 1} if gpu else None,
                       env={"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}) as cluster, Client(cluster) as client:
@@ -155,7 +156,7 @@ def predict_archive(
     recorded as done in an existing index with the same inputs, models and options, whose outputs
     all exist, are skipped unless ``outputs.overwrite``.
     """
-    records = read_archive(archive)
+    records = read_archive(archive, labels=False)
     if any(r.name + outputs.vector_suffix == INDEX_NAME for r in records):
         raise InputError(archive, f"a pair is named {Path(INDEX_NAME).stem!r}, which its outputs would share with the index")
     check_vector_path(outputs.for_pair(records[0].name).vectors)
