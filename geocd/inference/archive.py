@@ -160,22 +160,13 @@ def predict_archive(
     if any(r.name + outputs.vector_suffix == INDEX_NAME for r in records):
         raise InputError(archive, f"a pair is named {Path(INDEX_NAME).stem!r}, which its outputs would share with the index")
     check_vector_path(outputs.for_pair(records[0].name).vectors)
-    paths = [Path(p) for p in models] or [DEFAULT_MODEL]
+    paths = [Path(p).absolute() for p in models] or [DEFAULT_MODEL]
     for path in paths:
         read_metadata(path)
     outputs = replace(outputs, folder=outputs.folder.absolute())
     outputs.folder.mkdir(parents=True, exist_ok=True)
     index = check_output_path(outputs.folder / INDEX_NAME, overwrite=True)
-    done = {} if outputs.overwrite else _finished(index)
-    outcomes: dict[str, PairOutcome] = {}
-    todo: list[tuple[PairRecord, str]] = []
-    for record in records:
-        fingerprint = _fingerprint(record, paths, outputs, options)
-        previous = done.get(record.name)
-        if previous is not None and previous.fingerprint == fingerprint:
-            outcomes[record.name] = replace(previous, skipped=True)
-        else:
-            todo.append((record, fingerprint))
+    outcomes, todo = _plan(records, index, paths, outputs, options)
     progress = progress or Progress("none")
     progress.start(len(todo), "predicting pairs", unit="pair")
     resources = {"GPU": 1} if str(options.device).startswith("cuda") else None
@@ -197,6 +188,22 @@ def predict_archive(
     pairs = [outcomes[r.name] for r in records]
     _write_index(index, pairs)
     return ArchiveResult(index, pairs)
+
+
+def _plan(records: Sequence[PairRecord], index: Path, models: Sequence[Path], outputs: ArchiveOutputs,
+          options: PredictOptions) -> tuple[dict[str, PairOutcome], list[tuple[PairRecord, str]]]:
+    """The outcomes of the pairs done by an earlier run (by name), and the pairs to do with their fingerprints."""
+    done = {} if outputs.overwrite else _finished(index)
+    outcomes: dict[str, PairOutcome] = {}
+    todo: list[tuple[PairRecord, str]] = []
+    for record in records:
+        fingerprint = _fingerprint(record, models, outputs, options)
+        previous = done.get(record.name)
+        if previous is not None and previous.fingerprint == fingerprint:
+            outcomes[record.name] = replace(previous, skipped=True)
+        else:
+            todo.append((record, fingerprint))
+    return outcomes, todo
 
 
 _LOADED: dict[tuple[tuple[str, ...], str], list[LoadedModel]] = {}
