@@ -116,6 +116,46 @@ def parse_radiometry(ctx: click.Context, param: click.Parameter, value: str) -> 
     return low, high
 
 
+PREDICT_OPTIONS = (
+    click.option("--model", "models", multiple=True, type=click.Path(dir_okay=False),
+                 help="Model checkpoint; repeat for an ensemble. Default: the model bundled with geocd."),
+    click.option("--tta", is_flag=True, help="Average over the 6 dihedral flips/rotations (6x slower)."),
+    click.option("--threshold", default=PredictOptions.threshold, show_default=True, type=click.FloatRange(0, 1),
+                 help="Change probability cut-off."),
+    click.option("--min-area", type=click.FloatRange(0), help=MIN_AREA_HELP),
+    click.option("--bands", callback=parse_bands,
+                 help="Bands to use, 1-based, comma-separated, in the model's order (red,green,blue for the default "
+                      "model; 3,2,1 on a B02,B03,B04,B08 Sentinel-2 stack). Default: the first the model needs."),
+    click.option("--radiometry", default=PredictOptions.radiometry, show_default=True, callback=parse_radiometry,
+                 help="How pixel values become model input: auto (8-bit pairs as they are, anything else stretched "
+                      "linearly from its 2-98 % percentiles, one range for dates stored alike), stretch (always), "
+                      "none (values as stored), or LOW,HIGH (this range of scaled values -> 0-255 in both dates, "
+                      "e.g. 0,3000 for Sentinel-2 L1C)."),
+    click.option("--tile-size", default=PredictOptions.tile_size, type=click.IntRange(32),
+                 help="Tile size in pixels. Default: the model's training tile size."),
+    click.option("--overlap", default=PredictOptions.overlap, type=click.IntRange(0),
+                 help="Tile overlap in pixels. Default: 1/8 of the tile."),
+    click.option("--device", default=PredictOptions.device, show_default=True, help="auto, cpu, cuda or cuda:N."),
+    click.option("--backend", default=PredictOptions.backend, show_default=True, type=click.Choice(["auto", "torch", "onnx"]),
+                 help="Network runtime: onnx (ONNX Runtime, CPU; the graph is exported once per model and cached), "
+                      "torch, or auto (onnx on CPU when installed, torch on CUDA)."),
+    click.option("--batch-size", default=PredictOptions.batch_size, type=click.IntRange(1),
+                 help="Tiles per forward pass. Default: 1 on CPU, 8 on CUDA."),
+    click.option("--overwrite", is_flag=True, help="Replace existing outputs."),
+    click.option("--progress", "progress_mode", type=click.Choice(["bar", "json", "none"]), default="bar", show_default=True,
+                 help="Progress on stderr: a bar, JSON lines (for programs), or nothing."),
+    click.option("-q", "--quiet", is_flag=True, help="No progress output (same as --progress none)."),
+)
+"""The options of every prediction command: model, inference knobs, overwrite and progress."""
+
+
+def predict_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add :data:`PREDICT_OPTIONS` to a click command."""
+    for option in reversed(PREDICT_OPTIONS):
+        command = option(command)
+    return command
+
+
 @cli.command()
 @click.argument("before", type=click.Path())
 @click.argument("after", type=click.Path())
@@ -123,40 +163,13 @@ def parse_radiometry(ctx: click.Context, param: click.Parameter, value: str) -> 
 @click.option("--raster", type=click.Path(dir_okay=False), help="Also write the change raster (probability, from, to).")
 @click.option("--landcover", type=click.Path(dir_okay=False),
               help="Also write both dates' land-cover maps (2 bands; needs a model with trained land-cover heads).")
-@click.option("--model", "models", multiple=True, type=click.Path(dir_okay=False),
-              help="Model checkpoint; repeat for an ensemble. Default: the model bundled with geocd.")
 @click.option("--quicklook", type=click.Path(dir_okay=False),
               help="Also write a PNG: before | after | changes coloured by type, with legend and scale bar.")
 @click.option("--report", type=click.Path(dir_okay=False),
               help="Also write a JSON report: inputs, model, options, timings, count and area per change type.")
-@click.option("--tta", is_flag=True, help="Average over the 6 dihedral flips/rotations (6x slower).")
-@click.option("--threshold", default=PredictOptions.threshold, show_default=True, type=click.FloatRange(0, 1),
-              help="Change probability cut-off.")
-@click.option("--min-area", type=click.FloatRange(0), help=MIN_AREA_HELP)
-@click.option("--bands", callback=parse_bands,
-              help="Bands to use, 1-based, comma-separated, in the model's order (red,green,blue for the default "
-                   "model; 3,2,1 on a B02,B03,B04,B08 Sentinel-2 stack). Default: the first the model needs.")
-@click.option("--radiometry", default=PredictOptions.radiometry, show_default=True, callback=parse_radiometry,
-              help="How pixel values become model input: auto (8-bit pairs as they are, anything else stretched "
-                   "linearly from its 2-98 % percentiles, one range for dates stored alike), stretch (always), "
-                   "none (values as stored), or LOW,HIGH (this range of scaled values -> 0-255 in both dates, "
-                   "e.g. 0,3000 for Sentinel-2 L1C).")
-@click.option("--tile-size", default=PredictOptions.tile_size, type=click.IntRange(32),
-              help="Tile size in pixels. Default: the model's training tile size.")
-@click.option("--overlap", default=PredictOptions.overlap, type=click.IntRange(0),
-              help="Tile overlap in pixels. Default: 1/8 of the tile.")
-@click.option("--device", default=PredictOptions.device, show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--backend", default=PredictOptions.backend, show_default=True, type=click.Choice(["auto", "torch", "onnx"]),
-              help="Network runtime: onnx (ONNX Runtime, CPU; the graph is exported once per model and cached), "
-                   "torch, or auto (onnx on CPU when installed, torch on CUDA).")
-@click.option("--batch-size", default=PredictOptions.batch_size, type=click.IntRange(1),
-              help="Tiles per forward pass. Default: 1 on CPU, 8 on CUDA.")
 @click.option("--num-workers", default=PredictOptions.num_workers, show_default=True, type=click.IntRange(0),
               help="Tile-reading worker processes.")
-@click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
-@click.option("--progress", "progress_mode", type=click.Choice(["bar", "json", "none"]), default="bar", show_default=True,
-              help="Progress on stderr: a bar, JSON lines (for programs), or nothing.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress output (same as --progress none).")
+@predict_options
 @reports_errors
 def predict(before: str, after: str, output: str | None, raster: str | None, landcover: str | None, models: tuple[str, ...], tta: bool,
             threshold: float, min_area: float | None, bands: tuple[int, ...] | None,
@@ -196,6 +209,56 @@ def predict(before: str, after: str, output: str | None, raster: str | None, lan
         written = ", ".join(str(p) for p in outputs if p is not None)
         polygons = f"{result.polygons} change polygons, " if result.polygons is not None else ""
         click.echo(f"{polygons}{stats.megapixels:.2f} MP in {stats.seconds:.1f} s -> {written}", err=True)
+
+
+@cli.command("predict-archive")
+@click.argument("manifest", type=click.Path())
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
+              help="Folder for each pair's outputs (named after the pair) and index.gpkg.")
+@click.option("--format", "vector_format", default="gpkg", show_default=True,
+              help="Extension of each pair's change polygons: gpkg, fgb, geojson, parquet or shp.")
+@click.option("--raster", is_flag=True, help="Also write each pair's change raster, NAME_change.tif.")
+@click.option("--quicklook", is_flag=True, help="Also write each pair's quicklook, NAME.png.")
+@click.option("--report", is_flag=True, help="Also write each pair's JSON report, NAME.json.")
+@click.option("--scheduler", help="Dask scheduler: tcp://host:port or a scheduler file. Default: a local cluster.")
+@click.option("--workers", type=click.IntRange(1), help="Worker processes of the local cluster. Default: one per physical core.")
+@predict_options
+@reports_errors
+def predict_archive(manifest: str, output: str, vector_format: str, raster: bool, quicklook: bool, report: bool,
+                    scheduler: str | None, workers: int | None, models: tuple[str, ...], tta: bool, threshold: float,
+                    min_area: float | None, bands: tuple[int, ...] | None, radiometry: str | tuple[float, float],
+                    tile_size: int | None, overlap: int | None, device: str, backend: str, batch_size: int | None,
+                    overwrite: bool, progress_mode: str, quiet: bool) -> None:
+    """Detect changes in every pair of an archive on a Dask cluster, one task per pair.
+
+    MANIFEST is an archive as train reads it (labels are ignored). OUTPUT gets each
+    pair's outputs and index.gpkg: one row per pair with its footprint, status, error,
+    outputs and changes. A rerun skips the pairs done with the same inputs and options.
+    A failed pair is named in one error line after all others finished; the exit code is 2.
+
+    \b
+    Example:
+      geocd predict-archive archive/manifest.csv -o results/ --workers 2
+      geocd predict-archive archive/manifest.csv -o results/ --scheduler tcp://10.0.0.5:8786
+    """
+    from geocd.inference.archive import ArchiveOutputs, dask_client, predict_archive as run_archive
+    from geocd.inference.predict import PredictOptions
+    from geocd.progress import Progress
+
+    outputs = ArchiveOutputs(Path(output), vector_suffix=f".{vector_format}", raster=raster, quicklook=quicklook,
+                             report=report, overwrite=overwrite, min_area_m2=min_area)
+    options = PredictOptions(tile_size=tile_size, overlap=overlap, tta=tta, threshold=threshold, device=device,
+                             batch_size=batch_size, bands=bands, radiometry=radiometry, backend=backend)
+    with dask_client(scheduler, workers, gpu=device.startswith("cuda")) as client:
+        result = run_archive(manifest, client, models=models, outputs=outputs, options=options,
+                             progress=Progress("none" if quiet else progress_mode))
+    failed = result.failed
+    click.echo(f"{len(result.pairs)} pairs: {len(result.pairs) - len(failed) - result.skipped} predicted, "
+               f"{result.skipped} already done, {len(failed)} failed -> {result.index}", err=True)
+    for pair in failed:
+        GeocdClickError(error_line(pair.error)).show()
+    if failed:
+        raise click.exceptions.Exit(ERROR_EXIT_CODE)
 
 
 @cli.command()

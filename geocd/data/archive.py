@@ -117,8 +117,8 @@ def manifest_path(archive: str | os.PathLike[str]) -> Path:
     return path
 
 
-def open_archive(archive: str | os.PathLike[str], kind: str | None = None) -> Archive:
-    """Read and check every row of an archive (files exist, labels given, names unique).
+def open_archive(archive: str | os.PathLike[str], kind: str | None = None, labels: bool = True) -> Archive:
+    """Read and check every row of an archive (files exist, labels given unless not ``labels``, names unique).
 
     With ``kind``, an archive of another kind is an :class:`InputError`.
     """
@@ -130,14 +130,14 @@ def open_archive(archive: str | os.PathLike[str], kind: str | None = None) -> Ar
     schema = _SCHEMAS[found]
     if not rows:
         raise InputError(manifest, f"lists no {schema.row}s")
-    records = tuple(_record(manifest, schema, number, row) for number, row in enumerate(rows, start=1))
+    records = tuple(_record(manifest, schema, number, row, labels) for number, row in enumerate(rows, start=1))
     _check_unique_names(manifest, [r.name for r in records], schema.row)
     return Archive(manifest, found, records)
 
 
-def read_archive(archive: str | os.PathLike[str]) -> list[PairRecord]:
-    """The checked pairs of a change archive (see :func:`open_archive`)."""
-    return list(open_archive(archive, "change").records)
+def read_archive(archive: str | os.PathLike[str], labels: bool = True) -> list[PairRecord]:
+    """The checked pairs of a change archive, labelled unless not ``labels`` (see :func:`open_archive`)."""
+    return list(open_archive(archive, "change", labels).records)
 
 
 def read_landcover_archive(archive: str | os.PathLike[str]) -> list[LandCoverRecord]:
@@ -204,7 +204,7 @@ def _kind(manifest: Path, columns: set[str], rows: list[dict[str, str]]) -> str:
     return "landcover" if columns & set(_SCHEMAS["landcover"].paths) else "change"
 
 
-def _record(manifest: Path, schema: _Schema, number: int, row: dict[str, str]) -> Record:
+def _record(manifest: Path, schema: _Schema, number: int, row: dict[str, str], labels: bool) -> Record:
     where = f"{schema.row} {number}"
     unknown = set(row) - set(schema.columns) - {None}
     if unknown:
@@ -222,7 +222,7 @@ def _record(manifest: Path, schema: _Schema, number: int, row: dict[str, str]) -
     for column in schema.required:
         if paths[column] is None:
             raise InputError(manifest, f"{where}: no {column!r} raster")
-    if schema.record is PairRecord:
+    if schema.record is PairRecord and labels:
         _check_change_labels(manifest, where, paths)
     if values["split"] not in ("", "train", "val"):
         raise InputError(manifest, f"{where}: split must be 'train' or 'val', not {values['split']!r}")

@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -260,6 +261,8 @@ class PredictResult:
     landcover: Path | None = None
     quicklook: Path | None = None
     report: Path | None = None
+    summary: dict[str, Any] | None = None
+    """The run report (:func:`geocd.report.build_report`), when polygons were computed."""
 
 
 def predict(
@@ -296,7 +299,7 @@ def predict(
         landcover_tmp = stack.enter_context(atomic_output(landcover, overwrite)) if landcover else None
         sinks = [raster_sink(raster_tmp)] + ([raster_sink(landcover_tmp, landcover=True)] if landcover else [])
         result = predict_change_raster(before, after, models, sinks, options, progress)
-        polygons = None
+        polygons = summary = None
         if output is not None or quicklook is not None or report is not None:
             from geocd.vector import change_polygons
             from geocd.vector.formats import write_vectors
@@ -320,4 +323,4 @@ def predict(
             if report is not None:
                 write_report(stack.enter_context(atomic_output(report, overwrite)), summary)
     return PredictResult(*(None if p is None else Path(p) for p in (raster, output)), result, polygons,
-                         *(None if p is None else Path(p) for p in (landcover, quicklook, report)))
+                         *(None if p is None else Path(p) for p in (landcover, quicklook, report)), summary)

@@ -1,0 +1,303 @@
+"""Predict every pair of an archive on a Dask distributed cluster, with an index of where the archive stands.
+
+One Dask task per pair calls :func:`geocd.inference.predict.predict`; each worker process loads the
+models once. The client writes ``index.gpkg`` in the output folder after every finished pair: one row
+per pair with its overlap footprint (EPSG:4326), status, one-line error, outputs, change counts and
+areas per change type, seconds and a fingerprint of its inputs and options, so a rerun skips the
+pairs already done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import pyogrio
+import shapely
+from distributed import Client, LocalCluster, as_completed
+from distributed.scheduler import KilledWorker
+from rasterio.warp import transform_geom
+from rasterio.windows import bounds as window_bounds
+
+from geocd import __version__
+from geocd.atomic import atomic_output, check_output_path
+from geocd.checkpoint import DEFAULT_MODEL, LoadedModel, load_models, read_metadata
+from geocd.data.archive import PairRecord, read_archive
+from geocd.data.pair import overlap_window
+from geocd.data.rasters import grid_of, open_raster
+from geocd.errors import GeocdError, InputError
+from geocd.inference.backends import physical_cores
+from geocd.inference.predict import PredictOptions, PredictOutputs, predict, resolve_device
+from geocd.progress import Progress
+from geocd.vector.formats import check_vector_path
+
+INDEX_NAME = "index.gpkg"
+INDEX_CRS = "EPSG:4326"
+_OUTPUT_KINDS = ("vectors", "raster", "quicklook", "report")
+_FOOTPRINT_SEGMENTS = 20
+"""Points per side of a footprint before it is projected to EPSG:4326 (edges curve there)."""
+
+
+@dataclass(frozen=True)
+class ArchiveOutputs:
+    """What is written per pair in ``folder``, named after the pair: ``<name><vector_suffix>`` (change
+    polygons), and ``<name>_change.tif``, ``<name>.png`` and ``<name>.json`` when ``raster``, ``quicklook``
+    and ``report`` ask. ``overwrite`` redoes every pair; ``min_area_m2`` is :class:`PredictOutputs`'."""
+
+    folder: Path
+    vector_suffix: str = ".gpkg"
+    raster: bool = False
+    quicklook: bool = False
+    report: bool = False
+    overwrite: bool = False
+    min_area_m2: float | None = None
+
+    def for_pair(self, name: str) -> PredictOutputs:
+        """The :class:`PredictOutputs` of pair ``name``."""
+        return PredictOutputs(
+            vectors=self.folder / f"{name}{self.vector_suffix}", raster=self.folder / f"{name}_change.tif" if self.raster else None,
+            quicklook=self.folder / f"{name}.png" if self.quicklook else None,
+            report=self.folder / f"{name}.json" if self.report else None,
+            overwrite=self.overwrite, min_area_m2=self.min_area_m2,
+        )
+
+
+@dataclass(frozen=True)
+class PairOutcome:
+    """What became of one pair: ``status`` ``ok`` or ``failed``, ``skipped`` when an earlier run did it,
+    the error of a failed pair, its overlap footprint (EPSG:4326, None when unknown), the outputs
+    written, polygons and changed area (m²) in all and per change type, seconds and megapixels."""
+
+    name: str
+    status: str
+    fingerprint: str
+    before: str
+    after: str
+    error: GeocdError | None = None
+    footprint: shapely.Geometry | None = None
+    outputs: dict[str, str] = field(default_factory=dict)
+    polygons: int | None = None
+    area_m2: float | None = None
+    change_types: dict[str, dict[str, float]] = field(default_factory=dict)
+    seconds: float = 0.0
+    megapixels: float = 0.0
+    skipped: bool = False
+
+
+@dataclass(frozen=True)
+class ArchiveResult:
+    """Every pair's :class:`PairOutcome`, in manifest order, and the index written."""
+
+    index: Path
+    pairs: list[PairOutcome]
+
+    @property
+    def failed(self) -> list[PairOutcome]:
+        """The pairs that failed."""
+        return [p for p in self.pairs if p.status == "failed"]
+
+    @property
+    def skipped(self) -> int:
+        """How many pairs an earlier run had done."""
+        return sum(p.skipped for p in self.pairs)
+
+
+@contextlib.contextmanager
+def dask_client(scheduler: str | os.PathLike[str] | None = None, workers: int | None = None,
+                gpu: bool = False) -> Iterator[Client]:
+    """A client of the cluster at ``scheduler`` (``tcp://host:port`` or a scheduler file), or, without
+    it, of a local cluster of ``workers`` processes (default: one per physical core) of one thread each.
+
+    ``gpu`` gives each local worker one ``GPU`` resource, as tasks on CUDA ask for (see :func:`predict_archive`).
+    """
+    if scheduler is not None:
+        is_file = Path(scheduler).is_file()
+        try:
+            client = Client(scheduler_file=os.fspath(scheduler)) if is_file else Client(os.fspath(scheduler), timeout=30)
+        except OSError as error:
+            raise InputError(scheduler, f"cannot reach the Dask scheduler ({error})") from None
+        with client:
+            yield client
+        return
+    count = workers or physical_cores()
+    threads = str(max(1, physical_cores() // count))
+    with LocalCluster(n_workers=count, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=":0",
+                      scheduler_kwargs={"dashboard": False},
+                      silence_logs=logging.ERROR,
+                      resources={"GPU": 1} if gpu else None,
+                      env={"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}) as cluster, Client(cluster) as client:
+        yield client
+
+
+def predict_archive(
+    archive: str | os.PathLike[str],
+    client: Client,
+    *,
+    models: Sequence[str | os.PathLike[str]],
+    outputs: ArchiveOutputs,
+    options: PredictOptions = PredictOptions(),
+    progress: Progress | None = None,
+) -> ArchiveResult:
+    """Predict each pair of a change ``archive`` (labels ignored) on ``client``'s cluster, one task per pair.
+
+    ``models`` are checkpoint paths every worker can read (none: the bundled model); ``options``
+    apply to every pair, their ``device`` resolved on each worker. On CUDA each task asks for one
+    ``GPU`` worker resource. A pair failing with a :class:`GeocdError`, or whose worker died
+    (after Dask's ``allowed-failures`` retries), is recorded as failed and the others go on. Pairs
+    recorded as done in an existing index with the same inputs, models and options, whose outputs
+    all exist, are skipped unless ``outputs.overwrite``.
+    """
+    records = read_archive(archive, labels=False)
+    if any(r.name + outputs.vector_suffix == INDEX_NAME for r in records):
+        raise InputError(archive, f"a pair is named {Path(INDEX_NAME).stem!r}, which its outputs would share with the index")
+    check_vector_path(outputs.for_pair(records[0].name).vectors)
+    paths = [Path(p).absolute() for p in models] or [DEFAULT_MODEL]
+    for path in paths:
+        read_metadata(path)
+    outputs = replace(outputs, folder=outputs.folder.absolute())
+    outputs.folder.mkdir(parents=True, exist_ok=True)
+    index = check_output_path(outputs.folder / INDEX_NAME, overwrite=True)
+    outcomes, todo = _plan(records, index, paths, outputs, options)
+    progress = progress or Progress("none")
+    progress.start(len(todo), "predicting pairs", unit="pair")
+    resources = {"GPU": 1} if str(options.device).startswith("cuda") else None
+    futures = {client.submit(_predict_pair, record, outputs.for_pair(record.name), tuple(map(str, paths)), options,
+                             fingerprint, key=f"geocd-pair-{record.name}-{fingerprint[:12]}", resources=resources):
+               (record, fingerprint) for record, fingerprint in todo}
+    for future in as_completed(futures):
+        record, fingerprint = futures[future]
+        try:
+            outcome = future.result()
+        except KilledWorker as error:
+            outcome = PairOutcome(record.name, "failed", fingerprint, str(record.before), str(record.after),
+                                  error=InputError(record.before, f"its worker died while predicting pair {record.name!r} "
+                                                                  f"({type(error).__name__})"))
+        outcomes[record.name] = outcome
+        _write_index(index, [outcomes[r.name] for r in records if r.name in outcomes])
+        progress.advance(1, int(outcome.megapixels * 1e6))
+    progress.close()
+    pairs = [outcomes[r.name] for r in records]
+    _write_index(index, pairs)
+    return ArchiveResult(index, pairs)
+
+
+def _plan(records: Sequence[PairRecord], index: Path, models: Sequence[Path], outputs: ArchiveOutputs,
+          options: PredictOptions) -> tuple[dict[str, PairOutcome], list[tuple[PairRecord, str]]]:
+    """The outcomes of the pairs done by an earlier run (by name), and the pairs to do with their fingerprints."""
+    done = {} if outputs.overwrite else _finished(index)
+    outcomes: dict[str, PairOutcome] = {}
+    todo: list[tuple[PairRecord, str]] = []
+    for record in records:
+        fingerprint = _fingerprint(record, models, outputs, options)
+        previous = done.get(record.name)
+        if previous is not None and previous.fingerprint == fingerprint:
+            outcomes[record.name] = replace(previous, skipped=True)
+        else:
+            todo.append((record, fingerprint))
+    return outcomes, todo
+
+
+_LOADED: dict[tuple[tuple[str, ...], str], list[LoadedModel]] = {}
+"""Models loaded in this worker process, by checkpoint paths and device."""
+
+
+def _worker_models(paths: tuple[str, ...], device: str) -> list[LoadedModel]:
+    """The models of ``paths`` on ``device``, loaded once per process."""
+    key = (paths, device)
+    if key not in _LOADED:
+        _LOADED[key] = load_models(list(paths), device)
+    return _LOADED[key]
+
+
+def _predict_pair(record: PairRecord, outputs: PredictOutputs, models: tuple[str, ...], options: PredictOptions,
+                  fingerprint: str) -> PairOutcome:
+    """The task of one pair (on a worker): its footprint, then :func:`predict`; a :class:`GeocdError` fails the pair."""
+    start = time.perf_counter()
+    footprint = None
+    try:
+        footprint = _footprint(record.before, record.after)
+        device = resolve_device(options.device)
+        result = predict(record.before, record.after, models=_worker_models(models, str(device)), outputs=outputs,
+                         options=PredictOptions(**{**asdict(options), "device": device}))
+    except GeocdError as error:
+        return PairOutcome(record.name, "failed", fingerprint, str(record.before), str(record.after), error=error,
+                           footprint=footprint, seconds=time.perf_counter() - start)
+    changes = result.summary["changes"]
+    return PairOutcome(
+        record.name, "ok", fingerprint, str(record.before), str(record.after), footprint=footprint,
+        outputs={kind: os.fspath(path) for kind, path in outputs.paths.items() if path is not None},
+        polygons=changes["polygons"], area_m2=changes["area_m2"],
+        change_types={t["change_type"]: {"polygons": t["polygons"], "area_m2": t["area_m2"]} for t in changes["by_type"]},
+        seconds=time.perf_counter() - start, megapixels=result.change_raster.megapixels,
+    )
+
+
+def _footprint(before: Path, after: Path) -> shapely.Geometry:
+    """The overlap of a pair (as :func:`geocd.data.pair.overlap_window` finds it) as an EPSG:4326 polygon."""
+    with open_raster(before) as b, open_raster(after) as a:
+        grid = grid_of(b)
+        window = overlap_window(grid, b, a)
+    left, bottom, right, top = window_bounds(window, grid.transform)
+    box = shapely.box(left, bottom, right, top)
+    box = shapely.segmentize(box, max(right - left, top - bottom) / _FOOTPRINT_SEGMENTS)
+    return shapely.geometry.shape(transform_geom(grid.crs, INDEX_CRS, shapely.geometry.mapping(box)))
+
+
+def _fingerprint(record: PairRecord, models: Sequence[Path], outputs: ArchiveOutputs, options: PredictOptions) -> str:
+    """A digest of what a pair's outputs depend on: input and model files (path, size, mtime), options, outputs, geocd."""
+    def stamp(path: Path) -> list[Any]:
+        stat = path.stat()
+        return [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
+
+    what = {
+        "files": [stamp(record.before), stamp(record.after), *map(stamp, models)],
+        "options": {k: str(v) for k, v in asdict(options).items()},
+        "outputs": {k: str(v) for k, v in asdict(outputs).items() if k not in ("folder", "overwrite")},
+        "geocd": __version__,
+    }
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
+
+
+def _finished(index: Path) -> dict[str, PairOutcome]:
+    """Pairs an existing index records as ``ok`` whose outputs all exist, by name."""
+    if not index.exists():
+        return {}
+    frame = pyogrio.read_dataframe(index)
+    finished = {}
+    for row in frame.itertuples():
+        written = {kind: getattr(row, kind) for kind in _OUTPUT_KINDS if getattr(row, kind)}
+        if row.status == "ok" and all(Path(p).exists() for p in written.values()):
+            finished[row.name] = PairOutcome(
+                row.name, "ok", row.fingerprint, row.before, row.after, footprint=row.geometry, outputs=written,
+                polygons=row.polygons, area_m2=row.area_m2, change_types=json.loads(row.change_types),
+                seconds=row.seconds,
+            )
+    return finished
+
+
+def _write_index(index: Path, pairs: Sequence[PairOutcome]) -> None:
+    """Write the index GeoPackage (layer ``pairs``) atomically."""
+    frame = gpd.GeoDataFrame({
+        "name": [p.name for p in pairs],
+        "status": [p.status for p in pairs],
+        "error": [None if p.error is None else str(p.error) for p in pairs],
+        "before": [p.before for p in pairs],
+        "after": [p.after for p in pairs],
+        **{kind: [p.outputs.get(kind) for p in pairs] for kind in _OUTPUT_KINDS},
+        "polygons": [p.polygons for p in pairs],
+        "area_m2": [p.area_m2 for p in pairs],
+        "change_types": [json.dumps(p.change_types, ensure_ascii=False) for p in pairs],
+        "seconds": [round(p.seconds, 3) for p in pairs],
+        "fingerprint": [p.fingerprint for p in pairs],
+    }, geometry=[p.footprint for p in pairs], crs=INDEX_CRS)
+    with atomic_output(index, overwrite=True) as tmp:
+        pyogrio.write_dataframe(frame, tmp, layer="pairs", driver="GPKG")

@@ -1,0 +1,96 @@
+"""geocd predict-archive on a real Dask cluster: a task per pair, failures isolated, an index, resumable runs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyogrio
+import pytest
+from click.testing import CliRunner
+from rasterio.transform import from_origin
+from rasterio.warp import transform_bounds
+
+from cli.main import cli
+from conftest import ORIGIN, UTM, planted_pair, smooth_scene, write_raster
+
+
+@pytest.fixture(scope="module")
+def scheduler() -> Iterator[str]:
+    """The address of a local cluster (two worker processes of one thread, on 127.0.0.1) for this module."""
+    import logging
+
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=":0",
+                      scheduler_kwargs={"dashboard": False}, silence_logs=logging.ERROR) as cluster:
+        yield cluster.scheduler_address
+
+
+def archive(folder: Path) -> Path:
+    """A manifest of two planted pairs and one whose dates do not overlap (``far``); no labels."""
+    rows = ["name,before,after"]
+    for name in ("north", "south"):
+        (folder / name).mkdir(parents=True)
+        before, after, _ = planted_pair(folder / name)
+        rows.append(f"{name},{before.relative_to(folder)},{after.relative_to(folder)}")
+    far = write_raster(folder / "far.tif", smooth_scene(96, 128).astype(np.uint8),
+                       transform=from_origin(ORIGIN[0] + 1e5, ORIGIN[1], 1, 1))
+    rows.append(f"far,north/before.tif,{far.name}")
+    manifest = folder / "manifest.csv"
+    manifest.write_text("\n".join(rows) + "\n")
+    return manifest
+
+
+def run(manifest: Path, output: Path, model: Path, *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, ["predict-archive", str(manifest), "-o", str(output), "--model", str(model),
+                                      "--backend", "torch", "-q", *args])
+    return result.exit_code, result.output
+
+
+def test_a_bad_pair_fails_alone_and_a_rerun_skips_the_finished_pairs(tmp_path: Path, tiny_checkpoint: Path,
+                                                                     scheduler: str) -> None:
+    manifest, output = archive(tmp_path / "archive"), tmp_path / "out"
+    code, printed = run(manifest, output, tiny_checkpoint, "--scheduler", scheduler, "--report")
+    far = tmp_path / "archive" / "far.tif"
+    error = f"{far}: does not overlap {tmp_path / 'archive' / 'north' / 'before.tif'}"
+    assert code == 2
+    assert printed.splitlines() == [f"3 pairs: 2 predicted, 0 already done, 1 failed -> {output / 'index.gpkg'}",
+                                    f"geocd: error: {error}"]
+    assert sorted(p.name for p in output.iterdir()) == ["index.gpkg", "north.gpkg", "north.json", "south.gpkg", "south.json"]
+    index = pyogrio.read_dataframe(output / "index.gpkg")
+    assert index.crs == "EPSG:4326"
+    assert list(index["name"]) == ["north", "south", "far"]
+    assert list(index["status"]) == ["ok", "ok", "failed"]
+    assert index.loc[2, "error"] == error and index.loc[2, "geometry"] is None
+    assert list(index["vectors"][:2]) == [str(output / "north.gpkg"), str(output / "south.gpkg")]
+    report = json.loads((output / "north.json").read_text())
+    assert index.loc[0, "polygons"] == report["changes"]["polygons"]
+    assert json.loads(index.loc[0, "change_types"]) == {
+        t["change_type"]: {"polygons": t["polygons"], "area_m2": t["area_m2"]} for t in report["changes"]["by_type"]}
+    footprint = transform_bounds(UTM, "EPSG:4326", ORIGIN[0], ORIGIN[1] - 96, ORIGIN[0] + 128, ORIGIN[1], densify_pts=21)
+    assert index.loc[0, "geometry"].bounds == pytest.approx(footprint, abs=1e-8)  # the 128 x 96 m overlap
+
+    written = {p.name: p.stat().st_mtime_ns for p in output.glob("*.gpkg") if p.name != "index.gpkg"}
+    code, printed = run(manifest, output, tiny_checkpoint, "--scheduler", scheduler, "--report")
+    assert code == 2
+    assert printed.splitlines()[0] == f"3 pairs: 0 predicted, 2 already done, 1 failed -> {output / 'index.gpkg'}"
+    assert {p.name: p.stat().st_mtime_ns for p in output.glob("*.gpkg") if p.name != "index.gpkg"} == written
+    assert list(pyogrio.read_dataframe(output / "index.gpkg")["status"]) == ["ok", "ok", "failed"]
+
+    code, printed = run(manifest, output, tiny_checkpoint, "--scheduler", scheduler, "--report", "--threshold", "0.9",
+                        "--overwrite")
+    assert printed.splitlines()[0] == f"3 pairs: 2 predicted, 0 already done, 1 failed -> {output / 'index.gpkg'}"
+    assert all(output.joinpath(name).stat().st_mtime_ns > mtime for name, mtime in written.items())
+
+
+def test_without_a_scheduler_a_local_cluster_runs_the_pairs(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    manifest, output = archive(tmp_path / "archive"), tmp_path / "out"
+    manifest.write_text("\n".join(manifest.read_text().splitlines()[:2]) + "\n")
+    code, printed = run(manifest, output, tiny_checkpoint, "--workers", "1", "--raster")
+    assert code == 0, printed
+    assert printed.splitlines() == [f"1 pairs: 1 predicted, 0 already done, 0 failed -> {output / 'index.gpkg'}"]
+    assert sorted(p.name for p in output.iterdir()) == ["index.gpkg", "north.gpkg", "north_change.tif"]
+
