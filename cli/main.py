@@ -397,17 +397,29 @@ def pseudo_label(archive: str, models: tuple[str, ...], output: str, pairs: tupl
 def import_chips(source: str, destination: str, resolution: float | None, dataset: str | None, overwrite: bool) -> None:
     """Turn a public chip dataset (A/B/label or im1/im2/label1/label2) into a geocd archive.
 
-    Writes GeoTIFFs and DESTINATION/manifest.csv; train/val/test sub-folders become splits.
+    Writes GeoTIFFs and DESTINATION/manifest.csv. Splits come from train/val/test sub-folders,
+    or in a flat folder from train_/val_/test_ file-name prefixes; test pairs are never trained on.
 
     \b
     Example:
       geocd import-chips LEVIR-CD/ archive/levir --resolution 0.5
     """
+    from collections import Counter
+
+    from geocd.data.archive import read_archive
     from geocd.data.chips import import_chips as run_import
 
-    records = run_import(source, destination, resolution=resolution, dataset=dataset, overwrite=overwrite)
+    imported = run_import(source, destination, resolution=resolution, dataset=dataset, overwrite=overwrite)
+    records = read_archive(imported.manifest)
     kinds = "semantic" if all(r.semantic for r in records) else "binary"
-    click.echo(f"imported {len(records)} {kinds} pairs into {destination}/manifest.csv")
+    click.echo(f"imported {len(records)} {kinds} pairs into {imported.manifest}")
+    counts = Counter(r.split for r in records)
+    if imported.splits_from:
+        shown = ", ".join(f"{split} {counts[split]}" for split in ("train", "val", "test") if counts[split])
+        undecided = f", {counts['']} without (drawn by train)" if counts[""] else ""
+        click.echo(f"splits from {imported.splits_from}: {shown}{undecided}")
+    else:
+        click.echo("no split folders or train_/val_/test_ prefixes: train draws the validation pairs")
 
 
 @cli.command("import-landcover")
