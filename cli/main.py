@@ -48,6 +48,11 @@ def error_line(error: GeocdError) -> str:
     return str(type(error)(error.path, problem))
 
 
+def stderr_is_terminal() -> bool:
+    """Whether stderr is a terminal (a person watching): bars and status lines, else plain lines."""
+    return sys.stderr.isatty()
+
+
 def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     """Turn library :class:`GeocdError` raised by ``command`` into a one-line CLI error."""
 
@@ -169,6 +174,8 @@ def predict(before: str, after: str, output: str | None, raster: str | None, lan
     if output is None and raster is None and landcover is None and quicklook is None and report is None:
         raise click.UsageError("give -o/--output changes.gpkg, --raster change.tif, --landcover landcover.tif, "
                                "--quicklook quicklook.png and/or --report report.json")
+    if not quiet and progress_mode == "bar" and stderr_is_terminal():
+        click.echo(f"loading {'model ' + ', '.join(models) if models else 'the default model'} …", err=True)
     from geocd.checkpoint import load_models
     from geocd.inference.predict import (
         PredictOptions, PredictOutputs, check_predict_outputs, predict as run_predict, resolve_device,
@@ -341,7 +348,7 @@ def train(ctx: click.Context, archives: tuple[str, ...], config: str | None, out
         devices=int(devices) if devices.isdigit() else devices, strategy=strategy, num_nodes=num_nodes,
         num_workers=num_workers, resume=resume,
     )
-    lines = progress_mode == "bar" and not sys.stderr.isatty()
+    lines = progress_mode == "bar" and not stderr_is_terminal()
     progress = Progress("lines" if lines else progress_mode)
     echo = progress.message if progress_mode == "json" else lambda line: click.echo(line, err=True)
     result = run_train(archives, output, options, echo=echo, progress=progress, config=resolved_config(ctx))
