@@ -326,7 +326,7 @@ def train(ctx: click.Context, archives: tuple[str, ...], config: str | None, out
     training and validation per dataset, by pair.
 
     \b
-    Examples:
+    Example:
       geocd train archive/levir archive/sztaki -o runs/first --max-epochs 30
       geocd train --config runs/first/config.yaml -o runs/again
     """
