@@ -31,7 +31,7 @@ from rasterio.enums import ColorInterp
 from rasterio.io import DatasetReader
 
 from geocd.atomic import atomic_output
-from geocd.data.archive import MANIFEST_NAMES, LandCoverRecord, PairRecord, read_archive, write_manifest
+from geocd.data.archive import MANIFEST_NAMES, LandCoverRecord, PairRecord, write_manifest
 from geocd.data.rasters import RASTER_BLOCK, Grid, geotiff_profile, image_bands, open_any_raster
 from geocd.errors import InputError, OutputError
 from geocd.schema import SECOND
