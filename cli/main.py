@@ -48,6 +48,11 @@ def error_line(error: GeocdError) -> str:
     return str(type(error)(error.path, problem))
 
 
+def stderr_is_terminal() -> bool:
+    """Whether stderr is a terminal (a person watching): bars and status lines, else plain lines."""
+    return sys.stderr.isatty()
+
+
 def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     """Turn library :class:`GeocdError` raised by ``command`` into a one-line CLI error."""
 
@@ -188,6 +193,8 @@ def predict(before: str, after: str, output: str | None, raster: str | None, lan
     if output is None and raster is None and landcover is None and quicklook is None and report is None:
         raise click.UsageError("give -o/--output changes.gpkg, --raster change.tif, --landcover landcover.tif, "
                                "--quicklook quicklook.png and/or --report report.json")
+    if not quiet and progress_mode == "bar" and stderr_is_terminal():
+        click.echo(f"loading {'model ' + ', '.join(models) if models else 'the default model'} …", err=True)
     from geocd.checkpoint import load_models
     from geocd.inference.predict import (
         PredictOutputs, check_predict_outputs, predict as run_predict, resolve_device,
@@ -284,8 +291,46 @@ def vectorize(raster: str, output: str, min_area: float | None, simplify: float 
     click.echo(f"{result.polygons} change polygons, {result.changed_area_m2:.0f} m² -> {result.path}", err=True)
 
 
+def read_config(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``--config run.yaml``: its keys (option names, ``-`` or ``_``) become the command's defaults."""
+    if value is None:
+        return None
+    import yaml
+
+    try:
+        loaded = yaml.safe_load(Path(value).read_text()) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise click.BadParameter(f"{value}: {error}") from None
+    if not isinstance(loaded, dict):
+        raise click.BadParameter(f"{value}: not a mapping of option names to values")
+    config = {str(key).replace("-", "_"): item for key, item in loaded.items()}
+    known = {p.name for p in ctx.command.params} - {param.name}
+    unknown = sorted(config.keys() - known)
+    if unknown:
+        raise click.BadParameter(f"{value}: unknown option {unknown[0]!r}")
+    ctx.default_map = {**(ctx.default_map or {}), **config}
+    return value
+
+
+def resolved_config(ctx: click.Context) -> dict[str, Any]:
+    """The command's parameter values as ``--config`` reads them back: repeatable ones as lists, other
+    tuples (``bands``) comma-separated as their flag takes them; without config, resume and progress."""
+    config = {}
+    for param in ctx.command.params:
+        value = ctx.params[param.name]
+        if param.name in ("config", "resume", "progress_mode"):
+            continue
+        if isinstance(value, tuple):
+            value = list(value) if param.multiple or param.nargs == -1 else ",".join(str(v) for v in value)
+        config[param.name] = value
+    return config
+
+
 @cli.command()
 @click.argument("archives", nargs=-1, required=True, type=click.Path())
+@click.option("--config", type=click.Path(dir_okay=False), is_eager=True, expose_value=True, callback=read_config,
+              help="YAML file of options (names as here, e.g. max_epochs: 30; archives: [a, b]); flags given override it. "
+                   "Each run writes its resolved configuration to OUTPUT/config.yaml.")
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Run folder for checkpoints and logs.")
 @click.option("--backbone", default=TrainOptions.backbone, show_default=True,
               help="Any timm backbone with features_only (e.g. hrnet_w18, resnet50).")
@@ -330,14 +375,19 @@ def vectorize(raster: str, output: str, min_area: float | None, simplify: float 
 @click.option("--num-workers", default=TrainOptions.num_workers, show_default=True, type=click.IntRange(0),
               help="Tile-reading worker processes.")
 @click.option("--resume", is_flag=True, help="Continue the run in OUTPUT from its last epoch.")
+@click.option("--progress", "progress_mode", type=click.Choice(["bar", "json", "none"]), default="bar", show_default=True,
+              help="Progress of each epoch on stderr: a bar (plain lines every 10 s when stderr is not a terminal), "
+                   "JSON lines (for programs), or nothing.")
+@click.pass_context
 @reports_errors
-def train(archives: tuple[str, ...], output: str, backbone: str, pretrained: bool, backbone_weights: str | None,
+def train(ctx: click.Context, archives: tuple[str, ...], config: str | None, output: str, backbone: str, pretrained: bool,
+          backbone_weights: str | None,
           init_from: str | None, lightweight: bool, bands: tuple[int, ...] | None, tile_size: int,
           batch_size: int, max_epochs: int, epoch_length: int | None, lr: float, class_weights: str | None,
           pseudo_labels: str | None, landcover: tuple[str, ...], landcover_share: float, landcover_resolution: float,
           jitter: float,
           val_fraction: float, seed: int, accelerator: str, devices: str, strategy: str, num_nodes: int,
-          num_workers: int, resume: bool) -> None:
+          num_workers: int, resume: bool, progress_mode: str) -> None:
     """Train a change model on archives of scene pairs.
 
     Each ARCHIVE is a manifest (CSV or YAML) or a folder holding manifest.csv; see
@@ -347,7 +397,9 @@ def train(archives: tuple[str, ...], output: str, backbone: str, pretrained: boo
     \b
     Example:
       geocd train archive/levir archive/sztaki -o runs/first --max-epochs 30
+      geocd train --config runs/first/config.yaml -o runs/again
     """
+    from geocd.progress import Progress
     from geocd.training.train import train as run_train
 
     try:
@@ -365,7 +417,10 @@ def train(archives: tuple[str, ...], output: str, backbone: str, pretrained: boo
         devices=int(devices) if devices.isdigit() else devices, strategy=strategy, num_nodes=num_nodes,
         num_workers=num_workers, resume=resume,
     )
-    result = run_train(archives, output, options, echo=lambda line: click.echo(line, err=True))
+    lines = progress_mode == "bar" and not stderr_is_terminal()
+    progress = Progress("lines" if lines else progress_mode)
+    echo = progress.message if progress_mode == "json" else lambda line: click.echo(line, err=True)
+    result = run_train(archives, output, options, echo=echo, progress=progress, config=resolved_config(ctx))
     if result.main_process:
         click.echo(f"best checkpoint: {result.best} ({', '.join(f'{k} {v:.3f}' for k, v in result.best_scores.items())})")
 
@@ -471,17 +526,29 @@ def pseudo_label(archive: str, models: tuple[str, ...], output: str, pairs: tupl
 def import_chips(source: str, destination: str, resolution: float | None, dataset: str | None, overwrite: bool) -> None:
     """Turn a public chip dataset (A/B/label or im1/im2/label1/label2) into a geocd archive.
 
-    Writes GeoTIFFs and DESTINATION/manifest.csv; train/val/test sub-folders become splits.
+    Writes GeoTIFFs and DESTINATION/manifest.csv. Splits come from train/val/test sub-folders,
+    or in a flat folder from train_/val_/test_ file-name prefixes; test pairs are never trained on.
 
     \b
     Example:
       geocd import-chips LEVIR-CD/ archive/levir --resolution 0.5
     """
+    from collections import Counter
+
+    from geocd.data.archive import read_archive
     from geocd.data.chips import import_chips as run_import
 
-    records = run_import(source, destination, resolution=resolution, dataset=dataset, overwrite=overwrite)
+    imported = run_import(source, destination, resolution=resolution, dataset=dataset, overwrite=overwrite)
+    records = read_archive(imported.manifest)
     kinds = "semantic" if all(r.semantic for r in records) else "binary"
-    click.echo(f"imported {len(records)} {kinds} pairs into {destination}/manifest.csv")
+    click.echo(f"imported {len(records)} {kinds} pairs into {imported.manifest}")
+    counts = Counter(r.split for r in records)
+    if imported.splits_from:
+        shown = ", ".join(f"{split} {counts[split]}" for split in ("train", "val", "test") if counts[split])
+        undecided = f", {counts['']} without (drawn by train)" if counts[""] else ""
+        click.echo(f"splits from {imported.splits_from}: {shown}{undecided}")
+    else:
+        click.echo("no split folders or train_/val_/test_ prefixes: train draws the validation pairs")
 
 
 @cli.command("import-landcover")

@@ -186,25 +186,28 @@ def _score_each(records: Sequence[PairRecord | LandCoverRecord], score: Callable
     return results, failed
 
 
-def plot_confusion(matrix: np.ndarray, labels: Sequence[str], path: Path) -> Path:
-    """A row-normalised confusion-matrix PNG with the counts written in."""
+def plot_confusion(matrix: np.ndarray, labels: Sequence[str], path: Path, title: str = "Confusion matrix") -> Path:
+    """A confusion-matrix PNG for a report: ``title`` in full, class names on both axes, each cell's
+    pixel count and its share of the true class (rows normalised; colour scale alongside)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     share = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
-    figure, axes = plt.subplots(figsize=(1.2 + 0.7 * len(labels), 1 + 0.7 * len(labels)))
-    axes.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    side = max(4.5, 1.6 + 1.1 * len(labels))
+    figure, axes = plt.subplots(figsize=(side + 1.2, side), layout="constrained")
+    image = axes.imshow(share, cmap="Blues", vmin=0, vmax=1)
     for (t, p), value in np.ndenumerate(matrix):
-        axes.text(p, t, f"{value}", ha="center", va="center", fontsize=7, color="black" if share[t, p] < 0.6 else "white")
-    axes.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+        axes.text(p, t, f"{value:,}\n{share[t, p]:.1%}", ha="center", va="center", fontsize=8,
+                  color="black" if share[t, p] < 0.6 else "white")
+    axes.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
     axes.set_yticks(range(len(labels)), labels)
-    axes.set_xlabel("predicted")
-    axes.set_ylabel("truth")
-    axes.set_title("confusion (rows normalised)")
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    axes.set_xlabel("predicted class")
+    axes.set_ylabel("true class")
+    figure.colorbar(image, ax=axes, shrink=0.8, label="share of the true class's pixels")
+    figure.suptitle(title, wrap=True)
+    figure.savefig(path, dpi=150)
     plt.close(figure)
     return path
 
@@ -313,13 +316,17 @@ def save_report(report: EvaluationReport | LandCoverReport, folder: str | os.Pat
     """
     json_path, png_path = report_paths(folder, overwrite)
     json_path.parent.mkdir(parents=True, exist_ok=True)
+    tta = ", TTA" if report.tta else ""
     if isinstance(report, LandCoverReport):
         matrix, labels = report.total()[1:, 1:], report.class_names[1:]
+        title = f"Land cover, {len(report.images)} images{tta}: pixel counts and share of each true class"
     else:
         overall = report.groups["all"]
         matrix = overall.semantic if overall.semantic is not None else overall.binary
         labels = ["unchanged", "changed"] if overall.semantic is None else report.class_names
+        kind = "Change" if overall.semantic is None else "Change type"
+        title = f"{kind}, {len(report.pairs)} pairs{tta}: pixel counts and share of each true class"
     with atomic_output(json_path, overwrite) as json_tmp, atomic_output(png_path, overwrite) as png_tmp:
         json_tmp.write_text(json.dumps(report.to_dict(), indent=1))
-        plot_confusion(matrix, labels, png_tmp)
+        plot_confusion(matrix, labels, png_tmp, title)
     return json_path, png_path

@@ -1,4 +1,5 @@
-"""One progress reporter: a bar for people, JSON lines for programs (the QGIS plugin), or silence."""
+"""One progress reporter: a bar for people, plain periodic lines for logs, JSON lines for programs
+(the QGIS plugin), or silence."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from typing import Literal, TextIO
 
 from tqdm import tqdm
 
-ProgressMode = Literal["bar", "json", "none"]
+ProgressMode = Literal["bar", "lines", "json", "none"]
+LINE_INTERVAL_S = 10.0
+"""Seconds between two lines of the ``lines`` mode (the last step of a stage always gets one)."""
 
 
 class Progress:
@@ -23,25 +26,37 @@ class Progress:
         self._done = 0
         self._pixels = 0
         self._start = time.perf_counter()
+        self._description, self._unit = "", "tile"
+        self._last_line = self._start
 
     def start(self, total: int, description: str, unit: str = "tile") -> None:
         """Begin a stage of ``total`` steps of ``unit``."""
         self._total, self._done, self._pixels, self._start = total, 0, 0, time.perf_counter()
+        self._description, self._unit, self._last_line = description, unit, self._start
         if self.mode == "bar":
             self._bar = tqdm(total=total, desc=description, unit=unit, file=self.stream, dynamic_ncols=True)
         self.message(description)
 
-    def advance(self, steps: int, pixels: int) -> None:
-        """``steps`` more done, covering ``pixels`` output pixels."""
+    def advance(self, steps: int, pixels: int, **values: float) -> None:
+        """``steps`` more done, covering ``pixels`` pixels; ``values`` (e.g. ``loss``) are shown with the rate."""
         self._done += steps
         self._pixels += pixels
-        rate = self._pixels / 1e6 / max(time.perf_counter() - self._start, 1e-9)
+        now = time.perf_counter()
+        rate = self._pixels / 1e6 / max(now - self._start, 1e-9)
+        shown = ", ".join([f"{rate:.2f} MP/s", *(f"{k} {v:.4g}" for k, v in values.items())])
+        percent = 100.0 * self._done / max(self._total, 1)
         if self._bar is not None:
-            self._bar.set_postfix_str(f"{rate:.2f} MP/s", refresh=False)
+            self._bar.set_postfix_str(shown, refresh=False)
             self._bar.update(steps)
         elif self.mode == "json":
-            percent = 100.0 * self._done / max(self._total, 1)
-            self._emit({"event": "progress", "done": self._done, "total": self._total, "percent": round(percent, 2), "mp_per_s": round(rate, 3)})
+            self._emit({"event": "progress", "done": self._done, "total": self._total, "percent": round(percent, 2),
+                        "mp_per_s": round(rate, 3), **{k: round(v, 6) for k, v in values.items()}})
+        elif self.mode == "lines" and (now - self._last_line >= LINE_INTERVAL_S or self._done >= self._total):
+            self._last_line = now
+            remaining = (now - self._start) / self._done * (self._total - self._done)
+            self.stream.write(f"{self._description}: {self._done}/{self._total} {self._unit}s ({percent:.0f} %), "
+                              f"{shown}, {remaining:.0f} s left\n")
+            self.stream.flush()
 
     def message(self, text: str) -> None:
         """A status line (JSON mode only; the bar shows its description)."""

@@ -16,7 +16,7 @@ from rasterio.enums import ColorInterp
 import geocd.data.chips
 from cli.main import cli
 from conftest import write_raster
-from geocd.data.archive import read_archive
+from geocd.data.archive import read_archive, split_pairs
 from geocd.data.chips import import_chips
 from geocd.errors import InputError, OutputError
 from geocd.schema import SECOND
@@ -56,6 +56,11 @@ def second_folder(root: Path, label_before: np.ndarray, label_after: np.ndarray)
     png(root / "label2" / "x.png", label_after)
 
 
+def imported(source: Path, destination: Path, **options: object) -> list:
+    """The records of an :func:`import_chips` run."""
+    return read_archive(import_chips(source, destination, **options).manifest)
+
+
 def read(path: Path) -> np.ndarray:
     with rasterio.open(path) as src:
         return src.read()
@@ -67,7 +72,7 @@ def bounds_overlap(a: rasterio.coords.BoundingBox, b: rasterio.coords.BoundingBo
 
 def test_binary_round_trip(tmp_path: Path) -> None:
     written = binary_folder(tmp_path / "levir")
-    records = import_chips(tmp_path / "levir", tmp_path / "out", resolution=0.5)
+    records = imported(tmp_path / "levir", tmp_path / "out", resolution=0.5)
     assert records == read_archive(tmp_path / "out")
     assert [r.name for r in records] == ["levir_a", "levir_b"]
     assert all(not r.semantic and r.change is not None and r.dataset == "levir" and r.split == "" for r in records)
@@ -95,7 +100,7 @@ def test_second_colour_and_index_labels(tmp_path: Path) -> None:
     colours = np.array([c.color for c in SECOND.classes], np.uint8)
     ids = np.arange(SIZE * SIZE).reshape(SIZE, SIZE) % len(colours)
     second_folder(tmp_path / "second", colours[ids], ids[::-1].astype(np.uint8))
-    (record,) = import_chips(tmp_path / "second", tmp_path / "out", resolution=1.0, dataset="")
+    (record,) = imported(tmp_path / "second", tmp_path / "out", resolution=1.0, dataset="")
     assert record.semantic and record.change is None and record.name == "x" and record.dataset == ""
     np.testing.assert_array_equal(read(record.label_before)[0], ids)
     np.testing.assert_array_equal(read(record.label_after)[0], ids[::-1])
@@ -104,8 +109,8 @@ def test_second_colour_and_index_labels(tmp_path: Path) -> None:
 def test_split_folders(tmp_path: Path) -> None:
     binary_folder(tmp_path / "cd" / "train", ("a",))
     binary_folder(tmp_path / "cd" / "test", ("a", "b"))
-    records = import_chips(tmp_path / "cd", tmp_path / "out", resolution=2.0, dataset="d")
-    assert [(r.name, r.split) for r in records] == [("d_train_a", "train"), ("d_test_a", "val"), ("d_test_b", "val")]
+    records = imported(tmp_path / "cd", tmp_path / "out", resolution=2.0, dataset="d")
+    assert [(r.name, r.split) for r in records] == [("d_train_a", "train"), ("d_test_a", "test"), ("d_test_b", "test")]
     with rasterio.open(records[0].before) as a, rasterio.open(records[1].before) as b:
         assert not bounds_overlap(a.bounds, b.bounds)
 
@@ -142,7 +147,7 @@ def test_georeferenced_chips_keep_their_grid(tmp_path: Path) -> None:
         (tmp_path / "src" / folder).mkdir(parents=True)
         write_raster(tmp_path / "src" / folder / "s.tif", image(seed).transpose(2, 0, 1), transform=transform)
     png(tmp_path / "src" / "label" / "s.png", np.zeros((SIZE, SIZE), np.uint8))
-    (record,) = import_chips(tmp_path / "src", tmp_path / "out")
+    (record,) = imported(tmp_path / "src", tmp_path / "out")
     for path in (record.before, record.after, record.change):
         with rasterio.open(path) as src:
             assert src.crs == CRS.from_epsg(32633) and src.transform == transform
@@ -153,7 +158,7 @@ def test_alpha_band_is_kept(tmp_path: Path) -> None:
     binary_folder(tmp_path / "src", ("a",))
     png(tmp_path / "src" / "A" / "a.png", image(0, bands=4))
     png(tmp_path / "src" / "B" / "a.png", image(1, bands=4))
-    (record,) = import_chips(tmp_path / "src", tmp_path / "out", resolution=1.0)
+    (record,) = imported(tmp_path / "src", tmp_path / "out", resolution=1.0)
     with rasterio.open(record.before) as src:
         assert src.colorinterp[3] == ColorInterp.alpha
         np.testing.assert_array_equal(src.read(), image(0, bands=4).transpose(2, 0, 1))
@@ -164,7 +169,7 @@ def test_existing_manifest_needs_overwrite(tmp_path: Path) -> None:
     import_chips(tmp_path / "src", tmp_path / "out", resolution=1.0)
     with pytest.raises(OutputError, match="manifest.csv: already exists"):
         import_chips(tmp_path / "src", tmp_path / "out", resolution=1.0)
-    assert len(import_chips(tmp_path / "src", tmp_path / "out", resolution=1.0, overwrite=True)) == 2
+    assert len(imported(tmp_path / "src", tmp_path / "out", resolution=1.0, overwrite=True)) == 2
 
 
 def test_no_layout_and_size_mismatch(tmp_path: Path) -> None:
@@ -225,6 +230,28 @@ def test_a_georeferenced_label_keeps_its_own_grid(tmp_path: Path) -> None:
     (tmp_path / "src" / "label").mkdir()
     coarse = Affine(20.0, 0.0, 300_000.0, 0.0, -20.0, 5_000_000.0)
     write_raster(tmp_path / "src" / "label" / "s.tif", np.ones((1, SIZE // 2, SIZE // 2), np.uint8), transform=coarse)
-    (record,) = import_chips(tmp_path / "src", tmp_path / "out")
+    (record,) = imported(tmp_path / "src", tmp_path / "out")
     with rasterio.open(record.change) as src:
         assert (src.transform, src.shape) == (coarse, (SIZE // 2, SIZE // 2))
+
+
+def test_flat_split_prefixes_become_splits_and_test_is_never_trained_on(tmp_path: Path) -> None:
+    binary_folder(tmp_path / "levir", ("train_1", "train_2", "val_1", "test_1", "other"))
+    result = CliRunner().invoke(cli, ["import-chips", str(tmp_path / "levir"), str(tmp_path / "out"), "--resolution", "0.5"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [f"imported 5 binary pairs into {tmp_path / 'out' / 'manifest.csv'}",
+                                          "splits from file-name prefixes: train 2, val 1, test 1, 1 without (drawn by train)"]
+    records = read_archive(tmp_path / "out")
+    assert {r.name: r.split for r in records} == {"levir_train_1": "train", "levir_train_2": "train", "levir_val_1": "val",
+                                                  "levir_test_1": "test", "levir_other": ""}
+    train, val = split_pairs(records, 0.5)
+    assert sorted(r.name for r in train) == ["levir_other", "levir_train_1", "levir_train_2"]
+    assert [r.name for r in val] == ["levir_val_1"]
+
+
+def test_split_folders_are_named_by_the_command(tmp_path: Path) -> None:
+    binary_folder(tmp_path / "cd" / "train", ("a",))
+    binary_folder(tmp_path / "cd" / "test", ("a",))
+    result = CliRunner().invoke(cli, ["import-chips", str(tmp_path / "cd"), str(tmp_path / "out"), "--resolution", "1"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[1] == "splits from split folders: train 1, test 1"

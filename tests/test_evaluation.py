@@ -194,3 +194,24 @@ def test_evaluate_writes_no_raster(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(rasterio, "open", spy)
     report = evaluate(manifest, [intensity_model()], PredictOptions(tile_size=32))
     assert len(report.pairs) == 1 and written == []
+
+
+def test_confusion_figure_has_its_full_title_class_names_counts_and_shares(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import matplotlib.figure
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    saved = []
+    savefig = matplotlib.figure.Figure.savefig
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda self, *a, **k: (saved.append(self), savefig(self, *a, **k)))
+    title = "Change type, 12 pairs, TTA: pixel counts and share of each true class"
+    geocd.evaluation.plot_confusion(np.array([[9000, 1000], [250, 750]]), ["unchanged", "changed"], tmp_path / "c.png", title)
+    (figure,) = saved
+    (axes, _colour_bar) = figure.axes
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    heading = figure._suptitle
+    box, page = heading.get_window_extent(renderer), figure.bbox
+    assert heading.get_text() == title and page.x0 <= box.x0 and box.x1 <= page.x1 and box.y1 <= page.y1
+    assert [t.get_text() for t in axes.texts] == ["9,000\n90.0%", "1,000\n10.0%", "250\n25.0%", "750\n75.0%"]
+    assert [t.get_text() for t in axes.get_xticklabels()] == [t.get_text() for t in axes.get_yticklabels()] == ["unchanged", "changed"]

@@ -130,7 +130,7 @@ def test_import_round_trip_on_local_grid(tmp_path: Path) -> None:
         png(src / split / "mask" / f"{stem}.png", grey_mask())
     records = import_landcover(src, tmp_path / "out", text(tmp_path / "m.yaml", VALUES), resolution=0.5)
     assert records == read_landcover_archive(tmp_path / "out")
-    expected = [("toy_train_a", "toy", "train"), ("toy_test_b", "toy", "val")]
+    expected = [("toy_train_a", "toy", "train"), ("toy_test_b", "toy", "test")]
     assert [(r.name, r.dataset, r.split) for r in records] == expected
     with open(tmp_path / "out" / "manifest.csv", newline="") as f:
         rows = list(csv.reader(f))

@@ -139,3 +139,19 @@ def test_library_errors_name_parameters_and_the_command_line_names_flags(tmp_pat
                            "--bands", "1,2", "-q")
     assert code == 2 and output.strip() == f"geocd: error: {before}: --bands lists 2 band(s), the model needs 3"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["after.tif", "before.tif"]
+
+
+@pytest.mark.parametrize("flags, status", [((), True), (("--quiet",), False), (("--progress", "json"), False),
+                                           (("--progress", "none"), False)])
+def test_a_terminal_sees_what_start_up_is_loading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   flags: tuple[str, ...], status: bool) -> None:
+    import cli.main as main
+
+    monkeypatch.setattr(main, "stderr_is_terminal", lambda: True)
+    before, after, _ = planted_pair(tmp_path)
+    model = tmp_path / "none.safetensors"
+    result = CliRunner().invoke(cli, ["predict", str(before), str(after), "--raster", str(tmp_path / "c.tif"),
+                                      "--model", str(model), *flags])
+    error = f"geocd: error: {model}: model file does not exist"
+    assert result.exit_code == 2
+    assert result.output.splitlines() == ([f"loading model {model} …"] if status else []) + [error]

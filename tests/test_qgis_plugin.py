@@ -164,6 +164,7 @@ def test_zip_is_a_valid_plugin_package(plugin_zip: Path) -> None:
     assert {"geocd_qgis/__init__.py", "geocd_qgis/LICENSE", "geocd_qgis/icon.svg"} <= set(names)
     general = metadata["general"]
     assert all(general.get(field, "").strip() for field in REQUIRED_METADATA)
+    assert not [value for value in general.values() if "example." in value or "github.com/geocd" in value]  # no made-up contacts
     assert general["qgisMinimumVersion"] == "3.22" and general["hasProcessingProvider"] == "yes"
     assert f"geocd_qgis/{general['icon']}" in names
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import math
+import warnings
 from pathlib import Path
 
 import pytest
@@ -13,12 +16,24 @@ from conftest import synthetic_archive
 from geocd.checkpoint import load_checkpoint
 from geocd.data.archive import read_archive, split_pairs
 from geocd.models.siamese import ChangeLogits, ModelConfig
+from geocd.progress import Progress
 from geocd.training.datamodule import ArchiveDataModule, band_statistics
 from geocd.training.losses import ChangeLoss
 from geocd.training.task import ChangeTask
 from geocd.training.train import TrainOptions, train
 
 BACKBONE = "mobilenetv3_small_050"
+
+
+class _Recorder(logging.Handler):
+    """Keeps the messages of the log records it sees."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
 
 
 def test_loss_matches_a_hand_computation() -> None:
@@ -81,14 +96,27 @@ def test_one_epoch_writes_loadable_checkpoints(tmp_path: Path) -> None:
     manifest = synthetic_archive(tmp_path / "archive", pairs=3)
     lines: list[str] = []
     options = TrainOptions(backbone=BACKBONE, pretrained=False, tile_size=64, batch_size=2, max_epochs=1, val_fraction=0.34, accelerator="cpu", devices=1)
-    result = train([manifest], tmp_path / "run", options, echo=lines.append)
+    steps, lightning_lines = io.StringIO(), _Recorder()
+    logging.getLogger("lightning.pytorch").addHandler(lightning_lines)
+    try:
+        with warnings.catch_warnings(record=True) as warned:
+            warnings.simplefilter("always")
+            result = train([manifest], tmp_path / "run", options, echo=lines.append, progress=Progress("lines", steps),
+                           config={"max_epochs": 1, "archives": [str(manifest)]})
+    finally:
+        logging.getLogger("lightning.pytorch").removeHandler(lightning_lines)
     assert len(lines) == 1 and lines[0].startswith("epoch 1/1: loss ")
+    assert steps.getvalue().startswith("epoch 1/1: 1/1 steps (100 %), ") and ", loss " in steps.getvalue()
+    assert lightning_lines.messages and not [m for m in lightning_lines.messages if "Tip" in m or "Trainer.fit" in m]
+    assert not [w for w in warned if "exists and is not empty" in str(w.message)]
+    assert (tmp_path / "run" / "config.yaml").read_text() == f"max_epochs: 1\narchives:\n- {manifest}\n"
     loaded = load_checkpoint(result.best)
     meta = loaded.metadata
     assert meta.config == ModelConfig(BACKBONE, 3, 6, True)
     assert meta.tile_size == 64 and meta.resolution_m == pytest.approx(1.0)
     assert meta.trained_classes == (3, 5)
     assert meta.info["semantic_labels"] and len(meta.info["val_pairs"]) == 1
+    assert meta.info["config"] == {"max_epochs": 1, "archives": [str(manifest)]}
     assert set(meta.info["validation"]) >= {"f1", "miou", "sek", "score", "selection"}
     assert (tmp_path / "run" / "metrics.csv").is_file() and (tmp_path / "run" / "lightning" / "last.ckpt").is_file()
     split = json.loads((tmp_path / "run" / "split.json").read_text())
@@ -130,7 +158,7 @@ def test_ddp_on_two_cpu_processes(tmp_path: Path) -> None:
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("best checkpoint:") == 1  # printed by the main process only
-    assert done.stderr.count("epoch 1/1:") == 1
+    assert done.stderr.count("epoch 1/1: loss ") == 1 and done.stderr.count("epoch 1/1: 1/1 steps") == 1  # main process only
     meta = load_checkpoint(tmp_path / "run" / "best.safetensors").metadata
     assert meta.trained_classes == (3, 5) and "score" in meta.info["validation"]
 
@@ -163,3 +191,30 @@ def test_best_export_follows_lightning_and_resume_continues(tmp_path: Path) -> N
     train([manifest], tmp_path / "run", replace(options, max_epochs=3, resume=True), echo=lines.append)
     assert lines[2].startswith("epoch 3/3: loss ")
     assert load_checkpoint(tmp_path / "run" / "last.safetensors").metadata.info["epoch"] == 3
+
+
+def test_a_written_config_repeats_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import yaml
+    from click.testing import CliRunner
+
+    import geocd.training.train
+    from cli.main import cli
+
+    calls = []
+
+    def fake_train(archives, output, options, echo, progress, config):  # noqa: ANN001, ANN202 - records the call
+        calls.append((archives, options, config))
+        return geocd.training.train.TrainResult(Path(output) / "last.safetensors", Path(output) / "best.safetensors", {})
+
+    monkeypatch.setattr(geocd.training.train, "train", fake_train)
+    first = ["train", "a.csv", "b.csv", "-o", str(tmp_path / "one"), "--bands", "4,3,2", "--landcover", "lc", "--lr", "0.01"]
+    assert CliRunner().invoke(cli, first).exit_code == 0
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(calls[0][2]))
+    again = CliRunner().invoke(cli, ["train", "--config", str(tmp_path / "config.yaml"), "-o", str(tmp_path / "two")])
+    assert again.exit_code == 0, again.output
+    (archives, options, config), (archives2, options2, config2) = calls
+    assert archives2 == archives == ("a.csv", "b.csv") and options2 == options and options.bands == (4, 3, 2)
+    assert config2 == {**config, "output": str(tmp_path / "two")}
+    (tmp_path / "bad.yaml").write_text("max_epoch: 3\n")
+    bad = CliRunner().invoke(cli, ["train", "--config", str(tmp_path / "bad.yaml"), "-o", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and f"{tmp_path / 'bad.yaml'}: unknown option 'max_epoch'" in bad.output

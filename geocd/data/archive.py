@@ -11,7 +11,8 @@ and its ``kind`` column says which columns those are (label values: :mod:`geocd.
 * ``landcover``: one row per single-date image, ``image`` and its ``landcover`` map.
 
 Optional columns: ``name`` (unique; default: the first raster's stem), ``dataset`` (groups
-rows for a stratified split) and ``split`` (``train`` or ``val``). A manifest without
+rows for a stratified split) and ``split`` (``train``, ``val``, or ``test``: never trained
+or validated on). A manifest without
 ``kind`` is a land-cover archive when it has an ``image`` or ``landcover`` column, else a
 change archive. Label rasters may lie on their own grids: they are aligned to the image's
 grid with nearest-neighbour resampling.
@@ -224,8 +225,8 @@ def _record(manifest: Path, schema: _Schema, number: int, row: dict[str, str], l
             raise InputError(manifest, f"{where}: no {column!r} raster")
     if schema.record is PairRecord and labels:
         _check_change_labels(manifest, where, paths)
-    if values["split"] not in ("", "train", "val"):
-        raise InputError(manifest, f"{where}: split must be 'train' or 'val', not {values['split']!r}")
+    if values["split"] not in ("", "train", "val", "test"):
+        raise InputError(manifest, f"{where}: split must be 'train', 'val' or 'test', not {values['split']!r}")
     name = values["name"] or paths[schema.paths[0]].stem
     return schema.record(name=name, dataset=values["dataset"], split=values["split"], **paths)
 
@@ -239,7 +240,8 @@ def _check_change_labels(manifest: Path, where: str, paths: dict[str, Path | Non
 
 
 def split_pairs(records: Sequence[PairRecord], val_fraction: float = 0.2, seed: int = 0) -> tuple[list[PairRecord], list[PairRecord]]:
-    """Split by pair, never by tile: explicit ``split`` values win; the rest are drawn per dataset.
+    """Split by pair, never by tile: explicit ``split`` values win (``test`` pairs are in neither);
+    the rest are drawn per dataset.
 
     Every dataset with at least two undecided pairs gives at least one to validation. Each
     dataset is drawn with its own seeded generator, so adding a dataset leaves the others' split alone.

@@ -1,8 +1,9 @@
 """Import chip folders of public datasets into a georeferenced archive.
 
-A chip folder holds the sub-folders of a :class:`ChipLayout` in SRC itself or in its
-``train/``, ``val/`` and ``test/`` sub-folders (``test`` is recorded as split ``val``).
-Chips of one pair share a file stem; ``.png .jpg .jpeg .tif .tiff`` files are read, any
+A chip folder holds the sub-folders of a :class:`ChipLayout` in its ``train/``, ``val/`` and
+``test/`` sub-folders, or in SRC itself, where a ``train_``, ``val_`` or ``test_`` file-name
+prefix (as in LEVIR-CD's flat releases) gives a chip's split. ``test`` pairs are recorded as
+split ``test``: training leaves them out. Chips of one pair share a file stem; ``.png .jpg .jpeg .tif .tiff`` files are read, any
 other file is skipped. :func:`import_chip_folder` imports any layouts;
 :func:`import_chips` configures it for change chips:
 
@@ -30,13 +31,13 @@ from rasterio.enums import ColorInterp
 from rasterio.io import DatasetReader
 
 from geocd.atomic import atomic_output
-from geocd.data.archive import MANIFEST_NAMES, LandCoverRecord, PairRecord, read_archive, write_manifest
+from geocd.data.archive import MANIFEST_NAMES, LandCoverRecord, PairRecord, write_manifest
 from geocd.data.rasters import RASTER_BLOCK, Grid, geotiff_profile, image_bands, open_any_raster
 from geocd.errors import InputError, OutputError
 from geocd.schema import SECOND
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
-SPLITS = {"train": "train", "val": "val", "test": "val"}
+SPLITS = ("train", "val", "test")
 LOCAL_CRS = CRS.from_epsg(32631)
 LOCAL_CENTRE_EASTING = 500_000.0
 LOCAL_TAG = {"GEOCD_GRID": "local"}
@@ -85,6 +86,18 @@ class _Pair:
 
 
 @dataclass(frozen=True)
+class ChipImport:
+    """An imported chip folder: its manifest and where its splits came from.
+
+    ``splits_from`` is ``"split folders"``, ``"file-name prefixes"`` or ``""`` (no splits given:
+    training draws them).
+    """
+
+    manifest: Path
+    splits_from: str
+
+
+@dataclass(frozen=True)
 class _Job:
     """One file to convert: source, target, label converter (None for images), output grid and tags."""
 
@@ -102,15 +115,14 @@ def import_chips(
     resolution: float | None = None,
     dataset: str | None = None,
     overwrite: bool = False,
-) -> list[PairRecord]:
+) -> ChipImport:
     """Convert a change chip folder into ``DST/<column>/NAME.tif`` GeoTIFFs and ``DST/manifest.csv``.
 
     Columns: ``before``, ``after`` and ``change`` (0/1) or ``label_before``/``label_after`` (ids);
-    the rest is :func:`import_chip_folder`. Returns the records as :func:`read_archive` reads them.
+    the rest is :func:`import_chip_folder`. Read the records with :func:`read_archive`.
     """
-    manifest = import_chip_folder(source, destination, CHANGE_LAYOUTS, PairRecord,
-                                  resolution=resolution, dataset=dataset, overwrite=overwrite)
-    return read_archive(manifest)
+    return import_chip_folder(source, destination, CHANGE_LAYOUTS, PairRecord,
+                              resolution=resolution, dataset=dataset, overwrite=overwrite)
 
 
 def import_chip_folder(
@@ -122,8 +134,8 @@ def import_chip_folder(
     resolution: float | None = None,
     dataset: str | None = None,
     overwrite: bool = False,
-) -> Path:
-    """Convert a chip folder of one of ``layouts`` into GeoTIFFs and a manifest of ``record`` rows; returns the manifest path.
+) -> ChipImport:
+    """Convert a chip folder of one of ``layouts`` into GeoTIFFs and a manifest of ``record`` rows.
 
     Pair names are ``<dataset>_<split folder>_<stem>`` (empty parts left out); ``dataset``
     defaults to SRC's folder name. Georeferenced chips keep their CRS and transform. A pair
@@ -136,7 +148,7 @@ def import_chip_folder(
     removed (other content of DST is left alone).
     """
     src_root, dst_root, manifest, name = _check_import(source, destination, resolution, dataset, overwrite)
-    pairs = _find_pairs(src_root, layouts, name)
+    pairs, splits_from = _find_pairs(src_root, layouts, name)
     jobs = _plan(pairs, dst_root, resolution, overwrite)
     records = [_record(record, pair, dst_root, name) for pair in pairs]
     with _rollback([job.target.parent for job in jobs]) as written:
@@ -146,7 +158,7 @@ def import_chip_folder(
             written.append(job.target)
         with atomic_output(manifest, overwrite=True) as tmp:
             write_manifest(records, tmp)
-    return manifest
+    return ChipImport(manifest, splits_from)
 
 
 def _check_import(
@@ -182,12 +194,15 @@ def _child(folder: Path, name: str) -> Path | None:
     return matches[0] if matches else None
 
 
-def _find_pairs(root: Path, layouts: Sequence[ChipLayout], dataset: str) -> list[_Pair]:
+def _find_pairs(root: Path, layouts: Sequence[ChipLayout], dataset: str) -> tuple[list[_Pair], str]:
+    """The pairs of SRC, and where their splits came from (see :class:`ChipImport`)."""
     no_layout = f"no {' or '.join('/'.join(layout.folders) for layout in layouts)} folders"
     layout = _layout(root, layouts)
     if layout is not None:
         pairs = _layout_pairs(root, layout, dataset, "")
+        splits_from = "file-name prefixes" if any(pair.split for pair in pairs) else ""
     else:
+        splits_from = "split folders"
         splits = [(s, _child(root, s)) for s in SPLITS]
         splits = [(s, folder) for s, folder in splits if folder is not None]
         if not splits:
@@ -200,7 +215,7 @@ def _find_pairs(root: Path, layouts: Sequence[ChipLayout], dataset: str) -> list
             pairs += _layout_pairs(folder, found, dataset, split)
     if not pairs:
         raise InputError(root, f"holds no chips ({' '.join(EXTENSIONS)})")
-    return pairs
+    return pairs, splits_from
 
 
 def _layout(folder: Path, layouts: Sequence[ChipLayout]) -> ChipLayout | None:
@@ -228,6 +243,7 @@ def _chips(folder: Path) -> dict[str, Path]:
 
 
 def _layout_pairs(folder: Path, layout: ChipLayout, dataset: str, split: str) -> list[_Pair]:
+    """The pairs of one layout folder; in a folder of no split, a chip's split is its file-name prefix."""
     names = layout.folders
     chips = [_chips(_child(folder, n)) for n in names]
     for name, files in zip(names[1:], chips[1:]):
@@ -240,8 +256,13 @@ def _layout_pairs(folder: Path, layout: ChipLayout, dataset: str, split: str) ->
     pairs = []
     for stem in sorted(chips[0]):
         name = "_".join(part for part in (dataset, split, stem) if part)
-        pairs.append(_Pair(name, SPLITS.get(split, ""), layout, tuple(files[stem] for files in chips)))
+        pairs.append(_Pair(name, split or _prefix_split(stem), layout, tuple(files[stem] for files in chips)))
     return pairs
+
+
+def _prefix_split(stem: str) -> str:
+    """``train``, ``val`` or ``test`` for a stem starting with that and ``_``; else ``""``."""
+    return next((split for split in SPLITS if stem.lower().startswith(f"{split}_")), "")
 
 
 @dataclass(frozen=True)

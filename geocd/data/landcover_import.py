@@ -159,6 +159,6 @@ def import_landcover(
     """
     coding = load_mapping(mapping)
     layout = ChipLayout(("image",), ("mask",), ("image", "landcover"), coding.convert, labels_on_image_grid=True)
-    manifest = import_chip_folder(source, destination, (layout,), LandCoverRecord,
+    imported = import_chip_folder(source, destination, (layout,), LandCoverRecord,
                                   resolution=resolution, dataset=dataset, overwrite=overwrite)
-    return read_landcover_archive(manifest)
+    return read_landcover_archive(imported.manifest)

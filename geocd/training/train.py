@@ -2,21 +2,27 @@
 
 The run folder receives ``last.safetensors`` and ``best.safetensors`` (geocd checkpoints,
 best by the validation selection metric), ``lightning/last.ckpt`` (for ``--resume``),
-``metrics.csv`` (Lightning's CSV log) and ``split.json`` (which pair went where).
+``metrics.csv`` (Lightning's CSV log), ``split.json`` (which pair went where) and, when the
+caller gives one, ``config.yaml`` (the run's resolved configuration, also in the checkpoints'
+``info.config``).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import rasterio
-from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
+import yaml
+from lightning.pytorch.callbacks import Callback, Checkpoint, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
 from geocd.checkpoint import ModelMetadata, load_checkpoint, read_metadata, save_checkpoint
@@ -26,11 +32,18 @@ from geocd.errors import InputError
 from geocd.models.pretrained import load_imagenet_weights
 from geocd.models.siamese import ModelConfig
 from geocd.options import TrainOptions
+from geocd.progress import Progress
 from geocd.schema import SECOND
 from geocd.training.datamodule import ArchiveDataModule, band_statistics
 from geocd.training.pseudo import read_provenance
 from geocd.training.task import ChangeTask
 
+LIGHTNING_NOISE = ("💡 Tip: ", "Loading `train_dataloader` to estimate number of stepping batches", "`Trainer.fit` stopped: ")
+"""Starts of Lightning's info lines that do not help a geocd user (advertisements, internals)."""
+LIGHTNING_NOISE_WARNINGS = (r"Experiment logs directory .* exists and is not empty",
+                            r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+"""Lightning warnings that are spurious here: geocd writes split.json into the run folder before
+Lightning's logger looks at it; the LeafSpec one is Lightning's own use of a newer torch."""
 
 @dataclass(frozen=True)
 class TrainResult:
@@ -113,10 +126,36 @@ class GeocdExport(Checkpoint):
         self.exported_score = state_dict["exported_score"]
 
 
+class StepProgress(Callback):
+    """Reports each training epoch's steps (tiles' megapixels per second and the step's loss) through a :class:`Progress`."""
+
+    def __init__(self, progress: Progress, step_pixels: int) -> None:
+        self.progress, self.step_pixels = progress, step_pixels
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, task: ChangeTask) -> None:
+        if trainer.is_global_zero:
+            self.progress.start(int(trainer.num_training_batches), f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}",
+                                unit="step")
+
+    def on_train_batch_end(self, trainer: pl.Trainer, task: ChangeTask, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if trainer.is_global_zero:
+            loss = outputs["loss"] if isinstance(outputs, Mapping) else outputs
+            self.progress.advance(1, self.step_pixels, loss=float(loss))
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, task: ChangeTask) -> None:
+        self.progress.close()
+
+
 def train(
-    archives: Sequence[str | os.PathLike[str]], output: str | os.PathLike[str], options: TrainOptions = TrainOptions(), echo=print  # noqa: ANN001
+    archives: Sequence[str | os.PathLike[str]], output: str | os.PathLike[str], options: TrainOptions = TrainOptions(),
+    echo=print, *, progress: Progress | None = None, config: Mapping[str, Any] | None = None,  # noqa: ANN001
 ) -> TrainResult:
-    """Train a change model on the pairs of ``archives`` and write geocd checkpoints into ``output``."""
+    """Train a change model on the pairs of ``archives`` and write geocd checkpoints into ``output``.
+
+    ``progress`` reports the steps of each epoch (default: none); ``config``, the run's resolved
+    configuration as its caller reads it back (the CLI's option names), is written to
+    ``output/config.yaml`` and recorded in the checkpoints' ``info.config``.
+    """
     if options.batch_size < 2:
         raise InputError(None, "batch_size must be at least 2 for training (batch normalisation needs it)")
     if len(options.loss_weights) != SECOND.num_landcover:
@@ -127,6 +166,8 @@ def train(
     if not options.resume and (out / "last.safetensors").exists():
         raise InputError(out, "already holds a training run (use --resume to continue it, or another folder)")
     out.mkdir(parents=True, exist_ok=True)
+    if config is not None:
+        (out / "config.yaml").write_text(yaml.safe_dump(dict(config), sort_keys=False))
     data = build_datamodule(archives, options)
     (out / "split.json").write_text(json.dumps({"seed": options.seed, "train": [r.name for r in data.train_records],
                                                 "val": [r.name for r in data.val_records]}, indent=1))
@@ -139,9 +180,10 @@ def train(
               "backbone_init": backbone_init, "train_pairs": [r.name for r in data.train_records],
               "val_pairs": [r.name for r in data.val_records],
               "semantic_labels": any(r.semantic for r in data.train_records),
-              "class_weights": list(options.loss_weights), **data.pseudo_info, **options.extra_info},
+              "class_weights": list(options.loss_weights), **data.pseudo_info, **options.extra_info,
+              **({"config": dict(config)} if config is not None else {})},
     )
-    return fit(task, data.module, out, metadata, options, echo)
+    return fit(task, data.module, out, metadata, options, echo, progress or Progress("none"))
 
 
 def build_datamodule(archives: Sequence[str | os.PathLike[str]], options: TrainOptions) -> TrainingData:
@@ -182,26 +224,31 @@ def build_task(data: TrainingData, options: TrainOptions) -> tuple[ChangeTask, s
 
 
 def fit(
-    task: ChangeTask, data: ArchiveDataModule, output: Path, metadata: ModelMetadata, options: TrainOptions, echo  # noqa: ANN001
+    task: ChangeTask, data: ArchiveDataModule, output: Path, metadata: ModelMetadata, options: TrainOptions, echo,  # noqa: ANN001
+    progress: Progress,
 ) -> TrainResult:
     """Run Lightning's Trainer, resuming from ``output/lightning/last.ckpt`` with ``options.resume``.
 
     Lightning's :class:`ModelCheckpoint` keeps ``lightning/last.ckpt`` and the best epoch by
     the validation selection metric (``lightning/best.ckpt``, weights only); each epoch
-    :class:`GeocdExport` writes the geocd checkpoints and one summary line through ``echo``.
+    :class:`StepProgress` reports its steps through ``progress`` and :class:`GeocdExport` writes
+    the geocd checkpoints and one summary line through ``echo``. Lightning's
+    :data:`LIGHTNING_NOISE` lines and :data:`LIGHTNING_NOISE_WARNINGS` are left out.
     """
     lightning = output / "lightning"
     best = ModelCheckpoint(dirpath=lightning, filename="best", monitor="val/selection", mode="max", save_top_k=1,
                            save_weights_only=True, save_on_train_epoch_end=True)
-    trainer = pl.Trainer(
-        accelerator=options.accelerator, devices=options.devices, strategy=options.strategy, num_nodes=options.num_nodes,
-        max_epochs=options.max_epochs, precision="16-mixed" if _uses_cuda(options.accelerator) else "32-true",
-        logger=CSVLogger(output, name="", version=""), default_root_dir=output, enable_progress_bar=False,
-        enable_model_summary=False, log_every_n_steps=1, num_sanity_val_steps=0,
-        callbacks=[ModelCheckpoint(dirpath=lightning, save_last=True, save_top_k=0), best,
-                   GeocdExport(output, metadata, best, echo)],
-    )
-    trainer.fit(task, datamodule=data, ckpt_path=lightning / "last.ckpt" if options.resume else None)
+    with _without_lightning_noise():
+        trainer = pl.Trainer(
+            accelerator=options.accelerator, devices=options.devices, strategy=options.strategy, num_nodes=options.num_nodes,
+            max_epochs=options.max_epochs, precision="16-mixed" if _uses_cuda(options.accelerator) else "32-true",
+            logger=CSVLogger(output, name="", version=""), default_root_dir=output, enable_progress_bar=False,
+            enable_model_summary=False, log_every_n_steps=1, num_sanity_val_steps=0,
+            callbacks=[StepProgress(progress, options.batch_size * options.tile_size**2),
+                       ModelCheckpoint(dirpath=lightning, save_last=True, save_top_k=0), best,
+                       GeocdExport(output, metadata, best, echo)],
+        )
+        trainer.fit(task, datamodule=data, ckpt_path=lightning / "last.ckpt" if options.resume else None)
     scores = read_metadata(output / "best.safetensors").info["validation"] if trainer.is_global_zero else {}
     return TrainResult(output / "last.safetensors", output / "best.safetensors", scores, trainer.is_global_zero)
 
@@ -239,6 +286,28 @@ def landcover_pair(record: LandCoverRecord) -> PairRecord:
     """A single-date land-cover image as a pair record (the image as both dates, labels in ``label_before``)."""
     return PairRecord(name=record.name, before=record.image, after=record.image, label_before=record.landcover,
                       dataset=record.dataset, split=record.split)
+
+
+class _NoiseFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(LIGHTNING_NOISE)
+
+
+@contextmanager
+def _without_lightning_noise() -> Iterator[None]:
+    """Leave out Lightning's :data:`LIGHTNING_NOISE` info lines and :data:`LIGHTNING_NOISE_WARNINGS` meanwhile."""
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero")]
+    noise = _NoiseFilter()
+    for logger in loggers:
+        logger.addFilter(noise)
+    try:
+        with warnings.catch_warnings():
+            for message in LIGHTNING_NOISE_WARNINGS:
+                warnings.filterwarnings("ignore", message=message)
+            yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(noise)
 
 
 def _uses_cuda(accelerator: str) -> bool:

@@ -26,7 +26,8 @@ from .styling import style_on_load
 
 HELP = (
     "Finds what changed, and into what, between a 'before' and an 'after' image of the same place, "
-    "with the geocd command line (run out of process; install it with python3 -m pip install geocd).\n\n"
+    "with the geocd command line (run out of process; install it from its repository into a virtual environment "
+    "and set that environment's geocd under Settings > Options > Processing > Providers > geocd).\n\n"
     "The 'after' image is warped onto the 'before' grid when they differ; only their overlap is processed. "
     "The result is a GeoPackage of change polygons (layer 'changes') with from/to land-cover classes, "
     "area and probabilities; it opens with its stored style.\n\n"

@@ -30,7 +30,8 @@ def find_executable(configured: str = "") -> str:
     found = shutil.which("geocd")
     if found is None:
         raise QgsProcessingException(
-            "geocd executable not found on PATH: install geocd (python3 -m pip install geocd) or set its path in "
+            "geocd executable not found on PATH: install geocd from its repository into a virtual environment (its README, "
+            "section QGIS plugin) and set that environment's geocd in "
             "Settings > Options > Processing > Providers > geocd")
     return found
 

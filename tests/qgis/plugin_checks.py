@@ -159,7 +159,7 @@ def check_run(spec):
 
 
 def geocd_processes(marker):
-    """Command lines of running processes that mention ``marker``."""
+    """Command lines of running processes that mention ``marker`` (a path unique to the calling test)."""
     found = []
     for entry in Path("/proc").iterdir():
         try:
@@ -187,7 +187,7 @@ def check_cancel(spec):
     return {"error": error, "progress": feedback.progress,
             "stop_seconds": None if feedback.canceled_at is None else stopped - feedback.canceled_at,
             "files": sorted(p.name for p in output.parent.iterdir()),
-            "processes": geocd_processes(output.name)}
+            "processes": geocd_processes(str(output))}
 
 
 def check_errors(spec):
