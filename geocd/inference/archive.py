@@ -154,8 +154,11 @@ def predict_archive(
     ``GPU`` worker resource. A pair failing with a :class:`GeocdError`, or whose worker died
     (after Dask's ``allowed-failures`` retries), is recorded as failed and the others go on. Pairs
     recorded as done in an existing index with the same inputs, models and options, whose outputs
-    all exist, are skipped unless ``outputs.overwrite``.
+    all exist, are skipped unless ``outputs.overwrite``. Pairs are the parallelism: each task reads
+    its tiles in its own worker process (``options.num_workers`` is set to 0; Dask's worker
+    processes are daemons, which cannot start reading workers).
     """
+    options = replace(options, num_workers=0)
     records = read_archive(archive, labels=False)
     if any(r.name + outputs.vector_suffix == INDEX_NAME for r in records):
         raise InputError(archive, f"a pair is named {Path(INDEX_NAME).stem!r}, which its outputs would share with the index")
