@@ -360,6 +360,8 @@ def resolved_config(ctx: click.Context) -> dict[str, Any]:
 @click.option("--landcover-resolution", default=TrainOptions.landcover_resolution_m, show_default=True,
               type=click.FloatRange(0, min_open=True),
               help="Land-cover images finer than this (m) are resampled to it.")
+@click.option("--synthetic-share", default=TrainOptions.synthetic_share, show_default=True, type=click.FloatRange(0, 1),
+              help="Share of land-cover tiles made into synthetic change pairs (objects pasted or removed).")
 @click.option("--jitter", default=TrainOptions.jitter, show_default=True, type=click.FloatRange(0),
               help="Brightness/contrast jitter per date.")
 @click.option("--val-fraction", default=TrainOptions.val_fraction, show_default=True, type=click.FloatRange(0, 1),
@@ -385,7 +387,7 @@ def train(ctx: click.Context, archives: tuple[str, ...], config: str | None, out
           init_from: str | None, lightweight: bool, bands: tuple[int, ...] | None, tile_size: int,
           batch_size: int, max_epochs: int, epoch_length: int | None, lr: float, class_weights: str | None,
           pseudo_labels: str | None, landcover: tuple[str, ...], landcover_share: float, landcover_resolution: float,
-          jitter: float,
+          synthetic_share: float, jitter: float,
           val_fraction: float, seed: int, accelerator: str, devices: str, strategy: str, num_nodes: int,
           num_workers: int, resume: bool, progress_mode: str) -> None:
     """Train a change model on archives of scene pairs.
@@ -412,7 +414,7 @@ def train(ctx: click.Context, archives: tuple[str, ...], config: str | None, out
         lightweight=lightweight, bands=bands, num_bands=len(bands) if bands else 3, tile_size=tile_size,
         batch_size=batch_size, max_epochs=max_epochs, epoch_length=epoch_length, lr=lr, class_weights=weights,
         pseudo_labels=Path(pseudo_labels) if pseudo_labels else None, landcover=tuple(Path(a) for a in landcover),
-        landcover_share=landcover_share, landcover_resolution_m=landcover_resolution,
+        landcover_share=landcover_share, landcover_resolution_m=landcover_resolution, synthetic_share=synthetic_share,
         jitter=jitter, val_fraction=val_fraction, seed=seed, accelerator=accelerator,
         devices=int(devices) if devices.isdigit() else devices, strategy=strategy, num_nodes=num_nodes,
         num_workers=num_workers, resume=resume,

@@ -51,6 +51,7 @@ class TrainOptions:
     landcover: tuple[Path, ...] = ()
     landcover_share: float = 0.5
     landcover_resolution_m: float | None = 0.5
+    synthetic_share: float = 0.0
     extra_info: dict[str, Any] = field(default_factory=dict)
 
     @property

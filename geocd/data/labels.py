@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import numpy as np
+
 from geocd.schema import SECOND
 
 IGNORE = 255
@@ -36,3 +38,12 @@ def decode_value(value: int) -> tuple[int, ...]:
     if 0 < bits < 1 << SECOND.num_landcover:
         return tuple(c for c in range(1, SECOND.num_landcover + 1) if bits & (1 << (c - 1)))
     raise ValueError(f"{value} is not a land-cover label value")
+
+
+def class_bits(labels: np.ndarray) -> np.ndarray:
+    """Per pixel, the bitmask of the classes a label value allows (bit ``c - 1`` for class ``c``); 0 for
+    0 (unchanged), :data:`IGNORE` and any other value."""
+    k = SECOND.num_landcover
+    single = (labels >= 1) & (labels <= k)
+    in_set = (labels > SET_BASE) & (labels < SET_BASE + (1 << k))
+    return np.where(single, 1 << np.clip(labels - 1, 0, None), np.where(in_set, labels - SET_BASE, 0)).astype(np.int64)

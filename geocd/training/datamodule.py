@@ -2,7 +2,8 @@
 
 Each pair is its own :class:`LabelledPairDataset` (pairs may lie in different CRSs). Training
 draws random tiles with one TorchGeo ``RandomGeoSampler`` per pair, the tile budget shared
-by pair area; validation covers whole validation scenes with ``GridGeoSampler`` tiles that
+by pair area, and may turn land-cover tiles into synthetic change pairs
+(:mod:`geocd.training.synthetic`); validation covers whole validation scenes with ``GridGeoSampler`` tiles that
 do not overlap, so each pixel is scored once.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import lightning.pytorch as pl
 import numpy as np
@@ -20,21 +21,32 @@ from torchgeo.samplers import GridGeoSampler, RandomGeoSampler
 
 from geocd.data.archive import PairRecord
 from geocd.data.labelled import LabelledPairDataset
+from geocd.training.synthetic import synthetic_sample
 
 Item = tuple[int, Any]
 """(pair index, TorchGeo spatial slice)."""
+
+
+class SyntheticItem(NamedTuple):
+    """A synthetic change pair: objects of the ``source`` land-cover tile edit the ``target`` one, drawn with ``seed``."""
+
+    target: Item
+    source: Item
+    seed: int
 
 STATISTICS_MAX_SIDE = 2048
 """Rasters are read at most this many pixels on a side (decimated) for band statistics."""
 
 
 class ArchiveTiles(Dataset):
-    """Samples of several pairs, indexed by ``(pair index, spatial slice)``."""
+    """Samples of several pairs, indexed by ``(pair index, spatial slice)`` or a :class:`SyntheticItem`."""
 
     def __init__(self, pairs: Sequence[LabelledPairDataset]) -> None:
         self.pairs = list(pairs)
 
-    def __getitem__(self, item: Item) -> dict[str, Any]:
+    def __getitem__(self, item: Item | SyntheticItem) -> dict[str, Any]:
+        if isinstance(item, SyntheticItem):
+            return synthetic_sample(self[item.target], self[item.source], np.random.default_rng(item.seed))
         index, query = item
         return self.pairs[index][query]
 
@@ -42,18 +54,21 @@ class ArchiveTiles(Dataset):
         return len(self.pairs)
 
 
-class RandomArchiveSampler(Sampler[Item]):
+class RandomArchiveSampler(Sampler[Item | SyntheticItem]):
     """``length`` random tiles per epoch, shuffled together.
 
     Pairs fall into groups (e.g. change pairs and single-date land-cover images); group ``g``
     gets ``shares[g]`` of the tiles, shared among its pairs by area, at least one per pair.
+    Each tile of a single-date land-cover pair becomes, with probability ``synthetic_share``, a
+    :class:`SyntheticItem` whose source is another random land-cover tile of the epoch.
     """
 
     def __init__(
         self, pairs: Sequence[LabelledPairDataset], tile_size: int, length: int, seed: int = 0,
-        groups: Sequence[int] | None = None, shares: Sequence[float] = (1.0,),
+        groups: Sequence[int] | None = None, shares: Sequence[float] = (1.0,), synthetic_share: float = 0.0,
     ) -> None:
         self.pairs, self.tile_size, self.length, self.seed = list(pairs), tile_size, length, seed
+        self.synthetic_share = synthetic_share
         group = np.zeros(len(self.pairs), int) if groups is None else np.asarray(groups)
         areas = np.array([p.overlap.width * p.overlap.height for p in self.pairs], np.float64)
         group_area = np.bincount(group, weights=areas)[group]
@@ -65,9 +80,22 @@ class RandomArchiveSampler(Sampler[Item]):
         items: list[Item] = []
         for index, (pair, count) in enumerate(zip(self.pairs, self.counts)):
             items += [(index, query) for query in RandomGeoSampler(pair, self.tile_size, length=count)]
+        if self.synthetic_share > 0:
+            items = self._with_synthetic(items, np.random.default_rng(self.seed + self.epoch))
         random.Random(self.seed + self.epoch).shuffle(items)
         self.epoch += 1
         return iter(items)
+
+    def _with_synthetic(self, items: list[Item], rng: np.random.Generator) -> list[Item | SyntheticItem]:
+        land = [k for k, (index, _) in enumerate(items) if self.pairs[index].record.single_date]
+        out: list[Item | SyntheticItem] = list(items)
+        if len(land) < 2:
+            return out
+        for position, k in enumerate(land):
+            if rng.random() < self.synthetic_share:
+                source = items[land[(position + rng.integers(1, len(land))) % len(land)]]
+                out[k] = SyntheticItem(items[k], source, int(rng.integers(2**31)))
+        return out
 
     def __len__(self) -> int:
         return sum(self.counts)
@@ -120,7 +148,8 @@ class ArchiveDataModule(pl.LightningDataModule):
     """Training and validation tiles of archives split by pair.
 
     Single-date land-cover records (:attr:`PairRecord.single_date`) may sit beside change
-    pairs: they get ``landcover_share`` of the training tiles, and those finer than
+    pairs: they get ``landcover_share`` of the training tiles, ``synthetic_share`` of which become
+    synthetic change pairs (:class:`RandomArchiveSampler`), and those finer than
     ``landcover_resolution`` (CRS units, metres on metric grids) are resampled to it.
     """
 
@@ -137,12 +166,13 @@ class ArchiveDataModule(pl.LightningDataModule):
         seed: int = 0,
         landcover_share: float = 0.5,
         landcover_resolution: float | None = None,
+        synthetic_share: float = 0.0,
     ) -> None:
         super().__init__()
         self.train_pairs = [self._dataset(r, num_bands, bands, tile_size, landcover_resolution) for r in train]
         self.val_pairs = [self._dataset(r, num_bands, bands, tile_size, landcover_resolution) for r in val]
         self.tile_size, self.batch_size, self.num_workers, self.seed = tile_size, batch_size, num_workers, seed
-        self.landcover_share = landcover_share
+        self.landcover_share, self.synthetic_share = landcover_share, synthetic_share
         self.epoch_length = max(epoch_length or default_epoch_length(self.train_pairs, tile_size), batch_size)
 
     @staticmethod
@@ -158,7 +188,8 @@ class ArchiveDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         groups = [int(p.record.single_date) for p in self.train_pairs]
         sampler = RandomArchiveSampler(self.train_pairs, self.tile_size, self.epoch_length, self.seed,
-                                       groups=groups, shares=(1 - self.landcover_share, self.landcover_share))
+                                       groups=groups, shares=(1 - self.landcover_share, self.landcover_share),
+                                       synthetic_share=self.synthetic_share)
         return self._loader(ArchiveTiles(self.train_pairs), sampler, drop_last=True)
 
     def val_dataloader(self) -> DataLoader:

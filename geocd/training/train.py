@@ -160,6 +160,8 @@ def train(
         raise InputError(None, "batch_size must be at least 2 for training (batch normalisation needs it)")
     if len(options.loss_weights) != SECOND.num_landcover:
         raise InputError(None, f"class_weights needs {SECOND.num_landcover} numbers, one per land-cover class")
+    if options.synthetic_share > 0 and not options.landcover:
+        raise InputError(None, "synthetic_share needs land-cover archives (landcover) to make synthetic change pairs from")
     out = Path(output)
     if options.resume and not (out / "lightning" / "last.ckpt").is_file():
         raise InputError(out, "has no lightning/last.ckpt to resume from")
@@ -180,7 +182,8 @@ def train(
               "backbone_init": backbone_init, "train_pairs": [r.name for r in data.train_records],
               "val_pairs": [r.name for r in data.val_records],
               "semantic_labels": any(r.semantic for r in data.train_records),
-              "class_weights": list(options.loss_weights), **data.pseudo_info, **options.extra_info,
+              "class_weights": list(options.loss_weights), "synthetic_share": options.synthetic_share,
+              **data.pseudo_info, **options.extra_info,
               **({"config": dict(config)} if config is not None else {})},
     )
     return fit(task, data.module, out, metadata, options, echo, progress or Progress("none"))
@@ -201,7 +204,7 @@ def build_datamodule(archives: Sequence[str | os.PathLike[str]], options: TrainO
     mean, std = band_statistics(train_records, bands)
     module = ArchiveDataModule(train_records, val_records, len(bands), options.tile_size, options.batch_size,
                                options.num_workers, options.epoch_length, bands, options.seed,
-                               options.landcover_share, options.landcover_resolution_m)
+                               options.landcover_share, options.landcover_resolution_m, options.synthetic_share)
     return TrainingData(module, train_records, val_records, bands, mean, std, pseudo_info)
 
 

@@ -1,0 +1,161 @@
+"""Synthetic semantic change pairs from single-date land-cover tiles, with exact from/to labels.
+
+One edit per pair, as in Self-Pair (Seo et al., WACV 2023) and Changen (Zheng et al.):
+
+* *paste*: connected objects of one class (water, tree or building) of a second tile are pasted
+  at their place into the target's 'after' date, colour matched (per band, the objects'
+  surroundings in the source take the mean and std of the same surroundings in the target);
+* *removal*: an object (water, tree or building) of the target is filled with the texture of
+  another class (ground or low vegetation) copied from shifted places of the same tile.
+
+The edit is blended with a feathered edge (a truncated Gaussian blur of its mask, the alpha).
+Labels: where alpha >= 0.5 the pixel changed from the target's class (ignore where the target
+holds a class set or ignore) to the edit's class; a target pixel that already allows the edit's
+class, or is ignore, has change ignore. Where 0 < alpha < 0.5 (the feathered rim) all is
+ignore. Elsewhere (alpha = 0) both dates are the target image, unchanged, with the target's labels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from geocd.data.labels import IGNORE, class_bits
+
+PASTE_CLASSES = (1, 4, 5)
+"""Classes whose objects are pasted or removed: water, tree, building."""
+FILL_CLASSES = (2, 3)
+"""Classes whose texture fills a removed object: ground, low vegetation."""
+MIN_OBJECT_PIXELS = 16
+"""Smaller connected objects are not edited."""
+FEATHER_SIGMA = 1.5
+"""Std (pixels) of the Gaussian that feathers an edit's edge; the blur is cut at 2 std."""
+RING_PIXELS = 8
+"""Width (pixels) of the surroundings whose colour statistics match a pasted object to the target."""
+FILL_TRIES = 16
+"""Shifted copies of the tile tried to fill a removed object with texture."""
+
+
+@dataclass(frozen=True)
+class SyntheticPair:
+    """Two dates (``[C, H, W]`` float32, pixel units) and labels (``[H, W]`` int64: classes, sets, 255 ignore;
+    change 0, 1 or 255)."""
+
+    before: np.ndarray
+    after: np.ndarray
+    label_before: np.ndarray
+    label_after: np.ndarray
+    change: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Edit:
+    content: np.ndarray
+    mask: np.ndarray
+    to_class: int
+
+
+def synthetic_pair(
+    image: np.ndarray, label: np.ndarray, source_image: np.ndarray, source_label: np.ndarray, rng: np.random.Generator
+) -> SyntheticPair:
+    """A change pair from a target land-cover tile (``image`` ``[C, H, W]``, ``label`` ``[H, W]``) and a source tile
+    of the same shape: a paste from the source or a removal in the target (chosen by ``rng``); unchanged when
+    neither finds an object of at least :data:`MIN_OBJECT_PIXELS` pixels."""
+    makers = [lambda: _paste(image, label, source_image, source_label, rng), lambda: _removal(image, label, rng)]
+    for k in rng.permutation(2):
+        edit = makers[k]()
+        if edit is not None:
+            return _compose(image, label, edit)
+    return SyntheticPair(image, image.copy(), label.copy(), label.copy(), np.zeros_like(label))
+
+
+def synthetic_sample(target: dict[str, Any], source: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
+    """A change sample (``single_date`` False) from two single-date land-cover samples of
+    :class:`geocd.data.labelled.LabelledPairDataset`, through :func:`synthetic_pair`."""
+    pair = synthetic_pair(target["image_before"].numpy(), target["label_before"].numpy(),
+                          source["image_before"].numpy(), source["label_before"].numpy(), rng)
+    return {**target, "image_after": torch.from_numpy(pair.after), "label_before": torch.from_numpy(pair.label_before),
+            "label_after": torch.from_numpy(pair.label_after), "change": torch.from_numpy(pair.change),
+            "single_date": torch.tensor(False)}
+
+
+def _objects(label: np.ndarray, classes: tuple[int, ...], rng: np.random.Generator) -> tuple[int, np.ndarray] | None:
+    """A random class of ``classes`` with objects in ``label``, and a random non-empty subset of its objects."""
+    found = []
+    for c in classes:
+        components, n = ndimage.label(label == c)
+        sizes = np.bincount(components.ravel(), minlength=n + 1)[1:]
+        kept = np.flatnonzero(sizes >= MIN_OBJECT_PIXELS) + 1
+        if kept.size:
+            found.append((c, components, kept))
+    if not found:
+        return None
+    c, components, kept = found[rng.integers(len(found))]
+    chosen = kept[rng.random(kept.size) < 0.5]
+    chosen = chosen if chosen.size else kept[[rng.integers(kept.size)]]
+    return c, np.isin(components, chosen)
+
+
+def _paste(image: np.ndarray, label: np.ndarray, source_image: np.ndarray, source_label: np.ndarray,
+           rng: np.random.Generator) -> _Edit | None:
+    found = _objects(source_label, PASTE_CLASSES, rng)
+    if found is None:
+        return None
+    to_class, mask = found
+    ring = ndimage.binary_dilation(mask, iterations=RING_PIXELS) & ~mask
+    ring &= (label != IGNORE) & (source_label != IGNORE)
+    ring = ring if ring.any() else np.ones_like(mask)
+    source_mean, source_std = _statistics(source_image, ring)
+    target_mean, target_std = _statistics(image, ring)
+    content = (source_image - source_mean) / source_std * target_std + target_mean
+    return _Edit(content.astype(np.float32), mask, to_class)
+
+
+def _statistics(image: np.ndarray, where: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-band mean and std (at least 1e-3) of ``image`` over ``where``, shaped ``[C, 1, 1]``."""
+    pixels = image[:, where]
+    return pixels.mean(1)[:, None, None], np.maximum(pixels.std(1), 1e-3)[:, None, None]
+
+
+def _removal(image: np.ndarray, label: np.ndarray, rng: np.random.Generator) -> _Edit | None:
+    fills = [c for c in FILL_CLASSES if np.count_nonzero(label == c) >= MIN_OBJECT_PIXELS]
+    found = _objects(label, PASTE_CLASSES, rng) if fills else None
+    if found is None:
+        return None
+    fill_class = fills[rng.integers(len(fills))]
+    _, remaining = found
+    content = image.copy()
+    height, width = label.shape
+    for _ in range(FILL_TRIES):
+        dy, dx = int(rng.integers(-height + 1, height)), int(rng.integers(-width + 1, width))
+        take = remaining & (_shifted(label, dy, dx, IGNORE) == fill_class)
+        content[:, take] = _shifted(image, dy, dx, 0)[:, take]
+        remaining = remaining & ~take
+    filled = found[1] & ~remaining
+    return _Edit(content, filled, fill_class) if filled.any() else None
+
+
+def _shifted(array: np.ndarray, dy: int, dx: int, fill: float) -> np.ndarray:
+    """``array`` moved by ``dy`` rows and ``dx`` columns over its last two axes, ``fill`` where nothing moved in."""
+    out = np.full_like(array, fill)
+    h, w = array.shape[-2:]
+    out[..., max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = array[..., max(-dy, 0):h - max(dy, 0),
+                                                                          max(-dx, 0):w - max(dx, 0)]
+    return out
+
+
+def _compose(image: np.ndarray, label: np.ndarray, edit: _Edit) -> SyntheticPair:
+    alpha = ndimage.gaussian_filter(edit.mask.astype(np.float32), FEATHER_SIGMA, truncate=2.0)
+    after = (image * (1 - alpha) + edit.content * alpha).astype(np.float32)
+    edited = alpha >= 0.5
+    bits = class_bits(label)
+    single = (bits & (bits - 1)) == 0
+    known = edited & (bits != 0) & (bits & (1 << (edit.to_class - 1)) == 0)
+    change = np.where(alpha == 0, 0, np.where(known, 1, IGNORE))
+    label_before = np.where(alpha == 0, label, np.where(known & single, label, IGNORE))
+    label_after = np.where(alpha == 0, label, np.where(known, edit.to_class, IGNORE))
+    return SyntheticPair(image, after, label_before.astype(np.int64), label_after.astype(np.int64), change.astype(np.int64))
