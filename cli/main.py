@@ -485,7 +485,7 @@ def evaluate(archive: str, models: tuple[str, ...], output: str, pairs: str | No
 @click.option("--model", "models", multiple=True, required=True, type=click.Path(dir_okay=False),
               help="Model checkpoint with trained land-cover heads; repeat for an ensemble.")
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Folder for pseudo-label rasters.")
-@click.option("--pair", "pairs", multiple=True, help="Only this pair (repeatable). Default: every land-cover pair.")
+@click.option("--pair", "pairs", multiple=True, help="Only this pair (repeatable). Default: every pair.")
 @click.option("--tta", is_flag=True, help="Average over the 6 dihedral flips/rotations.")
 @click.option("--tile-size", default=PredictOptions.tile_size, type=click.IntRange(32),
               help="Tile size in pixels. Default: the model's.")
@@ -499,7 +499,9 @@ def pseudo_label(archive: str, models: tuple[str, ...], output: str, pairs: tupl
     """Label unchanged areas of an archive with an ensemble, for retraining.
 
     Where the ground truth says unchanged and the ensemble's land cover agrees in both
-    dates, both dates get that class; ground-truth classes are kept. Retrain with
+    dates, both dates get that class; ground-truth classes are kept. Pairs with a binary
+    change mask only get pseudo land cover where unchanged (changed pixels stay ignored
+    for the land-cover loss) and keep their change mask. Retrain with
     geocd train ... --pseudo-labels OUTPUT (validation pairs keep their ground truth).
 
     \b

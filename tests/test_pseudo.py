@@ -1,4 +1,4 @@
-"""Pseudo labels: ground truth kept, agreement only, counted fractions, retraining, refused models."""
+"""Pseudo labels: ground truth kept, agreement only, binary pairs, counted fractions, retraining, refused models."""
 
 from __future__ import annotations
 
@@ -107,10 +107,22 @@ def test_training_dataset_takes_change_from_the_change_raster(archive: Path, pse
     assert (sample["label_before"].numpy()[DISAGREE_ROWS:][truth_before[DISAGREE_ROWS:] == 0] == 3).all()
 
 
-def test_binary_only_archives_and_untrained_models_are_refused(tmp_path: Path, archive: Path) -> None:
-    binary = synthetic_archive(tmp_path / "binary", pairs=1, semantic=False)
-    with pytest.raises(InputError, match="no pair with land-cover labels"):
-        pseudo_label(binary, [intensity_model()], tmp_path / "out")
+def test_binary_pairs_get_pseudo_land_cover_where_unchanged(tmp_path: Path) -> None:
+    binary = synthetic_archive(tmp_path / "binary", pairs=2, semantic=False)
+    report = pseudo_label(binary, [intensity_model()], tmp_path / "out")
+    for pair, record in zip(report.pairs, read_archive(tmp_path / "out")):
+        changed = read(binary.parent / f"{record.name}_change.tif") > 0
+        for date in ("label_before", "label_after"):
+            written = read(tmp_path / "out" / date / f"{record.name}.tif")
+            assert (written[~changed] == 3).all() and (written[changed] == 255).all()
+        assert np.array_equal(read(tmp_path / "out" / "change" / f"{record.name}.tif"), changed.astype(np.uint8))
+        assert pair.unchanged_pixels == np.count_nonzero(~changed) and pair.fraction == 1.0
+        sample = LabelledPairDataset(record, 3).read(Window(0, 0, SIZE, SIZE))
+        assert np.array_equal(sample["change"].numpy(), changed.astype(np.int64))
+        assert (sample["label_after"].numpy()[changed] == 255).all() and not sample["single_date"]
+
+
+def test_untrained_models_are_refused(tmp_path: Path, archive: Path) -> None:
     untrained = intensity_model(trained=())
     with pytest.raises(InputError) as error:
         pseudo_label(archive, [intensity_model(), untrained], tmp_path / "out")

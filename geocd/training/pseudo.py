@@ -1,15 +1,17 @@
-"""Pseudo-label self-distillation: an ensemble labels the unchanged areas of SECOND-style pairs.
+"""Pseudo-label self-distillation: an ensemble labels the unchanged areas of change pairs.
 
-SECOND-style labels name a land-cover class only where something changed. The SenseEarth 2020
-winner let an ensemble of trained models label the *unchanged* pixels too and retrained on
-ground truth plus these pseudo labels. For each semantic pair :func:`pseudo_label` runs the
-full predict path (tiling, blending, optional TTA) for both dates' land-cover maps and
-writes their finished rows straight into, on the pair's 'before' grid:
+SECOND-style labels name a land-cover class only where something changed, binary labels
+none at all. The SenseEarth 2020 winner let an ensemble of trained models label the
+*unchanged* pixels too and retrained on ground truth plus these pseudo labels. For each pair
+:func:`pseudo_label` runs the full predict path (tiling, blending, optional TTA) for both
+dates' land-cover maps and writes their finished rows straight into, on the pair's 'before' grid:
 
 * ``label_before/NAME.tif`` and ``label_after/NAME.tif``: the ground-truth class where it
   has one (never overwritten); where the ground truth says unchanged and the ensemble's
-  before and after predictions agree, that class in both dates; 255 (ignore) elsewhere;
-* ``change/NAME.tif``: the ground-truth change mask (0, 1, 255 from ``label_before > 0``);
+  before and after predictions agree, that class in both dates; 255 (ignore) elsewhere,
+  so the changed pixels of a binary pair are ignored by the land-cover loss;
+* ``change/NAME.tif``: the ground-truth change mask (0, 1, 255; from ``label_before > 0``
+  for SECOND-style pairs, the pair's change raster for binary ones);
 * ``manifest.csv`` (an archive ``geocd train --pseudo-labels`` accepts) and
   ``pseudo_labels.json`` (models, TTA, source archive, per pair the share of unchanged
   pixels that received a pseudo label).
@@ -66,22 +68,18 @@ class PseudoLabelReport:
     models: tuple[str, ...]
     tta: bool
     pairs: tuple[PairPseudoLabels, ...]
-    skipped: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
-        """JSON-ready provenance: source archive, models, TTA, per-pair counts and skipped pairs."""
+        """JSON-ready provenance: source archive, models, TTA and per-pair counts."""
         pairs = [{"name": p.name, "unchanged_pixels": p.unchanged_pixels, "pseudo_labelled_pixels": p.pseudo_labelled_pixels,
                   "fraction": p.fraction} for p in self.pairs]
-        return {"archive": os.fspath(self.archive), "models": list(self.models), "tta": self.tta, "pairs": pairs,
-                "skipped_binary_only": list(self.skipped)}
+        return {"archive": os.fspath(self.archive), "models": list(self.models), "tta": self.tta, "pairs": pairs}
 
     def table(self) -> str:
         """A plain-text table: per pair the unchanged pixels and the share that got a pseudo label."""
         lines = [f"{'pair':24} {'unchanged px':>12} {'pseudo px':>12} {'fraction':>8}"]
         for p in self.pairs:
             lines.append(f"{p.name[:24]:24} {p.unchanged_pixels:12d} {p.pseudo_labelled_pixels:12d} {p.fraction:8.4f}")
-        if self.skipped:
-            lines.append(f"skipped (binary change labels only): {', '.join(self.skipped)}")
         return "\n".join(lines)
 
 
@@ -94,32 +92,28 @@ def pseudo_label(
     pairs: Sequence[str] | None = None,
     progress: Progress | None = None,
 ) -> PseudoLabelReport:
-    """Write pseudo labels for every SECOND-style pair of ``archive`` (or the ``pairs`` named) into ``output_dir``.
+    """Write pseudo labels for every pair of ``archive`` (or the ``pairs`` named), SECOND-style or binary,
+    into ``output_dir``.
 
-    Binary-only pairs are skipped (listed in the report); an archive with no semantic pair, or
-    a model without trained land-cover heads, is an :class:`InputError`. Existing outputs are
+    A model without trained land-cover heads is an :class:`InputError`. Existing outputs are
     refused unless ``overwrite``.
     """
     check_models(models)
     source = manifest_path(archive).resolve()
     records = select_pairs(source, read_archive(source), pairs)
-    semantic = [r for r in records if r.semantic]
-    if not semantic:
-        raise InputError(source, "has no pair with land-cover labels (label_before/label_after) to pseudo-label")
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     for folder in LABEL_FOLDERS:
         (out / folder).mkdir(exist_ok=True)
-    outputs = {r.name: pair_outputs(out, r.name) for r in semantic}
+    outputs = {r.name: pair_outputs(out, r.name) for r in records}
     for path in [out / "manifest.csv", out / PROVENANCE, *(p for paths in outputs.values() for p in paths)]:
         check_output_path(path, overwrite)
     counts, written = [], []
-    for record in semantic:
+    for record in records:
         counts.append(pseudo_label_pair(record, models, outputs[record.name], options, overwrite, progress))
         label_before, label_after, change = (path.resolve() for path in outputs[record.name])
         written.append(replace(record, label_before=label_before, label_after=label_after, change=change))
-    report = PseudoLabelReport(out, source, tuple(str(m.path) for m in models), options.tta, tuple(counts),
-                               tuple(r.name for r in records if not r.semantic))
+    report = PseudoLabelReport(out, source, tuple(str(m.path) for m in models), options.tta, tuple(counts))
     with atomic_output(out / "manifest.csv", overwrite) as tmp:
         write_manifest(written, tmp)
     with atomic_output(out / PROVENANCE, overwrite) as tmp:
@@ -182,18 +176,31 @@ class _PseudoLabels:
     def sink(self, targets: Sequence[Path], grid: Grid, info: ChangeMapInfo) -> Iterator[ChangeSink]:
         """A :data:`geocd.changemap.SinkFactory` once ``targets`` are bound: the label rasters on ``grid``."""
         with contextlib.ExitStack() as stack:
-            truth = [stack.enter_context(src) for src in open_labels([self.record.label_before, self.record.label_after], grid)]
+            truth = [stack.enter_context(src) for src in open_labels(self._truth_paths(), grid)]
             dsts = [stack.enter_context(open_label_raster(path, grid, folder)) for path, folder in zip(targets, LABEL_FOLDERS)]
 
             def add(rows: ChangeRows) -> None:
-                truth_before, truth_after = (read_label(src, rows.window) for src in truth)
+                truth_before, truth_after, change = self._truth([read_label(src, rows.window) for src in truth])
                 pseudo = agreed_class(truth_before, *rows.landcover)
-                for dst, labels in zip(dsts, (merge(truth_before, pseudo), merge(truth_after, pseudo), change_mask(truth_before))):
+                for dst, labels in zip(dsts, (merge(truth_before, pseudo), merge(truth_after, pseudo), change)):
                     write_rows(dst, labels.astype(np.uint8)[None], rows.window)
                 self.unchanged += int(np.count_nonzero(truth_before == 0))
                 self.labelled += int(np.count_nonzero(pseudo != IGNORE))
 
             yield add
+
+    def _truth_paths(self) -> list[Path]:
+        r = self.record
+        return [r.label_before, r.label_after] if r.semantic else [r.change]
+
+    def _truth(self, labels: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Both dates' ground-truth land cover and the change mask; a binary pair's land cover is 0 where
+        unchanged and ``IGNORE`` elsewhere."""
+        if self.record.semantic:
+            return labels[0], labels[1], change_mask(labels[0])
+        change = change_mask(labels[0])
+        unchanged = np.where(change == 0, 0, IGNORE)
+        return unchanged, unchanged, change
 
 
 def agreed_class(truth_before: np.ndarray, predicted_before: np.ndarray, predicted_after: np.ndarray) -> np.ndarray:
