@@ -186,10 +186,10 @@ class _ErrorsAsSamples(Dataset):
 
 def _loader_settings(options: PredictOptions, model: LoadedModel, device: torch.device) -> tuple[int, int]:
     """Tiles per batch and reading worker processes: as given, else the fastest measured (see PredictOptions)."""
-    if device.type == "cuda":
-        return options.batch_size or 8, 2 if options.num_workers is None else options.num_workers
-    cpu_batch = 2 if resolved_backend(model, device, options.backend) == "onnx" else 1
-    return options.batch_size or cpu_batch, options.num_workers or 0
+    cuda = device.type == "cuda"
+    batch_size = 8 if cuda else 2 if resolved_backend(model, device, options.backend) == "onnx" else 1
+    num_workers = 2 if cuda else 0
+    return options.batch_size or batch_size, num_workers if options.num_workers is None else options.num_workers
 
 
 def _read_ahead(batches: Iterable[dict | GeocdError]) -> Iterator[dict | GeocdError]:
