@@ -176,7 +176,7 @@ def main() -> None:
     from geocd.inference.backends import physical_cores
 
     print(f"backbone {args.backbone} (lightweight heads, 5 trained classes), tile {args.tile}, overlap {args.tile // 8}, "
-          f"batch 1, PyTorch threads {__import__('torch').get_num_threads()}, ONNX Runtime threads {physical_cores()}")
+          f"batch: geocd default per backend, PyTorch threads {__import__('torch').get_num_threads()}, ONNX Runtime threads {physical_cores()}")
     header = list(rows[0])
     print(" | ".join(header))
     for row in rows:

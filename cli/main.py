@@ -145,7 +145,7 @@ PREDICT_OPTIONS = (
                  help="Network runtime: onnx (ONNX Runtime, CPU; the graph is exported once per model and cached), "
                       "torch, or auto (onnx on CPU when installed, torch on CUDA)."),
     click.option("--batch-size", default=PredictOptions.batch_size, type=click.IntRange(1),
-                 help="Tiles per forward pass. Default: 1 on CPU, 8 on CUDA."),
+                 help="Tiles per forward pass. Default: 2 with onnx on CPU, 1 with torch on CPU, 8 on CUDA."),
     click.option("--overwrite", is_flag=True, help="Replace existing outputs."),
     click.option("--progress", "progress_mode", type=click.Choice(["bar", "json", "none"]), default="bar", show_default=True,
                  help="Progress on stderr: a bar, JSON lines (for programs), or nothing."),
@@ -172,14 +172,14 @@ def predict_options(command: Callable[..., Any]) -> Callable[..., Any]:
               help="Also write a PNG: before | after | changes coloured by type, with legend and scale bar.")
 @click.option("--report", type=click.Path(dir_okay=False),
               help="Also write a JSON report: inputs, model, options, timings, count and area per change type.")
-@click.option("--num-workers", default=PredictOptions.num_workers, show_default=True, type=click.IntRange(0),
-              help="Tile-reading worker processes.")
+@click.option("--num-workers", default=PredictOptions.num_workers, type=click.IntRange(0),
+              help="Tile-reading worker processes. Default: 0 on CPU, 2 on CUDA.")
 @predict_options
 @reports_errors
 def predict(before: str, after: str, output: str | None, raster: str | None, landcover: str | None, models: tuple[str, ...], tta: bool,
             threshold: float, min_area: float | None, bands: tuple[int, ...] | None,
             radiometry: str | tuple[float, float], tile_size: int | None,
-            overlap: int | None, device: str, backend: str, batch_size: int | None, num_workers: int, overwrite: bool,
+            overlap: int | None, device: str, backend: str, batch_size: int | None, num_workers: int | None, overwrite: bool,
             progress_mode: str, quiet: bool, quicklook: str | None, report: str | None) -> None:
     """Detect changes between BEFORE and AFTER rasters and write polygons.
 
@@ -440,12 +440,12 @@ def train(ctx: click.Context, archives: tuple[str, ...], config: str | None, out
 @click.option("--tile-size", default=PredictOptions.tile_size, type=click.IntRange(32),
               help="Tile size in pixels. Default: the model's.")
 @click.option("--device", default=PredictOptions.device, show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--num-workers", default=PredictOptions.num_workers, show_default=True, type=click.IntRange(0),
-              help="Tile-reading worker processes.")
+@click.option("--num-workers", default=PredictOptions.num_workers, type=click.IntRange(0),
+              help="Tile-reading worker processes. Default: 0 on CPU, 2 on CUDA.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing evaluation.json and confusion.png in OUTPUT.")
 @reports_errors
 def evaluate(archive: str, models: tuple[str, ...], output: str, pairs: str | None, tta: bool, threshold: float,
-             tile_size: int | None, device: str, num_workers: int, overwrite: bool) -> None:
+             tile_size: int | None, device: str, num_workers: int | None, overwrite: bool) -> None:
     """Score a model on the labelled pairs of an archive (mIoU, SeK, Score, F_scd).
 
     Runs the full predict path (tiling, blending) on every pair, prints a table and
@@ -490,12 +490,12 @@ def evaluate(archive: str, models: tuple[str, ...], output: str, pairs: str | No
 @click.option("--tile-size", default=PredictOptions.tile_size, type=click.IntRange(32),
               help="Tile size in pixels. Default: the model's.")
 @click.option("--device", default=PredictOptions.device, show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--num-workers", default=PredictOptions.num_workers, show_default=True, type=click.IntRange(0),
-              help="Tile-reading worker processes.")
+@click.option("--num-workers", default=PredictOptions.num_workers, type=click.IntRange(0),
+              help="Tile-reading worker processes. Default: 0 on CPU, 2 on CUDA.")
 @click.option("--overwrite", is_flag=True, help="Replace existing pseudo labels in OUTPUT.")
 @reports_errors
 def pseudo_label(archive: str, models: tuple[str, ...], output: str, pairs: tuple[str, ...], tta: bool,
-                 tile_size: int | None, device: str, num_workers: int, overwrite: bool) -> None:
+                 tile_size: int | None, device: str, num_workers: int | None, overwrite: bool) -> None:
     """Label unchanged areas of an archive with an ensemble, for retraining.
 
     Where the ground truth says unchanged and the ensemble's land cover agrees in both

@@ -67,9 +67,12 @@ class PredictOptions:
     """Knobs of one prediction; ``None`` tile size and overlap come from the model.
 
     ``device`` is a name for :func:`geocd.inference.predict.resolve_device` or a device it
-    resolved. ``batch_size`` ``None`` means 1 on CPU (larger batches are slower per tile there,
-    being memory-bound) and 8 on CUDA. ``num_workers`` tile-reading processes are forked
-    (0: read in this process; forked workers inherit this process's warning filters).
+    resolved. ``batch_size`` ``None`` means 2 with ONNX Runtime on CPU, 1 with PyTorch on CPU
+    (larger batches are slower per tile there, being memory-bound) and 8 on CUDA.
+    ``num_workers`` tile-reading processes are forked (0: read in this process, a thread reading
+    the next batch while the network runs; forked workers inherit this process's warning
+    filters); ``None`` means 0 on CPU, where workers compete with the network for the cores, and
+    2 on CUDA. The CPU defaults were measured on 2 cores (issue 18).
     ``radiometry`` says how stored pixel values become the model's input
     (:data:`geocd.data.radiometry.RadiometryMode`). ``backend`` runs the network
     (:func:`geocd.inference.backends.build_runners`).
@@ -81,7 +84,7 @@ class PredictOptions:
     threshold: float = 0.5
     device: str | torch.device = "auto"
     batch_size: int | None = None
-    num_workers: int = 2
+    num_workers: int | None = None
     bands: tuple[int, ...] | None = None
     radiometry: RadiometryMode = "auto"
     backend: Backend = "auto"

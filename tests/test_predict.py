@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from rasterio.warp import Resampling, calculate_default_transform, reproject
 from conftest import ORIGIN, intensity_model, planted_pair, smooth_scene, write_raster
 from geocd.changemap import NODATA, ChangeMapInfo, decode_probability
 from geocd.changemap import raster_sink
+from geocd.data.pair import PairDataset
 from geocd.inference.predict import PredictOptions, PredictOutputs, predict_change_raster
 from geocd.inference.stitch import blend_window
 
@@ -200,3 +202,17 @@ def test_pair_dataset_speaks_torchgeo_through_its_public_api(tmp_path: Path) -> 
     assert {(w.col_off, w.row_off, w.width, w.height) for w in windows} == {(c, r, 64, 64) for c in (0, 48, 96) for r in (-16, 32)}
     left, top = dataset.grid.transform.c, dataset.grid.transform.f
     assert dataset.window_of((slice(left + 10, left + 20), slice(None, top - 5))) == Window(10, 5, 10, 91)
+
+
+def test_cpu_default_reads_tiles_in_this_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    readers = set()
+    read = PairDataset.__getitem__
+
+    def recorded(self: PairDataset, query: object) -> dict:
+        readers.add(os.getpid())
+        return read(self, query)
+
+    monkeypatch.setattr(PairDataset, "__getitem__", recorded)
+    before, after, _ = planted_pair(tmp_path)
+    run(before, after, tmp_path / "change.tif", tile_size=32, device="cpu")
+    assert readers == {os.getpid()}

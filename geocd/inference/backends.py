@@ -115,6 +115,7 @@ class _OnnxRunner:
         options = ort.SessionOptions()
         options.intra_op_num_threads = physical_cores()
         options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # waiting threads yield the core to the reader
         self.session = ort.InferenceSession(graph if isinstance(graph, bytes) else os.fspath(graph), options,
                                             providers=["CPUExecutionProvider"])
 

@@ -12,7 +12,8 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from geocd.data.pair import PairDataset
 from geocd.data.radiometry import check_target, radiometry_tag
 from geocd.data.rasters import RASTER_BLOCK, Grid, row_windows
 from geocd.errors import GeocdError, InputError, OutputError
-from geocd.inference.backends import Runner, build_runners
+from geocd.inference.backends import Runner, build_runners, resolved_backend
 from geocd.inference.stitch import FinishedRows, RowStreamStitcher
 from geocd.models.tta import predict_probabilities
 from geocd.options import PredictOptions
@@ -104,9 +105,10 @@ def predict_change_raster(
         raise InputError(after, f"no pixel is valid in both {Path(before).name} and {Path(after).name} where they overlap")
     sampler = GridGeoSampler(dataset, tile, tile - overlap)
     windows = [dataset.window_of(query) for query in sampler]
+    batch_size, num_workers = _loader_settings(options, models[0], device)
     loader = DataLoader(
-        _ErrorsAsSamples(dataset), batch_size=options.batch_size or (8 if device.type == "cuda" else 1), sampler=sampler,
-        num_workers=options.num_workers, collate_fn=_collate_or_error, pin_memory=device.type == "cuda",
+        _ErrorsAsSamples(dataset), batch_size=batch_size, sampler=sampler,
+        num_workers=num_workers, collate_fn=_collate_or_error, pin_memory=device.type == "cuda",
     )
     nets = build_runners(models, device, options.backend, tile)
     trained = list(meta.trained_classes)
@@ -128,7 +130,7 @@ def predict_change_raster(
             emit(nodata_rows(window, info))
         stitcher = RowStreamStitcher(windows, region, 1 + 2 * len(trained), overlap, _Placer(grid, region, info, emit))
         progress.start(len(windows), "predicting tiles")
-        for batch in loader:
+        for batch in _read_ahead(loader):
             if isinstance(batch, GeocdError):
                 raise batch
             t0 = time.perf_counter()
@@ -180,6 +182,24 @@ class _ErrorsAsSamples(Dataset):
             return self.dataset[query]
         except GeocdError as error:
             return error
+
+
+def _loader_settings(options: PredictOptions, model: LoadedModel, device: torch.device) -> tuple[int, int]:
+    """Tiles per batch and reading worker processes: as given, else the fastest measured (see PredictOptions)."""
+    cuda = device.type == "cuda"
+    batch_size = 8 if cuda else 2 if resolved_backend(model, device, options.backend) == "onnx" else 1
+    num_workers = 2 if cuda else 0
+    return options.batch_size or batch_size, num_workers if options.num_workers is None else options.num_workers
+
+
+def _read_ahead(batches: Iterable[dict | GeocdError]) -> Iterator[dict | GeocdError]:
+    """``batches``, the next one read in a thread while the caller runs the network on this one."""
+    iterator = iter(batches)
+    with ThreadPoolExecutor(max_workers=1) as reader:
+        pending = reader.submit(next, iterator, None)
+        while (batch := pending.result()) is not None:
+            pending = reader.submit(next, iterator, None)
+            yield batch
 
 
 def _collate_or_error(samples: list[dict | GeocdError]) -> dict | GeocdError:
