@@ -121,10 +121,18 @@ def parse_radiometry(ctx: click.Context, param: click.Parameter, value: str) -> 
     return low, high
 
 
+TTA_OPTION = click.option("--tta", is_flag=True, help="Average over the 6 dihedral flips/rotations (6x slower).")
+TILE_SIZE_OPTION = click.option("--tile-size", default=PredictOptions.tile_size, type=click.IntRange(32),
+                                help="Tile size in pixels. Default: the model's training tile size.")
+DEVICE_OPTION = click.option("--device", default=PredictOptions.device, show_default=True, help="auto, cpu, cuda or cuda:N.")
+NUM_WORKERS_OPTION = click.option("--num-workers", default=PredictOptions.num_workers, type=click.IntRange(0),
+                                  help="Tile-reading worker processes. Default: 0 on CPU, 2 on CUDA.")
+"""Inference options shared by predict, evaluate and pseudo-label (each use makes a new click option)."""
+
 PREDICT_OPTIONS = (
     click.option("--model", "models", multiple=True, type=click.Path(dir_okay=False),
                  help="Model checkpoint; repeat for an ensemble. Default: the model bundled with geocd."),
-    click.option("--tta", is_flag=True, help="Average over the 6 dihedral flips/rotations (6x slower)."),
+    TTA_OPTION,
     click.option("--threshold", default=PredictOptions.threshold, show_default=True, type=click.FloatRange(0, 1),
                  help="Change probability cut-off."),
     click.option("--min-area", type=click.FloatRange(0), help=MIN_AREA_HELP),
@@ -136,11 +144,10 @@ PREDICT_OPTIONS = (
                       "linearly from its 2-98 % percentiles, one range for dates stored alike), stretch (always), "
                       "none (values as stored), or LOW,HIGH (this range of scaled values -> 0-255 in both dates, "
                       "e.g. 0,3000 for Sentinel-2 L1C)."),
-    click.option("--tile-size", default=PredictOptions.tile_size, type=click.IntRange(32),
-                 help="Tile size in pixels. Default: the model's training tile size."),
+    TILE_SIZE_OPTION,
     click.option("--overlap", default=PredictOptions.overlap, type=click.IntRange(0),
                  help="Tile overlap in pixels. Default: 1/8 of the tile."),
-    click.option("--device", default=PredictOptions.device, show_default=True, help="auto, cpu, cuda or cuda:N."),
+    DEVICE_OPTION,
     click.option("--backend", default=PredictOptions.backend, show_default=True, type=click.Choice(["auto", "torch", "onnx"]),
                  help="Network runtime: onnx (ONNX Runtime, CPU; the graph is exported once per model and cached), "
                       "torch, or auto (onnx on CPU when installed, torch on CUDA)."),
@@ -172,8 +179,7 @@ def predict_options(command: Callable[..., Any]) -> Callable[..., Any]:
               help="Also write a PNG: before | after | changes coloured by type, with legend and scale bar.")
 @click.option("--report", type=click.Path(dir_okay=False),
               help="Also write a JSON report: inputs, model, options, timings, count and area per change type.")
-@click.option("--num-workers", default=PredictOptions.num_workers, type=click.IntRange(0),
-              help="Tile-reading worker processes. Default: 0 on CPU, 2 on CUDA.")
+@NUM_WORKERS_OPTION
 @predict_options
 @reports_errors
 def predict(before: str, after: str, output: str | None, raster: str | None, landcover: str | None, models: tuple[str, ...], tta: bool,
@@ -434,14 +440,12 @@ def train(ctx: click.Context, archives: tuple[str, ...], config: str | None, out
 @click.option("-o", "--output", type=click.Path(file_okay=False), default="evaluation", show_default=True,
               help="Folder for evaluation.json and confusion.png.")
 @click.option("--pairs", help="Comma-separated pair names to evaluate (e.g. the validation pairs). Default: all.")
-@click.option("--tta", is_flag=True, help="Average over the 6 dihedral flips/rotations.")
+@TTA_OPTION
 @click.option("--threshold", default=PredictOptions.threshold, show_default=True, type=click.FloatRange(0, 1),
               help="Change probability cut-off.")
-@click.option("--tile-size", default=PredictOptions.tile_size, type=click.IntRange(32),
-              help="Tile size in pixels. Default: the model's.")
-@click.option("--device", default=PredictOptions.device, show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--num-workers", default=PredictOptions.num_workers, type=click.IntRange(0),
-              help="Tile-reading worker processes. Default: 0 on CPU, 2 on CUDA.")
+@TILE_SIZE_OPTION
+@DEVICE_OPTION
+@NUM_WORKERS_OPTION
 @click.option("--overwrite", is_flag=True, help="Replace an existing evaluation.json and confusion.png in OUTPUT.")
 @reports_errors
 def evaluate(archive: str, models: tuple[str, ...], output: str, pairs: str | None, tta: bool, threshold: float,
@@ -486,12 +490,10 @@ def evaluate(archive: str, models: tuple[str, ...], output: str, pairs: str | No
               help="Model checkpoint with trained land-cover heads; repeat for an ensemble.")
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Folder for pseudo-label rasters.")
 @click.option("--pair", "pairs", multiple=True, help="Only this pair (repeatable). Default: every pair.")
-@click.option("--tta", is_flag=True, help="Average over the 6 dihedral flips/rotations.")
-@click.option("--tile-size", default=PredictOptions.tile_size, type=click.IntRange(32),
-              help="Tile size in pixels. Default: the model's.")
-@click.option("--device", default=PredictOptions.device, show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--num-workers", default=PredictOptions.num_workers, type=click.IntRange(0),
-              help="Tile-reading worker processes. Default: 0 on CPU, 2 on CUDA.")
+@TTA_OPTION
+@TILE_SIZE_OPTION
+@DEVICE_OPTION
+@NUM_WORKERS_OPTION
 @click.option("--overwrite", is_flag=True, help="Replace existing pseudo labels in OUTPUT.")
 @reports_errors
 def pseudo_label(archive: str, models: tuple[str, ...], output: str, pairs: tuple[str, ...], tta: bool,
