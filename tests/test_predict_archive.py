@@ -94,3 +94,15 @@ def test_without_a_scheduler_a_local_cluster_runs_the_pairs(tmp_path: Path, tiny
     assert printed.splitlines() == [f"1 pairs: 1 predicted, 0 already done, 0 failed -> {output / 'index.gpkg'}"]
     assert sorted(p.name for p in output.iterdir()) == ["index.gpkg", "north.gpkg", "north_change.tif"]
 
+
+
+def test_a_missing_file_fails_its_pair_alone(tmp_path: Path, tiny_checkpoint: Path, scheduler: str) -> None:
+    folder = tmp_path / "archive"
+    (folder / "north").mkdir(parents=True)
+    planted_pair(folder / "north")
+    manifest = folder / "manifest.csv"
+    manifest.write_text("name,before,after\nnorth,north/before.tif,north/after.tif\ngone,north/before.tif,gone.tif\n")
+    code, printed = run(manifest, tmp_path / "out", tiny_checkpoint, "--scheduler", scheduler)
+    assert code == 2 and printed.splitlines()[-1] == f"geocd: error: {folder / 'gone.tif'}: file does not exist"
+    index = pyogrio.read_dataframe(tmp_path / "out" / "index.gpkg")
+    assert list(index["status"]) == ["ok", "failed"] and (tmp_path / "out" / "north.gpkg").is_file()

@@ -118,10 +118,12 @@ def manifest_path(archive: str | os.PathLike[str]) -> Path:
     return path
 
 
-def open_archive(archive: str | os.PathLike[str], kind: str | None = None, labels: bool = True) -> Archive:
-    """Read and check every row of an archive (files exist, labels given unless not ``labels``, names unique).
+def open_archive(archive: str | os.PathLike[str], kind: str | None = None, inference: bool = False) -> Archive:
+    """Read and check every row of an archive (files exist, labels given, names unique).
 
-    With ``kind``, an archive of another kind is an :class:`InputError`.
+    With ``kind``, an archive of another kind is an :class:`InputError`. For ``inference`` labels
+    are optional and the files are not checked here: each pair's own prediction checks them,
+    so one missing file fails that pair alone.
     """
     manifest = manifest_path(archive)
     columns, rows = _read_rows(manifest)
@@ -131,14 +133,14 @@ def open_archive(archive: str | os.PathLike[str], kind: str | None = None, label
     schema = _SCHEMAS[found]
     if not rows:
         raise InputError(manifest, f"lists no {schema.row}s")
-    records = tuple(_record(manifest, schema, number, row, labels) for number, row in enumerate(rows, start=1))
+    records = tuple(_record(manifest, schema, number, row, inference) for number, row in enumerate(rows, start=1))
     _check_unique_names(manifest, [r.name for r in records], schema.row)
     return Archive(manifest, found, records)
 
 
-def read_archive(archive: str | os.PathLike[str], labels: bool = True) -> list[PairRecord]:
-    """The checked pairs of a change archive, labelled unless not ``labels`` (see :func:`open_archive`)."""
-    return list(open_archive(archive, "change", labels).records)
+def read_archive(archive: str | os.PathLike[str], inference: bool = False) -> list[PairRecord]:
+    """The checked pairs of a change archive (see :func:`open_archive`)."""
+    return list(open_archive(archive, "change", inference).records)
 
 
 def read_landcover_archive(archive: str | os.PathLike[str]) -> list[LandCoverRecord]:
@@ -205,7 +207,7 @@ def _kind(manifest: Path, columns: set[str], rows: list[dict[str, str]]) -> str:
     return "landcover" if columns & set(_SCHEMAS["landcover"].paths) else "change"
 
 
-def _record(manifest: Path, schema: _Schema, number: int, row: dict[str, str], labels: bool) -> Record:
+def _record(manifest: Path, schema: _Schema, number: int, row: dict[str, str], inference: bool) -> Record:
     where = f"{schema.row} {number}"
     unknown = set(row) - set(schema.columns) - {None}
     if unknown:
@@ -217,13 +219,13 @@ def _record(manifest: Path, schema: _Schema, number: int, row: dict[str, str], l
             paths[column] = None
             continue
         path = (manifest.parent / values[column]).resolve()
-        if not path.is_file():
+        if not inference and not path.is_file():
             raise InputError(path, f"listed as {column} of {where} in {manifest.name} does not exist")
         paths[column] = path
     for column in schema.required:
         if paths[column] is None:
             raise InputError(manifest, f"{where}: no {column!r} raster")
-    if schema.record is PairRecord and labels:
+    if schema.record is PairRecord and not inference:
         _check_change_labels(manifest, where, paths)
     if values["split"] not in ("", "train", "val", "test"):
         raise InputError(manifest, f"{where}: split must be 'train', 'val' or 'test', not {values['split']!r}")

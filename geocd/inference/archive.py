@@ -159,7 +159,7 @@ def predict_archive(
     processes are daemons, which cannot start reading workers).
     """
     options = replace(options, num_workers=0)
-    records = read_archive(archive, labels=False)
+    records = read_archive(archive, inference=True)
     if any(r.name + outputs.vector_suffix == INDEX_NAME for r in records):
         raise InputError(archive, f"a pair is named {Path(INDEX_NAME).stem!r}, which its outputs would share with the index")
     check_vector_path(outputs.for_pair(records[0].name).vectors)
@@ -258,6 +258,8 @@ def _footprint(before: Path, after: Path) -> shapely.Geometry:
 def _fingerprint(record: PairRecord, models: Sequence[Path], outputs: ArchiveOutputs, options: PredictOptions) -> str:
     """A digest of what a pair's outputs depend on: input and model files (path, size, mtime), options, outputs, geocd."""
     def stamp(path: Path) -> list[Any]:
+        if not path.is_file():  # the pair will fail on it; a file that appears later changes the digest
+            return [str(path.resolve()), None, None]
         stat = path.stat()
         return [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
 
