@@ -93,13 +93,18 @@ def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         yield folder
 
 
+def random_checkpoint(path: Path, backbone: str) -> Path:
+    """A real geocd checkpoint of ``backbone`` with seeded random weights, lightweight heads, 64-pixel tiles."""
+    torch.manual_seed(0)
+    model = SiameseChangeNet(ModelConfig(backbone, lightweight=True), mean=(120.0,) * 3, std=(50.0,) * 3).eval()
+    meta = ModelMetadata(model.config, mean=(120.0,) * 3, std=(50.0,) * 3, tile_size=64)
+    return save_checkpoint(path, model, meta)
+
+
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small real geocd checkpoint (random weights, 64-pixel tiles)."""
-    torch.manual_seed(0)
-    model = SiameseChangeNet(ModelConfig("resnet18", lightweight=True), mean=(120.0,) * 3, std=(50.0,) * 3).eval()
-    meta = ModelMetadata(model.config, mean=(120.0,) * 3, std=(50.0,) * 3, tile_size=64)
-    return save_checkpoint(tmp_path_factory.mktemp("models") / "tiny.safetensors", model, meta)
+    """A small real geocd checkpoint (resnet18, random weights, 64-pixel tiles)."""
+    return random_checkpoint(tmp_path_factory.mktemp("models") / "tiny.safetensors", "resnet18")
 
 
 def synthetic_archive(folder: Path, pairs: int = 4, size: int = 64, semantic: bool = True) -> Path:

@@ -13,12 +13,11 @@ import torch
 from click.testing import CliRunner
 
 from cli.main import cli
-from conftest import intensity_model, planted_pair
-from geocd.checkpoint import ModelMetadata, load_checkpoint, save_checkpoint
+from conftest import intensity_model, planted_pair, random_checkpoint
+from geocd.checkpoint import load_checkpoint, save_checkpoint
 from geocd.inference import backends
 from geocd.inference.backends import NormalizedModel, build_runners, onnx_cache_path
 from geocd.inference.predict import PredictOptions, PredictOutputs, predict
-from geocd.models import ModelConfig, SiameseChangeNet
 from geocd.models.tta import predict_probabilities
 
 CPU = torch.device("cpu")
@@ -27,10 +26,7 @@ CPU = torch.device("cpu")
 @pytest.fixture(scope="module")
 def small_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A geocd checkpoint of timm's smallest test backbone (random weights, PSP head, 64-pixel tiles): quick to export."""
-    torch.manual_seed(0)
-    model = SiameseChangeNet(ModelConfig("test_efficientnet", lightweight=True), mean=(120.0,) * 3, std=(50.0,) * 3).eval()
-    meta = ModelMetadata(model.config, mean=(120.0,) * 3, std=(50.0,) * 3, tile_size=64)
-    return save_checkpoint(tmp_path_factory.mktemp("models") / "small.safetensors", model, meta)
+    return random_checkpoint(tmp_path_factory.mktemp("models") / "small.safetensors", "test_efficientnet")
 
 
 @pytest.fixture

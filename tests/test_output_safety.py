@@ -60,6 +60,15 @@ def test_full_disk_keeps_the_old_raster(tmp_path: Path, small_disk: Path, tiny_c
     assert sorted(p.name for p in small_disk.iterdir()) == ["change.tif", "filler"]
 
 
+def pair_and_previous_output(tmp_path: Path, name: str) -> tuple[Path, Path, Path]:
+    """A planted pair, and the path of a previous output ``name`` alone in its own folder."""
+    before, after, _ = planted_pair(tmp_path)
+    (tmp_path / "out").mkdir()
+    target = tmp_path / "out" / name
+    target.write_bytes(b"previous")
+    return before, after, target
+
+
 def test_a_raster_that_reads_back_incomplete_replaces_nothing(tmp_path: Path, tiny_checkpoint: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """GDAL only logs a write error at closing: the closed file is read back before the rename."""
@@ -71,15 +80,12 @@ def test_a_raster_that_reads_back_incomplete_replaces_nothing(tmp_path: Path, ti
         check(path)
 
     monkeypatch.setattr(changemap_module, "_check_written", truncate_then_check)
-    before, after, _ = planted_pair(tmp_path)
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / "c.tif").write_bytes(b"previous")
-    code, output = predict(str(before), str(after), "--raster", str(out / "c.tif"), "--model", str(tiny_checkpoint), "--overwrite")
+    before, after, target = pair_and_previous_output(tmp_path, "c.tif")
+    code, output = predict(str(before), str(after), "--raster", str(target), "--model", str(tiny_checkpoint), "--overwrite")
     assert code == 2 and len(output.splitlines()) == 1
-    assert output.startswith(f"geocd: error: {out / 'c.tif'}: could not be written (")
+    assert output.startswith(f"geocd: error: {target}: could not be written (")
     assert output.endswith("); nothing was replaced\n")
-    assert [p.name for p in out.iterdir()] == ["c.tif"] and (out / "c.tif").read_bytes() == b"previous"
+    assert [p.name for p in target.parent.iterdir()] == ["c.tif"] and target.read_bytes() == b"previous"
 
 
 def test_a_failed_geopackage_write_replaces_nothing(tmp_path: Path, tiny_checkpoint: Path,
@@ -91,14 +97,11 @@ def test_a_failed_geopackage_write_replaces_nothing(tmp_path: Path, tiny_checkpo
         raise DataSourceError("Failed to commit transaction")
 
     monkeypatch.setattr(pyogrio, "write_dataframe", fail)
-    before, after, _ = planted_pair(tmp_path)
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / "c.gpkg").write_bytes(b"previous")
-    code, output = predict(str(before), str(after), "-o", str(out / "c.gpkg"), "--model", str(tiny_checkpoint), "--overwrite")
+    before, after, target = pair_and_previous_output(tmp_path, "c.gpkg")
+    code, output = predict(str(before), str(after), "-o", str(target), "--model", str(tiny_checkpoint), "--overwrite")
     assert code == 2
-    assert output == f"geocd: error: {out / 'c.gpkg'}: could not be written (Failed to commit transaction); nothing was replaced\n"
-    assert [p.name for p in out.iterdir()] == ["c.gpkg"] and (out / "c.gpkg").read_bytes() == b"previous"
+    assert output == f"geocd: error: {target}: could not be written (Failed to commit transaction); nothing was replaced\n"
+    assert [p.name for p in target.parent.iterdir()] == ["c.gpkg"] and target.read_bytes() == b"previous"
 
 
 @pytest.mark.parametrize("case", ["raster is the input", "raster links to the input", "two outputs",
