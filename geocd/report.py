@@ -38,7 +38,8 @@ def build_report(
     seconds: Mapping[str, float],
     outputs: Mapping[str, str | os.PathLike[str] | None],
 ) -> dict[str, Any]:
-    """The report of one prediction; ``seconds`` are stage timings, ``outputs`` the files written (by kind)."""
+    """The report of one prediction; ``min_area_m2`` is the minimum blob area applied, ``seconds`` are
+    stage timings, ``outputs`` the files written (by kind)."""
     meta = models[0].metadata
     radiometry = change_raster.info.extra.get("radiometry")
     return {

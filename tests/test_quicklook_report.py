@@ -87,6 +87,7 @@ def test_report_without_polygon_output_lists_untrained_change(tmp_path: Path) ->
     assert by_type == {"change_type": "change", "color": [255, 0, 255], "polygons": 1, "area_m2": by_type["area_m2"]}
     assert by_type["area_m2"] == pytest.approx(changed.sum(), rel=1e-3)
     assert summary["outputs"] == {"report": str(tmp_path / "r.json")}
+    assert summary["options"]["min_area_m2"] == pytest.approx(3.5, rel=1e-2)  # the default applied: 3.5 pixels of 1 m
     assert sorted(p.name for p in tmp_path.iterdir()) == ["after.tif", "before.tif", "r.json"]
 
 

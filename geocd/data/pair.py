@@ -29,7 +29,7 @@ from rasterio.windows import Window
 from torchgeo.datasets import GeoDataset
 from torchgeo.datasets.utils import GeoSlice
 
-from geocd.data.radiometry import RadiometryMode, Stretch, check_mode, fit_stretches
+from geocd.data.radiometry import RadiometryMode, Stretch, fit_stretches
 from geocd.data.rasters import Grid, choose_bands, grid_of, open_raster, read_mask, read_window, reading
 from geocd.errors import InputError
 
@@ -116,7 +116,6 @@ class PairDataset(GeoDataset):
         radiometry: RadiometryMode = "auto",
     ) -> None:
         self.paths = [os.fspath(before), os.fspath(after)]
-        check_mode(radiometry)
         limit_gdal_cache()
         with open_raster(before) as b, open_raster(after) as a:
             self.grid = grid_of(b) if resolution is None else resampled(grid_of(b), resolution)

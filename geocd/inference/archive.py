@@ -230,7 +230,7 @@ def _predict_pair(record: PairRecord, outputs: PredictOutputs, models: tuple[str
         footprint = _footprint(record.before, record.after)
         device = resolve_device(options.device)
         result = predict(record.before, record.after, models=_worker_models(models, str(device)), outputs=outputs,
-                         options=PredictOptions(**{**asdict(options), "device": device}))
+                         options=replace(options, device=device))
     except GeocdError as error:
         return PairOutcome(record.name, "failed", fingerprint, str(record.before), str(record.after), error=error,
                            footprint=footprint, seconds=time.perf_counter() - start)

@@ -297,9 +297,9 @@ def predict(
     """Change polygons, the change raster, land-cover maps, a quicklook PNG and/or a JSON run report
     of a pair, as ``outputs`` asks.
 
-    The quicklook and the report summarise the change polygons, which are computed (in a
-    temporary GeoPackage) even without ``outputs.vectors``; a GeoPackage carries the report
-    in its layer metadata (``GEOCD_REPORT``). Every output is written under a temporary name
+    The quicklook and the report summarise the change polygons, which are computed (in memory)
+    even without ``outputs.vectors``; a GeoPackage carries the report in its layer metadata
+    (``GEOCD_REPORT``). Every output is written under a temporary name
     and renamed only when all succeeded; an existing output, or a quicklook not named .png or
     a report not named .json, is refused before any computation (existing ones unless
     ``outputs.overwrite``).
@@ -335,12 +335,12 @@ def predict(
                 render_quicklook(before, after, raster_tmp, stack.enter_context(atomic_output(quicklook, overwrite)),
                                  changes.change_types, options.bands, models[0].metadata.config.in_channels)
                 seconds["quicklook"] = time.perf_counter() - t0
-            summary = build_report(before, after, models, options, min_area_m2, result, changes.change_types,
+            summary = build_report(before, after, models, options, changes.min_area_m2, result, changes.change_types,
                                    seconds | {"total": time.perf_counter() - start}, outputs.paths)
-            if output is not None:
-                metadata = changes.layer.metadata | {REPORT_KEY: json.dumps(summary, ensure_ascii=False)}
-                write_vectors(output, changes.frame, replace(changes.layer, metadata=metadata), overwrite)
             if report is not None:
                 write_report(stack.enter_context(atomic_output(report, overwrite)), summary)
+            if output is not None:  # last: its own atomic write renames at once
+                metadata = changes.layer.metadata | {REPORT_KEY: json.dumps(summary, ensure_ascii=False)}
+                write_vectors(output, changes.frame, replace(changes.layer, metadata=metadata), overwrite)
     return PredictResult(*(None if p is None else Path(p) for p in (raster, output)), result, polygons,
                          *(None if p is None else Path(p) for p in (landcover, quicklook, report)), summary)

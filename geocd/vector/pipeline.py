@@ -58,11 +58,13 @@ AREA_TOLERANCE = 1e-9
 
 @dataclass(frozen=True)
 class ChangePolygons:
-    """The ``changes`` layer in memory: its table, what goes with it, and its sum per change type."""
+    """The ``changes`` layer in memory: its table, what goes with it, its sum per change type and the
+    minimum blob area applied (m²)."""
 
     frame: gpd.GeoDataFrame
     layer: LayerInfo
     change_types: tuple[ChangeTypeSummary, ...]
+    min_area_m2: float
 
     @property
     def changed_area_m2(self) -> float:
@@ -152,7 +154,7 @@ def change_polygons(
     )
     categories = style_categories(regions.labels, info)
     layer = LayerInfo(_description(info, min_area_m2), _metadata(info, min_area_m2, simplify), categorized_qml(categories))
-    return ChangePolygons(frame, layer, summarize_change_types(frame, categories))
+    return ChangePolygons(frame, layer, summarize_change_types(frame, categories), min_area_m2)
 
 
 def _check_options(min_area_m2: float | None, simplify: float | None, threshold: float | None, strip_rows: int | None) -> None:
