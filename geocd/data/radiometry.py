@@ -93,7 +93,7 @@ class Stretch:
         return asdict(self)
 
 
-def check_mode(mode: RadiometryMode) -> RadiometryMode:
+def _check_mode(mode: RadiometryMode) -> RadiometryMode:
     """``mode`` itself when valid, else :class:`InputError`."""
     if isinstance(mode, str):
         if mode in ("auto", "stretch", "none"):
@@ -119,7 +119,7 @@ def fit_stretches(mode: RadiometryMode, dtypes: Sequence[str], calibrations: Seq
     is stored; ``samples`` ``[C, n]`` hold each date's stored values at the same pixels, valid in
     both dates (a decimated read of the overlap).
     """
-    mode = check_mode(mode)
+    mode = _check_mode(mode)
     stretches = [Stretch(*(tuple(map(float, v)) for v in c)) for c in calibrations]
     if mode == "none":
         return tuple(Stretch((1.0,) * len(s.scale), (0.0,) * len(s.scale)) for s in stretches)  # type: ignore[return-value]
