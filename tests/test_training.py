@@ -9,10 +9,12 @@ import math
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
+import rasterio
 import torch
 
-from conftest import synthetic_archive
+from conftest import synthetic_archive, write_raster
 from geocd.checkpoint import load_checkpoint
 from geocd.data.archive import read_archive, split_pairs
 from geocd.models.siamese import ChangeLogits, ModelConfig
@@ -62,8 +64,20 @@ def test_binary_only_labels_train_the_change_head_only() -> None:
 
 def test_band_statistics_stream_valid_pixels(tmp_path: Path) -> None:
     records = read_archive(synthetic_archive(tmp_path, pairs=2))
-    mean, std = band_statistics(records, [1, 2, 3])
+    mean, std = band_statistics(ArchiveDataModule(records, records, 3, 64, batch_size=2).train_pairs)
     assert len(mean) == 3 and 90 < mean[0] < 130 and 10 < std[0] < 60
+
+
+def test_band_statistics_are_in_the_units_the_network_sees(tmp_path: Path) -> None:
+    """12-bit pairs are stretched before the network, so their statistics are too (not ~1800 digital numbers)."""
+    records = read_archive(synthetic_archive(tmp_path, pairs=2))
+    for record in records:
+        for path in (record.before, record.after):
+            with rasterio.open(path) as src:
+                data, transform = src.read().astype(np.uint16) * 16 + 200, src.transform
+            write_raster(path, data, transform=transform)
+    mean, std = band_statistics(ArchiveDataModule(records, records, 3, 64, batch_size=2).train_pairs)
+    assert all(30 < m < 200 for m in mean) and all(5 < s < 100 for s in std)
 
 
 def test_loss_goes_down_on_an_easy_task(tmp_path: Path) -> None:

@@ -16,11 +16,14 @@ from typing import Any, NamedTuple
 import lightning.pytorch as pl
 import numpy as np
 import rasterio
+from rasterio.windows import Window
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torchgeo.samplers import GridGeoSampler, RandomGeoSampler
 
 from geocd.data.archive import PairRecord
 from geocd.data.labelled import LabelledPairDataset
+from geocd.data.pair import PairDataset
+from geocd.data.rasters import read_mask
 from geocd.training.synthetic import synthetic_sample
 
 Item = tuple[int, Any]
@@ -119,23 +122,23 @@ def default_epoch_length(pairs: Sequence[LabelledPairDataset], tile_size: int) -
     return sum(max(1, round(p.overlap.width * p.overlap.height / tile_size**2)) for p in pairs)
 
 
-def band_statistics(records: Sequence[PairRecord], bands: Sequence[int]) -> tuple[list[float], list[float]]:
-    """Per-band mean and std over the valid pixels of both dates of ``records``, streamed.
+def band_statistics(pairs: Sequence[PairDataset]) -> tuple[list[float], list[float]]:
+    """Per-band mean and std over the valid pixels of both dates of ``pairs``, streamed, in the units the
+    network sees: after each date's radiometry (:attr:`PairDataset.stretches`).
 
     Each raster is read once, decimated to at most ``STATISTICS_MAX_SIDE`` pixels a side,
     and only running sums are kept.
     """
-    n = np.zeros(len(bands))
-    sums = np.zeros(len(bands))
-    squares = np.zeros(len(bands))
-    for record in records:
-        for path in (record.before, record.after):
+    n, sums, squares = 0, np.zeros(len(pairs[0].bands_before)), np.zeros(len(pairs[0].bands_before))
+    for pair in pairs:
+        for path, bands, stretch in zip(pair.paths, (pair.bands_before, pair.bands_after), pair.stretches):
             with rasterio.open(path) as src:
                 scale = max(1.0, max(src.width, src.height) / STATISTICS_MAX_SIDE)
                 shape = (max(1, int(src.height / scale)), max(1, int(src.width / scale)))
-                data = src.read(list(bands), out_shape=(len(bands), *shape)).astype(np.float64)
-                valid = src.dataset_mask(out_shape=shape) > 0
-            pixels = data[:, valid]
+                data = src.read(list(bands), out_shape=(len(bands), *shape)).astype(np.float32)
+                valid = read_mask(src, Window(0, 0, src.width, src.height), shape)
+            values, finite = stretch.apply(data)
+            pixels = values[:, valid & finite].astype(np.float64)
             n += pixels.shape[1]
             sums += pixels.sum(1)
             squares += (pixels**2).sum(1)

@@ -201,10 +201,10 @@ def build_datamodule(archives: Sequence[str | os.PathLike[str]], options: TrainO
         train_records, pseudo_info = with_pseudo_labels(train_records, val_records, options.pseudo_labels)
     with open_raster(train_records[0].before) as src:
         bands = list(choose_bands(src, options.bands, options.num_bands))
-    mean, std = band_statistics(train_records, bands)
     module = ArchiveDataModule(train_records, val_records, len(bands), options.tile_size, options.batch_size,
                                options.num_workers, options.epoch_length, bands, options.seed,
                                options.landcover_share, options.landcover_resolution_m, options.synthetic_share)
+    mean, std = band_statistics(module.train_pairs)
     return TrainingData(module, train_records, val_records, bands, mean, std, pseudo_info)
 
 
