@@ -367,9 +367,15 @@ def resolved_config(ctx: click.Context) -> dict[str, Any]:
               type=click.FloatRange(0, min_open=True),
               help="Land-cover images finer than this (m) are resampled to it.")
 @click.option("--synthetic-share", default=TrainOptions.synthetic_share, show_default=True, type=click.FloatRange(0, 1),
-              help="Share of land-cover tiles made into synthetic change pairs (objects pasted or removed).")
+              help="Share of land-cover tiles made into synthetic change pairs (objects pasted, removed or destroyed; "
+                   "unpaired images).")
+@click.option("--invariance", default=TrainOptions.invariance, show_default=True, type=click.FloatRange(0, 1),
+              help="Share of change tiles whose one date gets differences that are not change (colour, haze, "
+                   "JPEG, 1-2 px misregistration...); with --synthetic-share also adds unchanged pairs.")
 @click.option("--jitter", default=TrainOptions.jitter, show_default=True, type=click.FloatRange(0),
               help="Brightness/contrast jitter per date.")
+@click.option("--val-every", default=TrainOptions.val_every, show_default=True, type=click.IntRange(1),
+              help="Validate every N epochs (N must divide --max-epochs); best.safetensors is the best validated epoch.")
 @click.option("--val-fraction", default=TrainOptions.val_fraction, show_default=True, type=click.FloatRange(0, 1),
               help="Pairs held out per dataset.")
 @click.option("--seed", default=TrainOptions.seed, show_default=True, type=int)
@@ -393,7 +399,7 @@ def train(ctx: click.Context, archives: tuple[str, ...], config: str | None, out
           init_from: str | None, lightweight: bool, bands: tuple[int, ...] | None, tile_size: int,
           batch_size: int, max_epochs: int, epoch_length: int | None, lr: float, class_weights: str | None,
           pseudo_labels: str | None, landcover: tuple[str, ...], landcover_share: float, landcover_resolution: float,
-          synthetic_share: float, jitter: float,
+          synthetic_share: float, invariance: float, jitter: float, val_every: int,
           val_fraction: float, seed: int, accelerator: str, devices: str, strategy: str, num_nodes: int,
           num_workers: int, resume: bool, progress_mode: str) -> None:
     """Train a change model on archives of scene pairs.
@@ -421,7 +427,7 @@ def train(ctx: click.Context, archives: tuple[str, ...], config: str | None, out
         batch_size=batch_size, max_epochs=max_epochs, epoch_length=epoch_length, lr=lr, class_weights=weights,
         pseudo_labels=Path(pseudo_labels) if pseudo_labels else None, landcover=tuple(Path(a) for a in landcover),
         landcover_share=landcover_share, landcover_resolution_m=landcover_resolution, synthetic_share=synthetic_share,
-        jitter=jitter, val_fraction=val_fraction, seed=seed, accelerator=accelerator,
+        invariance=invariance, jitter=jitter, val_every=val_every, val_fraction=val_fraction, seed=seed, accelerator=accelerator,
         devices=int(devices) if devices.isdigit() else devices, strategy=strategy, num_nodes=num_nodes,
         num_workers=num_workers, resume=resume,
     )

@@ -34,6 +34,7 @@ class TrainOptions:
     tile_size: int = 256
     batch_size: int = 8
     max_epochs: int = 50
+    val_every: int = 1
     epoch_length: int | None = None
     lr: float = 1e-3
     class_weights: tuple[float, ...] | None = None
@@ -52,6 +53,7 @@ class TrainOptions:
     landcover_share: float = 0.5
     landcover_resolution_m: float | None = 0.5
     synthetic_share: float = 0.0
+    invariance: float = 0.0
     extra_info: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -86,7 +86,7 @@ def test_class_set_and_ignored_targets_give_no_from_class() -> None:
 def test_no_object_gives_an_all_unchanged_pair() -> None:
     image, label = textured(100, 0), np.full((SIZE, SIZE), PLAYGROUND)
     label[:10] = BUILDING  # an object, but no ground or low vegetation texture to fill it with
-    source_label = np.full((SIZE, SIZE), GROUND)
+    source_label = np.full((SIZE, SIZE), PLAYGROUND)  # nor ground to make debris of
     source_label[:2, :2] = BUILDING  # below the minimum object size
     pair = synthetic_pair(image, label, textured(50, 1), source_label, np.random.default_rng(3))
     assert np.array_equal(pair.before, image) and np.array_equal(pair.after, image)
@@ -95,11 +95,55 @@ def test_no_object_gives_an_all_unchanged_pair() -> None:
 
 def test_a_removed_building_becomes_ground_with_ground_texture() -> None:
     image, label = building_source()
-    pair = synthetic_pair(image, label, textured(50, 2), np.full((SIZE, SIZE), GROUND), np.random.default_rng(0))
+    pair = synthetic_pair(image, label, textured(50, 2), np.full((SIZE, SIZE), GROUND), np.random.default_rng(0),
+                          edits=("removal",))
     assert (pair.change[INTERIOR] == 1).all()
     assert (pair.label_before[INTERIOR] == BUILDING).all() and (pair.label_after[INTERIOR] == GROUND).all()
     assert abs(pair.after[(slice(None), *INTERIOR)].mean() - 20) < 3 and pair.after[(slice(None), *INTERIOR)].std() > 3
     assert (pair.change[outside()] == 0).all() and np.array_equal(pair.after[:, outside()], image[:, outside()])
+
+
+def test_a_destroyed_building_becomes_ground_debris_from_the_source_texture() -> None:
+    image, label = building_source()
+    source = textured(200, 2)
+    pair = synthetic_pair(image, label, source, np.full((SIZE, SIZE), GROUND), np.random.default_rng(0),
+                          edits=("destruction",))
+    assert (pair.change[INTERIOR] == 1).all()
+    assert (pair.label_before[INTERIOR] == BUILDING).all() and (pair.label_after[INTERIOR] == GROUND).all()
+    debris = pair.after[(slice(None), *INTERIOR)]
+    fragments = debris.mean(0) > 60  # pieces of the roof (level 120, darkened) among ground (level 20, matched)
+    assert 0.05 < fragments.mean() < 0.5 and abs(np.median(debris[:, ~fragments]) - 20) < 5
+    assert (pair.change[outside()] == 0).all() and np.array_equal(pair.after[:, outside()], image[:, outside()])
+
+
+def test_unpaired_images_change_where_their_classes_differ() -> None:
+    image, label = textured(100, 0), np.full((SIZE, SIZE), LOW_VEGETATION)
+    label[:, :8] = encode_set({LOW_VEGETATION, TREE})
+    label[:4] = IGNORE
+    source, source_label = building_source()
+    pair = synthetic_pair(image, label, source, source_label, np.random.default_rng(0), kind="unpaired")
+    assert np.array_equal(pair.before, image) and np.array_equal(pair.after, source)
+    assert (pair.change[INTERIOR] == 1).all() and (pair.label_after[INTERIOR] == BUILDING).all()
+    assert (pair.label_before[INTERIOR] == LOW_VEGETATION).all()
+    assert (pair.change[4:, 8:20] == 1).all()  # low vegetation -> ground
+    assert (pair.change[:4] == IGNORE).all() and (pair.label_before[:4] == IGNORE).all()
+    assert (pair.change[4:20, :8] == 1).all()  # {low vegetation, tree} and ground share no class
+    assert (pair.label_before[4:20, :8] == encode_set({LOW_VEGETATION, TREE})).all()
+
+
+def test_unpaired_images_are_unchanged_where_the_class_is_the_same() -> None:
+    image, label = building_source()
+    pair = synthetic_pair(image, label, textured(60, 3), np.full((SIZE, SIZE), GROUND), np.random.default_rng(0),
+                          kind="unpaired")
+    assert (pair.change[outside(0)] == 0).all() and (pair.label_after[outside(0)] == GROUND).all()
+    assert (pair.change[SQUARE] == 1).all()
+
+
+def test_an_unchanged_pair_is_another_acquisition_labelled_unchanged() -> None:
+    image, label = building_source()
+    pair = synthetic_pair(image, label, *building_source(), np.random.default_rng(1), kind="unchanged")
+    assert (pair.change == 0).all() and np.array_equal(pair.label_before, label) and np.array_equal(pair.label_after, label)
+    assert np.array_equal(pair.before, image) and not np.allclose(pair.after, image, atol=1)
 
 
 def test_the_same_seed_gives_the_same_pair() -> None:

@@ -2,8 +2,9 @@
 
 Each pair is its own :class:`LabelledPairDataset` (pairs may lie in different CRSs). Training
 draws random tiles with one TorchGeo ``RandomGeoSampler`` per pair, the tile budget shared
-by pair area, and may turn land-cover tiles into synthetic change pairs
-(:mod:`geocd.training.synthetic`); validation covers whole validation scenes with ``GridGeoSampler`` tiles that
+by pair area, may turn land-cover tiles into synthetic change pairs
+(:mod:`geocd.training.synthetic`) and give one date of change tiles differences that are not
+change (:mod:`geocd.training.invariance`); validation covers whole validation scenes with ``GridGeoSampler`` tiles that
 do not overlap, so each pixel is scored once.
 """
 
@@ -24,6 +25,7 @@ from geocd.data.archive import PairRecord
 from geocd.data.labelled import LabelledPairDataset
 from geocd.data.pair import PairDataset
 from geocd.data.rasters import read_mask
+from geocd.training.invariance import with_nuisance
 from geocd.training.synthetic import synthetic_sample
 
 Item = tuple[int, Any]
@@ -31,25 +33,46 @@ Item = tuple[int, Any]
 
 
 class SyntheticItem(NamedTuple):
-    """A synthetic change pair: objects of the ``source`` land-cover tile edit the ``target`` one, drawn with ``seed``."""
+    """A synthetic change pair of ``kind`` (:data:`geocd.training.synthetic.PAIR_KINDS`) from the ``target`` and
+    ``source`` land-cover tiles, drawn with ``seed``; with ``nuisance``, one date then gets nuisance differences."""
 
     target: Item
     source: Item
     seed: int
+    kind: str = "edit"
+    nuisance: bool = False
+
+
+class NuisanceItem(NamedTuple):
+    """A change tile one of whose dates gets nuisance differences (:func:`geocd.training.invariance.with_nuisance`)."""
+
+    item: Item
+    seed: int
+
+
+SYNTHETIC_KINDS = {"edit": 0.8, "unpaired": 0.2}
+"""How often each kind of synthetic pair is drawn."""
+INVARIANCE_KINDS = {"edit": 0.6, "unpaired": 0.15, "unchanged": 0.25}
+"""The same with invariance training, which adds unchanged pairs."""
 
 STATISTICS_MAX_SIDE = 2048
 """Rasters are read at most this many pixels on a side (decimated) for band statistics."""
 
 
 class ArchiveTiles(Dataset):
-    """Samples of several pairs, indexed by ``(pair index, spatial slice)`` or a :class:`SyntheticItem`."""
+    """Samples of several pairs, indexed by ``(pair index, spatial slice)``, a :class:`SyntheticItem` or a
+    :class:`NuisanceItem`."""
 
     def __init__(self, pairs: Sequence[LabelledPairDataset]) -> None:
         self.pairs = list(pairs)
 
-    def __getitem__(self, item: Item | SyntheticItem) -> dict[str, Any]:
+    def __getitem__(self, item: Item | SyntheticItem | NuisanceItem) -> dict[str, Any]:
+        if isinstance(item, NuisanceItem):
+            return with_nuisance(self[item.item], np.random.default_rng(item.seed))
         if isinstance(item, SyntheticItem):
-            return synthetic_sample(self[item.target], self[item.source], np.random.default_rng(item.seed))
+            rng = np.random.default_rng(item.seed)
+            sample = synthetic_sample(self[item.target], self[item.source], rng, item.kind)
+            return with_nuisance(sample, rng) if item.nuisance else sample
         index, query = item
         return self.pairs[index][query]
 
@@ -57,21 +80,25 @@ class ArchiveTiles(Dataset):
         return len(self.pairs)
 
 
-class RandomArchiveSampler(Sampler[Item | SyntheticItem]):
+class RandomArchiveSampler(Sampler[Item | SyntheticItem | NuisanceItem]):
     """``length`` random tiles per epoch, shuffled together.
 
     Pairs fall into groups (e.g. change pairs and single-date land-cover images); group ``g``
     gets ``shares[g]`` of the tiles, shared among its pairs by area, at least one per pair.
     Each tile of a single-date land-cover pair becomes, with probability ``synthetic_share``, a
-    :class:`SyntheticItem` whose source is another random land-cover tile of the epoch.
+    :class:`SyntheticItem` whose source is another random land-cover tile of the epoch, of a kind
+    drawn from :data:`SYNTHETIC_KINDS` (:data:`INVARIANCE_KINDS` when ``invariance`` > 0). Each
+    change tile, real or synthetic, gets nuisance differences on one date with probability
+    ``invariance`` (unchanged synthetic pairs always).
     """
 
     def __init__(
         self, pairs: Sequence[LabelledPairDataset], tile_size: int, length: int, seed: int = 0,
         groups: Sequence[int] | None = None, shares: Sequence[float] = (1.0,), synthetic_share: float = 0.0,
+        invariance: float = 0.0,
     ) -> None:
         self.pairs, self.tile_size, self.length, self.seed = list(pairs), tile_size, length, seed
-        self.synthetic_share = synthetic_share
+        self.synthetic_share, self.invariance = synthetic_share, invariance
         group = np.zeros(len(self.pairs), int) if groups is None else np.asarray(groups)
         areas = np.array([p.overlap.width * p.overlap.height for p in self.pairs], np.float64)
         group_area = np.bincount(group, weights=areas)[group]
@@ -79,25 +106,32 @@ class RandomArchiveSampler(Sampler[Item | SyntheticItem]):
         self.counts = np.maximum(1, np.floor(length * share * areas / group_area)).astype(int).tolist()
         self.epoch = 0
 
-    def __iter__(self) -> Iterator[Item]:
+    def __iter__(self) -> Iterator[Item | SyntheticItem | NuisanceItem]:
         items: list[Item] = []
         for index, (pair, count) in enumerate(zip(self.pairs, self.counts)):
             items += [(index, query) for query in RandomGeoSampler(pair, self.tile_size, length=count)]
-        if self.synthetic_share > 0:
-            items = self._with_synthetic(items, np.random.default_rng(self.seed + self.epoch))
-        random.Random(self.seed + self.epoch).shuffle(items)
+        rng = np.random.default_rng(self.seed + self.epoch)
+        drawn = self._with_synthetic(items, rng) if self.synthetic_share > 0 else list(items)
+        if self.invariance > 0:
+            drawn = [NuisanceItem(item, int(rng.integers(2**31)))
+                     if not isinstance(item, SyntheticItem) and not self.pairs[item[0]].record.single_date
+                     and rng.random() < self.invariance else item for item in drawn]
+        random.Random(self.seed + self.epoch).shuffle(drawn)
         self.epoch += 1
-        return iter(items)
+        return iter(drawn)
 
     def _with_synthetic(self, items: list[Item], rng: np.random.Generator) -> list[Item | SyntheticItem]:
         land = [k for k, (index, _) in enumerate(items) if self.pairs[index].record.single_date]
         out: list[Item | SyntheticItem] = list(items)
         if len(land) < 2:
             return out
+        kinds = INVARIANCE_KINDS if self.invariance > 0 else SYNTHETIC_KINDS
         for position, k in enumerate(land):
             if rng.random() < self.synthetic_share:
                 source = items[land[(position + rng.integers(1, len(land))) % len(land)]]
-                out[k] = SyntheticItem(items[k], source, int(rng.integers(2**31)))
+                kind = str(rng.choice(list(kinds), p=list(kinds.values())))
+                nuisance = kind != "unchanged" and rng.random() < self.invariance
+                out[k] = SyntheticItem(items[k], source, int(rng.integers(2**31)), kind, nuisance)
         return out
 
     def __len__(self) -> int:
@@ -152,7 +186,8 @@ class ArchiveDataModule(pl.LightningDataModule):
 
     Single-date land-cover records (:attr:`PairRecord.single_date`) may sit beside change
     pairs: they get ``landcover_share`` of the training tiles, ``synthetic_share`` of which become
-    synthetic change pairs (:class:`RandomArchiveSampler`), and those finer than
+    synthetic change pairs, and ``invariance`` of the change tiles get nuisance differences
+    (:class:`RandomArchiveSampler`); land-cover images finer than
     ``landcover_resolution`` (CRS units, metres on metric grids) are resampled to it.
     """
 
@@ -170,12 +205,13 @@ class ArchiveDataModule(pl.LightningDataModule):
         landcover_share: float = 0.5,
         landcover_resolution: float | None = None,
         synthetic_share: float = 0.0,
+        invariance: float = 0.0,
     ) -> None:
         super().__init__()
         self.train_pairs = [self._dataset(r, num_bands, bands, tile_size, landcover_resolution) for r in train]
         self.val_pairs = [self._dataset(r, num_bands, bands, tile_size, landcover_resolution) for r in val]
         self.tile_size, self.batch_size, self.num_workers, self.seed = tile_size, batch_size, num_workers, seed
-        self.landcover_share, self.synthetic_share = landcover_share, synthetic_share
+        self.landcover_share, self.synthetic_share, self.invariance = landcover_share, synthetic_share, invariance
         self.epoch_length = max(epoch_length or default_epoch_length(self.train_pairs, tile_size), batch_size)
 
     @staticmethod
@@ -192,7 +228,7 @@ class ArchiveDataModule(pl.LightningDataModule):
         groups = [int(p.record.single_date) for p in self.train_pairs]
         sampler = RandomArchiveSampler(self.train_pairs, self.tile_size, self.epoch_length, self.seed,
                                        groups=groups, shares=(1 - self.landcover_share, self.landcover_share),
-                                       synthetic_share=self.synthetic_share)
+                                       synthetic_share=self.synthetic_share, invariance=self.invariance)
         return self._loader(ArchiveTiles(self.train_pairs), sampler, drop_last=True)
 
     def val_dataloader(self) -> DataLoader:

@@ -1,18 +1,29 @@
 """Synthetic semantic change pairs from single-date land-cover tiles, with exact from/to labels.
 
-One edit per pair, as in Self-Pair (Seo et al., WACV 2023) and Changen (Zheng et al.):
+Three kinds of pair (:data:`PAIR_KINDS`), drawn by the training sampler:
 
-* *paste*: connected objects of one class (water, tree or building) of a second tile are pasted
-  at their place into the target's 'after' date, colour matched (per band, the objects'
-  surroundings in the source take the mean and std of the same surroundings in the target);
-* *removal*: an object (water, tree or building) of the target is filled with the texture of
-  another class (ground or low vegetation) copied from shifted places of the same tile.
+* ``edit``: one object-level edit of the target tile, as in Self-Pair (Seo et al., WACV 2023) and
+  Changen (Zheng et al.) (:data:`EDITS`):
 
-The edit is blended with a feathered edge (a truncated Gaussian blur of its mask, the alpha).
-Labels: where alpha >= 0.5 the pixel changed from the target's class (ignore where the target
-holds a class set or ignore) to the edit's class; a target pixel that already allows the edit's
-class, or is ignore, has change ignore. Where 0 < alpha < 0.5 (the feathered rim) all is
-ignore. Elsewhere (alpha = 0) both dates are the target image, unchanged, with the target's labels.
+  - *paste*: connected objects of one class (water, tree or building) of a second tile are pasted
+    at their place into the target's 'after' date, colour matched (per band, the objects'
+    surroundings in the source take the mean and std of the same surroundings in the target);
+  - *removal*: an object (water, tree or building) of the target is filled with the texture of
+    another class (ground or low vegetation) copied from shifted places of the same tile;
+  - *destruction*: buildings or trees of the target become debris: bare-ground texture of the
+    second tile (colour matched to the target's ground), mottled, with fragments of the object
+    left in place; labelled to ground;
+
+  the edit is blended with a feathered edge (a truncated Gaussian blur of its mask, the alpha).
+  Labels: where alpha >= 0.5 the pixel changed from the target's class (ignore where the target
+  holds a class set or ignore) to the edit's class; a target pixel that already allows the edit's
+  class, or is ignore, has change ignore. Where 0 < alpha < 0.5 (the feathered rim) all is
+  ignore. Elsewhere (alpha = 0) both dates are the target image, unchanged, with the target's labels;
+* ``unpaired``: the target as 'before' and the second tile as 'after', as in STAR (ChangeStar,
+  Zheng et al., ICCV 2021): changed where their classes differ, unchanged where they are the same
+  class, ignore where either is ignore or their class sets overlap;
+* ``unchanged``: the target as both dates, the 'after' one another acquisition of the same ground
+  (:func:`geocd.training.invariance.nuisance`): labelled unchanged everywhere.
 """
 
 from __future__ import annotations
@@ -25,6 +36,7 @@ import torch
 from scipy import ndimage
 
 from geocd.data.labels import IGNORE, class_bits
+from geocd.training.invariance import nuisance
 
 PASTE_CLASSES = (1, 4, 5)
 """Classes whose objects are pasted or removed: water, tree, building."""
@@ -38,6 +50,14 @@ RING_PIXELS = 8
 """Width (pixels) of the surroundings whose colour statistics match a pasted object to the target."""
 FILL_TRIES = 16
 """Shifted copies of the tile tried to fill a removed object with texture."""
+GROUND = 2
+"""What a destroyed object becomes."""
+DESTROYED_CLASSES = (4, 5)
+"""Classes whose objects are destroyed: tree, building."""
+DEBRIS_FRAGMENTS = 0.2
+"""Share of a destroyed object left in place as fragments."""
+EDITS = ("paste", "removal", "destruction")
+PAIR_KINDS = ("edit", "unpaired", "unchanged")
 
 
 @dataclass(frozen=True)
@@ -60,24 +80,35 @@ class _Edit:
 
 
 def synthetic_pair(
-    image: np.ndarray, label: np.ndarray, source_image: np.ndarray, source_label: np.ndarray, rng: np.random.Generator
+    image: np.ndarray, label: np.ndarray, source_image: np.ndarray, source_label: np.ndarray, rng: np.random.Generator,
+    kind: str = "edit", edits: tuple[str, ...] = EDITS,
 ) -> SyntheticPair:
-    """A change pair from a target land-cover tile (``image`` ``[C, H, W]``, ``label`` ``[H, W]``) and a source tile
-    of the same shape: a paste from the source or a removal in the target (chosen by ``rng``); unchanged when
-    neither finds an object of at least :data:`MIN_OBJECT_PIXELS` pixels."""
-    makers = [lambda: _paste(image, label, source_image, source_label, rng), lambda: _removal(image, label, rng)]
-    for k in rng.permutation(2):
-        edit = makers[k]()
+    """A pair of ``kind`` (one of :data:`PAIR_KINDS`) from a target land-cover tile (``image`` ``[C, H, W]``,
+    ``label`` ``[H, W]``) and a source tile of the same shape.
+
+    An ``edit`` tries ``edits`` in an order drawn by ``rng`` and is unchanged when none finds an object
+    of at least :data:`MIN_OBJECT_PIXELS` pixels.
+    """
+    if kind == "unpaired":
+        return _unpaired(image, label, source_image, source_label)
+    if kind == "unchanged":
+        return SyntheticPair(image, nuisance(image, rng), label.copy(), label.copy(), np.zeros_like(label))
+    makers = {"paste": lambda: _paste(image, label, source_image, source_label, rng),
+              "removal": lambda: _removal(image, label, rng),
+              "destruction": lambda: _destruction(image, label, source_image, source_label, rng)}
+    for k in rng.permutation(len(edits)):
+        edit = makers[edits[k]]()
         if edit is not None:
             return _compose(image, label, edit)
     return SyntheticPair(image, image.copy(), label.copy(), label.copy(), np.zeros_like(label))
 
 
-def synthetic_sample(target: dict[str, Any], source: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
-    """A change sample (``single_date`` False) from two single-date land-cover samples of
+def synthetic_sample(target: dict[str, Any], source: dict[str, Any], rng: np.random.Generator,
+                     kind: str = "edit") -> dict[str, Any]:
+    """A change sample (``single_date`` False) of ``kind`` from two single-date land-cover samples of
     :class:`geocd.data.labelled.LabelledPairDataset`, through :func:`synthetic_pair`."""
     pair = synthetic_pair(target["image_before"].numpy(), target["label_before"].numpy(),
-                          source["image_before"].numpy(), source["label_before"].numpy(), rng)
+                          source["image_before"].numpy(), source["label_before"].numpy(), rng, kind)
     return {**target, "image_after": torch.from_numpy(pair.after), "label_before": torch.from_numpy(pair.label_before),
             "label_after": torch.from_numpy(pair.label_after), "change": torch.from_numpy(pair.change),
             "single_date": torch.tensor(False)}
@@ -127,16 +158,53 @@ def _removal(image: np.ndarray, label: np.ndarray, rng: np.random.Generator) -> 
     if found is None:
         return None
     fill_class = fills[rng.integers(len(fills))]
-    _, remaining = found
+    content, filled = _texture_fill(found[1], image, label, image, fill_class, rng)
+    return _Edit(content, filled, fill_class) if filled.any() else None
+
+
+def _destruction(image: np.ndarray, label: np.ndarray, source_image: np.ndarray, source_label: np.ndarray,
+                 rng: np.random.Generator) -> _Edit | None:
+    found = _objects(label, DESTROYED_CLASSES, rng)
+    source_ground = source_label == GROUND
+    if found is None or np.count_nonzero(source_ground) < MIN_OBJECT_PIXELS:
+        return None
+    texture = source_image
+    target_ground = label == GROUND
+    if np.count_nonzero(target_ground) >= MIN_OBJECT_PIXELS:
+        (source_mean, source_std), (target_mean, target_std) = (_statistics(source_image, source_ground),
+                                                                _statistics(image, target_ground))
+        texture = (source_image - source_mean) / source_std * target_std + target_mean
+    content, filled = _texture_fill(found[1], image, source_label, texture, GROUND, rng)
+    mottle = ndimage.gaussian_filter(rng.normal(0, 1, label.shape), 1.5)
+    content = content * np.exp(0.25 * mottle / max(mottle.std(), 1e-6))
+    pieces = ndimage.gaussian_filter(rng.random(label.shape), 2.0)
+    fragments = filled & (pieces > np.quantile(pieces, 1 - DEBRIS_FRAGMENTS))
+    content[:, fragments] = image[:, fragments] * rng.uniform(0.6, 0.9)
+    return _Edit(content.astype(np.float32), filled, GROUND) if filled.any() else None
+
+
+def _texture_fill(mask: np.ndarray, image: np.ndarray, texture_label: np.ndarray, texture: np.ndarray,
+                  fill_class: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``image`` with ``mask`` filled from :data:`FILL_TRIES` shifted copies of ``texture`` where ``texture_label``
+    is ``fill_class``; and the part of ``mask`` that was filled."""
     content = image.copy()
-    height, width = label.shape
+    remaining = mask
+    height, width = mask.shape
     for _ in range(FILL_TRIES):
         dy, dx = int(rng.integers(-height + 1, height)), int(rng.integers(-width + 1, width))
-        take = remaining & (_shifted(label, dy, dx, IGNORE) == fill_class)
-        content[:, take] = _shifted(image, dy, dx, 0)[:, take]
+        take = remaining & (_shifted(texture_label, dy, dx, IGNORE) == fill_class)
+        content[:, take] = _shifted(texture, dy, dx, 0)[:, take]
         remaining = remaining & ~take
-    filled = found[1] & ~remaining
-    return _Edit(content, filled, fill_class) if filled.any() else None
+    return content, mask & ~remaining
+
+
+def _unpaired(image: np.ndarray, label: np.ndarray, source_image: np.ndarray, source_label: np.ndarray) -> SyntheticPair:
+    bits, source_bits = class_bits(label), class_bits(source_label)
+    known = (bits != 0) & (source_bits != 0)
+    single = ((bits & (bits - 1)) == 0) & ((source_bits & (source_bits - 1)) == 0)
+    change = np.where(known & ((bits & source_bits) == 0), 1, np.where(known & single, 0, IGNORE))
+    return SyntheticPair(image, source_image.astype(np.float32), np.where(change == IGNORE, IGNORE, label).astype(np.int64),
+                         np.where(change == IGNORE, IGNORE, source_label).astype(np.int64), change.astype(np.int64))
 
 
 def _shifted(array: np.ndarray, dy: int, dx: int, fill: float) -> np.ndarray:

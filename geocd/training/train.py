@@ -160,6 +160,9 @@ def train(
         raise InputError(None, "batch_size must be at least 2 for training (batch normalisation needs it)")
     if len(options.loss_weights) != SECOND.num_landcover:
         raise InputError(None, f"class_weights needs {SECOND.num_landcover} numbers, one per land-cover class")
+    if options.max_epochs % options.val_every:
+        raise InputError(None, f"val_every ({options.val_every}) must divide max_epochs ({options.max_epochs}): "
+                               "the last epoch is validated")
     if options.synthetic_share > 0 and not options.landcover:
         raise InputError(None, "synthetic_share needs land-cover archives (landcover) to make synthetic change pairs from")
     out = Path(output)
@@ -183,6 +186,7 @@ def train(
               "val_pairs": [r.name for r in data.val_records],
               "semantic_labels": any(r.semantic for r in data.train_records),
               "class_weights": list(options.loss_weights), "synthetic_share": options.synthetic_share,
+              "invariance": options.invariance,
               **data.pseudo_info, **options.extra_info,
               **({"config": dict(config)} if config is not None else {})},
     )
@@ -203,7 +207,8 @@ def build_datamodule(archives: Sequence[str | os.PathLike[str]], options: TrainO
         bands = list(choose_bands(src, options.bands, options.num_bands))
     module = ArchiveDataModule(train_records, val_records, len(bands), options.tile_size, options.batch_size,
                                options.num_workers, options.epoch_length, bands, options.seed,
-                               options.landcover_share, options.landcover_resolution_m, options.synthetic_share)
+                               options.landcover_share, options.landcover_resolution_m, options.synthetic_share,
+                               options.invariance)
     mean, std = band_statistics(module.train_pairs)
     return TrainingData(module, train_records, val_records, bands, mean, std, pseudo_info)
 
@@ -247,6 +252,7 @@ def fit(
             max_epochs=options.max_epochs, precision="16-mixed" if _uses_cuda(options.accelerator) else "32-true",
             logger=CSVLogger(output, name="", version=""), default_root_dir=output, enable_progress_bar=False,
             enable_model_summary=False, log_every_n_steps=1, num_sanity_val_steps=0,
+            check_val_every_n_epoch=options.val_every,
             callbacks=[StepProgress(progress, options.batch_size * options.tile_size**2),
                        ModelCheckpoint(dirpath=lightning, save_last=True, save_top_k=0), best,
                        GeocdExport(output, metadata, best, echo)],
