@@ -37,6 +37,7 @@ _SUN = np.array([np.sin(_SUN_AZIMUTH) * np.cos(_SUN_ELEVATION), np.cos(_SUN_AZIM
 _LIGHT = {"before": ((0.74, 0.72, 0.68), (0.24, 0.27, 0.32), (0.0, 0.0, 0.0)),
           "after": ((0.80, 0.74, 0.64), (0.25, 0.27, 0.30), (4.0, 5.0, 7.0))}
 _SENSOR_NOISE_DN = 2.0
+_ROOF_COLOURS = {"tiles": (150, 78, 58), "slate": (92, 92, 98), "flat": (128, 127, 124)}
 
 
 @dataclass(frozen=True)
@@ -177,24 +178,24 @@ def _crowns(mask: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.
     return height, colour * (1 + 0.1 * leaves)
 
 
-def _roof(shape: tuple[int, int], kind: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """One building's height (m) and roof colour ``[3, h, w]``: gabled tiles, gabled slate or flat with a parapet."""
+def _roof(shape: tuple[int, int], kind: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """One building's height (m) and roof colour ``[3, h, w]``: gabled ``tiles`` or ``slate`` (ridge along the
+    long side), or ``flat`` with a parapet and a rooftop unit."""
     h, w = shape
     yy, xx = np.mgrid[:h, :w].astype(np.float32)
     grain = 1 + 0.05 * rng.standard_normal(shape).astype(np.float32)
-    if kind == 2:
+    colour = np.array(_ROOF_COLOURS[kind], np.float32) * rng.uniform(0.88, 1.12)
+    if kind == "flat":
         height = np.full(shape, rng.uniform(6, 8), np.float32)
         border = np.minimum.reduce([yy, xx, h - 1 - yy, w - 1 - xx]) < 1
         box = (yy >= h // 3) & (yy < h // 3 + 4) & (xx >= w // 2) & (xx < w // 2 + 5)
         height += 0.6 * border + 1.2 * box
-        colour = np.array([128, 127, 124], np.float32) * rng.uniform(0.85, 1.15)
         return height, colour[:, None, None] * grain * np.where(border | box, 1.15, 1)
-    across, along = (yy, xx) if w >= h else (xx, yy)
+    across = yy if w >= h else xx
     half = (min(h, w) - 1) / 2
     height = rng.uniform(4.5, 6) + 0.7 * DEMO_RESOLUTION_M * (half - np.abs(across - half))
-    tiles = 1 + 0.06 * np.sin(along * np.pi / 1.5 + rng.uniform(0, 6.3)) * (np.abs(across - half) > 1)
-    colour = np.array(((150, 78, 58), (92, 92, 98))[kind], np.float32) * rng.uniform(0.9, 1.1)
-    return height.astype(np.float32), colour[:, None, None] * grain * tiles
+    ridge = np.where(np.abs(across - half) < 1, 0.85, 1)
+    return height.astype(np.float32), colour[:, None, None] * grain * ridge
 
 
 def _buildings(mask: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -203,7 +204,8 @@ def _buildings(mask: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, 
     colour = np.zeros((3, *mask.shape), np.float32)
     labels, _ = ndimage.label(mask)
     for index, box in enumerate(ndimage.find_objects(labels)):
-        roof_height, roof_colour = _roof((box[0].stop - box[0].start, box[1].stop - box[1].start), index % 3, rng)
+        roof_height, roof_colour = _roof((box[0].stop - box[0].start, box[1].stop - box[1].start),
+                                        tuple(_ROOF_COLOURS)[index % len(_ROOF_COLOURS)], rng)
         height[box] = np.where(labels[box] == index + 1, roof_height, height[box])
         colour[:, *box] = np.where(labels[box] == index + 1, roof_colour, colour[:, *box])
     return height, colour
@@ -215,7 +217,7 @@ def _water(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     yy, xx = np.mgrid[: mask.shape[0], : mask.shape[1]].astype(np.float32)
     colour = _mix(shore / 14, (58, 84, 78), (24, 46, 54))
     colour *= 1 + 0.06 * (xx - yy) / mask.shape[0] + 0.015 * _fbm(mask.shape, rng, 16, 2)
-    mud = np.exp(-(shore / 1.5) ** 2)[None]
+    mud = np.exp(-(((shore - 1) / 2) ** 2))[None]
     return colour * (1 - mud) + np.array([118, 112, 90], np.float32)[:, None, None] * mud
 
 
@@ -257,7 +259,7 @@ def _render(cover: np.ndarray, scene: _Scene, date: str, rng: np.random.Generato
     road = np.zeros(cover.shape, bool)
     road[_road(cover.shape[0])] = True
     surfaces = {"ground": cover == GROUND, "road": road & (cover == GROUND), "understory": tree,
-                "crown": relief[0] > 0, "roof": cover == BUILDING, "water": cover == WATER}
+                "crown": tree & (relief[0] > 0), "roof": cover == BUILDING, "water": cover == WATER}
     image = scene.reflectance["grass"].copy()
     for name, where in surfaces.items():
         image[:, where] = scene.reflectance[name][:, where]
@@ -272,7 +274,8 @@ def _render(cover: np.ndarray, scene: _Scene, date: str, rng: np.random.Generato
 
 
 def write_demo_pair(folder: str | os.PathLike[str], size: int = 512, seed: int = 0, overwrite: bool = False) -> DemoPair:
-    """Write ``before.tif``, ``after.tif`` and ``truth.tif`` into ``folder`` (created if needed)."""
+    """Write ``before.tif``, ``after.tif`` and ``truth.tif`` into ``folder`` (created if needed): a scene of
+    ``size`` x ``size`` pixels of 0.5 m; the same ``seed`` writes the same files."""
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
