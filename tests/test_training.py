@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +16,9 @@ import rasterio
 import torch
 
 from conftest import synthetic_archive, write_raster
-from geocd.checkpoint import load_checkpoint
+from geocd.checkpoint import load_checkpoint, read_metadata
 from geocd.data.archive import read_archive, split_pairs
+from geocd.errors import InputError
 from geocd.models.siamese import ChangeLogits, ModelConfig
 from geocd.progress import Progress
 from geocd.training.datamodule import ArchiveDataModule, band_statistics
@@ -137,6 +139,22 @@ def test_one_epoch_writes_loadable_checkpoints(tmp_path: Path) -> None:
     assert split["val"] == meta.info["val_pairs"]
     with pytest.raises(Exception, match="already holds a training run"):
         train([manifest], tmp_path / "run", options)
+
+
+def test_val_every_validates_only_those_epochs_and_the_last(tmp_path: Path) -> None:
+    manifest = synthetic_archive(tmp_path / "archive", pairs=2)
+    options = TrainOptions(backbone=BACKBONE, pretrained=False, tile_size=64, batch_size=2, max_epochs=2, val_every=2,
+                           val_fraction=0.5, accelerator="cpu", devices=1)
+    lines: list[str] = []
+    with warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")
+        result = train([manifest], tmp_path / "run", options, echo=lines.append)
+    assert lines[0].startswith("epoch 1/2: loss ") and lines[0].endswith(" not validated")
+    assert " val f1 " in lines[1] and lines[1].endswith("(best)")
+    assert not [w for w in warned if "could not find the monitored key" in str(w.message)]
+    assert read_metadata(result.best).info["epoch"] == 2 and "f1" in read_metadata(result.best).info["validation"]
+    with pytest.raises(InputError, match=r"^val_every \(2\) must divide max_epochs \(3\)"):
+        train([manifest], tmp_path / "other", replace(options, max_epochs=3))
 
 
 def test_binary_archive_records_untrained_land_cover(tmp_path: Path) -> None:

@@ -41,9 +41,11 @@ from geocd.training.task import ChangeTask
 LIGHTNING_NOISE = ("💡 Tip: ", "Loading `train_dataloader` to estimate number of stepping batches", "`Trainer.fit` stopped: ")
 """Starts of Lightning's info lines that do not help a geocd user (advertisements, internals)."""
 LIGHTNING_NOISE_WARNINGS = (r"Experiment logs directory .* exists and is not empty",
-                            r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+                            r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+                            r"`ModelCheckpoint\(monitor='val/selection'\)` could not find the monitored key")
 """Lightning warnings that are spurious here: geocd writes split.json into the run folder before
-Lightning's logger looks at it; the LeafSpec one is Lightning's own use of a newer torch."""
+Lightning's logger looks at it; the LeafSpec one is Lightning's own use of a newer torch; epochs
+skipped by ``val_every`` have no validation score to monitor."""
 
 @dataclass(frozen=True)
 class TrainResult:
@@ -102,7 +104,9 @@ class GeocdExport(Checkpoint):
         self.exported_score: float | None = None
 
     def on_train_epoch_end(self, trainer: pl.Trainer, task: ChangeTask) -> None:
-        scores = {k.removeprefix("val/"): float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+        validated = (trainer.current_epoch + 1) % (trainer.check_val_every_n_epoch or 1) == 0
+        scores = {k.removeprefix("val/"): float(v) for k, v in trainer.callback_metrics.items()
+                  if k.startswith("val/") and validated}
         info = {**self.metadata.info, "epoch": trainer.current_epoch + 1, "validation": scores}
         meta = replace(self.metadata, trained_classes=task.trained_classes(), info=info)
         best_score = None if self.best.best_model_score is None else float(self.best.best_model_score)
@@ -117,7 +121,8 @@ class GeocdExport(Checkpoint):
         shown = " ".join(f"{k} {scores[k]:.3f}" for k in ("f1", "miou", "sek", "score") if k in scores)
         loss_text = f"loss {float(loss):.4f} " if loss is not None else ""
         mark = " (best)" if improved else ""
-        self.echo(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}: {loss_text}val {shown}{mark}")
+        result = f"val {shown}{mark}" if validated else "not validated"
+        self.echo(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}: {loss_text}{result}")
 
     def state_dict(self) -> dict[str, Any]:
         return {"exported_score": self.exported_score}

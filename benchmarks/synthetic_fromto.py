@@ -1,0 +1,110 @@
+"""From/to accuracy of models on synthetic change pairs built from held-out land-cover images.
+
+Each held-out image of the land-cover archives (names from ``--pairs``, e.g. the default model's
+``scripts/default_model_split.yaml``) is cut to its top-left ``--size`` square and edited by
+:func:`geocd.training.synthetic.synthetic_pair` (object paste, removal or destruction, with the
+next held-out image as the source; fixed seeds), written as a georeferenced pair and predicted
+with ``geocd.predict``. Pooled over all pairs, per model: change F1 on the edited pixels (rim
+ignored) and, among the truly changed pixels with one known from and one known to class, the share
+detected and the share of those detected whose from and to classes are both right. Prints a table.
+
+    python3 benchmarks/synthetic_fromto.py ARCHIVE... --model M [--model M2] [--pairs a,b] [--size 512]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import yaml
+from rasterio.windows import Window
+
+from geocd.changemap import is_changed
+from geocd.checkpoint import load_checkpoint
+from geocd.data.archive import read_landcover_archive
+from geocd.data.labels import IGNORE
+from geocd.inference.predict import PredictOptions, PredictOutputs, predict
+from geocd.training.synthetic import synthetic_pair
+
+SPLIT = Path(__file__).resolve().parents[1] / "scripts" / "default_model_split.yaml"
+
+
+def held_out(archives: list[str], names: set[str], size: int) -> list[tuple[np.ndarray, np.ndarray, dict]]:
+    """(image, label, profile) of each held-out image, cut to ``size`` (images smaller than that skipped)."""
+    out = []
+    for archive in archives:
+        for record in read_landcover_archive(archive):
+            if record.name not in names:
+                continue
+            with rasterio.open(record.image) as src, rasterio.open(record.landcover) as lab:
+                if min(src.width, src.height) < size:
+                    continue
+                window = Window(0, 0, size, size)
+                profile = src.profile | {"width": size, "height": size, "transform": src.window_transform(window),
+                                         "driver": "GTiff"}
+                out.append((src.read(window=window).astype(np.float32), lab.read(1, window=window).astype(np.int64),
+                            profile))
+    return out
+
+
+def write_pairs(images: list, folder: Path) -> list[tuple[Path, Path, np.ndarray, np.ndarray, np.ndarray]]:
+    """Synthetic pairs written as GeoTIFFs: (before, after, change, from, to) per pair."""
+    pairs = []
+    for i, (image, label, profile) in enumerate(images):
+        source_image, source_label, _ = images[(i + 1) % len(images)]
+        pair = synthetic_pair(image, label, source_image, source_label, np.random.default_rng(i))
+        paths = []
+        for date, data in (("before", pair.before), ("after", pair.after)):
+            path = folder / f"{i}_{date}.tif"
+            with rasterio.open(path, "w", **profile) as dst:
+                dst.write(np.clip(np.round(data), 0, 255).astype(np.uint8))
+            paths.append(path)
+        pairs.append((*paths, pair.change, pair.label_before, pair.label_after))
+    return pairs
+
+
+def scores(model: Path, pairs: list, folder: Path) -> dict[str, float]:
+    """Pooled change F1, share of known from/to changes detected, and from/to accuracy among those detected."""
+    loaded = [load_checkpoint(model)]
+    tp = fp = fn = known = detected = right = 0
+    for i, (before, after, change, truth_from, truth_to) in enumerate(pairs):
+        raster = folder / f"{i}_{model.stem}_change.tif"
+        predict(before, after, models=loaded, outputs=PredictOutputs(raster=raster, overwrite=True))
+        with rasterio.open(raster) as src:
+            probability, pred_from, pred_to = src.read()
+        flagged = is_changed(probability, PredictOptions().threshold)
+        scored = change != IGNORE
+        tp += np.count_nonzero(flagged & scored & (change == 1))
+        fp += np.count_nonzero(flagged & scored & (change == 0))
+        fn += np.count_nonzero(~flagged & scored & (change == 1))
+        classes = (change == 1) & (truth_from >= 1) & (truth_from <= 6) & (truth_to >= 1) & (truth_to <= 6)
+        known += np.count_nonzero(classes)
+        detected += np.count_nonzero(classes & flagged)
+        right += np.count_nonzero(classes & flagged & (pred_from == truth_from) & (pred_to == truth_to))
+    return {"f1": 2 * tp / max(2 * tp + fp + fn, 1), "detected": detected / max(known, 1),
+            "from_to": right / max(detected, 1), "pixels": known}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("archives", nargs="+")
+    parser.add_argument("--model", action="append", required=True, type=Path)
+    parser.add_argument("--pairs", default=",".join(yaml.safe_load(SPLIT.read_text())["val"]))
+    parser.add_argument("--size", type=int, default=512)
+    args = parser.parse_args()
+    images = held_out(args.archives, set(args.pairs.split(",")), args.size)
+    with tempfile.TemporaryDirectory() as tmp:
+        pairs = write_pairs(images, Path(tmp))
+        print(f"{len(pairs)} synthetic pairs of {args.size}x{args.size} px from held-out land-cover images")
+        print("| model | change F1 | known from/to changes detected | from/to right among detected |")
+        print("| --- | --- | --- | --- |")
+        for model in args.model:
+            s = scores(model, pairs, Path(tmp))
+            print(f"| {model} | {s['f1']:.3f} | {s['detected']:.3f} | {s['from_to']:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
