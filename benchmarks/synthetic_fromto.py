@@ -8,12 +8,15 @@ with ``geocd.predict``. Pooled over all pairs, per model: change F1 on the edite
 ignored) and, among the truly changed pixels with one known from and one known to class, the share
 detected and the share of those detected whose from and to classes are both right. Prints a table.
 
-    python3 benchmarks/synthetic_fromto.py ARCHIVE... --model M [--model M2] [--pairs a,b] [--size 512]
+    python3 benchmarks/synthetic_fromto.py ARCHIVE... --model [NAME=]M [--model ...] [--pairs a,b] [--size 512] [--json F]
+
+``--json`` also writes the figures per model name (scripts/export_default_model.py reads them).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 from pathlib import Path
 
@@ -71,7 +74,7 @@ def scores(model: Path, pairs: list, folder: Path) -> dict[str, float]:
     loaded = [load_checkpoint(model)]
     tp = fp = fn = known = detected = right = 0
     for i, (before, after, change, truth_from, truth_to) in enumerate(pairs):
-        raster = folder / f"{i}_{model.stem}_change.tif"
+        raster = folder / f"{i}_change.tif"
         predict(before, after, models=loaded, outputs=PredictOutputs(raster=raster, overwrite=True))
         with rasterio.open(raster) as src:
             probability, pred_from, pred_to = src.read()
@@ -85,25 +88,30 @@ def scores(model: Path, pairs: list, folder: Path) -> dict[str, float]:
         detected += np.count_nonzero(classes & flagged)
         right += np.count_nonzero(classes & flagged & (pred_from == truth_from) & (pred_to == truth_to))
     return {"f1": 2 * tp / max(2 * tp + fp + fn, 1), "detected": detected / max(known, 1),
-            "from_to": right / max(detected, 1), "pixels": known}
+            "from_to": right / max(detected, 1), "pixels": int(known)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("archives", nargs="+")
-    parser.add_argument("--model", action="append", required=True, type=Path)
+    parser.add_argument("--model", action="append", required=True, help="NAME=PATH or PATH (named by its stem)")
     parser.add_argument("--pairs", default=",".join(yaml.safe_load(SPLIT.read_text())["val"]))
     parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    models = dict(m.split("=", 1) if "=" in m else (Path(m).stem, m) for m in args.model)
     images = held_out(args.archives, set(args.pairs.split(",")), args.size)
     with tempfile.TemporaryDirectory() as tmp:
         pairs = write_pairs(images, Path(tmp))
         print(f"{len(pairs)} synthetic pairs of {args.size}x{args.size} px from held-out land-cover images")
         print("| model | change F1 | known from/to changes detected | from/to right among detected |")
         print("| --- | --- | --- | --- |")
-        for model in args.model:
-            s = scores(model, pairs, Path(tmp))
-            print(f"| {model} | {s['f1']:.3f} | {s['detected']:.3f} | {s['from_to']:.3f} |")
+        figures = {}
+        for name, model in models.items():
+            s = figures[name] = scores(Path(model), pairs, Path(tmp))
+            print(f"| {name} | {s['f1']:.3f} | {s['detected']:.3f} | {s['from_to']:.3f} |")
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=1))
 
 
 if __name__ == "__main__":

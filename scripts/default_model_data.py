@@ -4,7 +4,8 @@
 
 Writes ``WORK_DIR/archive/s2`` (one change pair per city of ``OSCD_S2_DIR``: the red, green and
 blue bands of ``before.tif`` and ``after.tif`` as delivered -- uint16, each date on its own grid
--- and ``change.tif``), then sets the ``split`` column of that archive and of every ``ARCHIVE``
+-- and ``change.tif`` as an archive change mask: OSCD's 255 = change becomes 1, since 255 means
+ignore in an archive), then sets the ``split`` column of that archive and of every ``ARCHIVE``
 from ``scripts/default_model_split.yaml``: ``val`` for the names listed there, ``train`` for all others.
 """
 
@@ -37,8 +38,12 @@ def write_s2_archive(source: Path, folder: Path) -> Path:
                     dst.write(src.read(list(S2_RGB)))
                     dst.descriptions = tuple(src.descriptions[b - 1] for b in S2_RGB)
             paths[date] = out
-        records.append(PairRecord(f"s2_{city.name}", paths["before"], paths["after"], change=(city / "change.tif").resolve(),
-                                  dataset="s2"))
+        change = folder / "change" / f"{city.name}.tif"
+        change.parent.mkdir(parents=True, exist_ok=True)
+        with rasterio.open(city / "change.tif") as src:
+            with rasterio.open(change, "w", **{**src.profile, "driver": "GTiff"}) as dst:
+                dst.write((src.read() > 0).astype("uint8"))
+        records.append(PairRecord(f"s2_{city.name}", paths["before"], paths["after"], change=change.resolve(), dataset="s2"))
     return write_manifest(records, folder / "manifest.csv")
 
 

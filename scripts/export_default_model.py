@@ -3,7 +3,7 @@
 Usage: python3 scripts/export_default_model.py MODEL.safetensors TARGET.safetensors WORK_DIR [FROM_TO.json]
 WORK_DIR/eval/<variant>/<dataset>/evaluation.json are the ``geocd evaluate`` reports of
 scripts/default_model_v2.sh on the held-out pairs and images (variants v1, synthetic,
-invariance, s2); FROM_TO.json, when given, holds benchmarks/synthetic_fromto.py's figures per
+invariance, s2, final); FROM_TO.json, when given, holds benchmarks/synthetic_fromto.py's figures per
 variant. Prints the ablation table (markdown) and stores it, with the card, in the metadata.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 from geocd.checkpoint import load_checkpoint, save_checkpoint
 
 VARIANTS = {"v1": "v1 (session 1)", "synthetic": "+ synthetic pairs", "invariance": "+ invariance",
-            "s2": "+ Sentinel-2 pairs (shipped)"}
+            "s2": "+ Sentinel-2 pairs", "final": "+ Sentinel-2 pairs, 3x the steps (shipped v2)"}
 CHANGE_DATASETS = {"levir": "LEVIR-CD", "dsifn": "DSIFN-CD", "sztaki": "SZTAKI", "oscd": "OSCD RGB", "s2": "Sentinel-2 L1C"}
 LANDCOVER_DATASETS = {"dubai": "Dubai", "loveda": "LoveDA"}
 
