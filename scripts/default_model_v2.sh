@@ -4,7 +4,7 @@
 # WORK_DIR holds the archives of scripts/train_default_model.sh (archive/{levir,dsifn,sztaki,oscd,s2},
 # landcover/{dubai,loveda,potsdam}, split pinned to scripts/default_model_split.yaml). Fine-tunes three
 # variants from V1_CHECKPOINT with the same budget (+synthetic pairs; + invariance; + Sentinel-2 pairs),
-# continues the last one for twice that budget (v2_final, the shipped model), and evaluates v1 and the
+# continues the last one for twice that budget (v2_final), and evaluates v1 and the
 # four on the held-out pairs and images (WORK_DIR/eval/<variant>/<dataset>/evaluation.json).
 # The defaults fit a 2-core CPU (about 35 min for the four runs); on a CUDA GPU Lightning trains with mixed
 # precision: give a bigger BATCH, WORKERS and EPOCHS/EPOCH_LENGTH there.
