@@ -18,8 +18,11 @@ from pathlib import Path
 import numpy as np
 import rasterio
 
+from geocd.changemap import NODATA, is_changed
 from geocd.checkpoint import load_models
+from geocd.data.labels import IGNORE
 from geocd.inference.predict import PredictOptions, PredictOutputs, predict
+from geocd.metrics import binary_scores, confusion_matrix
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "oscd-s2"
 RENDITION_MAX = 3000.0
@@ -35,21 +38,12 @@ def rendition(src_path: Path, dst_path: Path) -> Path:
     return dst_path
 
 
-def counts(change_tif: Path, truth_tif: Path, threshold: float) -> np.ndarray:
-    """(tp, fp, fn) over pixels valid in the prediction."""
+def confusion(change_tif: Path, truth_tif: Path, threshold: float) -> np.ndarray:
+    """The 2x2 ``[truth, prediction]`` unchanged/changed matrix over pixels valid in the prediction."""
     with rasterio.open(change_tif) as pred, rasterio.open(truth_tif) as truth:
-        p = pred.read(1)
-        t = truth.read(1) > 0
-    valid = p != 255
-    changed = (p >= np.ceil(threshold * 254 - 1e-9)) & valid
-    return np.array([(changed & t).sum(), (changed & ~t).sum(), (~changed & t & valid).sum()])
-
-
-def scores(c: np.ndarray) -> tuple[float, float, float]:
-    tp, fp, fn = c
-    precision = tp / max(tp + fp, 1)
-    recall = tp / max(tp + fn, 1)
-    return 2 * precision * recall / max(precision + recall, 1e-12), precision, recall
+        encoded = pred.read(1)
+        changed = truth.read(1) > 0
+    return confusion_matrix(np.where(encoded != NODATA, changed, IGNORE), is_changed(encoded, threshold), 2)
 
 
 def main() -> None:
@@ -61,7 +55,7 @@ def main() -> None:
     cities = args.cities.split(",") if args.cities else sorted(p.name for p in SHARED.iterdir() if p.is_dir())
     models = load_models(args.model)
     modes = args.modes.split(",")
-    totals = {m: np.zeros(3, np.int64) for m in modes}
+    totals = {m: np.zeros((2, 2), np.int64) for m in modes}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         print("| city | " + " | ".join(f"F1 {m}" for m in modes) + " |")
@@ -79,14 +73,14 @@ def main() -> None:
                     radiometry = tuple(float(v) for v in mode.split(":")) if ":" in mode else mode
                     options = PredictOptions(num_workers=0, bands=(3, 2, 1), radiometry=radiometry)
                 predict(before, after, models=models, outputs=PredictOutputs(raster=out), options=options)
-                c = counts(out, SHARED / city / "change.tif", options.threshold)
-                totals[mode] += c
-                row.append(f"{scores(c)[0]:.3f}")
+                matrix = confusion(out, SHARED / city / "change.tif", options.threshold)
+                totals[mode] += matrix
+                row.append(f"{binary_scores(matrix).f1:.3f}")
             print(f"| {city} | " + " | ".join(row) + " |", flush=True)
-        print("| **all (pooled)** | " + " | ".join(f"{scores(totals[m])[0]:.3f}" for m in modes) + " |")
+        print("| **all (pooled)** | " + " | ".join(f"{binary_scores(totals[m]).f1:.3f}" for m in modes) + " |")
         for m in modes:
-            f1, p, r = scores(totals[m])
-            print(f"{m}: F1 {f1:.3f}, precision {p:.3f}, recall {r:.3f}")
+            pooled = binary_scores(totals[m])
+            print(f"{m}: F1 {pooled.f1:.3f}, precision {pooled.precision:.3f}, recall {pooled.recall:.3f}")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ detected and the share of those detected whose from and to classes are both righ
 
     python3 benchmarks/synthetic_fromto.py ARCHIVE... --model [NAME=]M [--model ...] [--pairs a,b] [--size 512] [--json F]
 
-``--json`` also writes the figures per model name (scripts/export_default_model.py reads them).
+``--json`` also writes the figures per model name (scripts/default_model_table.py reads them).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from geocd.checkpoint import load_checkpoint
 from geocd.data.archive import read_landcover_archive
 from geocd.data.labels import IGNORE
 from geocd.inference.predict import PredictOptions, PredictOutputs, predict
+from geocd.metrics import binary_scores, confusion_matrix
 from geocd.training.synthetic import synthetic_pair
 
 SPLIT = Path(__file__).resolve().parents[1] / "scripts" / "default_model_split.yaml"
@@ -72,22 +73,20 @@ def write_pairs(images: list, folder: Path) -> list[tuple[Path, Path, np.ndarray
 def scores(model: Path, pairs: list, folder: Path) -> dict[str, float]:
     """Pooled change F1, share of known from/to changes detected, and from/to accuracy among those detected."""
     loaded = [load_checkpoint(model)]
-    tp = fp = fn = known = detected = right = 0
+    matrix = np.zeros((2, 2), np.int64)
+    known = detected = right = 0
     for i, (before, after, change, truth_from, truth_to) in enumerate(pairs):
         raster = folder / f"{i}_change.tif"
         predict(before, after, models=loaded, outputs=PredictOutputs(raster=raster, overwrite=True))
         with rasterio.open(raster) as src:
             probability, pred_from, pred_to = src.read()
         flagged = is_changed(probability, PredictOptions().threshold)
-        scored = change != IGNORE
-        tp += np.count_nonzero(flagged & scored & (change == 1))
-        fp += np.count_nonzero(flagged & scored & (change == 0))
-        fn += np.count_nonzero(~flagged & scored & (change == 1))
+        matrix += confusion_matrix(change, flagged, 2, ignore=IGNORE)
         classes = (change == 1) & (truth_from >= 1) & (truth_from <= 6) & (truth_to >= 1) & (truth_to <= 6)
         known += np.count_nonzero(classes)
         detected += np.count_nonzero(classes & flagged)
         right += np.count_nonzero(classes & flagged & (pred_from == truth_from) & (pred_to == truth_to))
-    return {"f1": 2 * tp / max(2 * tp + fp + fn, 1), "detected": detected / max(known, 1),
+    return {"f1": binary_scores(matrix).f1, "detected": detected / max(known, 1),
             "from_to": right / max(detected, 1), "pixels": int(known)}
 
 
