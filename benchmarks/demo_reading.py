@@ -3,7 +3,7 @@
 Writes the demo pair, predicts it as ``geocd predict before.tif after.tif -o changes.gpkg
 --landcover lc.tif --num-workers 0`` does, and prints per planted region (a connected part of
 ``truth.tif``) its true from -> to classes, the majority of the two land-cover maps over the
-region, the area-weighted majority ``change_type`` of the polygons over it and the share of the
+region, the ``change_type`` of the polygon covering most of it and the share of the
 region the polygons cover; then the land-cover shares of the whole scene per date and the
 polygons' area outside the planted changes.
 
