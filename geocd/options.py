@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
 SEED_CLASS_WEIGHTS = (2.0, 1.0, 2.0, 2.0, 1.0, 1.0)
 """Weights of land-cover classes 1..6 (water, ground, low vegetation, tree, building, playground)."""
+FREEZABLE = ("encoder", "semantic", "change")
+"""Parts of the network that training can keep as they start: the shared backbone, the land-cover head, the change head."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,7 @@ class TrainOptions:
     landcover_resolution_m: float | None = 0.5
     synthetic_share: float = 0.0
     invariance: float = 0.0
+    freeze: tuple[str, ...] = ()
     extra_info: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -6,6 +6,7 @@ import io
 import json
 import logging
 import math
+import re
 import warnings
 from dataclasses import replace
 from pathlib import Path
@@ -23,7 +24,7 @@ from geocd.models.siamese import ChangeLogits, ModelConfig
 from geocd.progress import Progress
 from geocd.training.datamodule import ArchiveDataModule, band_statistics
 from geocd.training.losses import ChangeLoss
-from geocd.training.task import ChangeTask
+from geocd.training.task import ChangeTask, _validation_scores
 from geocd.training.train import TrainOptions, train
 
 BACKBONE = "mobilenetv3_small_050"
@@ -206,6 +207,57 @@ def test_fine_tuning_starts_from_a_checkpoint(tmp_path: Path) -> None:
     assert load_checkpoint(tuned).metadata.info["backbone_init"] == f"checkpoint {first} (random)"
     with pytest.raises(Exception, match="not the"):
         train([manifest], tmp_path / "other", replace(options, init_from=first, lightweight=False))
+
+
+def test_frozen_parts_keep_every_weight_and_statistic(tmp_path: Path) -> None:
+    manifest = synthetic_archive(tmp_path / "archive", pairs=2, semantic=True)
+    options = TrainOptions(backbone=BACKBONE, pretrained=False, tile_size=64, batch_size=2, max_epochs=1, val_fraction=0.5,
+                           accelerator="cpu", devices=1)
+    first = train([manifest], tmp_path / "first", options, echo=lambda line: None).last
+    brighter = synthetic_archive(tmp_path / "brighter", pairs=2, semantic=True)
+    for record in read_archive(brighter):
+        for path in (record.before, record.after):
+            with rasterio.open(path, "r+") as dst:
+                dst.write(dst.read() // 2 + 100)
+    tuned = train([brighter], tmp_path / "tuned", replace(options, init_from=first, freeze=("encoder", "change")),
+                  echo=lambda line: None).last
+    start, end = load_checkpoint(first), load_checkpoint(tuned)
+    before, after = start.model.state_dict(), end.model.state_dict()
+    kept = [n for n in before if not n.startswith("semantic_head.")]
+    assert kept and [n for n in kept if not torch.equal(before[n], after[n])] == []
+    assert any(not torch.equal(before[n], after[n]) for n in before if n.startswith("semantic_head."))
+    assert end.metadata.mean == start.metadata.mean and end.metadata.info["frozen"] == ["encoder", "change"]
+    assert read_metadata(tmp_path / "tuned" / "best.safetensors").info["validation"]["selection"] == pytest.approx(
+        read_metadata(tmp_path / "tuned" / "best.safetensors").info["validation"]["score"])
+
+
+@pytest.mark.parametrize(("freeze", "init", "message"), [
+    (("encoder", "semantic", "change"), True, "freeze takes some of encoder, semantic, change, not encoder, semantic, change"),
+    (("head",), True, "freeze takes some of encoder, semantic, change, not head"),
+    (("change",), False, "freezing change needs a starting checkpoint (init_from)"),
+])
+def test_freeze_refuses_what_cannot_train(tmp_path: Path, freeze: tuple[str, ...], init: bool, message: str) -> None:
+    manifest = synthetic_archive(tmp_path / "archive", pairs=2, semantic=False)
+    options = TrainOptions(backbone=BACKBONE, pretrained=True, tile_size=64, batch_size=2, max_epochs=1,
+                           init_from=tmp_path / "start.safetensors" if init else None, freeze=freeze)
+    with pytest.raises(InputError, match=f"^{re.escape(message)}$"):
+        train([manifest], tmp_path / "run", options)
+    assert not (tmp_path / "run").exists()
+
+
+def test_selection_scores_what_is_trained() -> None:
+    binary = np.array([[6, 2], [0, 2]])
+    landcover = np.diag([0, 3, 1, 0, 0, 0, 0])
+    landcover[2, 1] = 1
+    both = _validation_scores(np.zeros((7, 7)), binary, landcover)
+    assert both["val/selection"] == both["val/f1"] == pytest.approx(2 / 3)
+    change_frozen = _validation_scores(np.zeros((7, 7)), binary, landcover, frozen=("encoder", "change"))
+    assert change_frozen["val/selection"] == pytest.approx((3 / 4 + 1 / 2) / 2)
+    semantic = np.diag([5, 1, 1, 1, 1, 1, 1])
+    semantic[0, 1] = 2
+    second = _validation_scores(semantic, binary, np.zeros((7, 7)))
+    assert second["val/selection"] == second["val/score"] != second["val/f1"]
+    assert _validation_scores(semantic, binary, np.zeros((7, 7)), frozen=("semantic",))["val/selection"] == second["val/f1"]
 
 
 def test_best_export_follows_lightning_and_resume_continues(tmp_path: Path) -> None:

@@ -77,6 +77,10 @@ class SiameseChangeNet(nn.Module):
         self.semantic_head = FCNHead(fused, config.num_classes, config.lightweight)
         self.change_head = PSPHead(fused, 1, config.lightweight)
 
+    def part(self, name: str) -> nn.Module:
+        """The module of a part named in :data:`geocd.options.FREEZABLE`: the encoder or a head."""
+        return {"encoder": self.encoder, "semantic": self.semantic_head, "change": self.change_head}[name]
+
     def set_normalisation(self, mean: Sequence[float], std: Sequence[float]) -> None:
         """Set the per-band ``mean`` and ``std`` (pixel units, one per input band)."""
         for name, values in zip(NORMALISATION, (mean, std)):

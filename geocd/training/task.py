@@ -1,14 +1,16 @@
 """The Lightning task: the Siamese network, the seed's loss and schedule, and validation scores.
 
 Adam with the backbone at ``lr`` and the heads at ``10 * lr``, poly decay (power 0.9) over
-all training steps. Training batches get the same random dihedral transform on both dates
+all training steps; frozen parts (:data:`geocd.options.FREEZABLE`) get no gradients and keep
+their batch-norm statistics, so they compute exactly what they started with. Training batches get the same random dihedral transform on both dates
 and the labels, and optional brightness/contrast jitter per date (in units of each band's
 std, about its mean). The network normalises the raw tiles with the band statistics it was
 built with.
 Validation accumulates the SECOND confusion matrix (both dates) and the binary change
 matrix of change pairs, and the land-cover matrix of single-date land-cover images (per-class
 IoU, mIoU); the selection metric is Score (0.3 mIoU + 0.7 SeK) when change pairs have
-land-cover labels, else the change F1, or the land-cover mIoU without change pairs.
+land-cover labels, else the change F1, or the land-cover mIoU without change pairs (and
+whatever is left trainable when a head is frozen).
 """
 
 from __future__ import annotations
@@ -44,15 +46,25 @@ class ChangeTask(pl.LightningModule):
         class_weights: Sequence[float] = SEED_CLASS_WEIGHTS,
         jitter: float = 0.1,
         seed: int = 0,
+        frozen: Sequence[str] = (),
     ) -> None:
         super().__init__()
         self.save_hyperparameters({"config": asdict(config), "mean": list(mean), "std": list(std), "lr": lr,
-                                   "class_weights": list(class_weights), "jitter": jitter, "seed": seed})
+                                   "class_weights": list(class_weights), "jitter": jitter, "seed": seed,
+                                   "frozen": list(frozen)})
         self.model = SiameseChangeNet(config, mean, std)
+        self.frozen = [self.model.part(name) for name in frozen]
+        for part in self.frozen:
+            part.requires_grad_(False)
         self.loss = ChangeLoss(class_weights)
         self.val_confusion = SecondConfusion(config.num_classes)
         self.seen_classes = SeenClasses(config.num_classes)
         self.generator = torch.Generator().manual_seed(seed)
+
+    def on_train_batch_start(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        """Frozen parts run in evaluation mode, keeping their batch-norm statistics (Lightning sets modes per module)."""
+        for part in self.frozen:
+            part.eval()
 
     def augment(self, before: torch.Tensor, after: torch.Tensor, labels: list[torch.Tensor]):  # noqa: ANN201
         """One random dihedral transform per sample for dates and labels; jitter per date.
@@ -91,7 +103,7 @@ class ChangeTask(pl.LightningModule):
     def on_validation_epoch_end(self) -> None:
         matrices = {name: m.cpu().numpy() for name, m in self.val_confusion.compute().items()}
         self.val_confusion.reset()
-        self.log_dict(_validation_scores(**matrices), sync_dist=True)  # already reduced: identical on every rank
+        self.log_dict(_validation_scores(**matrices, frozen=self.hparams["frozen"]), sync_dist=True)  # already reduced: identical on every rank
 
     def trained_classes(self) -> tuple[int, ...]:
         """Land-cover ids that appeared in the training labels so far (all ranks)."""
@@ -99,10 +111,10 @@ class ChangeTask(pl.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         lr = self.hparams["lr"]
-        heads = [p for n, p in self.model.named_parameters() if not n.startswith("encoder.")]
-        optimizer = torch.optim.Adam(
-            [{"params": self.model.encoder.parameters(), "lr": lr}, {"params": heads, "lr": lr * HEAD_LR_FACTOR}]
-        )
+        encoder = [p for p in self.model.encoder.parameters() if p.requires_grad]
+        heads = [p for n, p in self.model.named_parameters() if not n.startswith("encoder.") and p.requires_grad]
+        groups = [{"params": encoder, "lr": lr}, {"params": heads, "lr": lr * HEAD_LR_FACTOR}]
+        optimizer = torch.optim.Adam([g for g in groups if g["params"]])
         total = max(1, int(self.trainer.estimated_stepping_batches))
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: max(0.0, 1 - step / total) ** POLY_POWER)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
@@ -159,20 +171,28 @@ class SeenClasses(Metric):
         return self.counts > 0
 
 
-def _validation_scores(semantic: np.ndarray, binary: np.ndarray, landcover: np.ndarray) -> dict[str, float]:
-    """``val/...`` scores of the matrices of :class:`SecondConfusion`, with ``val/selection``."""
+def _validation_scores(
+    semantic: np.ndarray, binary: np.ndarray, landcover: np.ndarray, frozen: Sequence[str] = ()
+) -> dict[str, float]:
+    """``val/...`` scores of the matrices of :class:`SecondConfusion`, with ``val/selection``.
+
+    The selection scores what is trained: the land-cover mIoU without change pairs or with the change
+    head ``frozen``, the change F1 with the land-cover head frozen or without land-cover labels, else Score.
+    """
     scores: dict[str, float] = {f"val/{k}": v for k, v in asdict(binary_scores(binary)).items()}
     if semantic.sum() > 0:
         scores.update({f"val/{k}": v for k, v in asdict(semantic_scores(semantic)).items()})
-        scores["val/selection"] = scores["val/score"]
-    else:
-        scores["val/selection"] = scores["val/f1"]
     if landcover.sum() > 0:
         iou = iou_per_class(landcover)[1:]
         scores["val/landcover_miou"] = float(np.nanmean(iou)) if np.isfinite(iou).any() else 0.0
         scores.update({f"val/landcover_iou_{c}": float(v) for c, v in enumerate(iou, start=1) if np.isfinite(v)})
-        if binary.sum() == 0:
-            scores["val/selection"] = scores["val/landcover_miou"]
+    if landcover.sum() > 0 and (binary.sum() == 0 or "change" in frozen):
+        selection = "landcover_miou"
+    elif semantic.sum() > 0 and "semantic" not in frozen:
+        selection = "score"
+    else:
+        selection = "f1"
+    scores["val/selection"] = scores[f"val/{selection}"]
     return scores
 
 

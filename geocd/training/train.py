@@ -31,7 +31,7 @@ from geocd.data.rasters import choose_bands, open_raster
 from geocd.errors import InputError
 from geocd.models.pretrained import load_imagenet_weights
 from geocd.models.siamese import ModelConfig
-from geocd.options import TrainOptions
+from geocd.options import FREEZABLE, TrainOptions
 from geocd.progress import Progress
 from geocd.schema import SECOND
 from geocd.training.datamodule import ArchiveDataModule, band_statistics
@@ -168,6 +168,11 @@ def train(
     if options.max_epochs % options.val_every:
         raise InputError(None, f"val_every ({options.val_every}) must divide max_epochs ({options.max_epochs}): "
                                "the last epoch is validated")
+    if set(options.freeze) - set(FREEZABLE) or set(options.freeze) == set(FREEZABLE):
+        raise InputError(None, f"freeze takes some of {', '.join(FREEZABLE)}, not {', '.join(options.freeze)}")
+    if options.init_from is None and set(options.freeze) - ({"encoder"} if options.pretrained else set()):
+        raise InputError(None, f"freezing {', '.join(options.freeze)} needs a starting checkpoint (init_from)"
+                               + ("" if options.pretrained else " or, for the encoder, ImageNet weights"))
     if options.synthetic_share > 0 and not options.landcover:
         raise InputError(None, "synthetic_share needs land-cover archives (landcover) to make synthetic change pairs from")
     out = Path(output)
@@ -184,14 +189,14 @@ def train(
     pl.seed_everything(options.seed, workers=True, verbose=False)
     task, backbone_init = build_task(data, options)
     metadata = ModelMetadata(
-        task.model.config, bands=band_names(data.train_records[0], data.bands), mean=tuple(data.mean),
-        std=tuple(data.std), schema=SECOND, tile_size=options.tile_size, resolution_m=ground_resolution(data.train_records),
+        task.model.config, bands=band_names(data.train_records[0], data.bands),
+        mean=tuple(task.model.mean.flatten().tolist()), std=tuple(task.model.std.flatten().tolist()), schema=SECOND, tile_size=options.tile_size, resolution_m=ground_resolution(data.train_records),
         info={"archives": [os.fspath(a) for a in archives], "landcover_archives": [os.fspath(a) for a in options.landcover],
               "backbone_init": backbone_init, "train_pairs": [r.name for r in data.train_records],
               "val_pairs": [r.name for r in data.val_records],
               "semantic_labels": any(r.semantic for r in data.train_records),
               "class_weights": list(options.loss_weights), "synthetic_share": options.synthetic_share,
-              "invariance": options.invariance,
+              "invariance": options.invariance, "frozen": list(options.freeze),
               **data.pseudo_info, **options.extra_info,
               **({"config": dict(config)} if config is not None else {})},
     )
@@ -219,9 +224,13 @@ def build_datamodule(archives: Sequence[str | os.PathLike[str]], options: TrainO
 
 
 def build_task(data: TrainingData, options: TrainOptions) -> tuple[ChangeTask, str]:
-    """The task with its starting weights (unless resuming), and how its backbone was initialised."""
+    """The task with its starting weights (unless resuming), and how its backbone was initialised.
+
+    A checkpoint's frozen encoder keeps the checkpoint's input normalisation, the features it was trained on.
+    """
     config = ModelConfig(options.backbone, len(data.bands), SECOND.num_landcover, options.lightweight)
-    task = ChangeTask(config, data.mean, data.std, options.lr, options.loss_weights, options.jitter, options.seed)
+    task = ChangeTask(config, data.mean, data.std, options.lr, options.loss_weights, options.jitter, options.seed,
+                      options.freeze)
     if options.resume:
         return task, "random"
     if options.init_from is not None:
@@ -229,7 +238,8 @@ def build_task(data: TrainingData, options: TrainOptions) -> tuple[ChangeTask, s
         if start.model.config != config:
             raise InputError(options.init_from, f"is a {start.model.config} model, not the {config} being trained")
         task.model.load_state_dict(start.model.state_dict())
-        task.model.set_normalisation(data.mean, data.std)
+        if "encoder" not in options.freeze:
+            task.model.set_normalisation(data.mean, data.std)
         return task, f"checkpoint {options.init_from} ({start.metadata.info.get('backbone_init', 'unknown')})"
     if options.pretrained:
         return task, load_imagenet_weights(task.model.encoder, options.backbone, len(data.bands), options.backbone_weights)
