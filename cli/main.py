@@ -14,13 +14,13 @@ import threading
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 import click
 
 from geocd import __version__
 from geocd.errors import GeocdError
-from geocd.options import FREEZABLE, SEED_CLASS_WEIGHTS, Balance, PredictOptions, TrainOptions
+from geocd.options import FREEZABLE, SEED_CLASS_WEIGHTS, PredictOptions, TrainOptions
 
 ERROR_EXIT_CODE = 2
 MIN_AREA_HELP = ("Drop changes smaller than this (m², true ground area). "
@@ -372,9 +372,6 @@ def resolved_config(ctx: click.Context) -> dict[str, Any]:
 @click.option("--invariance", default=TrainOptions.invariance, show_default=True, type=click.FloatRange(0, 1),
               help="Share of change tiles whose one date gets differences that are not change (colour, haze, "
                    "JPEG, 1-2 px misregistration...); with --synthetic-share also adds unchanged pairs.")
-@click.option("--balance", default=TrainOptions.balance, show_default=True, type=click.Choice(get_args(Balance)),
-              help="Share the random tiles of change pairs, and of land-cover images, among pairs by area, or "
-                   "equally among datasets first (a small dataset is then seen as often as a big one).")
 @click.option("--freeze", multiple=True, type=click.Choice(FREEZABLE),
               help="Keep this part as --init-from (or ImageNet, for the encoder) gave it: encoder, semantic (the "
                    "land-cover head) or change (the change head); repeatable. E.g. --freeze encoder --freeze change "
@@ -406,7 +403,7 @@ def train(ctx: click.Context, archives: tuple[str, ...], config: str | None, out
           init_from: str | None, lightweight: bool, bands: tuple[int, ...] | None, tile_size: int,
           batch_size: int, max_epochs: int, epoch_length: int | None, lr: float, class_weights: str | None,
           pseudo_labels: str | None, landcover: tuple[str, ...], landcover_share: float, landcover_resolution: float,
-          synthetic_share: float, invariance: float, balance: str, freeze: tuple[str, ...], jitter: float, val_every: int,
+          synthetic_share: float, invariance: float, freeze: tuple[str, ...], jitter: float, val_every: int,
           val_fraction: float, seed: int, accelerator: str, devices: str, strategy: str, num_nodes: int,
           num_workers: int, resume: bool, progress_mode: str) -> None:
     """Train a change model on archives of scene pairs.
@@ -434,7 +431,7 @@ def train(ctx: click.Context, archives: tuple[str, ...], config: str | None, out
         batch_size=batch_size, max_epochs=max_epochs, epoch_length=epoch_length, lr=lr, class_weights=weights,
         pseudo_labels=Path(pseudo_labels) if pseudo_labels else None, landcover=tuple(Path(a) for a in landcover),
         landcover_share=landcover_share, landcover_resolution_m=landcover_resolution, synthetic_share=synthetic_share,
-        invariance=invariance, balance=balance, freeze=freeze, jitter=jitter, val_every=val_every, val_fraction=val_fraction, seed=seed, accelerator=accelerator,
+        invariance=invariance, freeze=freeze, jitter=jitter, val_every=val_every, val_fraction=val_fraction, seed=seed, accelerator=accelerator,
         devices=int(devices) if devices.isdigit() else devices, strategy=strategy, num_nodes=num_nodes,
         num_workers=num_workers, resume=resume,
     )

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from geocd.schema import SECOND
 
@@ -19,8 +19,6 @@ if TYPE_CHECKING:
 
 SEED_CLASS_WEIGHTS = (2.0, 1.0, 2.0, 2.0, 1.0, 1.0)
 """Weights of land-cover classes 1..6 (water, ground, low vegetation, tree, building, playground)."""
-Balance = Literal["area", "dataset"]
-"""How random training tiles are shared among the pairs of a group: by area, or equally per dataset first."""
 FREEZABLE = ("encoder", "semantic", "change")
 """Parts of the network that training can keep as they start: the shared backbone, the land-cover head, the change head."""
 
@@ -58,7 +56,6 @@ class TrainOptions:
     landcover_resolution_m: float | None = 0.5
     synthetic_share: float = 0.0
     invariance: float = 0.0
-    balance: Balance = "area"
     freeze: tuple[str, ...] = ()
     extra_info: dict[str, Any] = field(default_factory=dict)
 

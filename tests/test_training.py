@@ -10,7 +10,6 @@ import re
 import warnings
 from dataclasses import replace
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -23,7 +22,7 @@ from geocd.data.archive import read_archive, split_pairs
 from geocd.errors import InputError
 from geocd.models.siamese import ChangeLogits, ModelConfig
 from geocd.progress import Progress
-from geocd.training.datamodule import ArchiveDataModule, RandomArchiveSampler, band_statistics
+from geocd.training.datamodule import ArchiveDataModule, band_statistics
 from geocd.training.losses import ChangeLoss
 from geocd.training.task import ChangeTask, _validation_scores
 from geocd.training.train import TrainOptions, train
@@ -82,19 +81,6 @@ def test_band_statistics_are_in_the_units_the_network_sees(tmp_path: Path) -> No
             write_raster(path, data, transform=transform)
     mean, std = band_statistics(ArchiveDataModule(records, records, 3, 64, batch_size=2).train_pairs)
     assert all(30 < m < 200 for m in mean) and all(5 < s < 100 for s in std)
-
-
-def _pair(dataset: str, area: int) -> SimpleNamespace:
-    return SimpleNamespace(overlap=SimpleNamespace(width=area, height=1), record=SimpleNamespace(dataset=dataset))
-
-
-def test_tiles_are_shared_by_area_or_per_dataset_first() -> None:
-    pairs = [_pair("a", 100), _pair("a", 300), _pair("b", 100), _pair("c", 10)]
-    by_area = RandomArchiveSampler(pairs[:3], 64, 100)
-    assert by_area.counts == [20, 60, 20]
-    assert RandomArchiveSampler(pairs[:3], 64, 100, balance="dataset").counts == [12, 37, 50]
-    grouped = RandomArchiveSampler(pairs, 64, 100, groups=[0, 0, 0, 1], shares=(0.5, 0.5), balance="dataset")
-    assert grouped.counts == [6, 18, 25, 50]
 
 
 def test_loss_goes_down_on_an_easy_task(tmp_path: Path) -> None:

@@ -25,7 +25,6 @@ from geocd.data.archive import PairRecord
 from geocd.data.labelled import LabelledPairDataset
 from geocd.data.pair import PairDataset
 from geocd.data.rasters import read_mask
-from geocd.options import Balance
 from geocd.training.invariance import with_nuisance
 from geocd.training.synthetic import synthetic_sample
 
@@ -85,9 +84,7 @@ class RandomArchiveSampler(Sampler[Item | SyntheticItem | NuisanceItem]):
     """``length`` random tiles per epoch, shuffled together.
 
     Pairs fall into groups (e.g. change pairs and single-date land-cover images); group ``g``
-    gets ``shares[g]`` of the tiles, shared among its pairs by area (``balance`` "area") or first
-    equally among its datasets and then by area (``balance`` "dataset", so a small dataset is not
-    drowned by a big one), at least one per pair.
+    gets ``shares[g]`` of the tiles, shared among its pairs by area, at least one per pair.
     Each tile of a single-date land-cover pair becomes, with probability ``synthetic_share``, a
     :class:`SyntheticItem` whose source is another random land-cover tile of the epoch, of a kind
     drawn from :data:`SYNTHETIC_KINDS` (:data:`INVARIANCE_KINDS` when ``invariance`` > 0). Each
@@ -98,21 +95,15 @@ class RandomArchiveSampler(Sampler[Item | SyntheticItem | NuisanceItem]):
     def __init__(
         self, pairs: Sequence[LabelledPairDataset], tile_size: int, length: int, seed: int = 0,
         groups: Sequence[int] | None = None, shares: Sequence[float] = (1.0,), synthetic_share: float = 0.0,
-        invariance: float = 0.0, balance: Balance = "area",
+        invariance: float = 0.0,
     ) -> None:
         self.pairs, self.tile_size, self.length, self.seed = list(pairs), tile_size, length, seed
         self.synthetic_share, self.invariance = synthetic_share, invariance
         group = np.zeros(len(self.pairs), int) if groups is None else np.asarray(groups)
         areas = np.array([p.overlap.width * p.overlap.height for p in self.pairs], np.float64)
+        group_area = np.bincount(group, weights=areas)[group]
         share = np.asarray(shares, np.float64)[group] / np.asarray(shares, np.float64)[np.unique(group)].sum()
-        if balance == "dataset":
-            units, unit = np.unique([f"{g}:{p.record.dataset}" for g, p in zip(group, self.pairs)], return_inverse=True)
-            unit_group = np.array([int(u.split(":", 1)[0]) for u in units])
-            share = share / np.bincount(unit_group)[unit_group][unit]
-        else:
-            unit = group
-        unit_area = np.bincount(unit, weights=areas)[unit]
-        self.counts = np.maximum(1, np.floor(length * share * areas / unit_area)).astype(int).tolist()
+        self.counts = np.maximum(1, np.floor(length * share * areas / group_area)).astype(int).tolist()
         self.epoch = 0
 
     def __iter__(self) -> Iterator[Item | SyntheticItem | NuisanceItem]:
@@ -195,8 +186,8 @@ class ArchiveDataModule(pl.LightningDataModule):
 
     Single-date land-cover records (:attr:`PairRecord.single_date`) may sit beside change
     pairs: they get ``landcover_share`` of the training tiles, ``synthetic_share`` of which become
-    synthetic change pairs, and ``invariance`` of the change tiles get nuisance differences,
-    tiles shared by ``balance`` (:class:`RandomArchiveSampler`); land-cover images finer than
+    synthetic change pairs, and ``invariance`` of the change tiles get nuisance differences
+    (:class:`RandomArchiveSampler`); land-cover images finer than
     ``landcover_resolution`` (CRS units, metres on metric grids) are resampled to it.
     """
 
@@ -215,14 +206,12 @@ class ArchiveDataModule(pl.LightningDataModule):
         landcover_resolution: float | None = None,
         synthetic_share: float = 0.0,
         invariance: float = 0.0,
-        balance: Balance = "area",
     ) -> None:
         super().__init__()
         self.train_pairs = [self._dataset(r, num_bands, bands, tile_size, landcover_resolution) for r in train]
         self.val_pairs = [self._dataset(r, num_bands, bands, tile_size, landcover_resolution) for r in val]
         self.tile_size, self.batch_size, self.num_workers, self.seed = tile_size, batch_size, num_workers, seed
         self.landcover_share, self.synthetic_share, self.invariance = landcover_share, synthetic_share, invariance
-        self.balance = balance
         self.epoch_length = max(epoch_length or default_epoch_length(self.train_pairs, tile_size), batch_size)
 
     @staticmethod
@@ -239,8 +228,7 @@ class ArchiveDataModule(pl.LightningDataModule):
         groups = [int(p.record.single_date) for p in self.train_pairs]
         sampler = RandomArchiveSampler(self.train_pairs, self.tile_size, self.epoch_length, self.seed,
                                        groups=groups, shares=(1 - self.landcover_share, self.landcover_share),
-                                       synthetic_share=self.synthetic_share, invariance=self.invariance,
-                                       balance=self.balance)
+                                       synthetic_share=self.synthetic_share, invariance=self.invariance)
         return self._loader(ArchiveTiles(self.train_pairs), sampler, drop_last=True)
 
     def val_dataloader(self) -> DataLoader:

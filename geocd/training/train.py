@@ -196,7 +196,7 @@ def train(
               "val_pairs": [r.name for r in data.val_records],
               "semantic_labels": any(r.semantic for r in data.train_records),
               "class_weights": list(options.loss_weights), "synthetic_share": options.synthetic_share,
-              "invariance": options.invariance, "balance": options.balance, "frozen": list(options.freeze),
+              "invariance": options.invariance, "frozen": list(options.freeze),
               **data.pseudo_info, **options.extra_info,
               **({"config": dict(config)} if config is not None else {})},
     )
@@ -218,7 +218,7 @@ def build_datamodule(archives: Sequence[str | os.PathLike[str]], options: TrainO
     module = ArchiveDataModule(train_records, val_records, len(bands), options.tile_size, options.batch_size,
                                options.num_workers, options.epoch_length, bands, options.seed,
                                options.landcover_share, options.landcover_resolution_m, options.synthetic_share,
-                               options.invariance, options.balance)
+                               options.invariance)
     mean, std = band_statistics(module.train_pairs)
     return TrainingData(module, train_records, val_records, bands, mean, std, pseudo_info)
 
