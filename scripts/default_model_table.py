@@ -12,7 +12,10 @@ import sys
 from pathlib import Path
 
 VARIANTS = {"v1": "v1 (shipped)", "synthetic": "+ synthetic pairs", "invariance": "+ invariance",
-            "s2": "+ Sentinel-2 pairs", "final": "+ Sentinel-2 pairs, 3x the steps"}
+            "s2": "+ Sentinel-2 pairs", "final": "+ Sentinel-2 pairs, 3x the steps",
+            "landcover_head": "v1, land-cover head retrained (change maps kept)",
+            "landcover_head_s2": "v1, land-cover head retrained, + Sentinel-2 land cover from NIR",
+            "change_head": "v1, change head retrained"}
 CHANGE_DATASETS = {"levir": "LEVIR-CD", "dsifn": "DSIFN-CD", "sztaki": "SZTAKI", "oscd": "OSCD RGB", "s2": "Sentinel-2 L1C"}
 LANDCOVER_DATASETS = {"dubai": "Dubai", "loveda": "LoveDA"}
 

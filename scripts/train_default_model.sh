@@ -61,5 +61,8 @@ python3 scripts/export_default_model.py "$BEST" geocd/models/default/geocd-defau
 bash scripts/default_model_v2.sh "$WORK" "$BEST" "${STAGE3_EPOCHS:-4}" "${STAGE3_LENGTH:-200}"
 python3 benchmarks/synthetic_fromto.py "$WORK/landcover/dubai" "$WORK/landcover/loveda" --model "v1=$BEST" \
   --model "synthetic=$WORK/v2_synthetic/last.safetensors" --model "invariance=$WORK/v2_invariance/last.safetensors" \
-  --model "s2=$WORK/v2_s2/last.safetensors" --model "final=$WORK/v2_final/last.safetensors" --json "$WORK/from_to.json"
+  --model "s2=$WORK/v2_s2/last.safetensors" --model "final=$WORK/v2_final/last.safetensors" \
+  --model "landcover_head=$WORK/v2_landcover_head/best.safetensors" \
+  --model "landcover_head_s2=$WORK/v2_landcover_head_s2/best.safetensors" \
+  --model "change_head=$WORK/v2_change_head/best.safetensors" --json "$WORK/from_to.json"
 python3 scripts/default_model_table.py "$WORK" "$WORK/from_to.json"
