@@ -227,6 +227,9 @@ def test_frozen_parts_keep_every_weight_and_statistic(tmp_path: Path) -> None:
     assert kept and [n for n in kept if not torch.equal(before[n], after[n])] == []
     assert any(not torch.equal(before[n], after[n]) for n in before if n.startswith("semantic_head."))
     assert end.metadata.mean == start.metadata.mean and end.metadata.info["frozen"] == ["encoder", "change"]
+    resumed = train([brighter], tmp_path / "tuned", replace(options, max_epochs=2, resume=True, freeze=("encoder", "change")),
+                    echo=lambda line: None).last
+    assert load_checkpoint(resumed).metadata.mean == start.metadata.mean
     assert read_metadata(tmp_path / "tuned" / "best.safetensors").info["validation"]["selection"] == pytest.approx(
         read_metadata(tmp_path / "tuned" / "best.safetensors").info["validation"]["score"])
 

@@ -2,10 +2,10 @@
 
 Adam with the backbone at ``lr`` and the heads at ``10 * lr``, poly decay (power 0.9) over
 all training steps; frozen parts (:data:`geocd.options.FREEZABLE`) get no gradients and keep
-their batch-norm statistics, so they compute exactly what they started with. Training batches get the same random dihedral transform on both dates
-and the labels, and optional brightness/contrast jitter per date (in units of each band's
-std, about its mean). The network normalises the raw tiles with the band statistics it was
-built with.
+their batch-norm statistics, so they compute exactly what they started with. Training batches
+get the same random dihedral transform on both dates and the labels, and optional
+brightness/contrast jitter per date (in units of each band's std, about its mean). The network
+normalises the raw tiles with the band statistics it was built with.
 Validation accumulates the SECOND confusion matrix (both dates) and the binary change
 matrix of change pairs, and the land-cover matrix of single-date land-cover images (per-class
 IoU, mIoU); the selection metric is Score (0.3 mIoU + 0.7 SeK) when change pairs have
@@ -103,7 +103,8 @@ class ChangeTask(pl.LightningModule):
     def on_validation_epoch_end(self) -> None:
         matrices = {name: m.cpu().numpy() for name, m in self.val_confusion.compute().items()}
         self.val_confusion.reset()
-        self.log_dict(_validation_scores(**matrices, frozen=self.hparams["frozen"]), sync_dist=True)  # already reduced: identical on every rank
+        scores = _validation_scores(**matrices, frozen=self.hparams["frozen"])
+        self.log_dict(scores, sync_dist=True)  # already reduced: identical on every rank
 
     def trained_classes(self) -> tuple[int, ...]:
         """Land-cover ids that appeared in the training labels so far (all ranks)."""

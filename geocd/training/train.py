@@ -30,7 +30,7 @@ from geocd.data.archive import LandCoverRecord, PairRecord, manifest_path, read_
 from geocd.data.rasters import choose_bands, open_raster
 from geocd.errors import InputError
 from geocd.models.pretrained import load_imagenet_weights
-from geocd.models.siamese import ModelConfig
+from geocd.models.siamese import NORMALISATION, ModelConfig
 from geocd.options import FREEZABLE, TrainOptions
 from geocd.progress import Progress
 from geocd.schema import SECOND
@@ -95,7 +95,10 @@ class TrainingData:
 
 class GeocdExport(Checkpoint):
     """After Lightning's checkpoints of each epoch: ``last.safetensors``, one summary line, and
-    ``best.safetensors`` when ``best`` (a monitoring :class:`ModelCheckpoint`) took a new best."""
+    ``best.safetensors`` when ``best`` (a monitoring :class:`ModelCheckpoint`) took a new best.
+
+    The checkpoints' metadata gets the network's own normalisation (a frozen encoder keeps its
+    starting checkpoint's, also when resumed)."""
 
     def __init__(
         self, folder: Path, metadata: ModelMetadata, best: ModelCheckpoint, echo  # noqa: ANN001 - a print-like callable
@@ -108,7 +111,8 @@ class GeocdExport(Checkpoint):
         scores = {k.removeprefix("val/"): float(v) for k, v in trainer.callback_metrics.items()
                   if k.startswith("val/") and validated}
         info = {**self.metadata.info, "epoch": trainer.current_epoch + 1, "validation": scores}
-        meta = replace(self.metadata, trained_classes=task.trained_classes(), info=info)
+        mean, std = (tuple(getattr(task.model, name).flatten().tolist()) for name in NORMALISATION)
+        meta = replace(self.metadata, mean=mean, std=std, trained_classes=task.trained_classes(), info=info)
         best_score = None if self.best.best_model_score is None else float(self.best.best_model_score)
         improved = best_score != self.exported_score
         self.exported_score = best_score
@@ -170,7 +174,7 @@ def train(
                                "the last epoch is validated")
     if set(options.freeze) - set(FREEZABLE) or set(options.freeze) == set(FREEZABLE):
         raise InputError(None, f"freeze takes some of {', '.join(FREEZABLE)}, not {', '.join(options.freeze)}")
-    if options.init_from is None and set(options.freeze) - ({"encoder"} if options.pretrained else set()):
+    if not options.resume and options.init_from is None and set(options.freeze) - ({"encoder"} if options.pretrained else set()):
         raise InputError(None, f"freezing {', '.join(options.freeze)} needs a starting checkpoint (init_from)"
                                + ("" if options.pretrained else " or, for the encoder, ImageNet weights"))
     if options.synthetic_share > 0 and not options.landcover:
@@ -189,8 +193,8 @@ def train(
     pl.seed_everything(options.seed, workers=True, verbose=False)
     task, backbone_init = build_task(data, options)
     metadata = ModelMetadata(
-        task.model.config, bands=band_names(data.train_records[0], data.bands),
-        mean=tuple(task.model.mean.flatten().tolist()), std=tuple(task.model.std.flatten().tolist()), schema=SECOND, tile_size=options.tile_size, resolution_m=ground_resolution(data.train_records),
+        task.model.config, bands=band_names(data.train_records[0], data.bands), mean=tuple(data.mean),
+        std=tuple(data.std), schema=SECOND, tile_size=options.tile_size, resolution_m=ground_resolution(data.train_records),
         info={"archives": [os.fspath(a) for a in archives], "landcover_archives": [os.fspath(a) for a in options.landcover],
               "backbone_init": backbone_init, "train_pairs": [r.name for r in data.train_records],
               "val_pairs": [r.name for r in data.val_records],
