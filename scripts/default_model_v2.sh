@@ -7,8 +7,9 @@
 # continues the last one for twice that budget (v2_final), trains single heads of v1 on its frozen encoder
 # (land-cover head, with and without Sentinel-2 land cover; change head), and evaluates v1 and the
 # seven on the held-out pairs and images (WORK_DIR/eval/<variant>/<dataset>/evaluation.json).
-# The defaults fit a 2-core CPU (about 35 min for the four fine-tunes, 40 min for the three head-only runs); on a CUDA GPU Lightning trains with mixed
-# precision: give a bigger BATCH, WORKERS and EPOCHS/EPOCH_LENGTH there.
+# The defaults fit a 2-core CPU (about 35 min for the four fine-tunes, 40 min for the three head-only runs);
+# on a CUDA GPU Lightning trains with mixed precision: give a bigger BATCH, WORKERS and EPOCHS/EPOCH_LENGTH there.
+# Later flags override COMMON's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=$1
