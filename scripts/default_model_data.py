@@ -28,28 +28,28 @@ from geocd.schema import SECOND
 
 S2_RGB = (3, 2, 1)
 """B04, B03, B02 of the oscd-s2 stacks (B02, B03, B04, B08)."""
+CLASS = {c.name: c.id for c in SECOND.classes}
+WATER, GROUND, LOW_VEGETATION, TREE, BUILDING = (CLASS[n] for n in ("water", "ground", "low vegetation", "tree", "building"))
 WATER_NDWI = 0.2
 """McFeeters' NDWI (green - NIR) / (green + NIR) above which a dark pixel (:data:`WATER_NIR`) is water."""
 WATER_NIR = 500
 """Top-of-atmosphere NIR (B08, reflectance x 10000) below which water may be: dense city blocks reach NDWI > 0 too."""
 VEGETATION_NDVI = 0.35
 """NDVI (NIR - red) / (NIR + red) above which a pixel is vegetation (low vegetation or tree: not told apart)."""
-CLASS = {c.name: c.id for c in SECOND.classes}
-WATER, GROUND, LOW_VEGETATION, TREE, BUILDING = (CLASS[n] for n in ("water", "ground", "low vegetation", "tree", "building"))
-CITY_DATE = re.compile(r"_(before|after)$")
-"""The date suffix of a Sentinel-2 land-cover image's name (``s2_pisa_before``: the city is ``s2_pisa``)."""
 BARE_NDVI = 0.15
 """NDVI below which a pixel that is not water is unvegetated (ground or building: not told apart)."""
+CITY_DATE = re.compile(r"_(before|after)$")
+"""The date suffix of a Sentinel-2 land-cover image's name (``s2_pisa_before``: the city is ``s2_pisa``)."""
 
 
 def spectral_landcover(stack: np.ndarray) -> np.ndarray:
     """Land-cover labels of a (B02, B03, B04, B08) top-of-atmosphere stack from NDWI and NDVI.
 
-    Water where NDWI > :data:`WATER_NDWI` and NIR < :data:`WATER_NIR`; else {low vegetation, tree} where NDVI >
-    :data:`VEGETATION_NDVI`; else {ground, building} where NDVI < :data:`BARE_NDVI`; the rest, and
+    Water where NDWI > :data:`WATER_NDWI` and NIR < :data:`WATER_NIR`; else {low vegetation, tree}
+    where NDVI > :data:`VEGETATION_NDVI`; else {ground, building} where NDVI < :data:`BARE_NDVI`; the rest, and
     pixels without signal, ignore. Weak labels, but from a band the RGB model never sees.
     """
-    blue, green, red, nir = stack.astype(np.float64)
+    _, green, red, nir = stack.astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         ndwi, ndvi = (green - nir) / (green + nir), (nir - red) / (nir + red)
     labels = np.full(ndvi.shape, IGNORE, np.uint8)
