@@ -140,10 +140,16 @@ def _paste(image: np.ndarray, label: np.ndarray, source_image: np.ndarray, sourc
     ring = ndimage.binary_dilation(mask, iterations=RING_PIXELS) & ~mask
     ring &= (label != IGNORE) & (source_label != IGNORE)
     ring = ring if ring.any() else np.ones_like(mask)
-    source_mean, source_std = _statistics(source_image, ring)
-    target_mean, target_std = _statistics(image, ring)
-    content = (source_image - source_mean) / source_std * target_std + target_mean
+    content = _colour_matched(source_image, ring, image, ring)
     return _Edit(content.astype(np.float32), mask, to_class)
+
+
+def _colour_matched(source_image: np.ndarray, source_where: np.ndarray, image: np.ndarray,
+                    where: np.ndarray) -> np.ndarray:
+    """``source_image`` with, per band, the mean and std of ``image`` over ``where`` where it had its own
+    over ``source_where``."""
+    (source_mean, source_std), (mean, std) = _statistics(source_image, source_where), _statistics(image, where)
+    return (source_image - source_mean) / source_std * std + mean
 
 
 def _statistics(image: np.ndarray, where: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -171,9 +177,7 @@ def _destruction(image: np.ndarray, label: np.ndarray, source_image: np.ndarray,
     texture = source_image
     target_ground = label == GROUND
     if np.count_nonzero(target_ground) >= MIN_OBJECT_PIXELS:
-        (source_mean, source_std), (target_mean, target_std) = (_statistics(source_image, source_ground),
-                                                                _statistics(image, target_ground))
-        texture = (source_image - source_mean) / source_std * target_std + target_mean
+        texture = _colour_matched(source_image, source_ground, image, target_ground)
     content, filled = _texture_fill(found[1], image, source_label, texture, GROUND, rng)
     mottle = ndimage.gaussian_filter(rng.normal(0, 1, label.shape), 1.5)
     content = content * np.exp(0.25 * mottle / max(mottle.std(), 1e-6))
