@@ -110,6 +110,19 @@ def parse_bands(ctx: click.Context, param: click.Parameter, value: str | None) -
     return bands
 
 
+def parse_scales(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[float, ...]:
+    """``--scales 1,0.5`` -> (1.0, 0.5), each in (0, 4]."""
+    if value is None:
+        return PredictOptions.scales
+    try:
+        scales = tuple(float(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter("use comma-separated resize factors, e.g. 1,0.5") from None
+    if not all(0 < s <= 4 for s in scales):
+        raise click.BadParameter("each scale must be more than 0 and at most 4")
+    return scales
+
+
 def parse_radiometry(ctx: click.Context, param: click.Parameter, value: str) -> str | tuple[float, float]:
     """``auto``/``stretch``/``none`` as they are; ``LOW,HIGH`` -> (low, high)."""
     if value in ("auto", "stretch", "none"):
@@ -144,6 +157,9 @@ PREDICT_OPTIONS = (
                       "linearly from its 2-98 % percentiles, one range for dates stored alike), stretch (always), "
                       "none (values as stored), or LOW,HIGH (this range of scaled values -> 0-255 in both dates, "
                       "e.g. 0,3000 for Sentinel-2 L1C)."),
+    click.option("--scales", callback=parse_scales,
+                 help="Also run the network on the tiles resized by these factors and average the probabilities, "
+                      "e.g. 1,0.5 (tiles grow so the smallest scale sees the model's tile). Default: 1."),
     TILE_SIZE_OPTION,
     click.option("--overlap", default=PredictOptions.overlap, type=click.IntRange(0),
                  help="Tile overlap in pixels. Default: 1/8 of the tile."),
@@ -184,7 +200,7 @@ def predict_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @reports_errors
 def predict(before: str, after: str, output: str | None, raster: str | None, landcover: str | None, models: tuple[str, ...], tta: bool,
             threshold: float, min_area: float | None, bands: tuple[int, ...] | None,
-            radiometry: str | tuple[float, float], tile_size: int | None,
+            radiometry: str | tuple[float, float], scales: tuple[float, ...], tile_size: int | None,
             overlap: int | None, device: str, backend: str, batch_size: int | None, num_workers: int | None, overwrite: bool,
             progress_mode: str, quiet: bool, quicklook: str | None, report: str | None) -> None:
     """Detect changes between BEFORE and AFTER rasters and write polygons.
@@ -212,7 +228,7 @@ def predict(before: str, after: str, output: str | None, raster: str | None, lan
     resolved = resolve_device(device)
     options = PredictOptions(tile_size=tile_size, overlap=overlap, tta=tta, threshold=threshold, device=resolved,
                              batch_size=batch_size, num_workers=num_workers, bands=bands, radiometry=radiometry,
-                             backend=backend)
+                             backend=backend, scales=scales)
     loaded = load_models(list(models), resolved)
     progress = Progress("none" if quiet else progress_mode)
     result = run_predict(before, after, models=loaded, outputs=outputs, options=options, progress=progress)
@@ -240,8 +256,8 @@ def predict(before: str, after: str, output: str | None, raster: str | None, lan
 def predict_archive(manifest: str, output: str, vector_format: str, raster: bool, quicklook: bool, report: bool,
                     scheduler: str | None, workers: int | None, models: tuple[str, ...], tta: bool, threshold: float,
                     min_area: float | None, bands: tuple[int, ...] | None, radiometry: str | tuple[float, float],
-                    tile_size: int | None, overlap: int | None, device: str, backend: str, batch_size: int | None,
-                    overwrite: bool, progress_mode: str, quiet: bool) -> None:
+                    scales: tuple[float, ...], tile_size: int | None, overlap: int | None, device: str, backend: str,
+                    batch_size: int | None, overwrite: bool, progress_mode: str, quiet: bool) -> None:
     """Detect changes in every pair of an archive on a Dask cluster, one task per pair.
 
     MANIFEST is an archive as train reads it (labels are ignored). OUTPUT gets each
@@ -261,7 +277,7 @@ def predict_archive(manifest: str, output: str, vector_format: str, raster: bool
     outputs = ArchiveOutputs(Path(output), vector_suffix=f".{vector_format}", raster=raster, quicklook=quicklook,
                              report=report, overwrite=overwrite, min_area_m2=min_area)
     options = PredictOptions(tile_size=tile_size, overlap=overlap, tta=tta, threshold=threshold, device=device,
-                             batch_size=batch_size, bands=bands, radiometry=radiometry, backend=backend)
+                             batch_size=batch_size, bands=bands, radiometry=radiometry, backend=backend, scales=scales)
     with dask_client(scheduler, workers, gpu=device.startswith("cuda")) as client:
         result = run_archive(manifest, client, models=models, outputs=outputs, options=options,
                              progress=Progress("none" if quiet else progress_mode))

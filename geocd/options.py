@@ -80,7 +80,9 @@ class PredictOptions:
     2 on CUDA. The CPU defaults were measured on 2 cores (issue 18).
     ``radiometry`` says how stored pixel values become the model's input
     (:data:`geocd.data.radiometry.RadiometryMode`). ``backend`` runs the network
-    (:func:`geocd.inference.backends.build_runners`).
+    (:func:`geocd.inference.backends.build_runners`). ``scales`` are the input resizings whose
+    probabilities are averaged (:func:`geocd.models.tta.predict_probabilities`); with a scale below 1
+    and no ``tile_size``, tiles grow so the smallest scale still sees the model's tile size.
     """
 
     tile_size: int | None = None
@@ -93,3 +95,4 @@ class PredictOptions:
     bands: tuple[int, ...] | None = None
     radiometry: RadiometryMode = "auto"
     backend: Backend = "auto"
+    scales: tuple[float, ...] = (1.0,)

@@ -64,6 +64,18 @@ def test_onnx_probabilities_match_torch_with_tta_and_an_ensemble(tmp_path: Path,
         assert torch.allclose(a, b, atol=1e-4, rtol=0)
 
 
+def test_onnx_runs_every_scale_like_torch(small_checkpoint: Path) -> None:
+    models = [load_checkpoint(small_checkpoint)]
+    before, after = (torch.rand(1, 3, 64, 64) * 255 for _ in range(2))
+    scales = (1.0, 0.5)
+    expected = predict_probabilities(build_runners(models, CPU, "torch", 64, scales), before, after, scales=scales)
+    runners = build_runners(models, CPU, "onnx", 64, scales)
+    assert sorted(runners[0].sessions) == [32, 64]
+    got = predict_probabilities(runners, before, after, scales=scales)
+    for a, b in zip(expected, got):
+        assert torch.allclose(a, b, atol=1e-4, rtol=0)
+
+
 def test_onnx_and_torch_write_the_same_change_raster(tmp_path: Path, small_checkpoint: Path) -> None:
     before, after, _ = planted_pair(tmp_path)
     model = load_checkpoint(small_checkpoint)

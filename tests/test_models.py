@@ -112,6 +112,26 @@ def test_tta_averages_over_the_six_transforms_mapped_back() -> None:
     torch.testing.assert_close(probs[2, 2], low)
 
 
+class SmallInputModel(PointwiseModel):
+    """Not scale-invariant: the change logit is +5 on inputs narrower than 8 pixels, -5 otherwise."""
+
+    def forward(self, before: torch.Tensor, after: torch.Tensor) -> ChangeLogits:
+        out = super().forward(before, after)
+        return ChangeLogits(out.sem_before, out.sem_after, torch.full_like(out.change, 5.0 if before.shape[-1] < 8 else -5.0))
+
+
+def test_scales_average_the_resized_runs_mapped_back_to_the_input_size() -> None:
+    before, after = torch.randn(2, 3, 8, 12), torch.randn(2, 3, 8, 12)
+    probs = predict_probabilities([SmallInputModel()], before, after, scales=(1.0, 0.5))
+    assert probs.change.shape == (2, 1, 8, 12) and probs.sem_after.shape == (2, 4, 8, 12)
+    torch.testing.assert_close(probs.change, torch.full((2, 1, 8, 12), 0.5))  # sigmoid(-5) and sigmoid(5), averaged
+    flat = torch.full((1, 3, 8, 12), 7.0)  # a constant image resizes exactly: every scale sees the same pixels
+    plain = predict_probabilities([PointwiseModel()], flat, flat * 0.5)
+    scaled = predict_probabilities([PointwiseModel()], flat, flat * 0.5, scales=(1.0, 0.5, 2.0))
+    for p, s in zip(plain, scaled):
+        torch.testing.assert_close(p, s)
+
+
 def test_ensemble_averages_member_probabilities() -> None:
     a, b = PointwiseModel(seed=1), PointwiseModel(seed=2)
     before, after = torch.randn(1, 3, 5, 5), torch.randn(1, 3, 5, 5)

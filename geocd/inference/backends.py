@@ -33,6 +33,7 @@ from geocd.atomic import atomic_output
 from geocd.checkpoint import LoadedModel
 from geocd.errors import InputError, OutputError
 from geocd.models import ChangeLogits
+from geocd.models.tta import scaled_size
 
 Backend = Literal["auto", "torch", "onnx"]
 Runner = Callable[[torch.Tensor, torch.Tensor], ChangeLogits]
@@ -57,8 +58,9 @@ class NormalizedModel(nn.Module):
         return self.net(before.contiguous(memory_format=layout), after.contiguous(memory_format=layout))
 
 
-def build_runners(models: Sequence[LoadedModel], device: torch.device, backend: Backend, tile_size: int) -> list[Runner]:
-    """One runner per model for square tiles of ``tile_size`` pixels.
+def build_runners(models: Sequence[LoadedModel], device: torch.device, backend: Backend, tile_size: int,
+                  scales: Sequence[float] = (1.0,)) -> list[Runner]:
+    """One runner per model for square tiles of ``tile_size`` pixels, resized by each of ``scales``.
 
     ``auto`` uses ONNX Runtime on the CPU when it is installed and the model has a file,
     PyTorch otherwise (and always on CUDA). ``onnx`` runs on the CPU only.
@@ -68,7 +70,8 @@ def build_runners(models: Sequence[LoadedModel], device: torch.device, backend: 
             raise InputError(None, "backend onnx needs onnxruntime, which is not installed (pip install onnxruntime)")
         if device.type != "cpu":
             raise InputError(None, f"backend onnx runs on the CPU only, not on {device}")
-    return [_build_runner(m, device, backend, tile_size) for m in models]
+    sizes = sorted({scaled_size((tile_size, tile_size), scale)[0] for scale in scales})
+    return [_build_runner(m, device, backend, sizes) for m in models]
 
 
 def resolved_backend(model: LoadedModel, device: torch.device, backend: Backend) -> Literal["torch", "onnx"]:
@@ -100,28 +103,31 @@ def physical_cores() -> int:
     return len(cores)
 
 
-def _build_runner(model: LoadedModel, device: torch.device, backend: Backend, tile_size: int) -> Runner:
+def _build_runner(model: LoadedModel, device: torch.device, backend: Backend, sizes: Sequence[int]) -> Runner:
     net = NormalizedModel(model).to(device).eval()
     if resolved_backend(model, device, backend) == "torch":
         return net
-    return _OnnxRunner(_onnx_graph(net, model.path, tile_size))
+    return _OnnxRunner({size: _onnx_graph(net, model.path, size) for size in sizes})
 
 
 class _OnnxRunner:
-    """An ONNX Runtime CPU session called like the PyTorch model it was exported from."""
+    """ONNX Runtime CPU sessions, one per square input size, called like the PyTorch model they were exported from."""
 
-    def __init__(self, graph: Path | bytes) -> None:
+    def __init__(self, graphs: dict[int, Path | bytes]) -> None:
         ort = _onnxruntime()
         options = ort.SessionOptions()
         options.intra_op_num_threads = physical_cores()
         options.inter_op_num_threads = 1
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # waiting threads yield the core to the reader
-        self.session = ort.InferenceSession(graph if isinstance(graph, bytes) else os.fspath(graph), options,
-                                            providers=["CPUExecutionProvider"])
+        self.sessions = {
+            size: ort.InferenceSession(graph if isinstance(graph, bytes) else os.fspath(graph), options,
+                                       providers=["CPUExecutionProvider"])
+            for size, graph in graphs.items()
+        }
 
     def __call__(self, before: torch.Tensor, after: torch.Tensor) -> ChangeLogits:
         feeds = {name: np.ascontiguousarray(x.numpy(), np.float32) for name, x in (("before", before), ("after", after))}
-        return ChangeLogits(*(torch.from_numpy(o) for o in self.session.run(None, feeds)))
+        return ChangeLogits(*(torch.from_numpy(o) for o in self.sessions[before.shape[-1]].run(None, feeds)))
 
 
 def _onnx_graph(net: NormalizedModel, checkpoint: Path, tile_size: int) -> Path | bytes:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 import time
@@ -92,7 +93,7 @@ def predict_change_raster(
     meta = models[0].metadata
     progress = progress or Progress("none")
     device = resolve_device(options.device)
-    tile = options.tile_size or meta.tile_size
+    tile = options.tile_size or scaled_tile(meta.tile_size, options.scales)
     overlap = options.overlap if options.overlap is not None else tile // 8
     if not 0 <= overlap < tile:
         raise InputError(None, f"overlap {overlap} must be at least 0 and less than the tile size {tile}")
@@ -110,12 +111,13 @@ def predict_change_raster(
         _ErrorsAsSamples(dataset), batch_size=batch_size, sampler=sampler,
         num_workers=num_workers, collate_fn=_collate_or_error, pin_memory=device.type == "cuda",
     )
-    nets = build_runners(models, device, options.backend, tile)
+    nets = build_runners(models, device, options.backend, tile, options.scales)
     trained = list(meta.trained_classes)
     info = ChangeMapInfo(
         threshold=options.threshold, schema=meta.schema, trained_classes=meta.trained_classes,
         models=tuple(str(m.path) for m in models), inputs=(os.fspath(before), os.fspath(after)),
-        extra={"tta": str(options.tta).lower(), "radiometry": radiometry_tag(options.radiometry, dataset.stretches)},
+        extra={"tta": str(options.tta).lower(), "scales": ",".join(f"{x:g}" for x in options.scales),
+               "radiometry": radiometry_tag(options.radiometry, dataset.stretches)},
     )
     grid, region = dataset.grid, dataset.overlap
     model_seconds = 0.0
@@ -134,7 +136,7 @@ def predict_change_raster(
             if isinstance(batch, GeocdError):
                 raise batch
             t0 = time.perf_counter()
-            probs = _forward(nets, batch, device, options.tta, trained)
+            probs = _forward(nets, batch, device, options, trained)
             model_seconds += time.perf_counter() - t0
             for i, (row, col) in enumerate(batch["window"].tolist()):
                 stitcher.add(Window(col, row, tile, tile), probs[i], batch["valid"][i].numpy())
@@ -208,13 +210,19 @@ def _collate_or_error(samples: list[dict | GeocdError]) -> dict | GeocdError:
     return errors[0] if errors else default_collate(samples)
 
 
-def _forward(nets: Sequence[Runner], batch: dict, device: torch.device, tta: bool, trained: list[int]) -> np.ndarray:
+def scaled_tile(tile_size: int, scales: Sequence[float]) -> int:
+    """The tile size at which the smallest of ``scales`` still sees ``tile_size`` pixels (a multiple of 32)."""
+    return max(tile_size, math.ceil(tile_size / min(scales) / 32) * 32)
+
+
+def _forward(nets: Sequence[Runner], batch: dict, device: torch.device, options: PredictOptions,
+             trained: list[int]) -> np.ndarray:
     """Stacked probabilities ``[B, 1 + 2T, h, w]``: change, then the trained classes of each date."""
     before = batch["image_before"].to(device, non_blocking=True)
     after = batch["image_after"].to(device, non_blocking=True)
     amp = torch.autocast("cuda", dtype=torch.float16) if device.type == "cuda" else contextlib.nullcontext()
     with amp:
-        out = predict_probabilities(nets, before, after, tta=tta)
+        out = predict_probabilities(nets, before, after, tta=options.tta, scales=options.scales)
     channels = [out.change]
     if trained:
         heads = [c - 1 for c in trained]
