@@ -587,14 +587,16 @@ def import_chips(source: str, destination: str, resolution: float | None, datase
 @click.argument("source", type=click.Path())
 @click.argument("destination", type=click.Path(file_okay=False))
 @click.option("--mapping", required=True,
-              help="Mask coding: a shipped name (dubai, loveda, potsdam) or a YAML file mapping values/colours to classes.")
+              help="Mask coding: a shipped name (chesapeake, deepglobe, dubai, gid, loveda, potsdam) or a YAML file mapping values/colours to classes.")
 @click.option("--resolution", type=click.FloatRange(0, min_open=True),
               help="Pixel size in metres for images without georeferencing (they get a local metric grid).")
 @click.option("--dataset", help="Dataset name recorded in the manifest. Default: SOURCE's folder name.")
+@click.option("--bands", callback=parse_bands,
+              help="Image bands to keep, 1-based, comma-separated (e.g. 1,2,3 for R,G,B,NIR images). Default: all.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing archive in DESTINATION.")
 @reports_errors
 def import_landcover(source: str, destination: str, mapping: str, resolution: float | None, dataset: str | None,
-                     overwrite: bool) -> None:
+                     bands: tuple[int, ...] | None, overwrite: bool) -> None:
     """Turn image/ + mask/ land-cover maps into a georeferenced land-cover archive.
 
     Masks are coded by grey value or RGB colour; the mapping sends each to a class, a set
@@ -606,7 +608,8 @@ def import_landcover(source: str, destination: str, mapping: str, resolution: fl
     """
     from geocd.data.landcover_import import import_landcover as run_import
 
-    records = run_import(source, destination, mapping, resolution=resolution, dataset=dataset, overwrite=overwrite)
+    records = run_import(source, destination, mapping, resolution=resolution, dataset=dataset, bands=bands,
+                         overwrite=overwrite)
     click.echo(f"imported {len(records)} land-cover images into {destination}/manifest.csv")
 
 

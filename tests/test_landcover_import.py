@@ -11,6 +11,7 @@ import rasterio
 from PIL import Image
 from affine import Affine
 from rasterio.crs import CRS
+from rasterio.enums import ColorInterp
 
 from conftest import write_raster
 from geocd.data.archive import LandCoverRecord, read_landcover_archive, write_manifest
@@ -207,16 +208,21 @@ def test_archive_reader_checks_files(tmp_path: Path) -> None:
          [(3, 4), (5,), (2,), ()]),
         ("loveda", np.array([[6, 7, 2, 1]], np.uint8), [(4,), (3,), (5,), ()]),
         ("potsdam", np.array([[5, 1, 6, 3]], np.uint8), [(2,), (2,), (), (3,)]),
+        ("deepglobe", np.array([[[255, 0, 255], [255, 255, 0], [0, 0, 255], [0, 255, 255]]], np.uint8),
+         [(3,), (3,), (1,), ()]),
+        ("chesapeake", np.array([[1, 2, 3, 5, 15]], np.uint8), [(1,), (4,), (3,), (5,), ()]),
     ],
 )
 def test_shipped_mappings(tmp_path: Path, name: str, mask: np.ndarray, expected: list[tuple[int, ...]]) -> None:
     assert mapping_path(name).is_file()
-    values = map_mask(png(tmp_path / "mask.png", mask), load_mapping(name))
+    png(tmp_path / "building" / "m.png", np.ones(mask.shape[:2], np.uint8))  # Chesapeake's footprints: all set
+    values = map_mask(png(tmp_path / "mask" / "m.png", mask), load_mapping(name))
     assert [decode_value(v) for v in values[0]] == expected
 
 
 def test_unknown_shipped_mapping() -> None:
-    with pytest.raises(InputError, match="no shipped mapping 'atlantis' \\(known: dubai, loveda, potsdam\\)"):
+    known = "chesapeake, deepglobe, dubai, gid, loveda, potsdam"
+    with pytest.raises(InputError, match=f"no shipped mapping 'atlantis' \\(known: {known}\\)"):
         load_mapping("atlantis")
 
 
@@ -230,3 +236,84 @@ def test_a_georeferenced_mask_goes_on_its_image_grid(tmp_path: Path) -> None:
     with rasterio.open(record.landcover) as lc:
         assert lc.transform == image_grid
         assert np.array_equal(lc.read(1), np.array([IGNORE, 1, 76, 5], np.uint8)[grey_mask()])
+
+
+PREFIXES = ("prefixes:\n  a_:\n    values:\n      1: water\n      2: tree\n"
+            "  ab_:\n    values:\n      1: building\n      2: ignore\n")
+
+
+def test_the_longest_file_name_prefix_picks_the_coding(tmp_path: Path) -> None:
+    mapping = load_mapping(text(tmp_path / "m.yaml", PREFIXES))
+    mask = np.array([[1, 2]], np.uint8)
+    assert map_mask(png(tmp_path / "a_1.png", mask), mapping).tolist() == [[1, 4]]
+    assert map_mask(png(tmp_path / "AB_1.png", mask), mapping).tolist() == [[5, IGNORE]]
+    path = png(tmp_path / "c_1.png", mask)
+    with pytest.raises(InputError) as error:
+        map_mask(path, mapping)
+    assert str(error.value) == f"{path}: file name starts with none of the prefixes of m.yaml (a_, ab_)"
+
+
+def test_gid_codings_by_prefix() -> None:
+    mapping = load_mapping("gid")
+    assert (mapping.coding(Path("psc5_meadow_1.png")).table[4], mapping.coding(Path("psc15_lake_1.png")).table[4]) == (1, 3)
+
+
+OVERRIDE = "values:\n  1: water\n  5: ground\noverride:\n  folder: building\n  where: [5]\n  class: building\n"
+
+
+def test_override_folder_turns_marked_pixels_of_listed_values_into_its_class(tmp_path: Path) -> None:
+    mask = np.array([[5, 5, 1, 1]], np.uint8)
+    png(tmp_path / "src" / "image" / "a.png", image(0)[:1, :4])
+    png(tmp_path / "src" / "mask" / "a.png", mask)
+    png(tmp_path / "src" / "building" / "a.png", np.array([[1, 0, 1, 0]], np.uint8))
+    (record,) = import_landcover(tmp_path / "src", tmp_path / "out", text(tmp_path / "m.yaml", OVERRIDE), resolution=1.0)
+    assert read(record.landcover)[0].tolist() == [[5, 2, 1, 1]]
+
+
+def test_override_mask_missing_or_of_another_size(tmp_path: Path) -> None:
+    mapping = load_mapping(text(tmp_path / "m.yaml", OVERRIDE))
+    path = png(tmp_path / "mask" / "a.png", np.array([[5, 1]], np.uint8))
+    with pytest.raises(InputError) as error:
+        map_mask(path, mapping)
+    assert str(error.value) == f"{path}: has no matching mask in building/"
+    other = png(tmp_path / "building" / "a.tif", np.zeros((2, 2), np.uint8))
+    with pytest.raises(InputError) as error:
+        map_mask(path, mapping)
+    assert str(error.value) == f"{other}: is 2x2 pixels, mask/a.png is 2x1"
+
+
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        ("prefixes:\n  a_:\n    labels:\n      1: tree\n", "unknown key 'labels'"),
+        ("prefixes:\n  a_:\n    values:\n      1: tree\nvalues:\n  1: tree\n", "'prefixes:' needs"),
+        ("values:\n  1: tree\noverride:\n  folder: b\n  where: 5\n  class: building\n", "'override:' needs"),
+        ("values:\n  1: tree\noverride:\n  folder: b\n  where: [5]\n  class: house\n", "unknown class 'house'"),
+    ],
+)
+def test_bad_prefixes_or_override_name_the_file(tmp_path: Path, content: str, problem: str) -> None:
+    path = text(tmp_path / "bad.yaml", content)
+    with pytest.raises(InputError) as error:
+        load_mapping(path)
+    assert str(error.value).startswith(f"{path}: ") and problem in str(error.value)
+
+
+def test_bands_keeps_the_chosen_image_bands(tmp_path: Path) -> None:
+    rgbn = np.random.default_rng(3).integers(0, 256, (4, SIZE, SIZE), dtype=np.uint8)
+    (tmp_path / "src" / "image").mkdir(parents=True)
+    with rasterio.open(tmp_path / "src" / "image" / "a.tif", "w", driver="GTiff", width=SIZE, height=SIZE,
+                       count=4, dtype="uint8", photometric="RGB") as dst:
+        dst.write(rgbn)
+        dst.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.alpha]  # NIR flagged alpha
+    png(tmp_path / "src" / "mask" / "a.png", grey_mask())
+    mapping = text(tmp_path / "m.yaml", VALUES)
+    (record,) = import_landcover(tmp_path / "src", tmp_path / "out", mapping, resolution=1.0, bands=(1, 2, 3))
+    with rasterio.open(record.image) as img:
+        assert img.read().tolist() == rgbn[:3].tolist()
+        assert [ci.name for ci in img.colorinterp] == ["red", "green", "blue"]
+    (record,) = import_landcover(tmp_path / "src", tmp_path / "nir", mapping, resolution=1.0, bands=(4,))
+    with rasterio.open(record.image) as img:
+        assert img.read().tolist() == rgbn[3:].tolist() and img.colorinterp[0].name != "alpha"
+    with pytest.raises(InputError, match=r"a\.tif: has no band 5 \(it has 4\)$"):
+        import_landcover(tmp_path / "src", tmp_path / "bad", mapping, resolution=1.0, bands=(1, 5))
+    assert not (tmp_path / "bad").exists()

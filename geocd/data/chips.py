@@ -32,7 +32,7 @@ from rasterio.io import DatasetReader
 
 from geocd.atomic import atomic_output
 from geocd.data.archive import MANIFEST_NAMES, LandCoverRecord, PairRecord, write_manifest
-from geocd.data.rasters import RASTER_BLOCK, Grid, geotiff_profile, image_bands, open_any_raster
+from geocd.data.rasters import RASTER_BLOCK, Grid, choose_bands, geotiff_profile, image_bands, open_any_raster
 from geocd.errors import InputError, OutputError
 from geocd.schema import SECOND
 
@@ -99,13 +99,15 @@ class ChipImport:
 
 @dataclass(frozen=True)
 class _Job:
-    """One file to convert: source, target, label converter (None for images), output grid and tags."""
+    """One file to convert: source, target, label converter (None for images), output grid, tags and
+    the image bands to keep (None: all)."""
 
     source: Path
     target: Path
     convert: LabelConverter | None
     grid: Grid
     tags: dict[str, str]
+    bands: tuple[int, ...] | None = None
 
 
 def import_chips(
@@ -133,6 +135,7 @@ def import_chip_folder(
     *,
     resolution: float | None = None,
     dataset: str | None = None,
+    bands: Sequence[int] | None = None,
     overwrite: bool = False,
 ) -> ChipImport:
     """Convert a chip folder of one of ``layouts`` into GeoTIFFs and a manifest of ``record`` rows.
@@ -142,14 +145,16 @@ def import_chip_folder(
     whose first image has none is put on a *local* grid: EPSG:32631 with ``resolution``
     metre pixels, each pair at its own place near the equator and the central meridian, and
     every raster written for it carries the GeoTIFF tag ``GEOCD_GRID=local`` (the manifest
-    does not record it). Images keep dtype, bands and alpha; labels are uint8 without nodata.
+    does not record it). Images keep dtype, bands and alpha, or only ``bands`` (1-based, in that
+    order, as image bands: an alpha-flagged band chosen becomes an image band); labels are uint8
+    without nodata.
     Nothing is written unless every chip passes the header checks (sizes; images of a pair with
     as many image bands); if a later step fails, the files and folders written so far are
     removed (other content of DST is left alone).
     """
     src_root, dst_root, manifest, name = _check_import(source, destination, resolution, dataset, overwrite)
     pairs, splits_from = _find_pairs(src_root, layouts, name)
-    jobs = _plan(pairs, dst_root, resolution, overwrite)
+    jobs = _plan(pairs, dst_root, resolution, overwrite, tuple(bands) if bands else None)
     records = [_record(record, pair, dst_root, name) for pair in pairs]
     with _rollback([job.target.parent for job in jobs]) as written:
         for job in jobs:
@@ -275,17 +280,21 @@ class _Header:
     grid: Grid | None
 
 
-def _header(path: Path) -> _Header:
-    """The :class:`_Header` of a chip (grid None without a CRS and geotransform)."""
+def _header(path: Path, bands: tuple[int, ...] | None = None) -> _Header:
+    """The :class:`_Header` of a chip (grid None without a CRS and geotransform); an image chip
+    given ``bands`` must have them and counts them as its image bands."""
     with open_any_raster(path) as src:
         georeferenced = src.crs is not None and src.transform != Affine.identity()
         grid = Grid(src.crs, src.transform, src.width, src.height) if georeferenced else None
-        return _Header(src.width, src.height, len(image_bands(src)), grid)
+        count = len(image_bands(src)) if bands is None else len(choose_bands(src, bands, len(bands)))
+        return _Header(src.width, src.height, count, grid)
 
 
-def _plan(pairs: list[_Pair], root: Path, resolution: float | None, overwrite: bool) -> list[_Job]:
+def _plan(pairs: list[_Pair], root: Path, resolution: float | None, overwrite: bool,
+          bands: tuple[int, ...] | None) -> list[_Job]:
     """Check every chip's header and decide where each output goes and on which grid."""
-    headers = [[_header(p) for p in pair.sources] for pair in pairs]
+    headers = [[_header(p, None if pair.layout.is_label(i) else bands) for i, p in enumerate(pair.sources)]
+               for pair in pairs]
     local = [i for i, h in enumerate(headers) if h[0].grid is None]
     if local and resolution is None:
         raise InputError(pairs[local[0]].sources[0], "has no georeferencing; pass --resolution")
@@ -304,7 +313,7 @@ def _plan(pairs: list[_Pair], root: Path, resolution: float | None, overwrite: b
                 raise OutputError(target, "already exists (use --overwrite to replace it)")
             label = layout.is_label(index)
             grid = reference if label and layout.labels_on_image_grid else chip.grid or reference
-            jobs.append(_Job(path, target, layout.convert if label else None, grid, tags))
+            jobs.append(_Job(path, target, layout.convert if label else None, grid, tags, None if label else bands))
     return jobs
 
 
@@ -365,6 +374,10 @@ def _convert(job: _Job, overwrite: bool) -> None:
         if job.convert is not None:
             data = job.convert(job.source, src)[np.newaxis]
             colorinterp, nodata = [ColorInterp.gray], None
+        elif job.bands is not None:
+            data, nodata = src.read(list(job.bands)), src.nodata
+            interps = [src.colorinterp[b - 1] for b in job.bands]
+            colorinterp = [ColorInterp.undefined if ci in (ColorInterp.alpha, ColorInterp.palette) else ci for ci in interps]
         else:
             data, colorinterp, nodata = src.read(), list(src.colorinterp), src.nodata
             if colorinterp[0] == ColorInterp.palette:
