@@ -208,8 +208,8 @@ def predict_archive(
 def _plan(records: Sequence[PairRecord], stems: dict[str, str], index: Path, models: Sequence[Path],
           outputs: ArchiveOutputs, options: PredictOptions
           ) -> tuple[dict[str, PairOutcome], list[tuple[PairRecord, PredictOutputs, str]]]:
-    """The outcomes of the pairs done by an earlier run or failed already (by name), and the pairs to do
-    with their outputs and fingerprints."""
+    """The outcomes of the pairs done by an earlier run under the same file stem or failed already (by name),
+    and the pairs to do with their outputs and fingerprints."""
     done = {} if outputs.overwrite else _finished(index)
     outcomes: dict[str, PairOutcome] = {}
     todo: list[tuple[PairRecord, PredictOutputs, str]] = []
@@ -222,7 +222,7 @@ def _plan(records: Sequence[PairRecord], stems: dict[str, str], index: Path, mod
             outcomes[record.name] = _failed(record, stems[record.name], fingerprint, error)
             continue
         previous = done.get(record.name)
-        if previous is not None and previous.fingerprint == fingerprint:
+        if previous is not None and previous.fingerprint == fingerprint and previous.file_stem == stems[record.name]:
             outcomes[record.name] = replace(previous, skipped=True)
         else:
             todo.append((record, pair_outputs, fingerprint))
@@ -299,7 +299,8 @@ def _fingerprint(record: PairRecord, models: Sequence[Path], outputs: ArchiveOut
 
 
 def _finished(index: Path) -> dict[str, PairOutcome]:
-    """Pairs an existing index records as ``ok`` whose outputs all exist, by name."""
+    """Pairs an existing index records as ``ok`` whose outputs all exist, by name (an index from before
+    ``file_stem`` was recorded named the outputs after the pair)."""
     if not index.exists():
         return {}
     frame = pyogrio.read_dataframe(index)
@@ -308,7 +309,7 @@ def _finished(index: Path) -> dict[str, PairOutcome]:
         written = {kind: getattr(row, kind) for kind in _OUTPUT_KINDS if getattr(row, kind)}
         if row.status == "ok" and all(Path(p).exists() for p in written.values()):
             finished[row.name] = PairOutcome(
-                row.name, "ok", row.fingerprint, row.before, row.after, getattr(row, "file_stem", ""),
+                row.name, "ok", row.fingerprint, row.before, row.after, getattr(row, "file_stem", None) or row.name,
                 footprint=row.geometry, outputs=written,
                 polygons=row.polygons, area_m2=row.area_m2, change_types=json.loads(row.change_types),
                 seconds=row.seconds,
