@@ -498,10 +498,7 @@ def evaluate(archive: str, models: tuple[str, ...], output: str, pairs: str | No
     json_path, png_path = save_report(report, output, overwrite)
     click.echo(report.table())
     click.echo(f"wrote {json_path} and {png_path}", err=True)
-    for _, error in report.failed:
-        GeocdClickError(error_line(error)).show()
-    if report.failed:
-        raise click.exceptions.Exit(ERROR_EXIT_CODE)
+    show_failures([(error, None) for _, error in report.failed], verbose=False)
 
 
 @cli.command("pseudo-label")
