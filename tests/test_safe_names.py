@@ -40,6 +40,7 @@ def test_names_differing_only_by_case_or_rewritten_alike_get_distinct_stems() ->
     assert stems[2] == "north" and all(stem.endswith(file_stem(name, hashed=True)[-9:]) for name, stem in
                                          zip(["Case", "case", "INDEX"], [stems[0], stems[1], stems[3]]))
     assert len({stem.casefold() for stem in [*stems, "index"]}) == 5
+    assert file_stems(["é", "e\u0301", "É"]) == [file_stem(name, hashed=True) for name in ("é", "e\u0301", "É")]
     assert file_stems(["a/b", "a_b-c14cddc0"]) == ["a_b-c14cddc0", "a_b-c14cddc0-10ed7bd6"]
     with pytest.raises(FileNameClash) as clash:
         file_stems(["a/b", "a_b-c14cddc0", "a_b-c14cddc0-10ed7bd6"])
