@@ -251,19 +251,22 @@ def predict(before: str, after: str, output: str | None, raster: str | None, lan
 @click.option("--report", is_flag=True, help="Also write each pair's JSON report, NAME.json.")
 @click.option("--scheduler", help="Dask scheduler: tcp://host:port or a scheduler file. Default: a local cluster.")
 @click.option("--workers", type=click.IntRange(1), help="Worker processes of the local cluster. Default: one per physical core.")
+@click.option("--verbose", is_flag=True, help="Also print the traceback of a pair that failed unexpectedly.")
 @predict_options
 @reports_errors
 def predict_archive(manifest: str, output: str, vector_format: str, raster: bool, quicklook: bool, report: bool,
-                    scheduler: str | None, workers: int | None, models: tuple[str, ...], tta: bool, threshold: float,
+                    scheduler: str | None, workers: int | None, verbose: bool, models: tuple[str, ...], tta: bool, threshold: float,
                     min_area: float | None, bands: tuple[int, ...] | None, radiometry: str | tuple[float, float],
                     scales: tuple[float, ...], tile_size: int | None, overlap: int | None, device: str, backend: str,
                     batch_size: int | None, overwrite: bool, progress_mode: str, quiet: bool) -> None:
     """Detect changes in every pair of an archive on a Dask cluster, one task per pair.
 
     MANIFEST is an archive as train reads it (labels are ignored). OUTPUT gets each
-    pair's outputs and index.gpkg: one row per pair with its footprint, status, error,
-    outputs and changes. A rerun skips the pairs done with the same inputs and options.
-    A failed pair is named in one error line after all others finished; the exit code is 2.
+    pair's outputs, named after the pair (a name that is not a plain, portable file name
+    is made one, with a short hash), and index.gpkg: one row per pair with its footprint,
+    name, file_stem, status, error, outputs and changes. A rerun skips the pairs done with
+    the same inputs and options. A failed pair is named in one error line after all others
+    finished; the exit code is 2.
 
     \b
     Example:
@@ -284,9 +287,16 @@ def predict_archive(manifest: str, output: str, vector_format: str, raster: bool
     failed = result.failed
     click.echo(f"{len(result.pairs)} pairs: {len(result.pairs) - len(failed) - result.skipped} predicted, "
                f"{result.skipped} already done, {len(failed)} failed -> {result.index}", err=True)
-    for pair in failed:
-        GeocdClickError(error_line(pair.error)).show()
-    if failed:
+    show_failures([(pair.error, pair.traceback) for pair in failed], verbose)
+
+
+def show_failures(failures: list[tuple[GeocdError, str | None]], verbose: bool) -> None:
+    """One error line per failed pair (after it, with ``verbose``, the traceback of an unexpected failure); exit 2 if any."""
+    for error, trace in failures:
+        GeocdClickError(error_line(error)).show()
+        if verbose and trace:
+            click.echo(trace.rstrip("\n"), err=True)
+    if failures:
         raise click.exceptions.Exit(ERROR_EXIT_CODE)
 
 
@@ -504,10 +514,7 @@ def evaluate(archive: str, models: tuple[str, ...], output: str, pairs: str | No
     json_path, png_path = save_report(report, output, overwrite)
     click.echo(report.table())
     click.echo(f"wrote {json_path} and {png_path}", err=True)
-    for _, error in report.failed:
-        GeocdClickError(error_line(error)).show()
-    if report.failed:
-        raise click.exceptions.Exit(ERROR_EXIT_CODE)
+    show_failures([(error, None) for _, error in report.failed], verbose=False)
 
 
 @cli.command("pseudo-label")
@@ -521,9 +528,10 @@ def evaluate(archive: str, models: tuple[str, ...], output: str, pairs: str | No
 @DEVICE_OPTION
 @NUM_WORKERS_OPTION
 @click.option("--overwrite", is_flag=True, help="Replace existing pseudo labels in OUTPUT.")
+@click.option("--verbose", is_flag=True, help="Also print the traceback of a pair that failed unexpectedly.")
 @reports_errors
 def pseudo_label(archive: str, models: tuple[str, ...], output: str, pairs: tuple[str, ...], tta: bool,
-                 tile_size: int | None, device: str, num_workers: int | None, overwrite: bool) -> None:
+                 tile_size: int | None, device: str, num_workers: int | None, overwrite: bool, verbose: bool) -> None:
     """Label unchanged areas of an archive with an ensemble, for retraining.
 
     Where the ground truth says unchanged and the ensemble's land cover agrees in both
@@ -531,6 +539,8 @@ def pseudo_label(archive: str, models: tuple[str, ...], output: str, pairs: tupl
     change mask only get pseudo land cover where unchanged (changed pixels stay ignored
     for the land-cover loss) and keep their change mask. Retrain with
     geocd train ... --pseudo-labels OUTPUT (validation pairs keep their ground truth).
+    Rasters are named after the pair (made a plain, portable file name where needed). A
+    pair that fails is named in one error line after the others are done; the exit code is 2.
 
     \b
     Example:
@@ -545,6 +555,7 @@ def pseudo_label(archive: str, models: tuple[str, ...], output: str, pairs: tupl
     options = PredictOptions(tile_size=tile_size, tta=tta, device=resolved, num_workers=num_workers)
     report = run_pseudo_label(archive, loaded, output, options, overwrite=overwrite, pairs=list(pairs) or None)
     click.echo(report.table())
+    show_failures([(f.error, f.traceback) for f in report.failed], verbose)
 
 
 @cli.command("import-chips")

@@ -2,12 +2,14 @@
 
 Library code raises a :class:`GeocdError` kind naming the file and the problem; only the
 command line turns it into ``geocd: error: FILE: problem`` and exit code 2. Any other
-exception is a bug and keeps its traceback.
+exception is a bug and keeps its traceback, except in the per-pair loops of archive commands:
+there :func:`pair_failure` makes it that pair's one-line error and keeps the traceback aside.
 """
 
 from __future__ import annotations
 
 import os
+import traceback
 
 
 class GeocdError(Exception):
@@ -36,3 +38,13 @@ class CheckpointError(GeocdError):
 
 class OutputError(GeocdError):
     """An output cannot be written (exists, or its folder is not writable)."""
+
+
+def pair_failure(error: Exception, path: str | os.PathLike[str] | None, name: str) -> tuple[GeocdError, str | None]:
+    """Pair ``name``'s failure as a one-line error (a :class:`GeocdError` as it is, any other exception
+    naming ``path`` and the pair) and, for an unexpected exception, its traceback."""
+    if isinstance(error, GeocdError):
+        return error, None
+    reason = (str(error).strip().splitlines() or [""])[0]
+    line = GeocdError(path, f"pair {name!r} failed ({type(error).__name__}{': ' + reason if reason else ''})")
+    return line, "".join(traceback.format_exception(error))

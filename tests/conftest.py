@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -136,3 +137,18 @@ def synthetic_archive(folder: Path, pairs: int = 4, size: int = 64, semantic: bo
             paths["change"] = write_raster(folder / f"p{i}_change.tif", changed.astype(np.uint8)[None], transform=origin)
         records.append(PairRecord(name=f"p{i}", dataset="synthetic", **paths))
     return write_manifest(records, folder / "manifest.csv")
+
+
+def hostile_names(tmp_path: Path) -> list[str]:
+    """Pair names from someone else's manifest (issue 31): a parent escape, an absolute path (inside
+    ``tmp_path``), a sub-folder, 300 characters, a Windows device name and two names differing only by case."""
+    return ["../escape", str(tmp_path / "abs" / "escape"), "a/b", "x" * 300, "CON", "Case", "case"]
+
+
+def files_under(root: Path) -> set[Path]:
+    """Every file and symbolic link under ``root``, links to folders listed but not followed."""
+    found = set()
+    for folder, dirs, files in os.walk(root):
+        found |= {Path(folder) / name for name in files}
+        found |= {Path(folder) / name for name in dirs if (Path(folder) / name).is_symlink()}
+    return found

@@ -19,6 +19,7 @@ from conftest import write_raster
 from geocd.data.archive import read_archive, split_pairs
 from geocd.data.chips import import_chips
 from geocd.errors import InputError, OutputError
+from geocd.safe_names import file_stem
 from geocd.schema import SECOND
 
 SIZE = 16
@@ -255,3 +256,17 @@ def test_split_folders_are_named_by_the_command(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["import-chips", str(tmp_path / "cd"), str(tmp_path / "out"), "--resolution", "1"])
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[1] == "splits from split folders: train 1, test 1"
+
+
+def test_chip_names_become_safe_distinct_file_names(tmp_path: Path) -> None:
+    stems = ("Case", "case", "CON", "x" * 250, "plain")
+    written = binary_folder(tmp_path / "src", stems)
+    records = imported(tmp_path / "src", tmp_path / "dst", resolution=1.0, dataset="")
+    assert [r.name for r in records] == sorted(stems)
+    files = {r.name: r.before.name for r in records}
+    assert files["plain"] == "plain.tif" and files["CON"] == f"{file_stem('CON')}.tif" == "CON_-a3dbc4b6.tif"
+    assert files["x" * 250] == f"{'x' * 111}-{file_stem('x' * 250)[-8:]}.tif"
+    assert files["Case"] == f"{file_stem('Case', hashed=True)}.tif" and files["case"] == f"{file_stem('case', hashed=True)}.tif"
+    for r in records:
+        assert np.array_equal(read(r.before).transpose(1, 2, 0), written[r.name][0])
+    assert sorted(p.name for p in (tmp_path / "dst" / "change").iterdir()) == sorted(files.values())

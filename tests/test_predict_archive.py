@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +15,8 @@ from rasterio.transform import from_origin
 from rasterio.warp import transform_bounds
 
 from cli.main import cli
-from conftest import ORIGIN, UTM, planted_pair, smooth_scene, write_raster
+from conftest import ORIGIN, UTM, files_under, hostile_names, planted_pair, smooth_scene, write_raster
+from geocd.safe_names import file_stem
 
 
 @pytest.fixture(scope="module")
@@ -106,3 +108,51 @@ def test_a_missing_file_fails_its_pair_alone(tmp_path: Path, tiny_checkpoint: Pa
     assert code == 2 and printed.splitlines()[-1] == f"geocd: error: {folder / 'gone.tif'}: file does not exist"
     index = pyogrio.read_dataframe(tmp_path / "out" / "index.gpkg")
     assert list(index["status"]) == ["ok", "failed"] and (tmp_path / "out" / "north.gpkg").is_file()
+
+
+def test_hostile_pair_names_stay_inside_the_output_folder_and_fail_alone(tmp_path: Path, tiny_checkpoint: Path,
+                                                                         scheduler: str) -> None:
+    folder, real, outside = tmp_path / "archive", tmp_path / "real_out", tmp_path / "outside"
+    for made in (folder, real, outside, tmp_path / "abs"):
+        made.mkdir()
+    planted_pair(folder, 64, 64)
+    victim = outside / "victim.gpkg"
+    victim.write_text("keep")
+    (real / "linked.gpkg").symlink_to(victim)
+    output = tmp_path / "out"
+    output.symlink_to(real, target_is_directory=True)
+    long_input = "y" * 300 + ".tif"
+    rows = [(name, "before.tif") for name in hostile_names(tmp_path)]
+    rows += [("linked", "before.tif"), ("missing", "gone.tif"), ("long_input", long_input)]
+    manifest = folder / "manifest.csv"
+    with open(manifest, "w", newline="") as f:
+        csv.writer(f).writerows([("name", "before", "after"), *((name, before, "after.tif") for name, before in rows)])
+    existing = files_under(tmp_path)
+
+    code, printed = run(manifest, output, tiny_checkpoint, "--scheduler", scheduler, "--overwrite")
+    assert code == 2
+    assert printed.splitlines() == [
+        f"10 pairs: 7 predicted, 0 already done, 3 failed -> {output / 'index.gpkg'}",
+        f"geocd: error: {output / 'linked.gpkg'}: leads outside the output folder {real} (a symbolic link?); "
+        "remove it or choose another folder",
+        f"geocd: error: {folder / 'gone.tif'}: file does not exist",
+        f"geocd: error: {folder / long_input}: pair 'long_input' failed "
+        f"(OSError: [Errno 36] File name too long: '{folder / long_input}')",
+    ]
+    written = files_under(tmp_path) - existing
+    assert written and all(path.parent == real for path in written)
+    assert victim.read_text() == "keep" and (real / "linked.gpkg").is_symlink()
+    index = pyogrio.read_dataframe(output / "index.gpkg")
+    names = [name for name, _ in rows]
+    assert list(index["name"]) == names
+    assert list(index["status"]) == ["ok"] * 7 + ["failed"] * 3
+    stems = [file_stem(name, hashed=name in ("Case", "case")) for name in names]
+    assert list(index["file_stem"]) == stems
+    assert list(index["vectors"][:7]) == [str(output / f"{stem}.gpkg") for stem in stems[:7]]
+    assert sorted(p.name for p in written) == sorted(["index.gpkg", *(f"{stem}.gpkg" for stem in stems[:7])])
+    assert stems[:5] == ["_escape-1ba7343c", f"{file_stem(names[1])}", "a_b-c14cddc0", "x" * 111 + "-0d4e2ca9", "CON_-a3dbc4b6"]
+    assert "Traceback" not in printed
+
+    code, printed = run(manifest, output, tiny_checkpoint, "--scheduler", scheduler, "--verbose")
+    assert code == 2 and printed.splitlines()[0].startswith("10 pairs: 0 predicted, 7 already done, 3 failed")
+    assert "Traceback (most recent call last):" in printed and printed.splitlines()[-1].startswith("OSError: [Errno 36]")

@@ -31,6 +31,7 @@ from pathlib import Path
 import yaml
 
 from geocd.errors import InputError
+from geocd.safe_names import FileNameClash, file_stems
 
 MANIFEST_NAMES = ("manifest.csv", "manifest.yaml", "manifest.yml")
 KINDS = ("change", "landcover")
@@ -133,9 +134,25 @@ def open_archive(archive: str | os.PathLike[str], kind: str | None = None, infer
     schema = _SCHEMAS[found]
     if not rows:
         raise InputError(manifest, f"lists no {schema.row}s")
+    missing = [column for column in schema.required if column not in columns]
+    if missing:
+        raise InputError(manifest, f"has no {missing[0]!r} column (columns: {', '.join(sorted(columns)) or 'none'})")
     records = tuple(_record(manifest, schema, number, row, inference) for number, row in enumerate(rows, start=1))
     _check_unique_names(manifest, [r.name for r in records], schema.row)
     return Archive(manifest, found, records)
+
+
+def archive_file_stems(archive: Archive, taken: Sequence[str] = ()) -> dict[str, str]:
+    """The file stem of each record's outputs, by name (see :func:`geocd.safe_names.file_stems`; ``taken``:
+    stems the output folder holds already); names that would share one are an :class:`InputError` naming the rows."""
+    names = [r.name for r in archive.records]
+    try:
+        return dict(zip(names, file_stems(names, taken)))
+    except FileNameClash as clash:
+        row = _SCHEMAS[archive.kind].row
+        other = f"{row} {clash.first + 1} ({names[clash.first]!r})" if clash.first >= 0 else "a file geocd writes there"
+        raise InputError(archive.manifest, f"{row} {clash.second + 1} name {names[clash.second]!r} would be written "
+                                           f"as {clash.stem!r}, as {other} is") from None
 
 
 def read_archive(archive: str | os.PathLike[str], inference: bool = False) -> list[PairRecord]:
@@ -170,9 +187,9 @@ def write_manifest(records: Sequence[Record], manifest: str | os.PathLike[str]) 
 def _check_unique_names(manifest: Path, names: Sequence[str], row: str) -> None:
     """Raise :class:`InputError` naming the manifest when a name appears twice."""
     seen: set[str] = set()
-    for name in names:
+    for number, name in enumerate(names, start=1):
         if name in seen:
-            raise InputError(manifest, f"{row} name {name!r} appears more than once")
+            raise InputError(manifest, f"{row} {number} name {name!r} appears more than once")
         seen.add(name)
 
 

@@ -34,6 +34,7 @@ from geocd.atomic import atomic_output
 from geocd.data.archive import MANIFEST_NAMES, LandCoverRecord, PairRecord, write_manifest
 from geocd.data.rasters import RASTER_BLOCK, Grid, choose_bands, geotiff_profile, image_bands, open_any_raster
 from geocd.errors import InputError, OutputError
+from geocd.safe_names import FileNameClash, file_stems, pair_file
 from geocd.schema import SECOND
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
@@ -141,7 +142,8 @@ def import_chip_folder(
     """Convert a chip folder of one of ``layouts`` into GeoTIFFs and a manifest of ``record`` rows.
 
     Pair names are ``<dataset>_<split folder>_<stem>`` (empty parts left out); ``dataset``
-    defaults to SRC's folder name. Georeferenced chips keep their CRS and transform. A pair
+    defaults to SRC's folder name. Files are named after the pair, made a safe file name by
+    :mod:`geocd.safe_names` where needed. Georeferenced chips keep their CRS and transform. A pair
     whose first image has none is put on a *local* grid: EPSG:32631 with ``resolution``
     metre pixels, each pair at its own place near the equator and the central meridian, and
     every raster written for it carries the GeoTIFF tag ``GEOCD_GRID=local`` (the manifest
@@ -154,8 +156,13 @@ def import_chip_folder(
     """
     src_root, dst_root, manifest, name = _check_import(source, destination, resolution, dataset, overwrite)
     pairs, splits_from = _find_pairs(src_root, layouts, name)
-    jobs = _plan(pairs, dst_root, resolution, overwrite, tuple(bands) if bands else None)
-    records = [_record(record, pair, dst_root, name) for pair in pairs]
+    try:
+        stems = dict(zip((p.name for p in pairs), file_stems([p.name for p in pairs])))
+    except FileNameClash as clash:
+        raise InputError(pairs[clash.second].sources[0], f"would be imported as {clash.stem!r}, as "
+                                                         f"{pairs[clash.first].sources[0]} is; rename one of them") from None
+    jobs = _plan(pairs, stems, dst_root, resolution, overwrite, tuple(bands) if bands else None)
+    records = [_record(record, pair, _targets(dst_root, pair, stems[pair.name]), name) for pair in pairs]
     with _rollback([job.target.parent for job in jobs]) as written:
         for job in jobs:
             job.target.parent.mkdir(parents=True, exist_ok=True)
@@ -290,7 +297,12 @@ def _header(path: Path, bands: tuple[int, ...] | None = None) -> _Header:
         return _Header(src.width, src.height, count, grid)
 
 
-def _plan(pairs: list[_Pair], root: Path, resolution: float | None, overwrite: bool,
+def _targets(root: Path, pair: _Pair, stem: str) -> dict[str, Path]:
+    """Where each raster of ``pair`` goes: ``root/<column>/<stem>.tif``."""
+    return {column: pair_file(root / column, stem, ".tif", root=root) for column in pair.layout.columns}
+
+
+def _plan(pairs: list[_Pair], stems: dict[str, str], root: Path, resolution: float | None, overwrite: bool,
           bands: tuple[int, ...] | None) -> list[_Job]:
     """Check every chip's header and decide where each output goes and on which grid."""
     headers = [[_header(p, None if pair.layout.is_label(i) else bands) for i, p in enumerate(pair.sources)]
@@ -307,8 +319,9 @@ def _plan(pairs: list[_Pair], root: Path, resolution: float | None, overwrite: b
         reference = grids.get(i) or header[0].grid
         tags = LOCAL_TAG if i in grids else {}
         layout = pair.layout
+        targets = _targets(root, pair, stems[pair.name])
         for index, (path, chip, column) in enumerate(zip(pair.sources, header, layout.columns)):
-            target = root / column / f"{pair.name}.tif"
+            target = targets[column]
             if target.exists() and not overwrite:
                 raise OutputError(target, "already exists (use --overwrite to replace it)")
             label = layout.is_label(index)
@@ -463,8 +476,8 @@ def _colour_text(colour: list[float]) -> str:
     return f"({', '.join(value_text(v) for v in colour)})"
 
 
-def _record(record: type[PairRecord] | type[LandCoverRecord], pair: _Pair, root: Path, dataset: str) -> PairRecord | LandCoverRecord:
-    paths = {column: root / column / f"{pair.name}.tif" for column in pair.layout.columns}
+def _record(record: type[PairRecord] | type[LandCoverRecord], pair: _Pair, paths: dict[str, Path],
+            dataset: str) -> PairRecord | LandCoverRecord:
     return record(name=pair.name, dataset=dataset, split=pair.split, **paths)
 
 

@@ -2,7 +2,8 @@
 
 One Dask task per pair calls :func:`geocd.inference.predict.predict`; each worker process loads the
 models once. The client writes ``index.gpkg`` in the output folder after every finished pair: one row
-per pair with its overlap footprint (EPSG:4326), status, one-line error, outputs, change counts and
+per pair with its overlap footprint (EPSG:4326), name, file stem of its outputs (the name made safe by
+:mod:`geocd.safe_names`), status, one-line error, outputs, change counts and
 areas per change type, seconds and a fingerprint of its inputs and options, so a rerun skips the
 pairs already done.
 """
@@ -31,13 +32,14 @@ from rasterio.windows import bounds as window_bounds
 from geocd import __version__
 from geocd.atomic import atomic_output, check_output_path
 from geocd.checkpoint import DEFAULT_MODEL, LoadedModel, load_models, read_metadata
-from geocd.data.archive import PairRecord, read_archive
+from geocd.data.archive import PairRecord, archive_file_stems, open_archive
 from geocd.data.pair import overlap_window
 from geocd.data.rasters import grid_of, open_raster
-from geocd.errors import GeocdError, InputError
+from geocd.errors import GeocdError, InputError, pair_failure
 from geocd.inference.backends import physical_cores
 from geocd.inference.predict import PredictOptions, PredictOutputs, predict, resolve_device
 from geocd.progress import Progress
+from geocd.safe_names import pair_file
 from geocd.vector.formats import check_vector_path
 
 INDEX_NAME = "index.gpkg"
@@ -49,9 +51,10 @@ _FOOTPRINT_SEGMENTS = 20
 
 @dataclass(frozen=True)
 class ArchiveOutputs:
-    """What is written per pair in ``folder``, named after the pair: ``<name><vector_suffix>`` (change
-    polygons), and ``<name>_change.tif``, ``<name>.png`` and ``<name>.json`` when ``raster``, ``quicklook``
-    and ``report`` ask. ``overwrite`` redoes every pair; ``min_area_m2`` is :class:`PredictOutputs`'."""
+    """What is written per pair in ``folder``, named after the pair's file stem (its name made safe by
+    :mod:`geocd.safe_names`): ``<stem><vector_suffix>`` (change polygons), and ``<stem>_change.tif``,
+    ``<stem>.png`` and ``<stem>.json`` when ``raster``, ``quicklook`` and ``report`` ask. ``overwrite``
+    redoes every pair; ``min_area_m2`` is :class:`PredictOutputs`'."""
 
     folder: Path
     vector_suffix: str = ".gpkg"
@@ -61,28 +64,33 @@ class ArchiveOutputs:
     overwrite: bool = False
     min_area_m2: float | None = None
 
-    def for_pair(self, name: str) -> PredictOutputs:
-        """The :class:`PredictOutputs` of pair ``name``."""
+    def for_pair(self, stem: str) -> PredictOutputs:
+        """The :class:`PredictOutputs` of the pair of file stem ``stem``; one that would lead outside
+        ``folder`` is an :class:`OutputError`."""
+        def path(suffix: str, wanted: bool = True) -> Path | None:
+            return pair_file(self.folder, stem, suffix) if wanted else None
+
         return PredictOutputs(
-            vectors=self.folder / f"{name}{self.vector_suffix}", raster=self.folder / f"{name}_change.tif" if self.raster else None,
-            quicklook=self.folder / f"{name}.png" if self.quicklook else None,
-            report=self.folder / f"{name}.json" if self.report else None,
-            overwrite=self.overwrite, min_area_m2=self.min_area_m2,
+            vectors=path(self.vector_suffix), raster=path("_change.tif", self.raster), quicklook=path(".png", self.quicklook),
+            report=path(".json", self.report), overwrite=self.overwrite, min_area_m2=self.min_area_m2,
         )
 
 
 @dataclass(frozen=True)
 class PairOutcome:
     """What became of one pair: ``status`` ``ok`` or ``failed``, ``skipped`` when an earlier run did it,
-    the error of a failed pair, its overlap footprint (EPSG:4326, None when unknown), the outputs
-    written, polygons and changed area (m²) in all and per change type, seconds and megapixels."""
+    the file stem of its outputs, the error of a failed pair (and the traceback of an unexpected one),
+    its overlap footprint (EPSG:4326, None when unknown), the outputs written, polygons and changed
+    area (m²) in all and per change type, seconds and megapixels."""
 
     name: str
     status: str
     fingerprint: str
     before: str
     after: str
+    file_stem: str = ""
     error: GeocdError | None = None
+    traceback: str | None = None
     footprint: shapely.Geometry | None = None
     outputs: dict[str, str] = field(default_factory=dict)
     polygons: int | None = None
@@ -151,7 +159,9 @@ def predict_archive(
 
     ``models`` are checkpoint paths every worker can read (none: the bundled model); ``options``
     apply to every pair, their ``device`` resolved on each worker. On CUDA each task asks for one
-    ``GPU`` worker resource. A pair failing with a :class:`GeocdError`, or whose worker died
+    ``GPU`` worker resource. Outputs are named by :func:`geocd.data.archive.archive_file_stems`. A pair
+    failing in any way while its outputs are prepared or written (an exception other than a
+    :class:`GeocdError` becomes a one-line one, its traceback kept in the outcome), or whose worker died
     (after Dask's ``allowed-failures`` retries), is recorded as failed and the others go on. Pairs
     recorded as done in an existing index with the same inputs, models and options, whose outputs
     all exist, are skipped unless ``outputs.overwrite``. Pairs are the parallelism: each task reads
@@ -159,31 +169,33 @@ def predict_archive(
     processes are daemons, which cannot start reading workers).
     """
     options = replace(options, num_workers=0)
-    records = read_archive(archive, inference=True)
-    if any(r.name + outputs.vector_suffix == INDEX_NAME for r in records):
-        raise InputError(archive, f"a pair is named {Path(INDEX_NAME).stem!r}, which its outputs would share with the index")
-    check_vector_path(outputs.for_pair(records[0].name).vectors)
+    opened = open_archive(archive, "change", inference=True)
+    records = list(opened.records)
+    stems = archive_file_stems(opened, taken=[Path(INDEX_NAME).stem])
+    check_vector_path(Path(f"pair{outputs.vector_suffix}"))
     paths = [Path(p).absolute() for p in models] or [DEFAULT_MODEL]
     for path in paths:
         read_metadata(path)
     outputs = replace(outputs, folder=outputs.folder.absolute())
     outputs.folder.mkdir(parents=True, exist_ok=True)
     index = check_output_path(outputs.folder / INDEX_NAME, overwrite=True)
-    outcomes, todo = _plan(records, index, paths, outputs, options)
+    outcomes, todo = _plan(records, stems, index, paths, outputs, options)
     progress = progress or Progress("none")
     progress.start(len(todo), "predicting pairs", unit="pair")
     resources = {"GPU": 1} if str(options.device).startswith("cuda") else None
-    futures = {client.submit(_predict_pair, record, outputs.for_pair(record.name), tuple(map(str, paths)), options,
-                             fingerprint, key=f"geocd-pair-{record.name}-{fingerprint[:12]}", resources=resources):
-               (record, fingerprint) for record, fingerprint in todo}
+    futures = {client.submit(_predict_pair, record, stems[record.name], pair_outputs, tuple(map(str, paths)), options,
+                             fingerprint, key=f"geocd-pair-{stems[record.name]}-{fingerprint[:12]}", resources=resources):
+               (record, fingerprint) for record, pair_outputs, fingerprint in todo}
     for future in as_completed(futures):
         record, fingerprint = futures[future]
         try:
             outcome = future.result()
         except KilledWorker as error:
-            outcome = PairOutcome(record.name, "failed", fingerprint, str(record.before), str(record.after),
+            outcome = PairOutcome(record.name, "failed", fingerprint, str(record.before), str(record.after), stems[record.name],
                                   error=InputError(record.before, f"its worker died while predicting pair {record.name!r} "
                                                                   f"({type(error).__name__})"))
+        except Exception as error:  # noqa: BLE001 - whatever a task raised fails its pair alone
+            outcome = _failed(record, stems[record.name], fingerprint, error)
         outcomes[record.name] = outcome
         _write_index(index, [outcomes[r.name] for r in records if r.name in outcomes])
         progress.advance(1, int(outcome.megapixels * 1e6))
@@ -193,20 +205,35 @@ def predict_archive(
     return ArchiveResult(index, pairs)
 
 
-def _plan(records: Sequence[PairRecord], index: Path, models: Sequence[Path], outputs: ArchiveOutputs,
-          options: PredictOptions) -> tuple[dict[str, PairOutcome], list[tuple[PairRecord, str]]]:
-    """The outcomes of the pairs done by an earlier run (by name), and the pairs to do with their fingerprints."""
+def _plan(records: Sequence[PairRecord], stems: dict[str, str], index: Path, models: Sequence[Path],
+          outputs: ArchiveOutputs, options: PredictOptions
+          ) -> tuple[dict[str, PairOutcome], list[tuple[PairRecord, PredictOutputs, str]]]:
+    """The outcomes of the pairs done by an earlier run under the same file stem or failed already (by name),
+    and the pairs to do with their outputs and fingerprints."""
     done = {} if outputs.overwrite else _finished(index)
     outcomes: dict[str, PairOutcome] = {}
-    todo: list[tuple[PairRecord, str]] = []
+    todo: list[tuple[PairRecord, PredictOutputs, str]] = []
     for record in records:
-        fingerprint = _fingerprint(record, models, outputs, options)
+        fingerprint = ""
+        try:
+            fingerprint = _fingerprint(record, models, outputs, options)
+            pair_outputs = outputs.for_pair(stems[record.name])
+        except Exception as error:  # noqa: BLE001 - a pair that cannot be prepared fails alone
+            outcomes[record.name] = _failed(record, stems[record.name], fingerprint, error)
+            continue
         previous = done.get(record.name)
-        if previous is not None and previous.fingerprint == fingerprint:
+        if previous is not None and previous.fingerprint == fingerprint and previous.file_stem == stems[record.name]:
             outcomes[record.name] = replace(previous, skipped=True)
         else:
-            todo.append((record, fingerprint))
+            todo.append((record, pair_outputs, fingerprint))
     return outcomes, todo
+
+
+def _failed(record: PairRecord, stem: str, fingerprint: str, error: Exception, **found: Any) -> PairOutcome:
+    """The outcome of a pair that failed with ``error`` (see :func:`geocd.errors.pair_failure`)."""
+    line, trace = pair_failure(error, record.before, record.name)
+    return PairOutcome(record.name, "failed", fingerprint, str(record.before), str(record.after), stem, error=line,
+                       traceback=trace, **found)
 
 
 _LOADED: dict[tuple[tuple[str, ...], str], list[LoadedModel]] = {}
@@ -221,9 +248,9 @@ def _worker_models(paths: tuple[str, ...], device: str) -> list[LoadedModel]:
     return _LOADED[key]
 
 
-def _predict_pair(record: PairRecord, outputs: PredictOutputs, models: tuple[str, ...], options: PredictOptions,
+def _predict_pair(record: PairRecord, stem: str, outputs: PredictOutputs, models: tuple[str, ...], options: PredictOptions,
                   fingerprint: str) -> PairOutcome:
-    """The task of one pair (on a worker): its footprint, then :func:`predict`; a :class:`GeocdError` fails the pair."""
+    """The task of one pair (on a worker): its footprint, then :func:`predict`; any exception fails the pair."""
     start = time.perf_counter()
     footprint = None
     try:
@@ -231,12 +258,11 @@ def _predict_pair(record: PairRecord, outputs: PredictOutputs, models: tuple[str
         device = resolve_device(options.device)
         result = predict(record.before, record.after, models=_worker_models(models, str(device)), outputs=outputs,
                          options=replace(options, device=device))
-    except GeocdError as error:
-        return PairOutcome(record.name, "failed", fingerprint, str(record.before), str(record.after), error=error,
-                           footprint=footprint, seconds=time.perf_counter() - start)
+    except Exception as error:  # noqa: BLE001 - one pair's failure, whatever it is, is that pair's alone
+        return _failed(record, stem, fingerprint, error, footprint=footprint, seconds=time.perf_counter() - start)
     changes = result.summary["changes"]
     return PairOutcome(
-        record.name, "ok", fingerprint, str(record.before), str(record.after), footprint=footprint,
+        record.name, "ok", fingerprint, str(record.before), str(record.after), stem, footprint=footprint,
         outputs={kind: os.fspath(path) for kind, path in outputs.paths.items() if path is not None},
         polygons=changes["polygons"], area_m2=changes["area_m2"],
         change_types={t["change_type"]: {"polygons": t["polygons"], "area_m2": t["area_m2"]} for t in changes["by_type"]},
@@ -273,7 +299,8 @@ def _fingerprint(record: PairRecord, models: Sequence[Path], outputs: ArchiveOut
 
 
 def _finished(index: Path) -> dict[str, PairOutcome]:
-    """Pairs an existing index records as ``ok`` whose outputs all exist, by name."""
+    """Pairs an existing index records as ``ok`` whose outputs all exist, by name (an index from before
+    ``file_stem`` was recorded named the outputs after the pair)."""
     if not index.exists():
         return {}
     frame = pyogrio.read_dataframe(index)
@@ -282,7 +309,8 @@ def _finished(index: Path) -> dict[str, PairOutcome]:
         written = {kind: getattr(row, kind) for kind in _OUTPUT_KINDS if getattr(row, kind)}
         if row.status == "ok" and all(Path(p).exists() for p in written.values()):
             finished[row.name] = PairOutcome(
-                row.name, "ok", row.fingerprint, row.before, row.after, footprint=row.geometry, outputs=written,
+                row.name, "ok", row.fingerprint, row.before, row.after, getattr(row, "file_stem", None) or row.name,
+                footprint=row.geometry, outputs=written,
                 polygons=row.polygons, area_m2=row.area_m2, change_types=json.loads(row.change_types),
                 seconds=row.seconds,
             )
@@ -293,6 +321,7 @@ def _write_index(index: Path, pairs: Sequence[PairOutcome]) -> None:
     """Write the index GeoPackage (layer ``pairs``) atomically."""
     frame = gpd.GeoDataFrame({
         "name": [p.name for p in pairs],
+        "file_stem": [p.file_stem for p in pairs],
         "status": [p.status for p in pairs],
         "error": [None if p.error is None else str(p.error) for p in pairs],
         "before": [p.before for p in pairs],

@@ -6,15 +6,18 @@ none at all. The SenseEarth 2020 winner let an ensemble of trained models label 
 :func:`pseudo_label` runs the full predict path (tiling, blending, optional TTA) for both
 dates' land-cover maps and writes their finished rows straight into, on the pair's 'before' grid:
 
-* ``label_before/NAME.tif`` and ``label_after/NAME.tif``: the ground-truth class where it
+* ``label_before/STEM.tif`` and ``label_after/STEM.tif`` (``STEM``: the pair's name made a safe file name
+  by :mod:`geocd.safe_names`): the ground-truth class where it
   has one (never overwritten); where the ground truth says unchanged and the ensemble's
   before and after predictions agree, that class in both dates; 255 (ignore) elsewhere,
   so the changed pixels of a binary pair are ignored by the land-cover loss;
-* ``change/NAME.tif``: the ground-truth change mask (0, 1, 255; from ``label_before > 0``
+* ``change/STEM.tif``: the ground-truth change mask (0, 1, 255; from ``label_before > 0``
   for SECOND-style pairs, the pair's change raster for binary ones);
-* ``manifest.csv`` (an archive ``geocd train --pseudo-labels`` accepts) and
+* ``manifest.csv`` (an archive ``geocd train --pseudo-labels`` accepts; the pairs done) and
   ``pseudo_labels.json`` (models, TTA, source archive, per pair the share of unchanged
-  pixels that received a pseudo label).
+  pixels that received a pseudo label, and the pairs that failed with their errors).
+
+A pair failing in any way fails alone: the others are still labelled.
 """
 
 from __future__ import annotations
@@ -33,13 +36,14 @@ import rasterio
 from geocd.atomic import atomic_output, check_output_path
 from geocd.changemap import ChangeMapInfo, ChangeRows, ChangeSink, write_rows
 from geocd.checkpoint import LoadedModel, check_ensemble
-from geocd.data.archive import PairRecord, manifest_path, read_archive, write_manifest
+from geocd.data.archive import PairRecord, archive_file_stems, manifest_path, open_archive, write_manifest
 from geocd.data.labelled import change_mask, open_labels, read_label
 from geocd.data.labels import IGNORE
 from geocd.data.rasters import Grid, geotiff_profile
-from geocd.errors import InputError
+from geocd.errors import GeocdError, InputError, pair_failure
 from geocd.inference.predict import PredictOptions, predict_change_raster
 from geocd.progress import Progress
+from geocd.safe_names import pair_file
 
 PROVENANCE = "pseudo_labels.json"
 LABEL_FOLDERS = ("label_before", "label_after", "change")
@@ -60,6 +64,15 @@ class PairPseudoLabels:
 
 
 @dataclass(frozen=True)
+class PairFailure:
+    """A pair that could not be pseudo-labelled: its one-line error and, when unexpected, its traceback."""
+
+    name: str
+    error: GeocdError
+    traceback: str | None = None
+
+
+@dataclass(frozen=True)
 class PseudoLabelReport:
     """What :func:`pseudo_label` wrote, and from what."""
 
@@ -68,12 +81,15 @@ class PseudoLabelReport:
     models: tuple[str, ...]
     tta: bool
     pairs: tuple[PairPseudoLabels, ...]
+    failed: tuple[PairFailure, ...] = ()
 
     def to_dict(self) -> dict:
-        """JSON-ready provenance: source archive, models, TTA and per-pair counts."""
+        """JSON-ready provenance: source archive, models, TTA, per-pair counts and the failed pairs."""
         pairs = [{"name": p.name, "unchanged_pixels": p.unchanged_pixels, "pseudo_labelled_pixels": p.pseudo_labelled_pixels,
                   "fraction": p.fraction} for p in self.pairs]
-        return {"archive": os.fspath(self.archive), "models": list(self.models), "tta": self.tta, "pairs": pairs}
+        failed = [{"name": f.name, "error": str(f.error)} for f in self.failed]
+        return {"archive": os.fspath(self.archive), "models": list(self.models), "tta": self.tta, "pairs": pairs,
+                "failed": failed}
 
     def table(self) -> str:
         """A plain-text table: per pair the unchanged pixels and the share that got a pseudo label."""
@@ -95,25 +111,32 @@ def pseudo_label(
     """Write pseudo labels for every pair of ``archive`` (or the ``pairs`` named), SECOND-style or binary,
     into ``output_dir``.
 
-    A model without trained land-cover heads is an :class:`InputError`. Existing outputs are
-    refused unless ``overwrite``.
+    A model without trained land-cover heads is an :class:`InputError`. An existing manifest or
+    provenance is refused unless ``overwrite``; a pair whose outputs exist (without ``overwrite``),
+    or that fails in any other way, is the report's failure, not the run's.
     """
     check_models(models)
     source = manifest_path(archive).resolve()
-    records = select_pairs(source, read_archive(source), pairs)
+    opened = open_archive(source, "change")
+    stems = archive_file_stems(opened)
+    records = select_pairs(source, list(opened.records), pairs)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     for folder in LABEL_FOLDERS:
         (out / folder).mkdir(exist_ok=True)
-    outputs = {r.name: pair_outputs(out, r.name) for r in records}
-    for path in [out / "manifest.csv", out / PROVENANCE, *(p for paths in outputs.values() for p in paths)]:
+    for path in (out / "manifest.csv", out / PROVENANCE):
         check_output_path(path, overwrite)
-    counts, written = [], []
+    counts, written, failed = [], [], []
     for record in records:
-        counts.append(pseudo_label_pair(record, models, outputs[record.name], options, overwrite, progress))
-        label_before, label_after, change = (path.resolve() for path in outputs[record.name])
+        try:
+            outputs = pair_outputs(out, stems[record.name])
+            counts.append(pseudo_label_pair(record, models, outputs, options, overwrite, progress))
+        except Exception as error:  # noqa: BLE001 - one pair's failure, whatever it is, is that pair's alone
+            failed.append(PairFailure(record.name, *pair_failure(error, record.before, record.name)))
+            continue
+        label_before, label_after, change = (path.resolve() for path in outputs)
         written.append(replace(record, label_before=label_before, label_after=label_after, change=change))
-    report = PseudoLabelReport(out, source, tuple(str(m.path) for m in models), options.tta, tuple(counts))
+    report = PseudoLabelReport(out, source, tuple(str(m.path) for m in models), options.tta, tuple(counts), tuple(failed))
     with atomic_output(out / "manifest.csv", overwrite) as tmp:
         write_manifest(written, tmp)
     with atomic_output(out / PROVENANCE, overwrite) as tmp:
@@ -142,9 +165,10 @@ def select_pairs(manifest: Path, records: list[PairRecord], names: Sequence[str]
     return [r for r in records if r.name in set(names)]
 
 
-def pair_outputs(output_dir: Path, name: str) -> tuple[Path, Path, Path]:
-    """Where a pair's pseudo ``label_before``, ``label_after`` and ground-truth ``change`` rasters go."""
-    before, after, change = (output_dir / folder / f"{name}.tif" for folder in LABEL_FOLDERS)
+def pair_outputs(output_dir: Path, stem: str) -> tuple[Path, Path, Path]:
+    """Where the pseudo ``label_before``, ``label_after`` and ground-truth ``change`` rasters of the pair of
+    file stem ``stem`` go; one leading outside ``output_dir`` is an :class:`OutputError`."""
+    before, after, change = (pair_file(output_dir / folder, stem, ".tif", root=output_dir) for folder in LABEL_FOLDERS)
     return before, after, change
 
 
