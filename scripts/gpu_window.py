@@ -14,6 +14,7 @@ land-cover map whose folder has a mapping shipped with geocd, pixels finer than 
 from __future__ import annotations
 
 import argparse
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -131,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
     options = WindowOptions(minutes=args.minutes, checkpoint_minutes=tuple(args.checkpoint_at),
                             batch_size=args.batch_size, tile_size=args.tile_size, lr=args.lr, max_steps=args.max_steps,
                             seed=args.seed, **({"init_from": args.init_from} if args.init_from else {}))
-    train_window(args.bundle, args.output, options)
+    train_window(args.bundle, args.output, options, echo=functools.partial(print, flush=True))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +56,15 @@ def bundle(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Torch on one CPU thread meanwhile: on tiny tensors, threads cost more than they save (20x on a busy machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def test_pack_leaves_out_validation_scenes_and_keeps_labels(bundle: Path) -> None:
     entries = {e.name: e for e in read_bundle(bundle)}
     assert sorted(entries) == ["levir/train_1", "levir/val_2", "potsdam/tile"]
@@ -93,6 +103,7 @@ def test_nuisance_keeps_shape_and_range() -> None:
     assert not torch.equal(out, images)
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_cpu_dry_run_writes_checkpoints_geocd_predicts_with(bundle: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     main(["train", str(bundle), str(run), "--max-steps", "2", "--batch-size", "2", "--tile-size", "64",
@@ -112,6 +123,7 @@ def test_cpu_dry_run_writes_checkpoints_geocd_predicts_with(bundle: Path, tmp_pa
         assert (src.width, src.height) == (128, 96)
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_training_stops_within_its_budget(bundle: Path, tmp_path: Path) -> None:
     result = train_window(bundle, tmp_path / "run", WindowOptions(minutes=0.05, reserve_s=3.0, batch_size=2,
                                                                    tile_size=64, checkpoint_minutes=()), echo=lambda _: None)

@@ -95,10 +95,11 @@ class DevicePairs:
         self.device, self.options = device, options
         self.rng = np.random.default_rng(options.seed)
         self.generator = torch.Generator(device).manual_seed(options.seed)
-        self.pairs = [_on_device(e, device) for e in entries if e.is_pair]
-        self.landcover = [_on_device(e, device) for e in entries if not e.is_pair]
-        self.everything = self.pairs + self.landcover
-        shares = np.array(options.shares, float) * [bool(self.pairs), True, bool(self.landcover)]
+        pairs = [_on_device(e, device) for e in entries if e.is_pair]
+        landcover = [_on_device(e, device) for e in entries if not e.is_pair]
+        self.pools = {name: (pool, _areas(pool)) for name, pool in
+                      (("pairs", pairs), ("landcover", landcover), ("everything", pairs + landcover))}
+        shares = np.array(options.shares, float) * [bool(pairs), True, bool(landcover)]
         self.shares = shares / shares.sum()
 
     def batch(self, size: int) -> dict[str, torch.Tensor]:
@@ -119,26 +120,26 @@ class DevicePairs:
         return {"image_before": before, "image_after": after, "label_before": label_before.long(),
                 "label_after": label_after.long(), "change": labels[:, 2].long()}
 
-    def _pick(self, entries: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
-        """An entry drawn with probability proportional to its area, cropped at a random scale."""
-        areas = np.array([images.shape[-1] * images.shape[-2] for images, _ in entries], float)
-        images, labels = entries[self.rng.choice(len(entries), p=areas / areas.sum())]
+    def _pick(self, pool: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """An entry of ``pool`` drawn with probability proportional to its area, cropped at a random scale."""
+        entries, areas = self.pools[pool]
+        images, labels = entries[self.rng.choice(len(entries), p=areas)]
         low, high = np.log(self.options.scale_range)
         return _crop(images, labels, self.options.tile_size, float(np.exp(self.rng.uniform(low, high))), self.rng)
 
     def _real(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        images, labels = self._pick(self.pairs)
+        images, labels = self._pick("pairs")
         ignore = torch.full_like(labels, IGNORE)
         return images[:3], images[3:], torch.cat([ignore, ignore, labels])
 
     def _invariance(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        images, labels = self._pick(self.everything)
+        images, labels = self._pick("everything")
         date = images[:3] if images.shape[0] == 3 or self.rng.random() < 0.5 else images[3:]
         landcover = labels if images.shape[0] == 3 else torch.full_like(labels, IGNORE)
         return date, date.clone(), torch.cat([landcover, landcover, torch.zeros_like(labels)])
 
     def _unpaired(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        (before, label_before), (after, label_after) = self._pick(self.landcover), self._pick(self.landcover)
+        (before, label_before), (after, label_after) = self._pick("landcover"), self._pick("landcover")
         return before, after, unpaired_labels(label_before[0], label_after[0])
 
 
@@ -297,6 +298,12 @@ def _on_device(entry: BundleEntry, device: torch.device) -> tuple[torch.Tensor, 
     images = torch.from_numpy(np.concatenate(dates, axis=2).transpose(2, 0, 1).copy())
     labels = torch.from_numpy((entry.landcover if entry.change is None else entry.change)[None].copy())
     return images.to(device), labels.to(device)
+
+
+def _areas(entries: list[tuple[torch.Tensor, torch.Tensor]]) -> np.ndarray:
+    """Each entry's share of the pixels of ``entries``."""
+    areas = np.array([images.shape[-1] * images.shape[-2] for images, _ in entries], float)
+    return areas / max(areas.sum(), 1.0)
 
 
 def _crop(images: torch.Tensor, labels: torch.Tensor, tile: int, scale: float,
