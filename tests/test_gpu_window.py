@@ -17,7 +17,8 @@ from geocd.checkpoint import DEFAULT_MODEL, load_checkpoint
 from geocd.data.labels import IGNORE, encode_set
 from geocd.inference.predict import PredictOutputs, predict
 from geocd.training.bundle import read_bundle, write_bundle
-from geocd.training.gpu_window import MAX_CHECKPOINT_BYTES, WindowOptions, nuisance, train_window, unpaired_labels
+from geocd.training.gpu_window import (MAX_CHECKPOINT_BYTES, DevicePairs, WindowOptions, nuisance, train_window,
+                                       unpaired_labels)
 
 from conftest import planted_pair, smooth_scene
 
@@ -94,6 +95,17 @@ def test_unpaired_labels_follow_the_star_rule() -> None:
     assert labels[2].tolist() == [[0, 1, IGNORE, IGNORE, 1]]
     assert labels[0].tolist() == [[5, 5, IGNORE, IGNORE, vegetation]]
     assert labels[1].tolist() == [[5, 2, IGNORE, IGNORE, 2]]
+
+
+def test_batches_label_invariance_pairs_unchanged_and_keep_real_change(bundle: Path) -> None:
+    entries = read_bundle(bundle)
+    invariance = DevicePairs(entries, torch.device("cpu"), WindowOptions(tile_size=32, shares=(0, 1, 0))).batch(6)
+    assert (invariance["change"] == 0).all() and torch.equal(invariance["label_before"], invariance["label_after"])
+    assert not torch.equal(invariance["image_before"], invariance["image_after"])
+    real = DevicePairs(entries, torch.device("cpu"), WindowOptions(tile_size=32, shares=(1, 0, 0))).batch(6)
+    assert set(real["change"].unique().tolist()) <= {0, 1} and real["change"].any()
+    assert (real["label_before"] == IGNORE).all() and (real["label_after"] == IGNORE).all()
+    assert real["image_before"].shape == (6, 3, 32, 32) and real["image_before"].dtype == torch.float32
 
 
 def test_nuisance_keeps_shape_and_range() -> None:

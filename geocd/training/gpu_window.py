@@ -114,9 +114,10 @@ class DevicePairs:
         elements = self.rng.integers(0, 8, size).tolist()
         before, after, labels = (transform_each(x, elements) for x in (before, after, labels))
         swap = torch.from_numpy(self.rng.random(size) < 0.5).to(self.device)
-        before, after = torch.where(swap.view(-1, 1, 1, 1), after, before), torch.where(swap.view(-1, 1, 1, 1), before, after)
-        label_before = torch.where(swap.view(-1, 1, 1), labels[:, 1], labels[:, 0])
-        label_after = torch.where(swap.view(-1, 1, 1), labels[:, 0], labels[:, 1])
+        images_swap, labels_swap = swap.view(-1, 1, 1, 1), swap.view(-1, 1, 1)
+        before, after = torch.where(images_swap, after, before), torch.where(images_swap, before, after)
+        label_before = torch.where(labels_swap, labels[:, 1], labels[:, 0])
+        label_after = torch.where(labels_swap, labels[:, 0], labels[:, 1])
         return {"image_before": before, "image_after": after, "label_before": label_before.long(),
                 "label_after": label_after.long(), "change": labels[:, 2].long()}
 
@@ -176,7 +177,8 @@ def nuisance(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     geometry = drawn("geometry").view(n)
     angle = torch.deg2rad(uniform(-MAX_ROTATION_DEGREES, MAX_ROTATION_DEGREES)) * geometry
     scale = 1 + uniform(-MAX_SCALE_CHANGE, MAX_SCALE_CHANGE) * geometry
-    shift = uniform(-MAX_SHIFT_PIXELS, MAX_SHIFT_PIXELS, 2) * geometry[:, None] * 2 / torch.tensor([width, height], device=device)
+    pixels = uniform(-MAX_SHIFT_PIXELS, MAX_SHIFT_PIXELS, 2) * geometry[:, None]
+    shift = pixels * 2 / torch.tensor([width, height], device=device)  # affine_grid's units: half the tile
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
     theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
     grid = F.affine_grid(theta, list(images.shape), align_corners=False)
