@@ -16,9 +16,9 @@ from safetensors import safe_open
 from geocd.checkpoint import DEFAULT_MODEL, load_checkpoint
 from geocd.data.labels import IGNORE, encode_set
 from geocd.inference.predict import PredictOutputs, predict
-from geocd.training.bundle import read_bundle, write_bundle
-from geocd.training.gpu_window import (MAX_CHECKPOINT_BYTES, DevicePairs, WindowOptions, nuisance, train_window,
-                                       unpaired_labels)
+from geocd.training.bundle import BundleEntry, read_bundle, write_bundle
+from geocd.training.gpu_window import (MAX_CHECKPOINT_BYTES, DevicePairs, WindowOptions, nuisance, sampling_weights,
+                                       train_window, unpaired_labels)
 
 from conftest import planted_pair, smooth_scene
 
@@ -106,6 +106,14 @@ def test_batches_label_invariance_pairs_unchanged_and_keep_real_change(bundle: P
     assert set(real["change"].unique().tolist()) <= {0, 1} and real["change"].any()
     assert (real["label_before"] == IGNORE).all() and (real["label_after"] == IGNORE).all()
     assert real["image_before"].shape == (6, 3, 32, 32) and real["image_before"].dtype == torch.float32
+
+
+def test_datasets_are_drawn_by_the_square_root_of_their_pixels() -> None:
+    def entry(dataset: str, side: int) -> BundleEntry:
+        return BundleEntry(dataset, dataset, 1.0, np.zeros((side, side, 3), np.uint8), landcover=np.zeros((side, side), np.uint8))
+
+    weights = sampling_weights([entry("big", 80), entry("big", 60), entry("small", 20)])
+    assert np.allclose(weights, [0.64 * 100 / 120, 0.36 * 100 / 120, 20 / 120])  # datasets: sqrt(10000) : sqrt(400)
 
 
 def test_nuisance_keeps_shape_and_range() -> None:

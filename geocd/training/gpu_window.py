@@ -9,7 +9,7 @@ Each batch is drawn there (:class:`DevicePairs`), in shares of
 * *unpaired* pairs: crops of two land-cover maps as the two dates, changed where their classes differ,
   as in STAR (ChangeStar, Zheng et al., ICCV 2021; the rule of :mod:`geocd.training.synthetic`);
 
-each crop resampled by a random scale factor (0.5-2x, log-uniform); then the 'after' date of every
+entries drawn by :func:`sampling_weights`, each crop resampled by a random scale factor (0.5-2x, log-uniform); then the 'after' date of every
 invariance pair, and of the others with :attr:`WindowOptions.jitter_probability`, is passed through
 :func:`nuisance` (another acquisition of the same ground, the torch counterpart of
 :func:`geocd.training.invariance.nuisance`, whose strengths and probabilities it shares; JPEG
@@ -95,9 +95,9 @@ class DevicePairs:
         self.device, self.options = device, options
         self.rng = np.random.default_rng(options.seed)
         self.generator = torch.Generator(device).manual_seed(options.seed)
-        pairs = [_on_device(e, device) for e in entries if e.is_pair]
-        landcover = [_on_device(e, device) for e in entries if not e.is_pair]
-        self.pools = {name: (pool, _areas(pool)) for name, pool in
+        pairs = [e for e in entries if e.is_pair]
+        landcover = [e for e in entries if not e.is_pair]
+        self.pools = {name: ([_entry_tensors(e, device) for e in pool], sampling_weights(pool)) for name, pool in
                       (("pairs", pairs), ("landcover", landcover), ("everything", pairs + landcover))}
         shares = np.array(options.shares, float) * [bool(pairs), True, bool(landcover)]
         self.shares = shares / shares.sum()
@@ -108,12 +108,12 @@ class DevicePairs:
         kinds = self.rng.choice(len(KINDS), size, p=self.shares)
         samples = [getattr(self, f"_{KINDS[k]}")() for k in kinds]
         before, after, labels = (torch.stack(part) for part in zip(*samples))
-        jittered = self.rng.random(size) < self.options.jitter_probability
-        jittered = torch.from_numpy(jittered | (kinds == KINDS.index("invariance"))).to(self.device)
+        jittered = self._to_device((self.rng.random(size) < self.options.jitter_probability)
+                                   | (kinds == KINDS.index("invariance")))
         after = torch.where(jittered.view(-1, 1, 1, 1), nuisance(after, self.generator), after)
         elements = self.rng.integers(0, 8, size).tolist()
         before, after, labels = (transform_each(x, elements) for x in (before, after, labels))
-        swap = torch.from_numpy(self.rng.random(size) < 0.5).to(self.device)
+        swap = self._to_device(self.rng.random(size) < 0.5)
         images_swap, labels_swap = swap.view(-1, 1, 1, 1), swap.view(-1, 1, 1)
         before, after = torch.where(images_swap, after, before), torch.where(images_swap, before, after)
         label_before = torch.where(labels_swap, labels[:, 1], labels[:, 0])
@@ -121,10 +121,15 @@ class DevicePairs:
         return {"image_before": before, "image_after": after, "label_before": label_before.long(),
                 "label_after": label_after.long(), "change": labels[:, 2].long()}
 
+    def _to_device(self, array: np.ndarray) -> torch.Tensor:
+        """``array`` on the device, through pinned memory on CUDA (a copy that does not wait for the device)."""
+        tensor = torch.from_numpy(array)
+        return tensor.pin_memory().to(self.device, non_blocking=True) if self.device.type == "cuda" else tensor
+
     def _pick(self, pool: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """An entry of ``pool`` drawn with probability proportional to its area, cropped at a random scale."""
-        entries, areas = self.pools[pool]
-        images, labels = entries[self.rng.choice(len(entries), p=areas)]
+        """An entry of ``pool`` drawn by :func:`sampling_weights`, cropped at a random scale."""
+        entries, weights = self.pools[pool]
+        images, labels = entries[self.rng.choice(len(entries), p=weights)]
         low, high = np.log(self.options.scale_range)
         return _crop(images, labels, self.options.tile_size, float(np.exp(self.rng.uniform(low, high))), self.rng)
 
@@ -178,7 +183,7 @@ def nuisance(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     angle = torch.deg2rad(uniform(-MAX_ROTATION_DEGREES, MAX_ROTATION_DEGREES)) * geometry
     scale = 1 + uniform(-MAX_SCALE_CHANGE, MAX_SCALE_CHANGE) * geometry
     pixels = uniform(-MAX_SHIFT_PIXELS, MAX_SHIFT_PIXELS, 2) * geometry[:, None]
-    shift = pixels * 2 / torch.tensor([width, height], device=device)  # affine_grid's units: half the tile
+    shift = torch.stack([pixels[:, 0] * 2 / width, pixels[:, 1] * 2 / height], 1)  # affine_grid's units: half the tile
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
     theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
     grid = F.affine_grid(theta, list(images.shape), align_corners=False)
@@ -276,8 +281,10 @@ def train_window(bundle: str | os.PathLike[str], output: str | os.PathLike[str],
         steps += 1
         now = time.monotonic() - start
         if now >= next_log:
+            value = float(terms.total.detach())  # waits for the device, so the rate counts finished steps
+            now = time.monotonic() - start
             echo(f"{now:.0f} s: step {steps}, {steps * batch_size / (now - train_start):.1f} pairs/s, "
-                 f"loss {float(terms.total.detach()):.4f}, lr factor {factor:.3f}")
+                 f"loss {value:.4f}, lr factor {factor:.3f}")
             next_log = now + options.log_every_s
         while pending and now >= pending[0] * 60:
             save(f"minute-{pending.pop(0):g}")
@@ -293,7 +300,7 @@ def train_window(bundle: str | os.PathLike[str], output: str | os.PathLike[str],
     return result
 
 
-def _on_device(entry: BundleEntry, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def _entry_tensors(entry: BundleEntry, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """An entry as ``(images, labels)`` uint8 tensors: ``[6, H, W]`` and its change ``[1, H, W]`` for a pair,
     ``[3, H, W]`` and its land cover ``[1, H, W]`` for a land-cover map."""
     dates = [entry.before] if entry.after is None else [entry.before, entry.after]
@@ -302,10 +309,15 @@ def _on_device(entry: BundleEntry, device: torch.device) -> tuple[torch.Tensor, 
     return images.to(device), labels.to(device)
 
 
-def _areas(entries: list[tuple[torch.Tensor, torch.Tensor]]) -> np.ndarray:
-    """Each entry's share of the pixels of ``entries``."""
-    areas = np.array([images.shape[-1] * images.shape[-2] for images, _ in entries], float)
-    return areas / max(areas.sum(), 1.0)
+def sampling_weights(entries: list[BundleEntry]) -> np.ndarray:
+    """How often each entry is drawn: a dataset by the square root of its pixel count (Dubai's 70 MP of
+    land cover do not drown LoveDA's 1 MP, nor do 256² chips get drawn as often as whole scenes), an entry
+    within its dataset by its pixel count."""
+    areas = np.array([e.before.shape[0] * e.before.shape[1] for e in entries], float)
+    datasets = [e.dataset for e in entries]
+    totals = {d: sum(a for a, other in zip(areas, datasets) if other == d) for d in set(datasets)}
+    weights = np.array([a / math.sqrt(totals[d]) for a, d in zip(areas, datasets)])
+    return weights / max(weights.sum(), 1e-12)
 
 
 def _crop(images: torch.Tensor, labels: torch.Tensor, tile: int, scale: float,
