@@ -9,8 +9,9 @@ Each batch is drawn there (:class:`DevicePairs`), in shares of
 * *unpaired* pairs: crops of two land-cover maps as the two dates, changed where their classes differ,
   as in STAR (ChangeStar, Zheng et al., ICCV 2021; the rule of :mod:`geocd.training.synthetic`);
 
-entries drawn by :func:`sampling_weights`, each crop resampled by a random scale factor (0.5-2x, log-uniform); then the 'after' date of every
-invariance pair, and of the others with :attr:`WindowOptions.jitter_probability`, is passed through
+entries drawn by :func:`sampling_weights`, each crop resampled by a random scale factor (0.5-2x,
+log-uniform); then the 'after' date of every invariance pair, and of the others with
+:attr:`WindowOptions.jitter_probability`, is passed through
 :func:`nuisance` (another acquisition of the same ground, the torch counterpart of
 :func:`geocd.training.invariance.nuisance`, whose strengths and probabilities it shares; JPEG
 artefacts are left out, the bundle's images are JPEG already), a random dihedral transform is
