@@ -80,7 +80,9 @@ class PredictOptions:
     2 on CUDA. The CPU defaults were measured on 2 cores (issue 18).
     ``radiometry`` says how stored pixel values become the model's input
     (:data:`geocd.data.radiometry.RadiometryMode`). ``backend`` runs the network
-    (:func:`geocd.inference.backends.build_runners`).
+    (:func:`geocd.inference.backends.build_runners`). ``only`` keeps the changes whose before or
+    after class is one of these land-cover class names (empty: every change); the others count as
+    unchanged in every output.
     """
 
     tile_size: int | None = None
@@ -93,3 +95,4 @@ class PredictOptions:
     bands: tuple[int, ...] | None = None
     radiometry: RadiometryMode = "auto"
     backend: Backend = "auto"
+    only: tuple[str, ...] = ()
