@@ -189,7 +189,9 @@ def encode_rows(probabilities: np.ndarray, valid: np.ndarray, info: ChangeMapInf
     """Change-raster bands ``[3, h, w]`` and land cover ``[2, h, w]`` (None untrained) of blended model outputs.
 
     ``probabilities`` ``[1 + 2K, h, w]`` are the change probability then both dates' class
-    probabilities over the K trained classes; ``valid`` ``[h, w]`` marks predicted pixels.
+    probabilities over the K trained classes; ``valid`` ``[h, w]`` marks predicted pixels. A changed
+    pixel's classes are :func:`joint_classes`' pair (0 with fewer than two trained classes, and
+    for a change ``info.only`` leaves out); the land cover is each date's most likely class.
     """
     trained = np.asarray(info.trained_classes, np.uint8)
     probability = encode_probability(probabilities[0])

@@ -487,6 +487,8 @@ def test_bad_inputs_raise_input_error(tmp_path: Path) -> None:
         ("GEOCD_SCHEMA", '[{"name": "x"}]', "GEOCD_SCHEMA or GEOCD_TRAINED_CLASSES does not list geocd classes"),
         ("GEOCD_TRAINED_CLASSES", '["x"]', "GEOCD_SCHEMA or GEOCD_TRAINED_CLASSES does not list geocd classes"),
         ("GEOCD_MODELS", "[oops", "GEOCD_MODELS is not a JSON list: '[oops'"),
+        ("GEOCD_ONLY", '["roof"]', "GEOCD_ONLY names no class 'roof': use water, ground, low vegetation, tree, building, "
+                                   "playground"),
     ],
 )
 def test_bad_metadata_tags_are_one_line_and_write_nothing(tmp_path: Path, tag: str, value: str, problem: str) -> None:
