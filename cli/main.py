@@ -37,7 +37,8 @@ class GeocdClickError(click.ClickException):
         click.echo(f"geocd: error: {self.format_message()}", err=True)
 
 
-OPTION_PARAMETERS = ("backend", "bands", "batch_size", "class_weights", "device", "overlap", "resolution", "threshold", "tile_size")
+OPTION_PARAMETERS = ("backend", "bands", "batch_size", "class_weights", "device", "only", "overlap", "resolution", "threshold",
+                     "tile_size")
 """Library parameters that are command-line options: an error line starting with one names its flag instead."""
 
 
@@ -140,12 +141,16 @@ TILE_SIZE_OPTION = click.option("--tile-size", default=PredictOptions.tile_size,
 DEVICE_OPTION = click.option("--device", default=PredictOptions.device, show_default=True, help="auto, cpu, cuda or cuda:N.")
 NUM_WORKERS_OPTION = click.option("--num-workers", default=PredictOptions.num_workers, type=click.IntRange(0),
                                   help="Tile-reading worker processes. Default: 0 on CPU, 2 on CUDA.")
+ONLY_OPTION = click.option("--only", multiple=True, metavar="CLASS",
+                           help="Keep only the changes from or to this land-cover class (repeatable; e.g. --only building); "
+                                "the others count as unchanged.")
 """Inference options shared by predict, evaluate and pseudo-label (each use makes a new click option)."""
 
 PREDICT_OPTIONS = (
     click.option("--model", "models", multiple=True, type=click.Path(dir_okay=False),
                  help="Model checkpoint; repeat for an ensemble. Default: the model bundled with geocd."),
     TTA_OPTION,
+    ONLY_OPTION,
     click.option("--threshold", default=PredictOptions.threshold, show_default=True, type=click.FloatRange(0, 1),
                  help="Change probability cut-off."),
     click.option("--min-area", type=click.FloatRange(0), help=MIN_AREA_HELP),
@@ -199,7 +204,7 @@ def predict_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @predict_options
 @reports_errors
 def predict(before: str, after: str, output: str | None, raster: str | None, landcover: str | None, models: tuple[str, ...], tta: bool,
-            threshold: float, min_area: float | None, bands: tuple[int, ...] | None,
+            only: tuple[str, ...], threshold: float, min_area: float | None, bands: tuple[int, ...] | None,
             radiometry: str | tuple[float, float], scales: tuple[float, ...], tile_size: int | None,
             overlap: int | None, device: str, backend: str, batch_size: int | None, num_workers: int | None, overwrite: bool,
             progress_mode: str, quiet: bool, quicklook: str | None, report: str | None) -> None:
@@ -228,7 +233,7 @@ def predict(before: str, after: str, output: str | None, raster: str | None, lan
     resolved = resolve_device(device)
     options = PredictOptions(tile_size=tile_size, overlap=overlap, tta=tta, threshold=threshold, device=resolved,
                              batch_size=batch_size, num_workers=num_workers, bands=bands, radiometry=radiometry,
-                             backend=backend, scales=scales)
+                             backend=backend, scales=scales, only=only)
     loaded = load_models(list(models), resolved)
     progress = Progress("none" if quiet else progress_mode)
     result = run_predict(before, after, models=loaded, outputs=outputs, options=options, progress=progress)
@@ -255,7 +260,8 @@ def predict(before: str, after: str, output: str | None, raster: str | None, lan
 @predict_options
 @reports_errors
 def predict_archive(manifest: str, output: str, vector_format: str, raster: bool, quicklook: bool, report: bool,
-                    scheduler: str | None, workers: int | None, verbose: bool, models: tuple[str, ...], tta: bool, threshold: float,
+                    scheduler: str | None, workers: int | None, verbose: bool, models: tuple[str, ...], tta: bool,
+                    only: tuple[str, ...], threshold: float,
                     min_area: float | None, bands: tuple[int, ...] | None, radiometry: str | tuple[float, float],
                     scales: tuple[float, ...], tile_size: int | None, overlap: int | None, device: str, backend: str,
                     batch_size: int | None, overwrite: bool, progress_mode: str, quiet: bool) -> None:
@@ -280,7 +286,8 @@ def predict_archive(manifest: str, output: str, vector_format: str, raster: bool
     outputs = ArchiveOutputs(Path(output), vector_suffix=f".{vector_format}", raster=raster, quicklook=quicklook,
                              report=report, overwrite=overwrite, min_area_m2=min_area)
     options = PredictOptions(tile_size=tile_size, overlap=overlap, tta=tta, threshold=threshold, device=device,
-                             batch_size=batch_size, bands=bands, radiometry=radiometry, backend=backend, scales=scales)
+                             batch_size=batch_size, bands=bands, radiometry=radiometry, backend=backend, scales=scales,
+                             only=only)
     with dask_client(scheduler, workers, gpu=device.startswith("cuda")) as client:
         result = run_archive(manifest, client, models=models, outputs=outputs, options=options,
                              progress=Progress("none" if quiet else progress_mode))
@@ -477,6 +484,7 @@ def train(ctx: click.Context, archives: tuple[str, ...], config: str | None, out
               help="Folder for evaluation.json and confusion.png.")
 @click.option("--pairs", help="Comma-separated pair names to evaluate (e.g. the validation pairs). Default: all.")
 @TTA_OPTION
+@ONLY_OPTION
 @click.option("--threshold", default=PredictOptions.threshold, show_default=True, type=click.FloatRange(0, 1),
               help="Change probability cut-off.")
 @TILE_SIZE_OPTION
@@ -484,7 +492,8 @@ def train(ctx: click.Context, archives: tuple[str, ...], config: str | None, out
 @NUM_WORKERS_OPTION
 @click.option("--overwrite", is_flag=True, help="Replace an existing evaluation.json and confusion.png in OUTPUT.")
 @reports_errors
-def evaluate(archive: str, models: tuple[str, ...], output: str, pairs: str | None, tta: bool, threshold: float,
+def evaluate(archive: str, models: tuple[str, ...], output: str, pairs: str | None, tta: bool, only: tuple[str, ...],
+             threshold: float,
              tile_size: int | None, device: str, num_workers: int | None, overwrite: bool) -> None:
     """Score a model on the labelled pairs of an archive (mIoU, SeK, Score, F_scd).
 
@@ -508,7 +517,8 @@ def evaluate(archive: str, models: tuple[str, ...], output: str, pairs: str | No
     report_paths(output, overwrite)
     resolved = resolve_device(device)
     loaded = load_models(list(models), resolved)
-    options = PredictOptions(tile_size=tile_size, tta=tta, threshold=threshold, device=resolved, num_workers=num_workers)
+    options = PredictOptions(tile_size=tile_size, tta=tta, threshold=threshold, device=resolved, num_workers=num_workers,
+                             only=only)
     run = evaluate_landcover if open_archive(archive).kind == "landcover" else run_evaluate
     report = run(archive, loaded, options, pairs.split(",") if pairs else None)
     json_path, png_path = save_report(report, output, overwrite)

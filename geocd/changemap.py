@@ -8,7 +8,10 @@ the valid area:
 3. ``to_class``: land-cover id in the after date (0 where unchanged or unknown).
 
 A pixel is *changed* when its probability reaches the threshold stored in the tags
-(:func:`is_changed`, used by both writer and reader). When the model's land-cover heads
+(:func:`is_changed`, used by both writer and reader) and, when the tags restrict the change
+types (``GEOCD_ONLY``: class names), its change is one of them (:func:`changed_pixels`; a change
+left out is written with class 0). A changed pixel's from and to classes are the most likely
+pair of *different* classes (:func:`joint_classes`), so "water -> water" never appears. When the model's land-cover heads
 were not trained, the class bands are 0 everywhere and the tags say so. A land-cover map
 (:data:`LANDCOVER_BANDS`) has both dates' classes on the same grid.
 
@@ -55,6 +58,8 @@ class ChangeMapInfo:
     trained_classes: tuple[int, ...] = ()
     models: tuple[str, ...] = ()
     inputs: tuple[str, ...] = ()
+    only: tuple[int, ...] = ()
+    """Class ids of the changes kept (a change whose from or to class is one of them); empty keeps all."""
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -70,6 +75,7 @@ class ChangeMapInfo:
             f"{TAG_PREFIX}TRAINED_CLASSES": json.dumps(list(self.trained_classes)),
             f"{TAG_PREFIX}MODELS": json.dumps(list(self.models)),
             f"{TAG_PREFIX}INPUTS": json.dumps(list(self.inputs)),
+            f"{TAG_PREFIX}ONLY": json.dumps([self.schema.name(c) for c in self.only]),
             **{f"{TAG_PREFIX}{k.upper()}": v for k, v in self.extra.items()},
         }
 
@@ -80,18 +86,23 @@ class ChangeMapInfo:
         A malformed tag (threshold not in (0, 1], JSON that is not the expected list) raises
         ``ValueError`` naming the tag.
         """
-        known = {"THRESHOLD", "SCHEMA", "TRAINED_CLASSES", "MODELS", "INPUTS"}
+        known = {"THRESHOLD", "SCHEMA", "TRAINED_CLASSES", "MODELS", "INPUTS", "ONLY"}
         schema, trained = _list_tag(tags, "SCHEMA", SECOND.to_dict()), _list_tag(tags, "TRAINED_CLASSES", [])
         try:
             schema, trained = ClassSchema.from_dict(schema), tuple(int(c) for c in trained)
         except (KeyError, TypeError, ValueError):
             raise ValueError(f"{TAG_PREFIX}SCHEMA or {TAG_PREFIX}TRAINED_CLASSES does not list geocd classes") from None
+        try:
+            only = schema.class_ids([str(n) for n in _list_tag(tags, "ONLY", [])])
+        except ValueError as error:
+            raise ValueError(f"{TAG_PREFIX}ONLY {error}") from None
         return cls(
             threshold=_threshold_tag(tags),
             schema=schema,
             trained_classes=trained,
             models=tuple(str(m) for m in _list_tag(tags, "MODELS", [])),
             inputs=tuple(str(i) for i in _list_tag(tags, "INPUTS", [])),
+            only=only,
             extra={
                 k[len(TAG_PREFIX) :].lower(): v
                 for k, v in tags.items()
@@ -145,6 +156,16 @@ def is_changed(encoded: np.ndarray, threshold: float) -> np.ndarray:
     return (encoded >= cutoff) & (encoded != NODATA)
 
 
+def changed_pixels(probability: np.ndarray, from_class: np.ndarray, info: ChangeMapInfo) -> np.ndarray:
+    """Changed pixels of a change raster's bands: :func:`is_changed`, and with ``info.only`` a kept change.
+
+    A change left out by ``info.only`` is written with class 0, so a nonzero from class marks the
+    kept ones.
+    """
+    changed = is_changed(probability, info.threshold)
+    return changed & (from_class != 0) if info.only else changed
+
+
 @dataclass(frozen=True)
 class ChangeRows:
     """Finished rows of a change map on its grid, full width, uint8 with :data:`NODATA` outside the valid area.
@@ -168,7 +189,9 @@ def encode_rows(probabilities: np.ndarray, valid: np.ndarray, info: ChangeMapInf
     """Change-raster bands ``[3, h, w]`` and land cover ``[2, h, w]`` (None untrained) of blended model outputs.
 
     ``probabilities`` ``[1 + 2K, h, w]`` are the change probability then both dates' class
-    probabilities over the K trained classes; ``valid`` ``[h, w]`` marks predicted pixels.
+    probabilities over the K trained classes; ``valid`` ``[h, w]`` marks predicted pixels. A changed
+    pixel's classes are :func:`joint_classes`' pair (0 with fewer than two trained classes, and
+    for a change ``info.only`` leaves out); the land cover is each date's most likely class.
     """
     trained = np.asarray(info.trained_classes, np.uint8)
     probability = encode_probability(probabilities[0])
@@ -179,10 +202,40 @@ def encode_rows(probabilities: np.ndarray, valid: np.ndarray, info: ChangeMapInf
     if not trained.size:
         return bands, None
     t = trained.size
-    classes = [trained[probs.argmax(0)] for probs in (probabilities[1 : 1 + t], probabilities[1 + t :])]
-    for band, date_classes in zip((1, 2), classes):
-        bands[band][changed] = date_classes[changed]
+    before, after = probabilities[1 : 1 + t], probabilities[1 + t :]
+    classes = [trained[probs.argmax(0)] for probs in (before, after)]
+    if t >= 2:
+        pair = joint_classes(before[:, changed], after[:, changed])
+        from_class, to_class = trained[pair[0]], trained[pair[1]]
+        if info.only:
+            kept = np.isin(from_class, info.only) | np.isin(to_class, info.only)
+            from_class, to_class = np.where(kept, from_class, 0), np.where(kept, to_class, 0)
+        bands[1][changed], bands[2][changed] = from_class, to_class
     return bands, np.where(valid, np.stack(classes), NODATA).astype(np.uint8)
+
+
+def joint_classes(before: np.ndarray, after: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The class indices ``(i, j)`` with ``i != j`` maximising ``before[i] * after[j]`` at each pixel.
+
+    ``before`` and ``after`` ``[K, ...]`` (K >= 2) are one pixel's class probabilities per date. When
+    the dates' most likely classes differ they are the answer; when they agree, the better of keeping
+    the before class (with the after date's second class) or the after class (with the before date's
+    second class). Within one date a tie goes to the lower class index; a tie between those two pairs
+    keeps the before date's class.
+    """
+    first = [probs.argmax(0) for probs in (before, after)]
+    second = []
+    for probs, top in zip((before, after), first):
+        masked = probs.copy()
+        np.put_along_axis(masked, top[None], -np.inf, axis=0)
+        second.append(masked.argmax(0))
+    value = [np.take_along_axis(p, i[None], axis=0)[0] for p, i in ((before, first[0]), (after, second[1]),
+                                                                    (before, second[0]), (after, first[1]))]
+    keep_before = value[0] * value[1] >= value[2] * value[3]
+    same = first[0] == first[1]
+    from_index = np.where(same & ~keep_before, second[0], first[0])
+    to_index = np.where(same & keep_before, second[1], first[1])
+    return from_index, to_index
 
 
 def nodata_rows(window: Window, info: ChangeMapInfo) -> ChangeRows:

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from geocd.atomic import atomic_output, check_output_path
-from geocd.changemap import NODATA, ChangeMapInfo, ChangeRows, ChangeSink, is_changed
+from geocd.changemap import NODATA, ChangeMapInfo, ChangeRows, ChangeSink, changed_pixels
 from geocd.checkpoint import LoadedModel
 from geocd.data.archive import LandCoverRecord, PairRecord, read_archive, read_landcover_archive
 from geocd.data.labelled import change_mask, open_labels, read_label
@@ -110,7 +110,9 @@ class _PairConfusion:
     """Confusion matrices of a pair's predicted change map against its labels, filled row by row.
 
     The change truth is the record's ``change`` mask when it has one, else ``label_before > 0``
-    (as in training); land-cover matrices (``semantic``) count ids 0..``num_classes``.
+    (as in training); land-cover matrices (``semantic``) count ids 0..``num_classes``. With
+    ``PredictOptions.only`` the prediction keeps only those changes, and so does the truth where
+    land-cover labels name its classes (a binary truth, e.g. LEVIR's buildings, is taken as it is).
     """
 
     def __init__(self, record: PairRecord, semantic: bool, num_classes: int) -> None:
@@ -131,12 +133,15 @@ class _PairConfusion:
                 probability, from_class, to_class = rows.bands
                 valid = probability != NODATA
                 self.predicted += int(valid.sum())
-                truth_change = np.where(valid, change_mask(read_label(labels[0], rows.window)), IGNORE)
-                self.binary += confusion_matrix(truth_change, is_changed(probability, info.threshold).astype(np.int64), 2)
-                if self.hist is not None:
-                    for src, predicted in zip(labels[1:], (from_class, to_class)):
-                        truth = np.where(valid, read_label(src, rows.window), IGNORE)
-                        self.hist += confusion_matrix(truth, predicted, len(self.hist))
+                truth_change = change_mask(read_label(labels[0], rows.window))
+                truth = [np.where(valid, read_label(src, rows.window), IGNORE) for src in labels[1:]]
+                if info.only and truth:
+                    kept = np.isin(truth[0], info.only) | np.isin(truth[1], info.only)
+                    truth_change = np.where(truth_change == 1, kept, truth_change)
+                truth_change = np.where(valid, truth_change, IGNORE)
+                self.binary += confusion_matrix(truth_change, changed_pixels(probability, from_class, info).astype(np.int64), 2)
+                for date_truth, predicted in zip(truth, (from_class, to_class)):
+                    self.hist += confusion_matrix(date_truth, predicted, len(self.hist))
 
             yield add
 

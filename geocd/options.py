@@ -83,6 +83,8 @@ class PredictOptions:
     (:func:`geocd.inference.backends.build_runners`). ``scales`` are the input resizings whose
     probabilities are averaged (:func:`geocd.models.tta.predict_probabilities`); with a scale below 1
     and no ``tile_size``, tiles grow so the smallest scale still sees the model's tile size.
+    ``only`` keeps the changes whose before or after class is one of these land-cover class names
+    (empty: every change); the others count as unchanged in every output.
     """
 
     tile_size: int | None = None
@@ -96,3 +98,4 @@ class PredictOptions:
     radiometry: RadiometryMode = "auto"
     backend: Backend = "auto"
     scales: tuple[float, ...] = (1.0,)
+    only: tuple[str, ...] = ()

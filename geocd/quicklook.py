@@ -3,8 +3,9 @@
 Everything is read decimated onto one grid over the change raster's extent (longest side at
 most :data:`MAX_SIDE` pixels), so memory does not grow with the scene: the images with GDAL's
 average resampling ('after' warped onto the 'before' grid), the change raster with nearest
-neighbour (changes smaller than a decimated pixel may not show). Changed pixels are coloured
-by change type, with the colours of the GeoPackage's style. The images show the bands as the
+The change polygons are drawn as the GeoPackage's style draws them: filled with the to class's
+colour, outlined with the from class's (over a dark halo), so each change type looks different;
+the legend names each type with its polygon count and area. The images show the bands as the
 network saw them: after the radiometry recorded in the change raster (``GEOCD_RADIOMETRY``). Rendered with matplotlib's Agg
 canvas (no display needed).
 """
@@ -17,7 +18,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import rasterio.features
+import shapely
 from affine import Affine
+from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
@@ -25,13 +29,12 @@ from pyproj import CRS, Transformer
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
-from geocd.changemap import ChangeMapInfo, is_changed
+from geocd.changemap import open_change_raster
 from geocd.data.pair import limit_gdal_cache, warp_onto
 from geocd.data.radiometry import Stretch, stretches_from_tag
 from geocd.data.rasters import Grid, choose_bands, grid_of, open_raster, read_mask
-from geocd.vector.attributes import ChangeTypeSummary, pair_names
-from geocd.vector.pairs import encode_pairs
-from geocd.changemap import open_change_raster
+from geocd.vector.attributes import ChangeTypeSummary
+from geocd.vector.pipeline import ChangePolygons
 
 MAX_SIDE = 1024
 """Longest side, in pixels, of the decimated reads."""
@@ -39,8 +42,9 @@ PANEL_INCHES = 6.0
 LEGEND_INCHES = 1.4
 DPI = 100
 OVERLAY_ALPHA = 0.75
-OUTLINE_COLOR = "yellow"
-"""Outline of the changed pixels, so changes show even where their colour matches the ground."""
+OUTLINE_WIDTH = 1.4
+HALO_COLOR = "black"
+"""Drawn under each outline, so changes show even where their colours match the ground."""
 
 
 def render_quicklook(
@@ -48,67 +52,76 @@ def render_quicklook(
     after: str | os.PathLike[str],
     change_raster: str | os.PathLike[str],
     path: str | os.PathLike[str],
-    change_types: Sequence[ChangeTypeSummary],
+    changes: ChangePolygons,
     bands: Sequence[int] | None = None,
     num_bands: int = 3,
 ) -> None:
-    """Write PNG ``path``: before | after | after with changed pixels coloured by change type.
+    """Write PNG ``path``: before | after | after with the ``changes`` polygons of ``change_raster``.
 
     ``bands`` (1-based) and ``num_bands`` choose the bands as the prediction did; the first
-    three are shown as RGB (a single band as grey). The legend lists ``change_types`` with
+    three are shown as RGB (a single band as grey). The legend lists the change types with
     their polygon counts and areas; each panel has a scale bar in ground metres. The PNG is
     ``3 * PANEL_INCHES * DPI`` pixels wide whatever the scene size.
     """
     limit_gdal_cache()
-    grid, overlay, changed, info = _read_changes(change_raster)
-    threshold = info.threshold
+    with open_change_raster(change_raster) as (dataset, info):
+        grid = _decimated(grid_of(dataset), MAX_SIDE)
     stretches = stretches_from_tag(info.extra["radiometry"])
     after_image = _read_display(after, grid, bands, num_bands, stretches[1])
     panels = (
         ("before", _read_display(before, grid, bands, num_bands, stretches[0]), None),
         ("after", after_image, None),
-        (f"change (p \u2265 {threshold:g})", after_image, (overlay, changed)),
+        (f"change (p \u2265 {info.threshold:g})", after_image, _overlay(changes, grid)),
     )
-    figure = _draw(panels, grid, change_types, f"{Path(before).name} \u2192 {Path(after).name}")
+    figure = _draw(panels, grid, changes.change_types, f"{Path(before).name} \u2192 {Path(after).name}")
     figure.savefig(path, format="png", dpi=DPI)
 
 
 def _draw(panels: Sequence[tuple], grid: Grid, change_types: Sequence[ChangeTypeSummary], title: str) -> Figure:
-    """Panels ``(title, RGBA image, (RGBA overlay, changed mask) or None)`` side by side, scale bars and legend."""
+    """Panels ``(title, RGBA image, (RGBA fill, outlines) or None)`` side by side, scale bars and legend."""
     aspect = min(max(grid.height / grid.width, 0.3), 2.0)
     figure = Figure(figsize=(3 * PANEL_INCHES, PANEL_INCHES * aspect + LEGEND_INCHES), dpi=DPI, layout="constrained")
     figure.suptitle(title)
     metres_per_pixel = _ground_width_m(grid) / grid.width
     for axes, (name, image, changes) in zip(figure.subplots(1, len(panels)), panels):
         axes.imshow(image, interpolation="nearest")
-        if changes is not None and changes[1].any():
-            axes.imshow(changes[0], interpolation="nearest")
-            axes.contour(changes[1], levels=[0.5], colors=OUTLINE_COLOR, linewidths=0.6)
+        if changes is not None:
+            fill, (lines, colors) = changes
+            axes.imshow(fill, interpolation="nearest")
+            axes.add_collection(LineCollection(lines, colors=HALO_COLOR, linewidths=OUTLINE_WIDTH + 1.2))
+            axes.add_collection(LineCollection(lines, colors=colors, linewidths=OUTLINE_WIDTH))
         axes.set_title(name)
         axes.set_xticks([])
         axes.set_yticks([])
         axes.set_facecolor("0.85")
         _add_scale_bar(axes, grid.width, metres_per_pixel)
     handles = [
-        Patch(facecolor=np.array(t.color) / 255, edgecolor="0.3", label=f"{t.change_type}: {t.polygons} polygons, {_area_text(t.area_m2)}")
+        Patch(facecolor=np.array(t.color) / 255, edgecolor=np.array(t.outline) / 255, linewidth=3,
+              label=f"{t.change_type}: {t.polygons} polygon{'' if t.polygons == 1 else 's'}, {_area_text(t.area_m2)}")
         for t in change_types
     ] or [Patch(facecolor="none", edgecolor="none", label="no change found")]
     figure.legend(handles=handles, loc="outside lower center", ncol=min(3, len(handles)), frameon=False)
     return figure
 
 
-def _read_changes(path: str | os.PathLike[str]) -> tuple[Grid, np.ndarray, np.ndarray, ChangeMapInfo]:
-    """The decimated grid, a uint8 RGBA overlay of the changed pixels by change type, the changed mask and the tags."""
-    with open_change_raster(path) as (changes, info):
-        grid = _decimated(grid_of(changes), MAX_SIDE)
-        with warp_onto(changes, grid, Resampling.nearest) as decimated:
-            probability, from_class, to_class = decimated.read()
-    changed = is_changed(probability, info.threshold)
-    labels = encode_pairs(from_class, to_class, changed)
-    overlay = np.zeros((*changed.shape, 4), np.uint8)
-    for label, names in pair_names(labels[changed], info).items():
-        overlay[labels == label] = (*names.color, round(OVERLAY_ALPHA * 255))
-    return grid, overlay, changed, info
+def _overlay(changes: ChangePolygons, grid: Grid) -> tuple[np.ndarray, tuple[list[np.ndarray], np.ndarray]]:
+    """The polygons on ``grid``: a uint8 RGBA fill by to class (every touched pixel, so small ones show),
+    and their rings in pixel coordinates with the from class's colour."""
+    style = {t.change_type: t for t in changes.change_types}
+    types = [style[name] for name in changes.frame["change_type"]]
+    fill = np.zeros((grid.height, grid.width, 4), np.uint8)
+    if types:
+        burned = rasterio.features.rasterize(
+            zip(changes.frame.geometry, range(1, len(types) + 1)), out_shape=(grid.height, grid.width),
+            transform=grid.transform, all_touched=True, dtype="int32",
+        )
+        colors = np.array([(0, 0, 0, 0)] + [(*t.color, round(OVERLAY_ALPHA * 255)) for t in types], np.uint8)
+        fill = colors[burned]
+    rings = shapely.get_parts(shapely.boundary(changes.frame.geometry.to_numpy()), return_index=True)
+    pixels = shapely.transform(rings[0], lambda xy: np.stack(~grid.transform * (xy[:, 0], xy[:, 1]), axis=1) - 0.5)
+    lines = [shapely.get_coordinates(line) for line in pixels]
+    outline = np.array([t.outline for t in types], np.float64).reshape(-1, 3) / 255
+    return fill, (lines, outline[rings[1]])
 
 
 def _decimated(grid: Grid, max_side: int) -> Grid:

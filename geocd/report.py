@@ -58,6 +58,7 @@ def build_report(
         },
         "options": {
             "threshold": options.threshold,
+            "only": [change_raster.info.schema.name(c) for c in change_raster.info.only],
             "tta": options.tta,
             "tile_size": change_raster.tile_size,
             "overlap": change_raster.overlap,
@@ -70,7 +71,8 @@ def build_report(
             "polygons": sum(t.polygons for t in change_types),
             "area_m2": sum(t.area_m2 for t in change_types),
             "by_type": [
-                {"change_type": t.change_type, "color": list(t.color), "polygons": t.polygons, "area_m2": t.area_m2}
+                {"change_type": t.change_type, "color": list(t.color), "outline_color": list(t.outline),
+                 "polygons": t.polygons, "area_m2": t.area_m2}
                 for t in change_types
             ],
         },

@@ -6,6 +6,7 @@ predict (head channel ``k`` is class id ``k + 1``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +49,16 @@ class ClassSchema:
     def name(self, class_id: int) -> str:
         """The name of a class id."""
         return self.classes[class_id].name
+
+    def class_ids(self, names: Sequence[str], among: Sequence[int] | None = None) -> tuple[int, ...]:
+        """The ids of land-cover class ``names`` (each once, in id order), chosen ``among`` these ids
+        (default: every land-cover class); ``ValueError`` naming the valid names for any other name."""
+        valid = {self.name(c): c for c in (among if among is not None else range(1, len(self.classes)))}
+        unknown = [n for n in names if n not in valid]
+        if unknown:
+            listing = ", ".join(valid)
+            raise ValueError(f"names no class {unknown[0]!r}: use {listing}" if valid else "names a class, but there are none")
+        return tuple(sorted({valid[n] for n in names}))
 
     def to_dict(self) -> list[dict[str, Any]]:
         """A JSON-ready list of ``{id, name, color}``."""

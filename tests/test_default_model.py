@@ -43,6 +43,8 @@ def test_demo_then_predict_without_model_finds_the_planted_changes(tmp_path: Pat
     names = {"water", "ground", "low vegetation", "tree", "building"}
     assert set(polygons["from_name"]) <= names and set(polygons["to_name"]) <= names
     assert all(" \u2192 " in label for label in polygons["change_type"])
+    assert (polygons.from_class != polygons.to_class).all()  # never "water \u2192 water" (joint decoding)
+    assert len(polygons) <= 15  # one polygon per change region, not per pixel pair (was 91)
     found = polygons.union_all()
     planted = _planted_changes(truth, transform)
     assert len(planted) == 5  # three houses, a pond, a cleared grove

@@ -85,7 +85,7 @@ def test_plugin_loads_registers_opens_dialog_and_unloads(tmp_path: Path) -> None
     result = run_check(tmp_path, "gui", rasters=[str(lowest), str(before), str(after)])
     assert result["toolbar"] == ["Detect changes (geocd)"] and result["raster_menu"] == ["&geocd"]
     assert result["registered"] and result["display_name"] == "Detect changes" and result["setting"]
-    assert result["parameters"] == ["BEFORE", "AFTER", "MODEL", "TTA", "THRESHOLD", "MIN_AREA", "OUTPUT"]
+    assert result["parameters"] == ["BEFORE", "AFTER", "MODEL", "TTA", "THRESHOLD", "MIN_AREA", "ONLY", "OUTPUT"]
     assert result["temporary_output"].endswith(".gpkg")
     # the topmost raster (added last) is 'after', the next one 'before'; the vector layer on top is skipped
     assert result["dialog"] == [["geocd:detectchanges", {"AFTER": "after", "BEFORE": "before"}]]
@@ -130,13 +130,18 @@ def test_geocd_errors_surface_as_processing_exceptions(tmp_path: Path, tiny_chec
         {"before": str(before), "after": str(far), "model": str(tiny_checkpoint), "output": str(tmp_path / "b.gpkg")},
         {"before": str(before), "after": str(tmp_path / "gone.tif"), "output": str(tmp_path / "c.gpkg")},
         {"before": str(before), "after": str(after), "output": str(tmp_path / "d.gpkg"), "executable": str(not_executable)},
+        {"before": str(before), "after": str(after), "model": str(tiny_checkpoint), "output": str(tmp_path / "e.gpkg"),
+         "only": " building,low vegetation "},
     ]
-    model_error, overlap_error, missing_after, no_executable = run_check(tmp_path, "errors", cases=cases)["outcomes"]
+    model_error, overlap_error, missing_after, no_executable, only = run_check(tmp_path, "errors", cases=cases)["outcomes"]
     assert model_error == {"error": f"geocd: error: {missing}: model file does not exist", "exists": False}
     assert overlap_error == {"error": f"geocd: error: {far}: does not overlap {before}", "exists": False}
     # QGIS itself refuses a raster parameter it cannot open, before geocd runs
     assert "gone.tif" in missing_after["error"] and not missing_after["exists"]
     assert no_executable == {"error": f"cannot run geocd executable '{not_executable}': Permission denied", "exists": False}
+    # the classes reach geocd predict --only (the tiny model's land cover is untrained, so geocd refuses them)
+    assert only == {"error": f"geocd: error: {tiny_checkpoint}: has untrained land-cover heads, so changes cannot be kept "
+                             "by class (only)", "exists": False}
 
 
 def test_geocd_runs_without_qgis_python_gdal_and_proj_settings(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from geocd.data.radiometry import Stretch, radiometry_tag
 from geocd.data.rasters import Grid
 from geocd.inference.predict import PredictOptions, PredictOutputs, predict
 from geocd.quicklook import DPI, LEGEND_INCHES, PANEL_INCHES, _ground_width_m, render_quicklook
+from geocd.vector import change_polygons
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "oscd-s2"
 
@@ -54,7 +55,7 @@ def test_report_and_quicklook_agree_with_the_polygons(tmp_path: Path) -> None:
     frame = pyogrio.read_dataframe(gpkg, layer="changes")
     by_type = summary["changes"]["by_type"]
     assert [t["change_type"] for t in by_type] == ["low vegetation \u2192 building"]
-    assert by_type[0]["color"] == [128, 0, 0]  # the to-class colour
+    assert (by_type[0]["color"], by_type[0]["outline_color"]) == ([128, 0, 0], [0, 128, 0])  # to, from class colours
     assert sum(t["polygons"] for t in by_type) == summary["changes"]["polygons"] == len(frame) == 1
     assert sum(t["area_m2"] for t in by_type) == summary["changes"]["area_m2"]
     assert summary["changes"]["area_m2"] == pytest.approx(frame.area_m2.sum(), rel=1e-12)
@@ -67,7 +68,7 @@ def test_report_and_quicklook_agree_with_the_polygons(tmp_path: Path) -> None:
     assert summary["inputs"]["radiometry"] == {"mode": "auto", "before": identity, "after": identity}
     assert summary["model"]["paths"] == ["intensity-model"]
     assert summary["model"]["trained_classes"] == ["low vegetation", "building"]
-    assert summary["options"] == {"threshold": 0.5, "tta": False, "tile_size": 48, "overlap": 6, "min_area_m2": 2.0, "device": "cpu"}
+    assert summary["options"] == {"threshold": 0.5, "only": [], "tta": False, "tile_size": 48, "overlap": 6, "min_area_m2": 2.0, "device": "cpu"}
     assert summary["outputs"] == {"vectors": str(gpkg), "quicklook": str(png), "report": str(report)}
     assert set(summary["seconds"]) == {"predict", "vectorize", "quicklook", "total"}
     assert summary["seconds"]["total"] >= summary["seconds"]["predict"] + summary["seconds"]["vectorize"]
@@ -84,7 +85,8 @@ def test_report_without_polygon_output_lists_untrained_change(tmp_path: Path) ->
     summary = json.loads((tmp_path / "r.json").read_text())
     assert result.polygons == summary["changes"]["polygons"] == 1 and result.vectors is None
     (by_type,) = summary["changes"]["by_type"]
-    assert by_type == {"change_type": "change", "color": [255, 0, 255], "polygons": 1, "area_m2": by_type["area_m2"]}
+    assert by_type == {"change_type": "change", "color": [255, 0, 255], "outline_color": [255, 0, 255], "polygons": 1,
+                       "area_m2": by_type["area_m2"]}
     assert by_type["area_m2"] == pytest.approx(changed.sum(), rel=1e-3)
     assert summary["outputs"] == {"report": str(tmp_path / "r.json")}
     assert summary["options"]["min_area_m2"] == pytest.approx(3.5, rel=1e-2)  # the default applied: 3.5 pixels of 1 m
@@ -165,9 +167,10 @@ def scene_with_change(folder: Path, factor: int) -> tuple[Path, Path]:
 
 def quicklook_peak_memory(before: Path, change: Path, png: Path) -> int:
     """Peak bytes allocated through Python (numpy included) while rendering the quicklook."""
+    changes = change_polygons(change)
     tracemalloc.start()
     try:
-        render_quicklook(before, before, change, png, ())
+        render_quicklook(before, before, change, png, changes)
         return tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -202,3 +205,28 @@ def test_quicklook_of_a_real_sentinel2_pair(tmp_path: Path) -> None:
     predict(city / "before.tif", city / "after.tif", models=[intensity_model()], outputs=PredictOutputs(quicklook=tmp_path / "q.png"),
             options=PredictOptions(tile_size=64, bands=(3, 2, 1)))
     assert png_size(tmp_path / "q.png") == expected_size(*shape)
+
+
+def test_quicklook_tells_change_types_with_the_same_to_class_apart(tmp_path: Path) -> None:
+    """water -> building and tree -> building: one fill (building), two outlines (water blue, tree green), as the legend says."""
+    before, change = scene_with_change(tmp_path / "scene", 1)
+    with rasterio.open(change, "r+") as dst:
+        probability = dst.read(1)
+        probability[:] = 0
+        probability[10:40, 10:50] = probability[50:80, 70:110] = 254
+        from_class = np.where(probability > 0, 1, 0)
+        from_class[50:80, 70:110] = 4
+        dst.write(np.stack([probability, from_class, (probability > 0) * 5]).astype(np.uint8))
+    changes = change_polygons(change)
+    assert [(t.change_type, t.color, t.outline) for t in changes.change_types] == [
+        ("water \u2192 building", (128, 0, 0), (0, 0, 255)), ("tree \u2192 building", (128, 0, 0), (0, 255, 0))]
+    render_quicklook(before, before, change, tmp_path / "q.png", changes)
+    image = (imread(tmp_path / "q.png")[..., :3] * 255).astype(int)
+    panels = image[: -round(LEGEND_INCHES * DPI)]
+    third = panels.shape[1] // 3
+
+    def near(panel: np.ndarray, rgb: tuple[int, int, int]) -> int:
+        return int((np.abs(panel - rgb).max(-1) < 40).sum())
+
+    for rgb in ((0, 0, 255), (0, 255, 0)):
+        assert near(panels[:, 2 * third :], rgb) > 100 and near(panels[:, third : 2 * third], rgb) == 0

@@ -114,11 +114,10 @@ def test_areas_sum_to_changed_pixels_and_geometries_are_valid(tmp_path: Path) ->
     assert shapely.is_valid(frame.geometry.values).all()
     assert set(frame.geometry.geom_type) == {"Polygon"}
     assert list(frame.change_id) == list(range(1, len(frame) + 1))
-    # regions of one pair never touch along an edge (they would be one 4-connected region)
-    for _, group in frame.groupby("change_type"):
-        geoms = group.geometry.values
-        for i, j in zip(*shapely.STRtree(geoms).query(geoms, predicate="touches")):
-            assert shapely.intersection(geoms[i], geoms[j]).length == 0
+    # regions never touch along an edge, whatever their pairs (they would be one 4-connected region)
+    geoms = frame.geometry.values
+    for i, j in zip(*shapely.STRtree(geoms).query(geoms, predicate="touches")):
+        assert shapely.intersection(geoms[i], geoms[j]).length == 0
 
 
 @pytest.mark.parametrize("min_area_m2", [0.0, 30.0, 101.0])
@@ -162,22 +161,45 @@ def test_min_area_removes_blobs_whole_even_across_seams(tmp_path: Path) -> None:
         assert result.changed_area_m2 == pytest.approx(sum(kept) * PIXEL_M2)
 
 
-def test_min_area_keeps_small_pairs_inside_big_blobs_and_never_fills_holes(tmp_path: Path) -> None:
+def test_a_region_is_one_polygon_of_its_majority_pair_and_min_area_never_fills_holes(tmp_path: Path) -> None:
     probability = np.zeros((16, 16), np.uint8)
     before = np.full(probability.shape, 5, np.uint8)
     after = np.full(probability.shape, 2, np.uint8)
-    probability[1:11, 1:11] = 200  # big blob, 100 px: building -> ground
+    probability[1:11, 1:11] = 200  # big region, 100 px: building -> ground
     after[5, 5] = 1  # one pixel of building -> water inside it
+    before[6, 1:3] = 4  # two pixels of tree -> ground
     probability[3:5, 3:5] = 0  # a 4 px unchanged hole ...
     probability[7:10, 7:10] = 0  # ... and a 9 px hole with a 1 px speck in it (GDAL sieve alone keeps
     probability[8, 8] = 200  # that speck: its only neighbour, the 8 px ring, is itself small)
     probability[13, 13:15] = 200  # a 2 px speck outside
     raster = write_raster(tmp_path / "c.tif", probability, before, after)
     frame = read(vectorize(raster, tmp_path / "o.gpkg", min_area_m2=10 * PIXEL_M2, strip_rows=4).path)
-    assert sorted(frame.change_type) == ["building → ground", "building → water"]
-    big = frame[frame.to_class == 2].geometry.iloc[0]
-    assert big.area == (100 - 4 - 9 - 1) * 2 * 2 and len(big.interiors) == 3
-    assert frame[frame.to_class == 1].area_m2.tolist() == pytest.approx([PIXEL_M2], rel=1e-7)
+    assert frame.change_type.tolist() == ["building → ground"]
+    big = frame.geometry[0]
+    assert big.area == (100 - 4 - 9) * 2 * 2 and len(big.interiors) == 2
+    assert frame.type_share[0] == pytest.approx(84 / 87)  # 87 px: 84 building -> ground, 1 -> water, 2 from tree
+    assert (frame.from_share[0], frame.to_share[0]) == pytest.approx((85 / 87, 86 / 87))
+
+
+def test_majority_pair_is_counted_over_the_whole_region_across_seams(tmp_path: Path) -> None:
+    """Two strips of building -> water (16 px) above one strip of tree -> building (20 px): the region is tree -> building."""
+    probability = np.zeros((12, 8), np.uint8)
+    before, after = np.zeros_like(probability), np.zeros_like(probability)
+    probability[0:8, 1:3], before[0:8, 1:3], after[0:8, 1:3] = 200, 5, 1
+    probability[8:12, 1:6], before[8:12, 1:6], after[8:12, 1:6] = 200, 4, 5
+    probability[0:2, 6:8], before[0:2, 6:8], after[0:2, 6:8] = 200, 1, 4  # a tie, 2 px each: the lower pair wins
+    before[1, 6:8], after[1, 6:8] = 3, 2
+    raster = write_raster(tmp_path / "c.tif", probability, before, after)
+    frames = [read(vectorize(raster, tmp_path / f"o{rows}.gpkg", strip_rows=rows, min_area_m2=0).path)
+              for rows in (None, 1, 3, 4)]
+    for frame in frames:
+        assert frame.drop(columns="geometry").equals(frames[0].drop(columns="geometry"))
+    frame = frames[0]
+    assert frame.change_type.tolist() == ["tree → building", "water → tree"]
+    assert frame.type_share.tolist() == pytest.approx([20 / 36, 0.5])
+    assert frame.from_share.tolist() == pytest.approx([20 / 36, 0.5])
+    assert frame.to_share.tolist() == pytest.approx([20 / 36, 0.5])
+    assert frame.area_m2[0] == pytest.approx(36 * PIXEL_M2, rel=1e-7)
 
 
 def test_nodata_threshold_and_progress(tmp_path: Path) -> None:
@@ -212,21 +234,22 @@ def test_attributes_on_a_hand_made_raster(tmp_path: Path) -> None:
     after = np.zeros_like(probability)
     probability[1:3, 1:4] = [[200, 254, 127], [150, 180, 210]]  # 2x3 building -> water
     before[1:3, 1:4], after[1:3, 1:4] = 5, 1
-    probability[3, 1:3] = [140, 160]  # 1x2 tree -> building, touching the first below
-    before[3, 1:3], after[3, 1:3] = 4, 5
+    probability[4, 1:3] = [140, 160]  # 1x2 tree -> building, apart from the first
+    before[4, 1:3], after[4, 1:3] = 4, 5
     probability[0, 5] = 100  # below the threshold
     raster = write_raster(tmp_path / "c.tif", probability, before, after)
-    frame = read(vectorize(raster, tmp_path / "o.gpkg").path)
+    frame = read(vectorize(raster, tmp_path / "o.gpkg", min_area_m2=0).path)
     assert frame.change_id.tolist() == [1, 2]
     assert frame.from_class.tolist() == [5, 4] and frame.to_class.tolist() == [1, 5]
     assert frame.from_name.tolist() == ["building", "tree"] and frame.to_name.tolist() == ["water", "building"]
     assert frame.change_type.tolist() == ["building → water", "tree → building"]
     expected = [geodesic(g, "EPSG:32633") for g in (shapely.box(500002, 5999994, 500008, 5999998),
-                                                       shapely.box(500002, 5999992, 500006, 5999994))]
+                                                       shapely.box(500002, 5999990, 500006, 5999992))]
     assert frame.area_m2.tolist() == pytest.approx([a for a, _ in expected], rel=1e-9)
     assert frame.perimeter_m.tolist() == pytest.approx([p for _, p in expected], rel=1e-9)
     assert frame.mean_probability.tolist() == pytest.approx([1121 / 6 / 254, 150 / 254])
     assert frame.max_probability.tolist() == pytest.approx([1.0, 160 / 254])
+    assert frame[["type_share", "from_share", "to_share"]].to_numpy().tolist() == [[1.0] * 3] * 2
     assert frame.geometry[0].equals(shapely.box(500002, 5999994, 500008, 5999998))
 
 
@@ -364,7 +387,7 @@ def test_geopackage_layer_index_style_and_metadata(tmp_path: Path) -> None:
     assert info["features"] == result.polygons
     assert list(info["fields"]) == [
         "change_id", "from_class", "from_name", "to_class", "to_name", "change_type",
-        "area_m2", "perimeter_m", "mean_probability", "max_probability",
+        "type_share", "from_share", "to_share", "area_m2", "perimeter_m", "mean_probability", "max_probability",
     ]
     assert info["layer_metadata"]["GEOCD_MODELS"] == '["tiny.safetensors"]'
     assert dict(pyogrio.list_layers(result.path).tolist()) == {"changes": "Polygon", "layer_styles": None}
@@ -464,6 +487,8 @@ def test_bad_inputs_raise_input_error(tmp_path: Path) -> None:
         ("GEOCD_SCHEMA", '[{"name": "x"}]', "GEOCD_SCHEMA or GEOCD_TRAINED_CLASSES does not list geocd classes"),
         ("GEOCD_TRAINED_CLASSES", '["x"]', "GEOCD_SCHEMA or GEOCD_TRAINED_CLASSES does not list geocd classes"),
         ("GEOCD_MODELS", "[oops", "GEOCD_MODELS is not a JSON list: '[oops'"),
+        ("GEOCD_ONLY", '["roof"]', "GEOCD_ONLY names no class 'roof': use water, ground, low vegetation, tree, building, "
+                                   "playground"),
     ],
 )
 def test_bad_metadata_tags_are_one_line_and_write_nothing(tmp_path: Path, tag: str, value: str, problem: str) -> None:
@@ -496,7 +521,7 @@ def test_each_format_round_trips_the_fields(tmp_path: Path, extension: str) -> N
     assert result.path == tmp_path / f"changes{extension}" and result.path.exists()
     frame = read_any(result.path).rename(columns={v: k for k, v in SHAPEFILE_FIELDS.items()})
     frame = frame.sort_values("change_id", ignore_index=True)  # FlatGeobuf's index stores features in Hilbert order
-    assert list(frame.columns) == list(reference.columns) and len(frame) == result.polygons == len(reference) > 20
+    assert list(frame.columns) == list(reference.columns) and len(frame) == result.polygons == len(reference) > 10
     pd.testing.assert_frame_equal(frame.drop(columns="geometry"), reference.drop(columns="geometry"),
                                   check_dtype=False, rtol=1e-13)
     if extension == ".geojson":  # RFC 7946: WGS84 longitude/latitude, 7 decimals (~1 cm)
@@ -517,7 +542,7 @@ def test_shapefile_field_names_sidecars_and_atomic_failure(tmp_path: Path, monke
     assert sorted(p.name for p in out.iterdir()) == [f"changes.{e}" for e in ("cpg", "dbf", "prj", "shp", "shx")]
     assert list(pyogrio.read_info(result.path)["fields"]) == [
         "change_id", "from_class", "from_name", "to_class", "to_name", "chg_type",
-        "area_m2", "perim_m", "mean_prob", "max_prob",
+        "type_share", "from_share", "to_share", "area_m2", "perim_m", "mean_prob", "max_prob",
     ]
     assert (out / "changes.cpg").read_text().strip() == "UTF-8"
     assert "building" in set(read_any(result.path).chg_type.str.split(" ").str[0])  # UTF-8 arrows read back
@@ -575,8 +600,9 @@ def test_qgis_opens_the_layer_with_its_categorized_style(tmp_path: Path, info: C
     assert seen["renderer"] == "categorizedSymbol" and seen["attribute"] == "change_type"
     frame = read(result.path)
     assert {c["value"] for c in seen["categories"]} == set(frame.change_type)
-    to_class = dict(zip(frame.change_type, frame.to_class))
+    classes = dict(zip(frame.change_type, zip(frame.from_class, frame.to_class)))
     for category in seen["categories"]:
-        rgb = [255, 0, 255] if info is UNTRAINED else list(SECOND.classes[to_class[category["value"]]].color)
-        assert category["fill"] == rgb + [153] and category["outline"] == rgb + [255]
+        fill, outline = ([255, 0, 255] if info is UNTRAINED else list(SECOND.classes[c].color)
+                         for c in reversed(classes[category["value"]]))
+        assert category["fill"] == fill + [153] and category["outline"] == outline + [255]
 

@@ -99,6 +99,7 @@ def predict_change_raster(
         raise InputError(None, f"overlap {overlap} must be at least 0 and less than the tile size {tile}")
     if not valid_threshold(options.threshold):
         raise InputError(None, f"threshold {options.threshold} must be in (0, 1]")
+    only = _kept_classes(options.only, models[0])
     check_target(meta.radiometry, models[0].path)
     dataset = PairDataset(before, after, meta.config.in_channels, options.bands, min_extent=tile,
                           radiometry=options.radiometry)
@@ -115,6 +116,7 @@ def predict_change_raster(
     trained = list(meta.trained_classes)
     info = ChangeMapInfo(
         threshold=options.threshold, schema=meta.schema, trained_classes=meta.trained_classes,
+        only=only,
         models=tuple(str(m.path) for m in models), inputs=(os.fspath(before), os.fspath(after)),
         extra={"tta": str(options.tta).lower(), "scales": ",".join(f"{x:g}" for x in options.scales),
                "radiometry": radiometry_tag(options.radiometry, dataset.stretches)},
@@ -149,6 +151,19 @@ def predict_change_raster(
     megapixels = region.width * region.height / 1e6
     return ChangeRasterResult(info, len(windows), megapixels, time.perf_counter() - start, model_seconds,
                               tile, overlap, str(device))
+
+
+def _kept_classes(names: Sequence[str], model: LoadedModel) -> tuple[int, ...]:
+    """The class ids of ``PredictOptions.only``, among the model's trained classes."""
+    if not names:
+        return ()
+    meta = model.metadata
+    if not meta.landcover_trained:
+        raise InputError(model.path, "has untrained land-cover heads, so changes cannot be kept by class (only)")
+    try:
+        return meta.schema.class_ids(names, meta.trained_classes)
+    except ValueError as error:
+        raise InputError(None, f"only {error}") from None
 
 
 class _Placer:
@@ -341,7 +356,7 @@ def predict(
 
                 t0 = time.perf_counter()
                 render_quicklook(before, after, raster_tmp, stack.enter_context(atomic_output(quicklook, overwrite)),
-                                 changes.change_types, options.bands, models[0].metadata.config.in_channels)
+                                 changes, options.bands, models[0].metadata.config.in_channels)
                 seconds["quicklook"] = time.perf_counter() - t0
             summary = build_report(before, after, models, options, changes.min_area_m2, result, changes.change_types,
                                    seconds | {"total": time.perf_counter() - start}, outputs.paths)

@@ -2,16 +2,16 @@
 
 Rules, applied identically whatever the strip height:
 
-* A pixel is changed when :func:`geocd.changemap.is_changed` says so (the raster's threshold
-  unless overridden). Only changed pixels become polygons: one polygon per 4-connected
-  region of equal (from, to) class pair.
-* ``min_area_m2`` applies to *blobs*: 4-connected sets of changed pixels, whatever their
-  pairs. A blob smaller than ``min_area_m2`` disappears entirely. A blob at least that large
-  is kept whole, including any small region of another pair inside it: that region is real
-  change, so it keeps its own polygon and its own (model-given) classes rather than being
-  dropped (a hole in the change) or relabelled (an invented class). Unchanged pixels never
-  become changed: small unchanged holes stay holes.
-* Blob areas are judged after joining the pieces cut at strip seams, so blobs crossing
+* A pixel is changed when :func:`geocd.changemap.changed_pixels` says so (the raster's threshold
+  unless overridden). Each 4-connected region of changed pixels becomes ONE polygon, whatever
+  the (from, to) pairs of its pixels: its change type is the region's majority pair (the most
+  frequent; a tie goes to the lower from, then to class id), with the shares of its pixels that
+  have that pair (``type_share``), that from class (``from_share``) and that to class
+  (``to_share``). Pair counts are summed over the whole region before the majority is chosen,
+  also for regions crossing strip seams.
+* ``min_area_m2`` applies to regions: a region smaller than ``min_area_m2`` disappears entirely.
+  Unchanged pixels never become changed: small unchanged holes stay holes.
+* Region areas are judged after joining the pieces cut at strip seams, so regions crossing
   seams are measured whole; GDAL sieve only pre-removes specks lying wholly inside a strip.
   Areas are true ground square metres (geodesic on the CRS's ellipsoid, whatever its
   projection; see :mod:`geocd.vector.measure`), so ``min_area_m2`` means the same on any grid.
@@ -36,13 +36,13 @@ from pyproj import CRS
 
 from geocd import __version__
 from geocd.atomic import check_output_path
-from geocd.changemap import ChangeMapInfo, is_changed, valid_threshold
+from geocd.changemap import ChangeMapInfo, changed_pixels, valid_threshold
 from geocd.errors import InputError
 from geocd.progress import Progress
 from geocd.vector.attributes import ChangeTypeSummary, change_table, style_categories, summarize_change_types
 from geocd.vector.formats import LayerInfo, check_vector_path, write_vectors
 from geocd.vector.measure import largest_pixel_area, measure, pixel_area
-from geocd.vector.pairs import encode_pairs
+from geocd.vector.pairs import pair_indices
 from geocd.vector.polygonize import polygonize_strip
 from geocd.changemap import default_strip_rows, open_change_raster, read_strips
 from geocd.vector.sieve import sieve_specks
@@ -50,16 +50,16 @@ from geocd.vector.stitch import Regions, SeamStitcher
 from geocd.vector.style import categorized_qml
 
 DEFAULT_MIN_PIXELS = 3.5
-"""Default minimum area, in pixels' ground area at the raster's centre: blobs of 1-3 pixels are
-dropped as noise, 4-pixel blobs kept (the half pixel absorbs area variation over the raster)."""
+"""Default minimum area, in pixels' ground area at the raster's centre: regions of 1-3 pixels are
+dropped as noise, 4-pixel regions kept (the half pixel absorbs area variation over the raster)."""
 AREA_TOLERANCE = 1e-9
-"""Relative slack when comparing a blob's area with ``min_area_m2`` (float rounding)."""
+"""Relative slack when comparing a region's area with ``min_area_m2`` (float rounding)."""
 
 
 @dataclass(frozen=True)
 class ChangePolygons:
     """The ``changes`` layer in memory: its table, what goes with it, its sum per change type and the
-    minimum blob area applied (m²)."""
+    minimum region area applied (m²)."""
 
     frame: gpd.GeoDataFrame
     layer: LayerInfo
@@ -118,7 +118,7 @@ def change_polygons(
 ) -> ChangePolygons:
     """The change polygons of change raster ``raster``, in memory.
 
-    ``min_area_m2`` removes changed blobs smaller than that (see the module docstring); None
+    ``min_area_m2`` removes change regions smaller than that (see the module docstring); None
     means :data:`DEFAULT_MIN_PIXELS` pixels' ground area at the raster's centre, 0 keeps all;
     ``simplify`` is a coverage-simplification tolerance in map units (shared edges stay
     shared; areas and perimeters are then those of the simplified polygons); ``threshold``
@@ -136,22 +136,19 @@ def change_polygons(
             min_area_m2 = DEFAULT_MIN_PIXELS * centre
         specks = _speck_pixels(min_area_m2, largest_pixel_area(transform, dataset.height, dataset.width, crs))
         rows = strip_rows or default_strip_rows(dataset)
-        regions = _regions(dataset, info.threshold, specks, min_area_m2 > 0, rows, progress or Progress("none"))
+        regions = _regions(dataset, info, specks, rows, progress or Progress("none"))
 
     regions = regions.take(_scan_order(regions.geometries))
     geometries = shapely.normalize(_to_map(regions.geometries, transform))  # vertex order fixed: exact figures do not depend on strips
     area, perimeter = measure(geometries, crs)
     if min_area_m2 > 0:
-        keep = _blob_area(regions.blobs, area) >= min_area_m2 * (1 - AREA_TOLERANCE)
+        keep = area >= min_area_m2 * (1 - AREA_TOLERANCE)
         regions, geometries, area, perimeter = regions.take(keep), geometries[keep], area[keep], perimeter[keep]
     if simplify is not None and len(geometries):
         geometries = shapely.normalize(shapely.coverage_simplify(geometries, simplify))
         area, perimeter = measure(geometries, crs)
 
-    frame = change_table(
-        geometries, regions.labels, regions.pixels, regions.probability_sum, regions.probability_max,
-        area, perimeter, info, crs,
-    )
+    frame = change_table(geometries, regions, area, perimeter, info, crs)
     categories = style_categories(regions.labels, info)
     layer = LayerInfo(_description(info, min_area_m2), _metadata(info, min_area_m2, simplify), categorized_qml(categories))
     return ChangePolygons(frame, layer, summarize_change_types(frame, categories), min_area_m2)
@@ -175,17 +172,16 @@ def _speck_pixels(min_area_m2: float, pixel_area_m2: float) -> int:
     return max(math.ceil(min_area_m2 / (pixel_area_m2 * (1 + 1e-6))) - 1, 0)
 
 
-def _regions(
-    dataset: rasterio.DatasetReader, threshold: float, specks: int, blobs: bool, rows: int, progress: Progress
-) -> Regions:
+def _regions(dataset: rasterio.DatasetReader, info: ChangeMapInfo, specks: int, rows: int, progress: Progress) -> Regions:
     """Polygonize the raster strip by strip and join the pieces across seams."""
-    stitcher = SeamStitcher()
+    classes = info.schema.num_landcover
+    stitcher = SeamStitcher(classes)
     progress.start(math.ceil(dataset.height / rows), "vectorizing", unit="strip")
     for strip in read_strips(dataset, rows):
-        changed = sieve_specks(is_changed(strip.probability, threshold), specks)
+        changed = sieve_specks(changed_pixels(strip.probability, strip.from_class, info), specks)
         if changed.any():
-            labels = encode_pairs(strip.from_class, strip.to_class, changed)
-            stitcher.add(polygonize_strip(labels, strip.probability, strip.row_offset, neighbours=blobs))
+            pairs = pair_indices(strip.from_class, strip.to_class, classes)
+            stitcher.add(polygonize_strip(changed, pairs, (classes + 1) ** 2, strip.probability, strip.row_offset))
         else:
             stitcher.close()
         progress.advance(1, changed.size)
@@ -217,18 +213,13 @@ def _to_map(geometries: np.ndarray, transform: Affine) -> np.ndarray:
     return shapely.transform(geometries, lambda xy: xy @ matrix + offset)
 
 
-def _blob_area(blobs: np.ndarray, area_m2: np.ndarray) -> np.ndarray:
-    """The area of each region's blob: the sum of its regions' areas."""
-    _, blob_index = np.unique(blobs, return_inverse=True)
-    return np.bincount(blob_index, weights=area_m2)[blob_index]
-
-
 def _description(info: ChangeMapInfo, min_area_m2: float) -> str:
     models = ", ".join(info.models) or "unknown model"
     inputs = ", ".join(info.inputs) or "unknown inputs"
+    only = f"; only changes from or to {', '.join(info.schema.name(c) for c in info.only)}" if info.only else ""
     return (
         f"geocd change polygons of {inputs}; model {models}; threshold {info.threshold:g}; "
-        f"minimum area {min_area_m2:g} m²; land cover {'trained' if info.landcover_trained else 'not trained'}"
+        f"minimum area {min_area_m2:g} m²; land cover {'trained' if info.landcover_trained else 'not trained'}{only}"
     )
 
 

@@ -1,4 +1,4 @@
-"""Polygonize one strip of a label image into pieces with per-piece pixel statistics.
+"""Polygonize the changed pixels of one strip into pieces with per-piece pixel statistics.
 
 Coordinates are in pixels of the whole raster (x = column, y = row), so pieces from
 different strips share exact integer edges along the seams.
@@ -17,14 +17,12 @@ from affine import Affine
 
 @dataclass(frozen=True)
 class StripPieces:
-    """The 4-connected regions of equal nonzero label inside one strip."""
+    """The 4-connected regions of changed pixels inside one strip."""
 
     geometries: np.ndarray
     """Shapely polygons in raster pixel coordinates."""
-    labels: np.ndarray
-    """int64 label of each piece."""
-    pixels: np.ndarray
-    """int64 pixel count of each piece."""
+    pair_counts: np.ndarray
+    """int64 ``[pieces, pairs]``: how many pixels of each piece have each (from, to) pair index."""
     probability_sum: np.ndarray
     """int64 sum of the encoded probability (0..254) over each piece."""
     probability_max: np.ndarray
@@ -33,22 +31,21 @@ class StripPieces:
     """Piece index (-1: none) of every column in the strip's first row."""
     last_row: np.ndarray
     """Piece index (-1: none) of every column in the strip's last row."""
-    neighbours: np.ndarray
-    """``(k, 2)`` piece indices that are 4-adjacent (different labels), when asked for."""
 
     def __len__(self) -> int:
-        return len(self.labels)
+        return len(self.geometries)
 
 
-def polygonize_strip(labels: np.ndarray, probability: np.ndarray, row_offset: int, neighbours: bool) -> StripPieces:
-    """Pieces of ``labels`` (int32, 0 = background) for the strip starting at raster row ``row_offset``.
+def polygonize_strip(changed: np.ndarray, pairs: np.ndarray, num_pairs: int, probability: np.ndarray,
+                     row_offset: int) -> StripPieces:
+    """Pieces of the ``changed`` mask for the strip starting at raster row ``row_offset``.
 
-    The 4-connected components of equal label are numbered first (in row-major order of their
-    first pixel, which is the pieces' order), then their id image is polygonized once.
-    ``probability`` is the encoded change probability of the same pixels; ``neighbours``
-    asks for the pairs of touching pieces (needed to group pieces into changed blobs).
+    The 4-connected components are numbered first (in row-major order of their first pixel,
+    which is the pieces' order), then their id image is polygonized once. ``pairs`` are the
+    pixels' (from, to) pair indices below ``num_pairs`` (:func:`geocd.vector.pairs.pair_indices`),
+    ``probability`` their encoded change probability.
     """
-    ids, count = skimage.measure.label(labels, background=0, connectivity=1, return_num=True)
+    ids, count = skimage.measure.label(changed, background=0, connectivity=1, return_num=True)
     ids = ids.astype(np.int32)
     shapes = sorted(
         rasterio.features.shapes(ids, mask=ids != 0, connectivity=4, transform=Affine.translation(0, row_offset)),
@@ -57,23 +54,19 @@ def polygonize_strip(labels: np.ndarray, probability: np.ndarray, row_offset: in
     geometries = _polygons([geometry["coordinates"] for geometry, _ in shapes])
     flat = ids.ravel()
     where = np.flatnonzero(flat)
-    owner = flat[where]
-    piece_labels = np.zeros(count + 1, np.int64)
-    piece_labels[owner] = labels.ravel()[where]
+    owner = flat[where] - 1
+    counts = np.bincount(owner * num_pairs + pairs.ravel()[where], minlength=count * num_pairs)
     encoded = probability.ravel()[where]
-    pixels = np.bincount(owner, minlength=count + 1)[1:]
-    sums = np.bincount(owner, weights=encoded, minlength=count + 1)[1:]
-    maxima = np.zeros(count + 1, np.int64)
+    sums = np.bincount(owner, weights=encoded, minlength=count)
+    maxima = np.zeros(count, np.int64)
     np.maximum.at(maxima, owner, encoded)
     return StripPieces(
         geometries=geometries,
-        labels=piece_labels[1:],
-        pixels=pixels.astype(np.int64),
+        pair_counts=counts.reshape(count, num_pairs).astype(np.int64),
         probability_sum=np.rint(sums).astype(np.int64),
-        probability_max=maxima[1:],
+        probability_max=maxima,
         first_row=ids[0].astype(np.int64) - 1,
         last_row=ids[-1].astype(np.int64) - 1,
-        neighbours=_touching(flat, where, owner, labels.shape[1]) if neighbours else np.empty((0, 2), np.int64),
     )
 
 
@@ -85,15 +78,3 @@ def _polygons(rings_per_polygon: list[list[list[tuple[float, float]]]]) -> np.nd
     coords = np.array([xy for ring in rings for xy in ring], dtype=np.float64).reshape(-1, 2)
     offsets = (np.concatenate([[0], ring_ends]), np.concatenate([[0], polygon_ends]))
     return shapely.from_ragged_array(shapely.GeometryType.POLYGON, coords, offsets)
-
-
-def _touching(flat: np.ndarray, where: np.ndarray, owner: np.ndarray, width: int) -> np.ndarray:
-    """Distinct pairs of piece indices that share a pixel edge (right or down neighbours)."""
-    pairs = []
-    for step, valid in ((1, (where + 1) % width != 0), (width, where + width < flat.size)):
-        here = owner[valid]
-        there = flat[where[valid] + step]
-        touching = (there != 0) & (there != here)
-        pairs.append(np.stack([here[touching], there[touching]], axis=1))
-    found = np.concatenate(pairs).astype(np.int64) - 1
-    return np.unique(np.sort(found, axis=1), axis=0)

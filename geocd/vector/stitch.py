@@ -1,33 +1,39 @@
-"""Join polygon pieces cut at strip seams, and group regions into changed blobs.
+"""Join polygon pieces cut at strip seams into whole change regions, and sum up their pairs.
 
-Strips are added top to bottom. A piece touching the previous strip's last row continues
-the region above it when the pixels on both sides of the seam carry the same label; such
-pieces are unioned once the region ends. Touching pieces of any label (within a strip or
-across a seam) belong to the same blob, so callers can judge blob areas exactly.
+Strips are added top to bottom. A piece touching the previous strip's last row continues the
+region above it; such pieces are unioned once the region ends. A region's (from, to) pair counts
+are summed over all its pieces before its majority pair is chosen (:func:`geocd.vector.pairs.majority_pairs`),
+so the result does not depend on where the strips were cut.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import shapely
 
 from geocd.vector.disjoint import DisjointSet
+from geocd.vector.pairs import majority_pairs
 from geocd.vector.polygonize import StripPieces
 
 
 @dataclass(frozen=True)
 class Regions:
-    """Regions: one polygon (pixel coordinates) per 4-connected area of equal label."""
+    """Change regions: one polygon (pixel coordinates) per 4-connected area of changed pixels."""
 
     geometries: np.ndarray
     labels: np.ndarray
+    """The majority (from, to) pair of each region (:func:`geocd.vector.pairs.encode_pairs` labels)."""
     pixels: np.ndarray
+    type_pixels: np.ndarray
+    """Pixels of the majority pair."""
+    from_pixels: np.ndarray
+    """Pixels whose from class is the majority pair's."""
+    to_pixels: np.ndarray
+    """Pixels whose to class is the majority pair's."""
     probability_sum: np.ndarray
     probability_max: np.ndarray
-    blobs: np.ndarray
-    """Id of the changed blob (touching regions of any label) each region belongs to."""
 
     def take(self, keep: np.ndarray) -> Regions:
         """The regions selected by a boolean mask or an index array."""
@@ -38,59 +44,58 @@ class Regions:
         """All regions of ``parts``, in order."""
         if not parts:
             empty = np.empty(0, np.int64)
-            return Regions(np.empty(0, object), empty, empty, empty, empty, empty)
+            return Regions(np.empty(0, object), *(empty for _ in fields(Regions)[1:]))
         return Regions(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(Regions)))
+
+    @staticmethod
+    def of(geometries: np.ndarray, pair_counts: np.ndarray, probability_sum: np.ndarray, probability_max: np.ndarray,
+           num_classes: int) -> Regions:
+        """Regions from their polygons, pair counts ``[n, (K + 1)²]`` and probability statistics."""
+        labels, type_pixels, from_pixels, to_pixels = majority_pairs(pair_counts, num_classes)
+        return Regions(geometries, labels, pair_counts.sum(1), type_pixels, from_pixels, to_pixels,
+                       probability_sum, probability_max)
 
 
 @dataclass
 class _OpenRegion:
     """A region reaching the last row added so far; its pieces are unioned when it ends."""
 
-    label: int
-    blob: int
+    pair_counts: np.ndarray
     pieces: list[shapely.Polygon] = field(default_factory=list)
-    pixels: int = 0
     probability_sum: int = 0
     probability_max: int = 0
 
-    def absorb(self, pieces: list[shapely.Polygon], pixels: int, total: int, peak: int) -> None:
+    def absorb(self, pieces: list[shapely.Polygon], pair_counts: np.ndarray, total: int, peak: int) -> None:
         self.pieces.extend(pieces)
-        self.pixels += pixels
+        self.pair_counts = self.pair_counts + pair_counts
         self.probability_sum += total
         self.probability_max = max(self.probability_max, peak)
 
 
 class SeamStitcher:
-    """Accumulate strips with :meth:`add` (and :meth:`close` after a gap); read :meth:`regions`."""
+    """Accumulate strips with :meth:`add` (and :meth:`close` after a gap); read :meth:`regions`.
 
-    def __init__(self) -> None:
-        self._blobs = DisjointSet()
+    ``num_classes`` is K, the schema's land-cover classes (pairs are counted over ids 0..K).
+    """
+
+    def __init__(self, num_classes: int) -> None:
+        self._classes = num_classes
         self._open: list[_OpenRegion] = []
         self._last_row: np.ndarray | None = None
         self._done: list[Regions] = []
 
     def add(self, pieces: StripPieces) -> None:
         """Add the pieces of the strip directly below the previous one."""
-        first_blob = self._blobs.add(len(pieces))
-        for a, b in pieces.neighbours.tolist():
-            self._blobs.union(first_blob + a, first_blob + b)
         links = self._seam_links(pieces)
-        for region, piece in links.tolist():
-            self._blobs.union(self._open[region].blob, first_blob + piece)
-
         at_bottom = np.zeros(len(pieces), bool)
         at_bottom[pieces.last_row[pieces.last_row >= 0]] = True
         on_seam = at_bottom.copy()
         on_seam[links[:, 1]] = True
         alone = np.flatnonzero(~on_seam)
-        self._done.append(
-            Regions(
-                pieces.geometries[alone], pieces.labels[alone], pieces.pixels[alone],
-                pieces.probability_sum[alone], pieces.probability_max[alone], first_blob + alone,
-            )
-        )
+        self._done.append(Regions.of(pieces.geometries[alone], pieces.pair_counts[alone], pieces.probability_sum[alone],
+                                     pieces.probability_max[alone], self._classes))
 
-        regions, piece_region = self._continue(pieces, links, np.flatnonzero(on_seam), first_blob)
+        regions, piece_region = self._continue(pieces, links, np.flatnonzero(on_seam))
         reaching = set(piece_region[at_bottom].tolist())
         self._finish([r for i, r in enumerate(regions) if i not in reaching])
         still_open = sorted(reaching)
@@ -108,8 +113,7 @@ class SeamStitcher:
 
     def regions(self) -> Regions:
         """All regions finished so far (call :meth:`close` first to include the open ones)."""
-        done = Regions.concatenate(self._done)
-        return replace(done, blobs=self._blobs.roots()[done.blobs])
+        return Regions.concatenate(self._done)
 
     def _seam_links(self, pieces: StripPieces) -> np.ndarray:
         """Distinct ``(open region, piece)`` pairs facing each other across the seam above."""
@@ -118,10 +122,9 @@ class SeamStitcher:
         facing = (self._last_row >= 0) & (pieces.first_row >= 0)
         return np.unique(np.stack([self._last_row[facing], pieces.first_row[facing]], axis=1), axis=0)
 
-    def _continue(
-        self, pieces: StripPieces, links: np.ndarray, seam_pieces: np.ndarray, first_blob: int
-    ) -> tuple[list[_OpenRegion], np.ndarray]:
-        """Merge the open regions with the seam pieces of equal label they touch.
+    def _continue(self, pieces: StripPieces, links: np.ndarray, seam_pieces: np.ndarray,
+                  ) -> tuple[list[_OpenRegion], np.ndarray]:
+        """Merge the open regions with the seam pieces they touch.
 
         Returns the merged regions and, per piece, the index of its merged region (-1: none).
         """
@@ -129,20 +132,17 @@ class SeamStitcher:
         continued = DisjointSet()
         continued.add(old + len(pieces))
         for region, piece in links.tolist():
-            if self._open[region].label == pieces.labels[piece]:
-                continued.union(region, old + piece)
+            continued.union(region, old + piece)
         roots = continued.roots()
         merged: dict[int, _OpenRegion] = {}
+        empty = np.zeros(pieces.pair_counts.shape[1], np.int64)
         for index, region in enumerate(self._open):
-            target = merged.setdefault(int(roots[index]), _OpenRegion(region.label, region.blob))
-            target.absorb(region.pieces, region.pixels, region.probability_sum, region.probability_max)
+            target = merged.setdefault(int(roots[index]), _OpenRegion(empty))
+            target.absorb(region.pieces, region.pair_counts, region.probability_sum, region.probability_max)
         for piece in seam_pieces.tolist():
-            start = _OpenRegion(int(pieces.labels[piece]), first_blob + piece)
-            target = merged.setdefault(int(roots[old + piece]), start)
-            target.absorb(
-                [pieces.geometries[piece]], int(pieces.pixels[piece]),
-                int(pieces.probability_sum[piece]), int(pieces.probability_max[piece]),
-            )
+            target = merged.setdefault(int(roots[old + piece]), _OpenRegion(empty))
+            target.absorb([pieces.geometries[piece]], pieces.pair_counts[piece],
+                          int(pieces.probability_sum[piece]), int(pieces.probability_max[piece]))
         order = {root: i for i, root in enumerate(merged)}
         piece_region = np.full(len(pieces), -1, np.int64)
         piece_region[seam_pieces] = [order[int(roots[old + p])] for p in seam_pieces.tolist()]
@@ -150,16 +150,13 @@ class SeamStitcher:
 
     def _finish(self, regions: list[_OpenRegion]) -> None:
         if regions:
-            self._done.append(
-                Regions(
-                    np.array([_union(r.pieces) for r in regions], dtype=object),
-                    np.array([r.label for r in regions], np.int64),
-                    np.array([r.pixels for r in regions], np.int64),
-                    np.array([r.probability_sum for r in regions], np.int64),
-                    np.array([r.probability_max for r in regions], np.int64),
-                    np.array([r.blob for r in regions], np.int64),
-                )
-            )
+            self._done.append(Regions.of(
+                np.array([_union(r.pieces) for r in regions], dtype=object),
+                np.stack([r.pair_counts for r in regions]),
+                np.array([r.probability_sum for r in regions], np.int64),
+                np.array([r.probability_max for r in regions], np.int64),
+                self._classes,
+            ))
 
 
 def _union(pieces: list[shapely.Polygon]) -> shapely.Polygon:

@@ -15,6 +15,7 @@ from qgis.core import (
     QgsProcessingParameterFile,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterString,
     QgsProcessingParameterVectorDestination,
     QgsProviderRegistry,
     QgsRasterLayer,
@@ -32,7 +33,9 @@ HELP = (
     "The result is a GeoPackage of change polygons (layer 'changes') with from/to land-cover classes, "
     "area and probabilities; it opens with its stored style.\n\n"
     "Model file: a geocd checkpoint (.safetensors); empty uses geocd's default model. "
-    "TTA averages 6 flips/rotations (6x slower)."
+    "TTA averages 6 flips/rotations (6x slower). "
+    "Only classes: keep only the changes from or to these land-cover classes, comma-separated "
+    "(e.g. building, or building, low vegetation); empty keeps every change."
 )
 
 
@@ -45,6 +48,7 @@ class DetectChangesAlgorithm(QgsProcessingAlgorithm):
     TTA = "TTA"
     THRESHOLD = "THRESHOLD"
     MIN_AREA = "MIN_AREA"
+    ONLY = "ONLY"
     OUTPUT = "OUTPUT"
 
     def name(self) -> str:
@@ -76,6 +80,8 @@ class DetectChangesAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(QgsProcessingParameterNumber(
             self.MIN_AREA, "Minimum change area (m²; empty: the area of 3.5 pixels)", QgsProcessingParameterNumber.Double,
             optional=True, minValue=0.0))
+        self.addParameter(QgsProcessingParameterString(
+            self.ONLY, "Only changes from or to these classes (comma-separated, e.g. building; empty: all)", optional=True))
         output = QgsProcessingParameterVectorDestination(self.OUTPUT, "Changes")
         output.setSupportsNonFileBasedOutput(False)
         self.addParameter(output)
@@ -92,6 +98,9 @@ class DetectChangesAlgorithm(QgsProcessingAlgorithm):
                      "--threshold", repr(self.parameterAsDouble(parameters, self.THRESHOLD, context))]
         if parameters.get(self.MIN_AREA) not in (None, ""):
             arguments += ["--min-area", repr(self.parameterAsDouble(parameters, self.MIN_AREA, context))]
+        for name in self.parameterAsString(parameters, self.ONLY, context).split(","):
+            if name.strip():
+                arguments += ["--only", name.strip()]
         if self.parameterAsBoolean(parameters, self.TTA, context):
             arguments.append("--tta")
         model = self.parameterAsFile(parameters, self.MODEL, context)

@@ -132,6 +132,8 @@ def algorithm_parameters(spec):
     parameters = {"BEFORE": spec["before"], "AFTER": spec["after"], "OUTPUT": spec["output"]}
     if spec.get("model"):
         parameters["MODEL"] = spec["model"]
+    if spec.get("only"):
+        parameters["ONLY"] = spec["only"]
     return parameters
 
 
