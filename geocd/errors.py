@@ -36,3 +36,19 @@ class CheckpointError(GeocdError):
 
 class OutputError(GeocdError):
     """An output cannot be written (exists, or its folder is not writable)."""
+
+
+class GeocdWarning(UserWarning):
+    """A likely mistake or a fallback the run survives, reported as one line (``warnings.warn`` it).
+
+    Built like :class:`GeocdError` from the file concerned and the problem; the command line
+    shows it as ``geocd: warning: FILE: problem``.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None, problem: str) -> None:
+        self.path = None if path is None else os.fspath(path)
+        self.problem = problem
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return self.problem if self.path is None else f"{self.path}: {self.problem}"

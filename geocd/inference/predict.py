@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 import time
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -20,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from pyproj import CRS
 from rasterio.windows import Window
 from torch.utils.data import DataLoader, Dataset, default_collate
 from torchgeo.samplers import GridGeoSampler
@@ -28,17 +31,18 @@ from geocd.atomic import atomic_output, check_output_path, check_outputs
 from geocd.changemap import (
     ChangeMapInfo, ChangeRows, ChangeSink, SinkFactory, encode_rows, nodata_rows, raster_sink, valid_threshold,
 )
-from geocd.checkpoint import LoadedModel, check_ensemble
+from geocd.checkpoint import LoadedModel, ModelMetadata, check_ensemble
 from geocd.data.pair import PairDataset
 from geocd.data.radiometry import check_target, radiometry_tag
 from geocd.data.rasters import RASTER_BLOCK, Grid, row_windows
-from geocd.errors import GeocdError, InputError, OutputError
+from geocd.errors import GeocdError, GeocdWarning, InputError, OutputError
 from geocd.inference.backends import Runner, build_runners, resolved_backend
 from geocd.inference.stitch import FinishedRows, RowStreamStitcher
 from geocd.models.tta import predict_probabilities
 from geocd.options import PredictOptions
 from geocd.progress import Progress
 from geocd.report import REPORT_KEY, build_report, write_report
+from geocd.vector.measure import pixel_area
 
 RASTER_SUFFIXES = (".tif", ".tiff")
 
@@ -103,6 +107,7 @@ def predict_change_raster(
                           radiometry=options.radiometry)
     if not dataset.has_valid_pixels():
         raise InputError(after, f"no pixel is valid in both {Path(before).name} and {Path(after).name} where they overlap")
+    _warn_of_likely_mistakes(before, after, dataset, meta)
     sampler = GridGeoSampler(dataset, tile, tile - overlap)
     windows = [dataset.window_of(query) for query in sampler]
     batch_size, num_workers = _loader_settings(options, models[0], device)
@@ -147,6 +152,24 @@ def predict_change_raster(
     megapixels = region.width * region.height / 1e6
     return ChangeRasterResult(info, len(windows), megapixels, time.perf_counter() - start, model_seconds,
                               tile, overlap, str(device))
+
+
+def _warn_of_likely_mistakes(before: str | os.PathLike[str], after: str | os.PathLike[str], dataset: PairDataset,
+                             meta: ModelMetadata) -> None:
+    """Warn (:class:`GeocdWarning`) of a pair that cannot show change, and of a ground resolution
+    far outside the one the model is made for (:attr:`ModelMetadata.resolution_range_m`)."""
+    if os.path.samefile(before, after):
+        warnings.warn(GeocdWarning(after, f"is the same file as {before}: nothing can have changed"), stacklevel=3)
+    elif dataset.same_pixels:
+        warnings.warn(GeocdWarning(after, f"has the same pixels as {before} where they overlap: nothing can have changed"),
+                      stacklevel=3)
+    made_for = meta.resolution_range_m
+    region, grid = dataset.overlap, dataset.grid
+    row, col = int(region.row_off + region.height // 2), int(region.col_off + region.width // 2)
+    metres = math.sqrt(pixel_area(grid.transform, row, col, CRS.from_user_input(grid.crs)))
+    if made_for is not None and not made_for[0] <= metres <= made_for[1]:
+        warnings.warn(GeocdWarning(before, f"has {metres:.3g} m pixels, far from the {made_for[0]:g}-{made_for[1]:g} m "
+                                           f"the model is made for: expect poor results"), stacklevel=3)
 
 
 class _Placer:
