@@ -1,8 +1,10 @@
-"""The one home of user-facing errors.
+"""The one home of user-facing errors and warnings.
 
 Library code raises a :class:`GeocdError` kind naming the file and the problem; only the
 command line turns it into ``geocd: error: FILE: problem`` and exit code 2. Any other
-exception is a bug and keeps its traceback.
+exception is a bug and keeps its traceback. A likely mistake, or a fallback the run
+survives, is a :class:`GeocdWarning` (``warnings.warn``), which the command line shows as
+``geocd: warning: FILE: problem``.
 """
 
 from __future__ import annotations
@@ -10,8 +12,8 @@ from __future__ import annotations
 import os
 
 
-class GeocdError(Exception):
-    """A problem with something the user gave us, reported as one line."""
+class _FileProblem:
+    """A problem with a file (``path``, None when no file is concerned), shown as ``FILE: problem``."""
 
     def __init__(self, path: str | os.PathLike[str] | None, problem: str) -> None:
         self.path = None if path is None else os.fspath(path)
@@ -22,8 +24,12 @@ class GeocdError(Exception):
         return self.problem if self.path is None else f"{self.path}: {self.problem}"
 
     def __reduce__(self) -> tuple[type, tuple[str | None, str]]:
-        """Pickle as (path, problem), so the error crosses process boundaries intact."""
+        """Pickle as (path, problem), so it crosses process boundaries intact."""
         return type(self), (self.path, self.problem)
+
+
+class GeocdError(_FileProblem, Exception):
+    """A problem with something the user gave us, reported as one line."""
 
 
 class InputError(GeocdError):
@@ -38,17 +44,5 @@ class OutputError(GeocdError):
     """An output cannot be written (exists, or its folder is not writable)."""
 
 
-class GeocdWarning(UserWarning):
-    """A likely mistake or a fallback the run survives, reported as one line (``warnings.warn`` it).
-
-    Built like :class:`GeocdError` from the file concerned and the problem; the command line
-    shows it as ``geocd: warning: FILE: problem``.
-    """
-
-    def __init__(self, path: str | os.PathLike[str] | None, problem: str) -> None:
-        self.path = None if path is None else os.fspath(path)
-        self.problem = problem
-        super().__init__(str(self))
-
-    def __str__(self) -> str:
-        return self.problem if self.path is None else f"{self.path}: {self.problem}"
+class GeocdWarning(_FileProblem, UserWarning):
+    """A likely mistake, or a fallback the run survives, reported as one line."""
