@@ -13,6 +13,7 @@ import ctypes.util
 import functools
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 GDAL_LOGGERS = ("rasterio", "pyogrio", "geocd.libtiff")
@@ -57,7 +58,7 @@ def _log(level: int, module: bytes | None, fmt: bytes | None, args: int | None) 
 
 
 @functools.cache
-def _vsnprintf() -> ctypes._CFuncPtr:
+def _vsnprintf() -> Callable[..., int]:
     """The C library's ``vsnprintf``."""
     function = ctypes.CDLL(None).vsnprintf
     function.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_void_p]

@@ -81,6 +81,21 @@ def test_a_full_disk_is_one_line_on_the_terminal_and_gdal_speaks_only_when_verbo
         assert run.stderr == error
 
 
+def test_libtiff_messages_go_to_the_log(caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]) -> None:
+    from geocd.native_messages import _loaded_libtiff, log_native_messages
+
+    log_native_messages()
+    libtiff = _loaded_libtiff()
+    if libtiff is None:
+        pytest.skip("no libtiff found in this process")
+    with caplog.at_level("WARNING", logger="geocd.libtiff"):
+        libtiff.TIFFError(b"_tiffWriteProc", b"%s (%d)", b"No space left on device", 28)
+        libtiff.TIFFWarning(b"TIFFReadDirectory", b"Unknown field with tag %d", 33550)
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("ERROR", "_tiffWriteProc: No space left on device (28)"), ("WARNING", "TIFFReadDirectory: Unknown field with tag 33550")]
+    assert capfd.readouterr().err == ""
+
+
 def pair_and_previous_output(tmp_path: Path, name: str) -> tuple[Path, Path, Path]:
     """A planted pair, and the path of a previous output ``name`` alone in its own folder."""
     before, after, _ = planted_pair(tmp_path)
