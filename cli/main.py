@@ -8,10 +8,12 @@ A :class:`geocd.errors.GeocdError` becomes one line on stderr and exit code 2.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import signal
 import threading
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ from typing import Any
 import click
 
 from geocd import __version__
-from geocd.errors import GeocdError
+from geocd.errors import GeocdError, GeocdWarning
 from geocd.options import FREEZABLE, SEED_CLASS_WEIGHTS, PredictOptions, TrainOptions
 
 ERROR_EXIT_CODE = 2
@@ -67,9 +69,42 @@ def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+PYTHON_SHOWWARNING = warnings.showwarning
+"""Python's own ``warnings.showwarning``, for every warning not geocd's."""
+
+
+def show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None,
+                 line: str | None = None) -> None:
+    """``warnings.showwarning`` of the command line: a :class:`GeocdWarning` as one ``geocd: warning:`` line."""
+    if issubclass(category, GeocdWarning):
+        click.echo(f"geocd: warning: {message}", err=True)
+    else:
+        PYTHON_SHOWWARNING(message, category, filename, lineno, file, line)
+
+
+def route_messages(verbose: bool) -> None:
+    """Every :class:`GeocdWarning` as one line on stderr; GDAL's and libtiff's messages
+    (:mod:`geocd.native_messages`) on stderr only when ``verbose``, else only in the log."""
+    from geocd.native_messages import GDAL_LOGGERS, log_native_messages
+
+    warnings.showwarning = show_warning
+    warnings.simplefilter("always", GeocdWarning)
+    log_native_messages()
+    for name in GDAL_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
+            logger.addHandler(logging.NullHandler())
+        logger.propagate = verbose
+    if verbose:
+        logging.basicConfig(level=logging.INFO, format="%(name)s: %(levelname)s: %(message)s", stream=sys.stderr)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100, "terminal_width": 100})
 @click.version_option(__version__, prog_name="geocd")
-def cli() -> None:
+@click.option("-v", "--verbose", is_flag=True,
+              help="Also show GDAL's, libtiff's and the libraries' own messages, and the traceback of a pair that "
+                   "failed unexpectedly, on stderr.")
+def cli(verbose: bool) -> None:
     """Find what changed, and into what, between two georeferenced images.
 
     \b
@@ -77,6 +112,7 @@ def cli() -> None:
       geocd demo demo/
       geocd predict demo/before.tif demo/after.tif -o demo/changes.gpkg
     """
+    route_messages(verbose)
 
 
 @cli.command()
@@ -220,6 +256,9 @@ def predict(before: str, after: str, output: str | None, raster: str | None, lan
     if output is None and raster is None and landcover is None and quicklook is None and report is None:
         raise click.UsageError("give -o/--output changes.gpkg, --raster change.tif, --landcover landcover.tif, "
                                "--quicklook quicklook.png and/or --report report.json")
+    from geocd.data.rasters import check_rasters
+
+    check_rasters(before, after)
     if not quiet and progress_mode == "bar" and stderr_is_terminal():
         click.echo(f"loading {'model ' + ', '.join(models) if models else 'the default model'} …", err=True)
     from geocd.checkpoint import load_models
@@ -237,12 +276,14 @@ def predict(before: str, after: str, output: str | None, raster: str | None, lan
     loaded = load_models(list(models), resolved)
     progress = Progress("none" if quiet else progress_mode)
     result = run_predict(before, after, models=loaded, outputs=outputs, options=options, progress=progress)
+    stats = result.change_raster
+    written = [str(p) for p in (result.vectors, result.raster, result.landcover, result.quicklook, result.report) if p]
+    polygons = f"{result.polygons} change polygons, " if result.polygons is not None else ""
+    line = f"{polygons}{stats.megapixels:.2f} MP in {stats.seconds:.1f} s -> {', '.join(written)}"
+    progress.done(line, polygons=result.polygons, megapixels=round(stats.megapixels, 4),
+                  seconds=round(stats.seconds, 3), outputs=written)
     if not quiet and progress_mode != "json":
-        stats = result.change_raster
-        outputs = (result.vectors, result.raster, result.landcover, result.quicklook, result.report)
-        written = ", ".join(str(p) for p in outputs if p is not None)
-        polygons = f"{result.polygons} change polygons, " if result.polygons is not None else ""
-        click.echo(f"{polygons}{stats.megapixels:.2f} MP in {stats.seconds:.1f} s -> {written}", err=True)
+        click.echo(line, err=True)
 
 
 @cli.command("predict-archive")
@@ -256,11 +297,10 @@ def predict(before: str, after: str, output: str | None, raster: str | None, lan
 @click.option("--report", is_flag=True, help="Also write each pair's JSON report, NAME.json.")
 @click.option("--scheduler", help="Dask scheduler: tcp://host:port or a scheduler file. Default: a local cluster.")
 @click.option("--workers", type=click.IntRange(1), help="Worker processes of the local cluster. Default: one per physical core.")
-@click.option("--verbose", is_flag=True, help="Also print the traceback of a pair that failed unexpectedly.")
 @predict_options
 @reports_errors
 def predict_archive(manifest: str, output: str, vector_format: str, raster: bool, quicklook: bool, report: bool,
-                    scheduler: str | None, workers: int | None, verbose: bool, models: tuple[str, ...], tta: bool,
+                    scheduler: str | None, workers: int | None, models: tuple[str, ...], tta: bool,
                     only: tuple[str, ...], threshold: float,
                     min_area: float | None, bands: tuple[int, ...] | None, radiometry: str | tuple[float, float],
                     scales: tuple[float, ...], tile_size: int | None, overlap: int | None, device: str, backend: str,
@@ -288,17 +328,22 @@ def predict_archive(manifest: str, output: str, vector_format: str, raster: bool
     options = PredictOptions(tile_size=tile_size, overlap=overlap, tta=tta, threshold=threshold, device=device,
                              batch_size=batch_size, bands=bands, radiometry=radiometry, backend=backend, scales=scales,
                              only=only)
+    progress = Progress("none" if quiet else progress_mode)
     with dask_client(scheduler, workers, gpu=device.startswith("cuda")) as client:
-        result = run_archive(manifest, client, models=models, outputs=outputs, options=options,
-                             progress=Progress("none" if quiet else progress_mode))
+        result = run_archive(manifest, client, models=models, outputs=outputs, options=options, progress=progress)
     failed = result.failed
-    click.echo(f"{len(result.pairs)} pairs: {len(result.pairs) - len(failed) - result.skipped} predicted, "
-               f"{result.skipped} already done, {len(failed)} failed -> {result.index}", err=True)
-    show_failures([(pair.error, pair.traceback) for pair in failed], verbose)
+    predicted = len(result.pairs) - len(failed) - result.skipped
+    line = (f"{len(result.pairs)} pairs: {predicted} predicted, {result.skipped} already done, {len(failed)} failed "
+            f"-> {result.index}")
+    progress.done(line, predicted=predicted, skipped=result.skipped, failed=len(failed), index=str(result.index))
+    click.echo(line, err=True)
+    show_failures([(pair.error, pair.traceback) for pair in failed])
 
 
-def show_failures(failures: list[tuple[GeocdError, str | None]], verbose: bool) -> None:
-    """One error line per failed pair (after it, with ``verbose``, the traceback of an unexpected failure); exit 2 if any."""
+def show_failures(failures: list[tuple[GeocdError, str | None]]) -> None:
+    """One error line per failed pair (after it, with ``geocd --verbose``, the traceback of an unexpected failure);
+    exit 2 if any."""
+    verbose = click.get_current_context().find_root().params.get("verbose", False)
     for error, trace in failures:
         GeocdClickError(error_line(error)).show()
         if verbose and trace:
@@ -473,7 +518,9 @@ def train(ctx: click.Context, archives: tuple[str, ...], config: str | None, out
     echo = progress.message if progress_mode == "json" else lambda line: click.echo(line, err=True)
     result = run_train(archives, output, options, echo=echo, progress=progress, config=resolved_config(ctx))
     if result.main_process:
-        click.echo(f"best checkpoint: {result.best} ({', '.join(f'{k} {v:.3f}' for k, v in result.best_scores.items())})")
+        line = f"best checkpoint: {result.best} ({', '.join(f'{k} {v:.3f}' for k, v in result.best_scores.items())})"
+        progress.done(line, best=str(result.best), scores=result.best_scores)
+        click.echo(line)
 
 
 @cli.command()
@@ -524,7 +571,7 @@ def evaluate(archive: str, models: tuple[str, ...], output: str, pairs: str | No
     json_path, png_path = save_report(report, output, overwrite)
     click.echo(report.table())
     click.echo(f"wrote {json_path} and {png_path}", err=True)
-    show_failures([(error, None) for _, error in report.failed], verbose=False)
+    show_failures([(error, None) for _, error in report.failed])
 
 
 @cli.command("pseudo-label")
@@ -538,10 +585,9 @@ def evaluate(archive: str, models: tuple[str, ...], output: str, pairs: str | No
 @DEVICE_OPTION
 @NUM_WORKERS_OPTION
 @click.option("--overwrite", is_flag=True, help="Replace existing pseudo labels in OUTPUT.")
-@click.option("--verbose", is_flag=True, help="Also print the traceback of a pair that failed unexpectedly.")
 @reports_errors
 def pseudo_label(archive: str, models: tuple[str, ...], output: str, pairs: tuple[str, ...], tta: bool,
-                 tile_size: int | None, device: str, num_workers: int | None, overwrite: bool, verbose: bool) -> None:
+                 tile_size: int | None, device: str, num_workers: int | None, overwrite: bool) -> None:
     """Label unchanged areas of an archive with an ensemble, for retraining.
 
     Where the ground truth says unchanged and the ensemble's land cover agrees in both
@@ -565,7 +611,7 @@ def pseudo_label(archive: str, models: tuple[str, ...], output: str, pairs: tupl
     options = PredictOptions(tile_size=tile_size, tta=tta, device=resolved, num_workers=num_workers)
     report = run_pseudo_label(archive, loaded, output, options, overwrite=overwrite, pairs=list(pairs) or None)
     click.echo(report.table())
-    show_failures([(f.error, f.traceback) for f in report.failed], verbose)
+    show_failures([(f.error, f.traceback) for f in report.failed])
 
 
 @cli.command("import-chips")

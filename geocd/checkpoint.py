@@ -35,6 +35,12 @@ FORMAT_NAME = "geocd-checkpoint"
 FORMAT_VERSION = "1"
 
 
+RESOLUTION_TOLERANCE = 4.0
+"""A scene whose pixels are more than this factor finer or coarser than the model's training
+resolution (``resolution_m``) is far outside what the model is made for: 0.25-4 m for the
+default model, trained at a median 1 m on 0.5-2 m change pairs."""
+
+
 @dataclass(frozen=True)
 class ModelMetadata:
     """What a checkpoint says about its model besides the weights.
@@ -63,6 +69,13 @@ class ModelMetadata:
             raise ValueError(f"schema has {self.schema.num_landcover} land-cover classes, model {self.config.num_classes}")
         if any(not 1 <= c <= self.config.num_classes for c in self.trained_classes):
             raise ValueError(f"trained_classes must be land-cover ids 1..{self.config.num_classes}")
+
+    @property
+    def resolution_range_m(self) -> tuple[float, float] | None:
+        """Ground resolutions (metres per pixel) the model is made for (see :data:`RESOLUTION_TOLERANCE`), or None."""
+        if self.resolution_m is None:
+            return None
+        return self.resolution_m / RESOLUTION_TOLERANCE, self.resolution_m * RESOLUTION_TOLERANCE
 
     @property
     def landcover_trained(self) -> bool:

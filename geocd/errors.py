@@ -1,9 +1,11 @@
-"""The one home of user-facing errors.
+"""The one home of user-facing errors and warnings.
 
 Library code raises a :class:`GeocdError` kind naming the file and the problem; only the
 command line turns it into ``geocd: error: FILE: problem`` and exit code 2. Any other
 exception is a bug and keeps its traceback, except in the per-pair loops of archive commands:
 there :func:`pair_failure` makes it that pair's one-line error and keeps the traceback aside.
+A likely mistake, or a fallback the run survives, is a :class:`GeocdWarning`
+(``warnings.warn``), which the command line shows as ``geocd: warning: FILE: problem``.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ import os
 import traceback
 
 
-class GeocdError(Exception):
-    """A problem with something the user gave us, reported as one line."""
+class _FileProblem:
+    """A problem with a file (``path``, None when no file is concerned), shown as ``FILE: problem``."""
 
     def __init__(self, path: str | os.PathLike[str] | None, problem: str) -> None:
         self.path = None if path is None else os.fspath(path)
@@ -24,8 +26,12 @@ class GeocdError(Exception):
         return self.problem if self.path is None else f"{self.path}: {self.problem}"
 
     def __reduce__(self) -> tuple[type, tuple[str | None, str]]:
-        """Pickle as (path, problem), so the error crosses process boundaries intact."""
+        """Pickle as (path, problem), so it crosses process boundaries intact."""
         return type(self), (self.path, self.problem)
+
+
+class GeocdError(_FileProblem, Exception):
+    """A problem with something the user gave us, reported as one line."""
 
 
 class InputError(GeocdError):
@@ -48,3 +54,7 @@ def pair_failure(error: Exception, path: str | os.PathLike[str] | None, name: st
     reason = (str(error).strip().splitlines() or [""])[0]
     line = GeocdError(path, f"pair {name!r} failed ({type(error).__name__}{': ' + reason if reason else ''})")
     return line, "".join(traceback.format_exception(error))
+
+
+class GeocdWarning(_FileProblem, UserWarning):
+    """A likely mistake, or a fallback the run survives, reported as one line."""

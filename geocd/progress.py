@@ -63,6 +63,12 @@ class Progress:
         if self.mode == "json":
             self._emit({"event": "message", "text": text})
 
+    def done(self, text: str, **values: object) -> None:
+        """The run's last report, a ``done`` event with ``text`` and ``values`` (JSON mode only; the
+        command line prints ``text`` itself in the other modes)."""
+        if self.mode == "json":
+            self._emit({"event": "done", "text": text, **values})
+
     def close(self) -> None:
         """End the current stage."""
         if self._bar is not None:

@@ -160,3 +160,23 @@ def test_onnx_runtime_threads_are_the_physical_cores_we_may_use() -> None:
     import os
 
     assert 1 <= backends.physical_cores() <= len(os.sched_getaffinity(0))
+
+
+def test_an_unwritable_cache_folder_costs_one_warning_not_the_run(tmp_path: Path, small_checkpoint: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read-only or missing home (containers, HPC jobs): the graph is exported for this run only.
+
+    The cache is put under a regular file, which even root cannot turn into a folder.
+    """
+    (tmp_path / "home").write_text("a file, not a folder")
+    monkeypatch.setenv("GEOCD_CACHE_DIR", str(tmp_path / "home" / "cache"))
+    before, after, _ = planted_pair(tmp_path)
+    out = tmp_path / "c.tif"
+    result = CliRunner().invoke(cli, ["predict", str(before), str(after), "--raster", str(out), "--model",
+                                      str(small_checkpoint), "--backend", "onnx", "--num-workers", "0", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert result.output == (f"geocd: warning: {tmp_path / 'home' / 'cache' / 'onnx'}: the ONNX cache folder cannot be "
+                             "written (Not a directory); the graph is exported for this run only (set GEOCD_CACHE_DIR "
+                             "to keep it)\n")
+    with rasterio.open(out) as src:
+        assert src.count == 3

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -58,6 +59,41 @@ def test_full_disk_keeps_the_old_raster(tmp_path: Path, small_disk: Path, tiny_c
     assert output == f"geocd: error: {target}: could not be written (No space left on device); nothing was replaced\n"
     assert target.read_bytes() == b"previous good raster"
     assert sorted(p.name for p in small_disk.iterdir()) == ["change.tif", "filler"]
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_a_full_disk_is_one_line_on_the_terminal_and_gdal_speaks_only_when_verbose(
+        tmp_path: Path, small_disk: Path, tiny_checkpoint: Path, verbose: bool) -> None:
+    """GDAL's and libtiff's own lines (``_tiffSeekProc: No space left on device.``) stay in the log."""
+    before, after, _ = planted_pair(tmp_path)
+    target = small_disk / "change.tif"
+    fill(small_disk)
+    geocd = Path(sys.executable).parent / "geocd"
+    run = subprocess.run([str(geocd), *(["--verbose"] if verbose else []), "predict", str(before), str(after),
+                          "--raster", str(target), "--model", str(tiny_checkpoint), "--num-workers", "0", "--quiet"],
+                         capture_output=True, text=True)
+    error = f"geocd: error: {target}: could not be written (No space left on device); nothing was replaced\n"
+    assert run.returncode == 2
+    if verbose:
+        assert re.search(r"^geocd\.libtiff: ERROR: _tiff\w+Proc: No space left on device$", run.stderr, re.M)
+        assert run.stderr.endswith(error)
+    else:
+        assert run.stderr == error
+
+
+def test_libtiff_messages_go_to_the_log(caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]) -> None:
+    from geocd.native_messages import _loaded_libtiff, log_native_messages
+
+    log_native_messages()
+    libtiff = _loaded_libtiff()
+    if libtiff is None:
+        pytest.skip("no libtiff found in this process")
+    with caplog.at_level("WARNING", logger="geocd.libtiff"):
+        libtiff.TIFFError(b"_tiffWriteProc", b"%s (%d)", b"No space left on device", 28)
+        libtiff.TIFFWarning(b"TIFFReadDirectory", b"Unknown field with tag %d", 33550)
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("ERROR", "_tiffWriteProc: No space left on device (28)"), ("WARNING", "TIFFReadDirectory: Unknown field with tag 33550")]
+    assert capfd.readouterr().err == ""
 
 
 def pair_and_previous_output(tmp_path: Path, name: str) -> tuple[Path, Path, Path]:

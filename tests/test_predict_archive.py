@@ -46,8 +46,8 @@ def archive(folder: Path) -> Path:
     return manifest
 
 
-def run(manifest: Path, output: Path, model: Path, *args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(cli, ["predict-archive", str(manifest), "-o", str(output), "--model", str(model),
+def run(manifest: Path, output: Path, model: Path, *args: str, verbose: bool = False) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, [*(["--verbose"] if verbose else []), "predict-archive", str(manifest), "-o", str(output), "--model", str(model),
                                       "--backend", "torch", "-q", *args])
     return result.exit_code, result.output
 
@@ -153,6 +153,6 @@ def test_hostile_pair_names_stay_inside_the_output_folder_and_fail_alone(tmp_pat
     assert stems[:5] == ["_escape-1ba7343c", f"{file_stem(names[1])}", "a_b-c14cddc0", "x" * 111 + "-0d4e2ca9", "CON_-a3dbc4b6"]
     assert "Traceback" not in printed
 
-    code, printed = run(manifest, output, tiny_checkpoint, "--scheduler", scheduler, "--verbose")
+    code, printed = run(manifest, output, tiny_checkpoint, "--scheduler", scheduler, verbose=True)
     assert code == 2 and printed.splitlines()[0].startswith("10 pairs: 0 predicted, 7 already done, 3 failed")
     assert "Traceback (most recent call last):" in printed and printed.splitlines()[-1].startswith("OSError: [Errno 36]")

@@ -155,3 +155,71 @@ def test_a_terminal_sees_what_start_up_is_loading(tmp_path: Path, monkeypatch: p
     error = f"geocd: error: {model}: model file does not exist"
     assert result.exit_code == 2
     assert result.output.splitlines() == ([f"loading model {model} …"] if status else []) + [error]
+
+
+@pytest.mark.parametrize("case", ["missing", "directory", "not a raster", "no georeferencing"])
+def test_bad_inputs_are_refused_before_pytorch_is_imported(tmp_path: Path, case: str) -> None:
+    import subprocess
+    import sys
+
+    args, named, problem = bad_inputs(tmp_path)[case]
+    code = ("import sys\nfrom click.testing import CliRunner\nfrom geocd.cli.main import cli\n"
+            "result = CliRunner().invoke(cli, ['predict', *sys.argv[1:]])\n"
+            "print(result.exit_code, result.output, end='')\nassert 'torch' not in sys.modules, 'torch imported'\n")
+    done = subprocess.run([sys.executable, "-c", code, *args, "-o", str(tmp_path / "x.gpkg")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"2 geocd: error: {named}: ") and problem in done.stdout
+    assert not (tmp_path / "x.gpkg").exists()
+
+
+def test_json_progress_ends_with_a_done_event(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    before, after, _ = planted_pair(tmp_path)
+    target = tmp_path / "c.gpkg"
+    result = CliRunner().invoke(cli, ["predict", str(before), str(after), "-o", str(target), "--model",
+                                      str(tiny_checkpoint), "--num-workers", "0", "--progress", "json"])
+    assert result.exit_code == 0, result.output
+    last = json.loads(result.output.splitlines()[-1])
+    assert last["event"] == "done" and last["outputs"] == [str(target)] and last["polygons"] >= 0
+    assert last["text"].endswith(f" -> {target}") and last["megapixels"] == round(96 * 128 / 1e6, 4)
+
+
+@pytest.mark.parametrize("same", ["file", "pixels"])
+def test_the_same_date_twice_is_warned_of(tmp_path: Path, tiny_checkpoint: Path, same: str) -> None:
+    import shutil
+
+    before, _, _ = planted_pair(tmp_path)
+    after = before if same == "file" else shutil.copy(before, tmp_path / "copy.tif")
+    code, output = predict(str(before), str(after), "--raster", str(tmp_path / "c.tif"), "--model", str(tiny_checkpoint),
+                           "--num-workers", "0", "--quiet")
+    problem = f"is the same file as {before}" if same == "file" else f"has the same pixels as {before} where they overlap"
+    assert code == 0 and output == f"geocd: warning: {after}: {problem}: nothing can have changed\n"
+
+
+@pytest.mark.parametrize("crs, pixel, warned", [
+    ("EPSG:32633", 1.0, None),
+    ("EPSG:32633", 0.2, "has 0.2 m pixels"),
+    ("EPSG:32633", 300.0, "has 300 m pixels"),
+    ("EPSG:4326", 0.00009, "has 8.14 m pixels"),  # 10 m x 6.6 m at 48.7 degrees north (Sentinel-2 in EPSG:4326)
+])
+def test_a_ground_resolution_far_from_the_models_is_warned_of(tmp_path: Path, crs: str, pixel: float,
+                                                              warned: str | None) -> None:
+    import warnings
+    from dataclasses import replace
+
+    from conftest import intensity_model
+    from geocd.errors import GeocdWarning
+    from geocd.inference.predict import PredictOptions, PredictOutputs, predict as run_predict
+
+    model = intensity_model()
+    model.metadata = replace(model.metadata, resolution_m=1.0)  # made for 0.25-4 m
+    origin = (14.0, 48.7) if crs == "EPSG:4326" else ORIGIN
+    scene = smooth_scene(96, 128).astype(np.uint8)
+    before, after = (write_raster(tmp_path / f"{n}.tif", s, crs=rasterio.CRS.from_string(crs),
+                                  transform=from_origin(*origin, pixel, pixel)) for n, s in (("b", scene), ("a", scene[:, ::-1].copy())))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run_predict(before, after, models=[model], outputs=PredictOutputs(raster=tmp_path / "c.tif"),
+                    options=PredictOptions(tile_size=48))
+    lines = [str(w.message) for w in caught if issubclass(w.category, GeocdWarning)]
+    expected = [] if warned is None else [f"{before}: {warned}, far from the 0.25-4 m the model is made for: expect poor results"]
+    assert lines == expected

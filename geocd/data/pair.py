@@ -103,6 +103,8 @@ class PairDataset(GeoDataset):
     ``resolution`` (CRS units) both dates are resampled onto a grid of that pixel size over the
     'before' extent (training on sources of different ground resolution). ``radiometry`` is a
     :data:`~geocd.data.radiometry.RadiometryMode`; the fitted stretches are in ``stretches``.
+    ``same_pixels`` says whether both dates store the same values over the overlap (on its
+    decimated read): such a pair cannot show change.
     """
 
     def __init__(
@@ -128,6 +130,7 @@ class PairDataset(GeoDataset):
         self._sources: tuple[int, DatasetReader, DatasetReader | WarpedVRT] | None = None
         samples = self._overlap_sample()
         self._any_valid = samples[0].shape[1] > 0
+        self.same_pixels = self._any_valid and np.array_equal(*samples)
         self.stretches = fit_stretches(radiometry, dtypes, calibration, samples)
         xres, yres = self.grid.res
         left, top = self.grid.transform.c, self.grid.transform.f

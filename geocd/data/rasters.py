@@ -93,6 +93,15 @@ def open_raster(path: str | os.PathLike[str]) -> DatasetReader:
     return src
 
 
+def check_rasters(*paths: str | os.PathLike[str]) -> None:
+    """Refuse (:class:`InputError`) a path that is not a georeferenced, north-up raster GDAL can open.
+
+    Reads headers only and imports no PyTorch, so a command can refuse bad inputs at once.
+    """
+    for path in paths:
+        open_raster(path).close()
+
+
 def grid_of(src: DatasetReader) -> Grid:
     """The pixel grid of an open raster."""
     return Grid(src.crs, src.transform, src.width, src.height)

@@ -9,7 +9,7 @@ The ONNX graph is exported from the checkpoint at a fixed tile size (dynamic bat
 cached under ``GEOCD_CACHE_DIR`` (default: the user's cache folder) ``/onnx/<key>.onnx``, the
 key hashing the checkpoint's bytes, the tile size and the geocd version, so only the first
 run with a checkpoint pays the export. A model without a file (built in memory) is exported
-at each run and not cached.
+at each run and not cached, and so is every graph when the cache folder cannot be written.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from torch import nn
 from geocd import __version__
 from geocd.atomic import atomic_output
 from geocd.checkpoint import LoadedModel
-from geocd.errors import InputError, OutputError
+from geocd.errors import GeocdWarning, InputError, OutputError
 from geocd.models import ChangeLogits
 from geocd.models.tta import scaled_size
 
@@ -131,20 +131,33 @@ class _OnnxRunner:
 
 
 def _onnx_graph(net: NormalizedModel, checkpoint: Path, tile_size: int) -> Path | bytes:
-    """The cached graph file of a checkpoint (exported on a miss), or the bytes of a model without a file."""
+    """The cached graph file of a checkpoint (exported on a miss), or the bytes of a model without a file.
+
+    A cache folder that cannot be written (read-only or missing home, full disk) costs a
+    warning and an export for this run only, in memory.
+    """
     if not checkpoint.is_file():
-        buffer = io.BytesIO()
-        _export(net, tile_size, buffer)
-        return buffer.getvalue()
+        return _exported_bytes(net, tile_size)
     path = onnx_cache_path(checkpoint, tile_size)
-    if not path.is_file():
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise OutputError(path.parent, f"cannot create the ONNX cache folder ({error.strerror}); set {CACHE_ENV}") from None
+    if path.is_file():
+        return path
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_output(path, overwrite=True) as tmp:
             _export(net, tile_size, tmp)
+    except (OSError, OutputError) as error:
+        reason = error.problem if isinstance(error, OutputError) else error.strerror or str(error)
+        warnings.warn(GeocdWarning(path.parent, f"the ONNX cache folder cannot be written ({reason}); the graph is "
+                                                f"exported for this run only (set {CACHE_ENV} to keep it)"), stacklevel=2)
+        return _exported_bytes(net, tile_size)
     return path
+
+
+def _exported_bytes(net: NormalizedModel, tile_size: int) -> bytes:
+    """The ONNX graph of ``net`` for ``tile_size`` square tiles, in memory."""
+    buffer = io.BytesIO()
+    _export(net, tile_size, buffer)
+    return buffer.getvalue()
 
 
 def _export(net: NormalizedModel, tile_size: int, target: Path | io.BytesIO) -> None:

@@ -13,6 +13,7 @@ import math
 import os
 import tempfile
 import time
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -21,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from pyproj import CRS
 from rasterio.windows import Window
 from torch.utils.data import DataLoader, Dataset, default_collate
 from torchgeo.samplers import GridGeoSampler
@@ -29,17 +31,18 @@ from geocd.atomic import atomic_output, check_output_path, check_outputs
 from geocd.changemap import (
     ChangeMapInfo, ChangeRows, ChangeSink, SinkFactory, encode_rows, nodata_rows, raster_sink, valid_threshold,
 )
-from geocd.checkpoint import LoadedModel, check_ensemble
+from geocd.checkpoint import LoadedModel, ModelMetadata, check_ensemble
 from geocd.data.pair import PairDataset
 from geocd.data.radiometry import check_target, radiometry_tag
 from geocd.data.rasters import RASTER_BLOCK, Grid, row_windows
-from geocd.errors import GeocdError, InputError, OutputError
+from geocd.errors import GeocdError, GeocdWarning, InputError, OutputError
 from geocd.inference.backends import Runner, build_runners, resolved_backend
 from geocd.inference.stitch import FinishedRows, RowStreamStitcher
 from geocd.models.tta import predict_probabilities
 from geocd.options import PredictOptions
 from geocd.progress import Progress
 from geocd.report import REPORT_KEY, build_report, write_report
+from geocd.vector.measure import pixel_area
 
 RASTER_SUFFIXES = (".tif", ".tiff")
 
@@ -81,12 +84,15 @@ def predict_change_raster(
     sinks: Sequence[SinkFactory],
     options: PredictOptions = PredictOptions(),
     progress: Progress | None = None,
+    warn: bool = False,
 ) -> ChangeRasterResult:
     """Predict the change map of a pair on the 'before' grid and hand its rows to ``sinks``.
 
     Each sink (e.g. :func:`geocd.changemap.raster_sink`) is opened on the grid and sees every
     row once, top to bottom, as :class:`geocd.changemap.ChangeRows`. Peak memory is bounded by
-    the tile size and the scene width, not by the scene size.
+    the tile size and the scene width, not by the scene size. With ``warn``, likely mistakes
+    (the same date twice, a ground resolution the model is not made for) are warned of
+    (:class:`GeocdWarning`) before any tile is predicted.
     """
     start = time.perf_counter()
     check_ensemble(models)
@@ -105,6 +111,8 @@ def predict_change_raster(
                           radiometry=options.radiometry)
     if not dataset.has_valid_pixels():
         raise InputError(after, f"no pixel is valid in both {Path(before).name} and {Path(after).name} where they overlap")
+    if warn:
+        _warn_of_likely_mistakes(before, after, dataset, meta)
     sampler = GridGeoSampler(dataset, tile, tile - overlap)
     windows = [dataset.window_of(query) for query in sampler]
     batch_size, num_workers = _loader_settings(options, models[0], device)
@@ -164,6 +172,26 @@ def _kept_classes(names: Sequence[str], model: LoadedModel) -> tuple[int, ...]:
         return meta.schema.class_ids(names, meta.trained_classes)
     except ValueError as error:
         raise InputError(None, f"only {error}") from None
+
+
+def _warn_of_likely_mistakes(before: str | os.PathLike[str], after: str | os.PathLike[str], dataset: PairDataset,
+                             meta: ModelMetadata) -> None:
+    """Warn (:class:`GeocdWarning`) of a pair that cannot show change, and of a ground resolution
+    far outside the one the model is made for (:attr:`ModelMetadata.resolution_range_m`)."""
+    if os.path.samefile(before, after):
+        warnings.warn(GeocdWarning(after, f"is the same file as {before}: nothing can have changed"), stacklevel=4)
+    elif dataset.same_pixels:
+        warnings.warn(GeocdWarning(after, f"has the same pixels as {before} where they overlap: nothing can have changed"),
+                      stacklevel=4)
+    made_for = meta.resolution_range_m
+    if made_for is None:
+        return
+    region, grid = dataset.overlap, dataset.grid
+    row, col = int(region.row_off + region.height // 2), int(region.col_off + region.width // 2)
+    metres = math.sqrt(pixel_area(grid.transform, row, col, CRS.from_user_input(grid.crs)))
+    if not made_for[0] <= metres <= made_for[1]:
+        warnings.warn(GeocdWarning(before, f"has {metres:.3g} m pixels, far from the {made_for[0]:g}-{made_for[1]:g} m "
+                                           f"the model is made for: expect poor results"), stacklevel=4)
 
 
 class _Placer:
@@ -341,7 +369,7 @@ def predict(
         raster_tmp = stack.enter_context(atomic_output(raster, overwrite)) if raster else scratch / "change.tif"
         landcover_tmp = stack.enter_context(atomic_output(landcover, overwrite)) if landcover else None
         sinks = [raster_sink(raster_tmp)] + ([raster_sink(landcover_tmp, landcover=True)] if landcover else [])
-        result = predict_change_raster(before, after, models, sinks, options, progress)
+        result = predict_change_raster(before, after, models, sinks, options, progress, warn=True)
         polygons = summary = None
         if output is not None or quicklook is not None or report is not None:
             from geocd.vector import change_polygons

@@ -17,6 +17,7 @@ from qgis.core import QgsProcessingException, QgsProcessingFeedback
 #: Variables QGIS sets for its own Python, PROJ and GDAL; the CLI must use its own.
 QGIS_ONLY_VARIABLES = ("PYTHONPATH", "PYTHONHOME", "QGIS_PREFIX_PATH", "PROJ_LIB", "PROJ_DATA", "GDAL_DATA", "GDAL_DRIVER_PATH")
 ERROR_PREFIX = "geocd: error: "
+WARNING_PREFIX = "geocd: warning: "
 POLL_SECONDS = 0.1
 GRACE_SECONDS = 5.0
 
@@ -92,8 +93,10 @@ def _relay(line: str, feedback: QgsProcessingFeedback) -> str:
         record = None
     if isinstance(record, dict) and record.get("event") == "progress":
         feedback.setProgress(float(record.get("percent", 0.0)))
-    elif isinstance(record, dict) and record.get("event") == "message":
+    elif isinstance(record, dict) and record.get("event") in ("message", "done"):
         feedback.pushInfo(str(record.get("text", "")))
+    elif line.startswith(WARNING_PREFIX):
+        feedback.pushWarning(line)
     elif line.startswith(ERROR_PREFIX):
         feedback.reportError(line)
         return line

@@ -1,0 +1,76 @@
+"""GDAL's and libtiff's own messages go to Python logging, never straight to the terminal.
+
+rasterio and pyogrio already send GDAL's errors through logging (loggers ``rasterio`` and
+``pyogrio``). libtiff, under GDAL's GeoTIFF driver, reports some I/O failures through its own
+global handlers, which print to stderr (a full disk: ``_tiffWriteProc: No space left on
+device.``); :func:`log_native_messages` hands those to the logger ``geocd.libtiff``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+GDAL_LOGGERS = ("rasterio", "pyogrio", "geocd.libtiff")
+"""The loggers that carry GDAL's and libtiff's messages."""
+LIBTIFF_LOGGER = logging.getLogger("geocd.libtiff")
+MESSAGE_BYTES = 1024
+"""Longest libtiff message kept (longer ones are cut)."""
+
+_Handler = ctypes.CFUNCTYPE(None, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_void_p)
+_installed: list[object] = []
+"""The handlers given to libtiff, kept alive for as long as libtiff may call them."""
+
+
+def log_native_messages() -> None:
+    """Give libtiff's global error and warning handlers to :data:`LIBTIFF_LOGGER` (once per process).
+
+    Does nothing where the libtiff that GDAL loaded cannot be found.
+    """
+    if _installed:
+        return
+    import rasterio  # noqa: F401 - loads GDAL, and with it the libtiff to configure
+
+    libtiff = _loaded_libtiff()
+    if libtiff is None:
+        return
+    for setter, level in ((libtiff.TIFFSetErrorHandler, logging.ERROR), (libtiff.TIFFSetWarningHandler, logging.WARNING)):
+        handler = _Handler(functools.partial(_log, level))
+        setter.restype = ctypes.c_void_p
+        setter(handler)
+        _installed.append(handler)
+
+
+def _log(level: int, module: bytes | None, fmt: bytes | None, args: int | None) -> None:
+    """Log one libtiff message as ``module: message``; the C library formats it where a ``va_list``
+    is one pointer (Linux, macOS), elsewhere the format is logged as it is."""
+    text = fmt or b""
+    if fmt is not None and sys.platform in ("linux", "darwin"):
+        buffer = ctypes.create_string_buffer(MESSAGE_BYTES)
+        _vsnprintf()(buffer, MESSAGE_BYTES, fmt, args)
+        text = buffer.value
+    LIBTIFF_LOGGER.log(level, "%s: %s", (module or b"libtiff").decode(errors="replace"), text.decode(errors="replace"))
+
+
+@functools.cache
+def _vsnprintf() -> Callable[..., int]:
+    """The C library's ``vsnprintf``."""
+    function = ctypes.CDLL(None).vsnprintf
+    function.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_void_p]
+    return function
+
+
+def _loaded_libtiff() -> ctypes.CDLL | None:
+    """The libtiff this process has loaded (Linux: from its memory map), else the system's, else None."""
+    maps = Path("/proc/self/maps")
+    loaded = sorted({line.split()[-1] for line in maps.read_text().splitlines() if "/libtiff" in line}) if maps.exists() else []
+    name = loaded[0] if loaded else ctypes.util.find_library("tiff")
+    try:
+        return ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
