@@ -160,7 +160,7 @@ def test_test_pairs_are_left_out_unless_asked(tmp_path: Path, split_archive: Pat
     assert not (tmp_path / "out" / "label_before" / "p0.tif").exists()
     table = report.table().splitlines()
     assert table[2].split()[:2] == ["p2", "train"]
-    assert table[-1] == "left out 1 pairs of the test split (p0): never trained on (--include-test labels them too)"
+    assert table[-1] == "left out 1 pair of the test split (p0): never trained on (--include-test labels them too)"
     assert json.loads((tmp_path / "out" / "pseudo_labels.json").read_text())["test_pairs_left_out"] == ["p0"]
     with pytest.raises(InputError) as error:
         pseudo_label(split_archive, [intensity_model()], tmp_path / "none", pairs=["p0"])

@@ -86,7 +86,8 @@ class PseudoLabelReport:
             lines.append(f"{p.name[:28]:28} {split_name(p.split):6} {p.unchanged_pixels:12d} {p.pseudo_labelled_pixels:12d} "
                          f"{p.fraction:8.4f}")
         if self.test_pairs_left_out:
-            lines.append(f"left out {len(self.test_pairs_left_out)} pairs of the test split ("
+            n = len(self.test_pairs_left_out)
+            lines.append(f"left out {n} pair{'s' if n > 1 else ''} of the test split ("
                          f"{', '.join(self.test_pairs_left_out)}): never trained on (--include-test labels them too)")
         return "\n".join(lines)
 

@@ -226,7 +226,7 @@ def build_datamodule(archives: Sequence[str | os.PathLike[str]], options: TrainO
         train_records, pseudo_info = with_pseudo_labels(records, train_records, val_records, options.pseudo_labels)
         unused = pseudo_info["pseudo_labels"]["unused_pairs"]
         if unused:
-            echo(f"pseudo labels of {len(unused)} pairs not trained on are left unused: "
+            echo(f"pseudo labels of {len(unused)} pair{'s' if len(unused) > 1 else ''} not trained on are left unused: "
                  + ", ".join(f"{name} ({where})" for name, where in unused.items()))
     with open_raster(train_records[0].before) as src:
         bands = list(choose_bands(src, options.bands, options.num_bands))
@@ -258,7 +258,7 @@ def build_task(data: TrainingData, options: TrainOptions) -> tuple[ChangeTask, s
         task.model.load_state_dict(start.model.state_dict())
         if "encoder" not in options.freeze:
             task.model.set_normalisation(data.mean, data.std)
-        return task, f"checkpoint {options.init_from} ({start.metadata.info.get('backbone_init', 'unknown')})"
+        return task, f"checkpoint {start.path} ({start.metadata.info.get('backbone_init', 'unknown')})"
     if options.pretrained:
         return task, load_imagenet_weights(task.model.encoder, options.backbone, len(data.bands), options.backbone_weights)
     return task, "random"
