@@ -226,6 +226,7 @@ def test_ddp_on_two_cpu_processes(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("best checkpoint:") == 1  # printed by the main process only
     assert done.stderr.count("epoch 1/1: loss ") == 1 and done.stderr.count("epoch 1/1: 2/2 steps") == 1  # main process only
+    assert done.stderr.count("3 training and 1 validation pairs; each epoch 8 random 64-pixel tiles: 4 steps of 2") == 1
     meta = load_checkpoint(tmp_path / "run" / "best.safetensors").metadata
     assert meta.trained_classes == (3, 5) and "score" in meta.info["validation"]
 

@@ -24,6 +24,7 @@ import rasterio
 import yaml
 from lightning.pytorch.callbacks import Callback, Checkpoint, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities import rank_zero_only
 
 from geocd.checkpoint import ModelMetadata, load_checkpoint, read_metadata, save_checkpoint
 from geocd.data.archive import LandCoverRecord, PairRecord, manifest_path, read_archive, read_landcover_archive, split_pairs
@@ -190,7 +191,7 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     if config is not None:
         (out / "config.yaml").write_text(yaml.safe_dump(dict(config), sort_keys=False))
-    data = build_datamodule(archives, options, echo)
+    data = build_datamodule(archives, options, rank_zero_only(echo))
     (out / "split.json").write_text(json.dumps({"seed": options.seed, "train": [r.name for r in data.train_records],
                                                 "val": [r.name for r in data.val_records]}, indent=1))
     pl.seed_everything(options.seed, workers=True, verbose=False)
