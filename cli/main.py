@@ -39,8 +39,8 @@ class GeocdClickError(click.ClickException):
         click.echo(f"geocd: error: {self.format_message()}", err=True)
 
 
-OPTION_PARAMETERS = ("backend", "bands", "batch_size", "class_weights", "device", "only", "overlap", "resolution", "threshold",
-                     "tile_size")
+OPTION_PARAMETERS = ("backend", "bands", "batch_size", "class_weights", "device", "epoch_length", "only", "overlap",
+                     "resolution", "threshold", "tile_size")
 """Library parameters that are command-line options: an error line starting with one names its flag instead."""
 
 
@@ -171,6 +171,8 @@ def parse_radiometry(ctx: click.Context, param: click.Parameter, value: str) -> 
     return low, high
 
 
+MODEL_HELP = ("Model checkpoint; repeat for an ensemble. Default (or 'default'): the model bundled with geocd "
+              "(geocd models shows it).")
 TTA_OPTION = click.option("--tta", is_flag=True, help="Average over the 6 dihedral flips/rotations (6x slower).")
 TILE_SIZE_OPTION = click.option("--tile-size", default=PredictOptions.tile_size, type=click.IntRange(32),
                                 help="Tile size in pixels. Default: the model's training tile size.")
@@ -183,8 +185,7 @@ ONLY_OPTION = click.option("--only", multiple=True, metavar="CLASS",
 """Inference options shared by predict, evaluate and pseudo-label (each use makes a new click option)."""
 
 PREDICT_OPTIONS = (
-    click.option("--model", "models", multiple=True, type=click.Path(dir_okay=False),
-                 help="Model checkpoint; repeat for an ensemble. Default: the model bundled with geocd."),
+    click.option("--model", "models", multiple=True, type=click.Path(dir_okay=False), help=MODEL_HELP),
     TTA_OPTION,
     ONLY_OPTION,
     click.option("--threshold", default=PredictOptions.threshold, show_default=True, type=click.FloatRange(0, 1),
@@ -261,14 +262,14 @@ def predict(before: str, after: str, output: str | None, raster: str | None, lan
     check_rasters(before, after)
     if not quiet and progress_mode == "bar" and stderr_is_terminal():
         click.echo(f"loading {'model ' + ', '.join(models) if models else 'the default model'} …", err=True)
-    from geocd.checkpoint import load_models
+    from geocd.checkpoint import load_models, model_paths
     from geocd.inference.predict import (
         PredictOutputs, check_predict_outputs, predict as run_predict, resolve_device,
     )
     from geocd.progress import Progress
     outputs = PredictOutputs(vectors=output, raster=raster, landcover=landcover, quicklook=quicklook, report=report,
                              overwrite=overwrite, min_area_m2=min_area)
-    check_predict_outputs(before, after, models, outputs)
+    check_predict_outputs(before, after, model_paths(models), outputs)
     resolved = resolve_device(device)
     options = PredictOptions(tile_size=tile_size, overlap=overlap, tta=tta, threshold=threshold, device=resolved,
                              batch_size=batch_size, num_workers=num_workers, bands=bands, radiometry=radiometry,
@@ -422,7 +423,8 @@ def resolved_config(ctx: click.Context) -> dict[str, Any]:
               help="Start from ImageNet weights (offline package, --backbone-weights, or timm's hub).")
 @click.option("--backbone-weights", type=click.Path(dir_okay=False), help="ImageNet weights file with timm key names.")
 @click.option("--init-from", type=click.Path(dir_okay=False),
-              help="Start from a geocd checkpoint of the same architecture (fine-tuning), instead of ImageNet weights.")
+              help="Start from a geocd checkpoint of the same architecture (fine-tuning; 'default': the bundled model), "
+                   "instead of ImageNet weights.")
 @click.option("--lightweight/--full-heads", default=TrainOptions.lightweight, show_default=True,
               help="Depthwise-separable convolutions in the heads.")
 @click.option("--bands", callback=parse_bands, help="Bands to use, 1-based, comma-separated. Default: the first 3.")
@@ -431,7 +433,9 @@ def resolved_config(ctx: click.Context) -> dict[str, Any]:
 @click.option("--batch-size", default=TrainOptions.batch_size, show_default=True, type=click.IntRange(2),
               help="Tiles per step (per device).")
 @click.option("--max-epochs", default=TrainOptions.max_epochs, show_default=True, type=click.IntRange(1))
-@click.option("--epoch-length", type=click.IntRange(1), help="Random tiles per epoch. Default: as many as fit side by side.")
+@click.option("--epoch-length", type=click.IntRange(1),
+              help="Random tiles per epoch (at least --batch-size). Default: as many as fit side by side, at least 4 "
+                   "steps' worth.")
 @click.option("--lr", default=TrainOptions.lr, show_default=True, type=float,
               help="Backbone learning rate (heads get 10x).")
 @click.option("--class-weights", help=f"CE weights of classes 1..6. Default: {','.join(f'{w:g}' for w in SEED_CLASS_WEIGHTS)} "
@@ -525,8 +529,7 @@ def train(ctx: click.Context, archives: tuple[str, ...], config: str | None, out
 
 @cli.command()
 @click.argument("archive", type=click.Path())
-@click.option("--model", "models", multiple=True, type=click.Path(dir_okay=False),
-              help="Model checkpoint; repeat for an ensemble. Default: the model bundled with geocd.")
+@click.option("--model", "models", multiple=True, type=click.Path(dir_okay=False), help=MODEL_HELP)
 @click.option("-o", "--output", type=click.Path(file_okay=False), default="evaluation", show_default=True,
               help="Folder for evaluation.json and confusion.png.")
 @click.option("--pairs", help="Comma-separated pair names to evaluate (e.g. the validation pairs). Default: all.")
@@ -576,42 +579,63 @@ def evaluate(archive: str, models: tuple[str, ...], output: str, pairs: str | No
 
 @cli.command("pseudo-label")
 @click.argument("archive", type=click.Path())
-@click.option("--model", "models", multiple=True, required=True, type=click.Path(dir_okay=False),
-              help="Model checkpoint with trained land-cover heads; repeat for an ensemble.")
+@click.option("--model", "models", multiple=True, type=click.Path(dir_okay=False),
+              help="Model checkpoint with trained land-cover heads; repeat for an ensemble. Default (or 'default'): "
+                   "the model bundled with geocd.")
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Folder for pseudo-label rasters.")
-@click.option("--pair", "pairs", multiple=True, help="Only this pair (repeatable). Default: every pair.")
+@click.option("--pair", "pairs", multiple=True, help="Only this pair (repeatable). Default: every pair but the test split's.")
+@click.option("--include-test", is_flag=True, help="Also label the pairs of the archive's test split (never trained on).")
 @TTA_OPTION
 @TILE_SIZE_OPTION
 @DEVICE_OPTION
 @NUM_WORKERS_OPTION
 @click.option("--overwrite", is_flag=True, help="Replace existing pseudo labels in OUTPUT.")
 @reports_errors
-def pseudo_label(archive: str, models: tuple[str, ...], output: str, pairs: tuple[str, ...], tta: bool,
+def pseudo_label(archive: str, models: tuple[str, ...], output: str, pairs: tuple[str, ...], include_test: bool, tta: bool,
                  tile_size: int | None, device: str, num_workers: int | None, overwrite: bool) -> None:
     """Label unchanged areas of an archive with an ensemble, for retraining.
 
     Where the ground truth says unchanged and the ensemble's land cover agrees in both
     dates, both dates get that class; ground-truth classes are kept. Pairs with a binary
     change mask only get pseudo land cover where unchanged (changed pixels stay ignored
-    for the land-cover loss) and keep their change mask. Retrain with
-    geocd train ... --pseudo-labels OUTPUT (validation pairs keep their ground truth).
-    Rasters are named after the pair (made a plain, portable file name where needed). A
-    pair that fails is named in one error line after the others are done; the exit code is 2.
+    for the land-cover loss) and keep their change mask. Test-split pairs are left out.
+    Retrain with geocd train ... --pseudo-labels OUTPUT (validation pairs keep their
+    ground truth). Rasters are named after the pair (made a plain, portable file name where
+    needed). A pair that fails is named in one error line after the others are done; the
+    exit code is 2.
 
     \b
     Example:
+      geocd pseudo-label archive/levir -o pseudo/ --tta
       geocd pseudo-label archive/manifest.csv --model a.safetensors --model b.safetensors -o pseudo/ --tta
     """
-    from geocd.checkpoint import load_models
-    from geocd.inference.predict import resolve_device
     from geocd.training.pseudo import pseudo_label as run_pseudo_label
 
-    resolved = resolve_device(device)
-    loaded = load_models(list(models), resolved)
-    options = PredictOptions(tile_size=tile_size, tta=tta, device=resolved, num_workers=num_workers)
-    report = run_pseudo_label(archive, loaded, output, options, overwrite=overwrite, pairs=list(pairs) or None)
+    options = PredictOptions(tile_size=tile_size, tta=tta, device=device, num_workers=num_workers)
+    report = run_pseudo_label(archive, models, output, options, overwrite=overwrite, pairs=list(pairs) or None,
+                              include_test=include_test)
     click.echo(report.table())
     show_failures([(f.error, f.traceback) for f in report.failed])
+
+
+@cli.command("models")
+@click.argument("model", required=False)
+@reports_errors
+def show_models(model: str | None) -> None:
+    """Show where the bundled default model lives and its card (or MODEL's).
+
+    The card comes from the checkpoint's metadata: name, backbone, input, trained classes,
+    training data, validation scores and limits. --model default (or no --model) names the
+    bundled model in predict, predict-archive, evaluate, pseudo-label and train --init-from.
+
+    \b
+    Example:
+      geocd models
+      geocd models runs/first/best.safetensors
+    """
+    from geocd.checkpoint import model_card
+
+    click.echo("\n".join(model_card(model)))
 
 
 @cli.command("import-chips")

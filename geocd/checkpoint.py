@@ -31,6 +31,9 @@ from geocd.options import TrainOptions
 from geocd.schema import SECOND, ClassSchema
 
 DEFAULT_MODEL = Path(__file__).parent / "models" / "default" / "geocd-default.safetensors"
+DEFAULT_MODEL_NAME = "default"
+"""The name that means :data:`DEFAULT_MODEL` wherever a model is taken (``--model default``; a file of that
+name in the working folder is ``./default``)."""
 FORMAT_NAME = "geocd-checkpoint"
 FORMAT_VERSION = "1"
 
@@ -128,18 +131,35 @@ def save_checkpoint(
     return Path(path)
 
 
-def read_metadata(path: str | os.PathLike[str]) -> ModelMetadata:
-    """Read only the metadata of a checkpoint (fast: the weights are not loaded)."""
-    header = _read_header(Path(path))
+def model_path(model: str | os.PathLike[str] | None = None) -> Path:
+    """The checkpoint a model name means: ``None`` or ``"default"`` the bundled model, anything else a path."""
+    if model is not None and os.fspath(model) != DEFAULT_MODEL_NAME:
+        return Path(model)
+    if not DEFAULT_MODEL.is_file():
+        raise CheckpointError(None, "no default model is bundled with this geocd install; pass --model FILE")
+    return DEFAULT_MODEL
+
+
+def model_paths(models: Sequence[str | os.PathLike[str]] | None = None) -> list[Path]:
+    """The checkpoints of an ensemble (:func:`model_path` of each); none given means the bundled model."""
+    return [model_path(m) for m in models] if models else [model_path()]
+
+
+def read_metadata(path: str | os.PathLike[str] | None = None) -> ModelMetadata:
+    """Read only the metadata of a checkpoint (fast: the weights are not loaded); ``None`` or ``"default"``:
+    the bundled model's."""
+    path = model_path(path)
+    header = _read_header(path)
     try:
         return ModelMetadata.from_json(header["geocd"])
     except (KeyError, TypeError, ValueError) as error:
         raise CheckpointError(path, f"geocd metadata is malformed ({type(error).__name__}: {error})") from None
 
 
-def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> LoadedModel:
-    """Rebuild the network from a checkpoint, in eval mode, with float32 weights on ``device``."""
-    path = Path(path)
+def load_checkpoint(path: str | os.PathLike[str] | None = None, device: str | torch.device = "cpu") -> LoadedModel:
+    """Rebuild the network from a checkpoint (``None`` or ``"default"``: the bundled model), in eval mode,
+    with float32 weights on ``device``."""
+    path = model_path(path)
     metadata = read_metadata(path)
     try:
         model = SiameseChangeNet(metadata.config, metadata.mean, metadata.std)
@@ -163,13 +183,41 @@ def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "
     return LoadedModel(model.to(device).eval(), metadata, path)
 
 
-def load_models(paths: list[str | os.PathLike[str]], device: str | torch.device = "cpu") -> list[LoadedModel]:
-    """Load each checkpoint of an ensemble; no path means the default model bundled with geocd."""
-    if not paths:
-        if not DEFAULT_MODEL.is_file():
-            raise CheckpointError(None, "no default model is bundled with this geocd install; pass --model FILE")
-        paths = [DEFAULT_MODEL]
-    return [load_checkpoint(path, device) for path in paths]
+def load_models(
+    models: Sequence[LoadedModel | str | os.PathLike[str]] | None = None, device: str | torch.device = "cpu"
+) -> list[LoadedModel]:
+    """An ensemble: loaded models as they are, each checkpoint path (or ``"default"``) loaded on ``device``;
+    none given means the default model bundled with geocd."""
+    return [m if isinstance(m, LoadedModel) else load_checkpoint(m, device) for m in models or [None]]
+
+
+def model_card(model: str | os.PathLike[str] | None = None) -> list[str]:
+    """Lines describing a checkpoint (none or ``"default"``: the bundled model) from its metadata: where it lives,
+    name, backbone, input, classes, training data, validation scores and limits, as far as it records them."""
+    path = model_path(model)
+    meta = read_metadata(path)
+    card, info = meta.info.get("model_card", {}), meta.info
+    default = " (the bundled default model: --model default)" if path == DEFAULT_MODEL else ""
+    trained = ", ".join(meta.schema.classes[c].name for c in meta.trained_classes) or "none (change only)"
+    resolution = f", trained at {meta.resolution_m:g} m" if meta.resolution_m else ""
+    lines = [f"{path.resolve()}{default}, {path.stat().st_size / 1e6:.1f} MB",
+             f"name: {card.get('name', path.stem)}",
+             f"backbone: {meta.config.backbone}{' (lightweight heads)' if meta.config.lightweight else ''}, "
+             f"tile {meta.tile_size} px{resolution}, geocd {meta.geocd_version}",
+             f"input: {card.get('input', ', '.join(meta.bands) + ' (' + meta.radiometry + ')')}",
+             f"land-cover classes trained: {trained}"]
+    if "training_data" in card:
+        lines += ["training data:"] + [f"  {d['dataset']}, {d.get('resolution_m', '?')} m: {d.get('source', '')} "
+                                       f"({d.get('licence', 'licence unknown')})" for d in card["training_data"]]
+    elif "archives" in info:
+        lines.append(f"training data: {len(info.get('train_pairs', []))} pairs of {', '.join(info['archives'])}")
+    scores = [f"{v['dataset']} {v['f1']:.3f}" for v in card.get("validation", []) if "f1" in v]
+    if scores:
+        lines.append(f"validation F1: {', '.join(scores)}")
+    elif info.get("validation"):
+        lines.append("validation: " + ", ".join(f"{k} {v:.3f}" for k, v in info["validation"].items()))
+    lines += [f"limit: {limit}" for limit in card.get("limits", [])]
+    return lines
 
 
 def check_ensemble(models: Sequence[LoadedModel]) -> None:

@@ -24,13 +24,13 @@ import numpy as np
 
 from geocd.atomic import atomic_output, check_output_path
 from geocd.changemap import NODATA, ChangeMapInfo, ChangeRows, ChangeSink, changed_pixels
-from geocd.checkpoint import LoadedModel
+from geocd.checkpoint import LoadedModel, load_models
 from geocd.data.archive import LandCoverRecord, PairRecord, read_archive, read_landcover_archive
 from geocd.data.labelled import change_mask, open_labels, read_label
 from geocd.data.labels import IGNORE
 from geocd.data.rasters import Grid
 from geocd.errors import GeocdError, InputError, OutputError
-from geocd.inference.predict import PredictOptions, predict_change_raster
+from geocd.inference.predict import PredictOptions, predict_change_raster, resolve_device
 from geocd.metrics import binary_scores, confusion_matrix, iou_per_class, semantic_scores
 from geocd.progress import Progress
 
@@ -154,12 +154,16 @@ class _PairConfusion:
 
 def evaluate(
     archive: str | os.PathLike[str],
-    models: Sequence[LoadedModel],
+    models: Sequence[LoadedModel | str | os.PathLike[str]] | None = None,
     options: PredictOptions = PredictOptions(),
     pairs: Sequence[str] | None = None,
     progress: Progress | None = None,
 ) -> EvaluationReport:
-    """Predict and score every pair of ``archive`` (or the ``pairs`` named); pairs that fail are listed in ``failed``."""
+    """Predict and score every pair of ``archive`` (or the ``pairs`` named); pairs that fail are listed in ``failed``.
+
+    ``models``: loaded models or checkpoint paths (none or ``"default"``: the bundled model).
+    """
+    models = load_models(models, resolve_device(options.device))
     records = read_archive(archive)
     if pairs is not None:
         records = [r for r in records if r.name in set(pairs)]
@@ -264,13 +268,15 @@ class LandCoverReport:
 
 
 def evaluate_landcover(
-    archive: str | os.PathLike[str], models: Sequence[LoadedModel], options: PredictOptions = PredictOptions(),
-    names: Sequence[str] | None = None,
+    archive: str | os.PathLike[str], models: Sequence[LoadedModel | str | os.PathLike[str]] | None = None,
+    options: PredictOptions = PredictOptions(), names: Sequence[str] | None = None,
 ) -> LandCoverReport:
     """Land-cover maps predicted through the full predict path (the image as both dates) against a land-cover archive.
 
-    Only pixels labelled with one class count; coarse labels naming a set of classes are left out.
+    Only pixels labelled with one class count; coarse labels naming a set of classes are left out. ``models`` as
+    :func:`evaluate` takes them.
     """
+    models = load_models(models, resolve_device(options.device))
     meta = models[0].metadata
     if not meta.landcover_trained:
         raise InputError(models[0].path, "has untrained land-cover heads, so land cover cannot be evaluated")

@@ -142,3 +142,50 @@ def test_error_message_is_one_line(tmp_path: Path) -> None:
 def test_metadata_must_describe_every_band() -> None:
     with pytest.raises(ValueError, match="in_channels=4"):
         ModelMetadata(CONFIG)
+
+
+def test_default_names_the_bundled_model_everywhere(tmp_path: Path) -> None:
+    """Issue 26: ``--model default`` was 'default: model file does not exist' and the Python API needed models=."""
+    import json
+
+    import rasterio
+    from click.testing import CliRunner
+
+    import geocd
+    from cli.main import cli
+    from conftest import planted_pair, synthetic_archive
+    from geocd.checkpoint import DEFAULT_MODEL, load_models, model_path
+    from geocd.inference.predict import PredictOptions, PredictOutputs
+
+    assert model_path("default") == model_path(None) == model_path(Path("default")) == DEFAULT_MODEL
+    assert read_metadata("default") == read_metadata(DEFAULT_MODEL)
+    assert [m.path for m in load_models(None)] == [m.path for m in load_models(["default"])] == [DEFAULT_MODEL]
+    with pytest.raises(CheckpointError, match="model file does not exist"):
+        read_metadata(tmp_path / "default")  # a path is a path
+    before, after, _ = planted_pair(tmp_path)
+    result = geocd.predict(before, after, outputs=PredictOutputs(raster=tmp_path / "change.tif"),
+                           options=PredictOptions(tile_size=64, backend="torch", device="cpu"))
+    with rasterio.open(result.raster) as src:
+        assert json.loads(src.tags()["GEOCD_MODELS"]) == [str(DEFAULT_MODEL)]
+    archive = synthetic_archive(tmp_path / "archive", pairs=2, semantic=False)
+    for command in (["pseudo-label", str(archive), "-o", str(tmp_path / "pseudo")],
+                    ["pseudo-label", str(archive), "-o", str(tmp_path / "pseudo2"), "--model", "default"],
+                    ["evaluate", str(archive), "-o", str(tmp_path / "evaluation"), "--model", "default"]):
+        done = CliRunner().invoke(cli, [*command, "--tile-size", "64", "--device", "cpu"])
+        assert done.exit_code == 0, done.output
+    assert json.loads((tmp_path / "evaluation" / "evaluation.json").read_text())["models"] == [str(DEFAULT_MODEL)]
+
+
+def test_models_shows_where_the_bundled_model_lives_and_its_card() -> None:
+    from click.testing import CliRunner
+
+    from cli.main import cli
+    from geocd.checkpoint import DEFAULT_MODEL
+
+    done = CliRunner().invoke(cli, ["models"])
+    lines = done.output.splitlines()
+    assert done.exit_code == 0 and lines[0].startswith(f"{DEFAULT_MODEL.resolve()} (the bundled default model: --model default), ")
+    assert lines[1] == "name: geocd default change model"
+    assert lines[2].startswith("backbone: tf_efficientnet_lite0 (lightweight heads), tile 256 px")
+    assert "land-cover classes trained: water, ground, low vegetation, tree, building" in lines
+    assert any(line.startswith("  LEVIR-CD, 0.5 m: ") for line in lines)

@@ -14,7 +14,7 @@ from rasterio.windows import Window
 
 from conftest import ORIGIN, intensity_model, synthetic_archive, write_raster
 from geocd.checkpoint import load_checkpoint
-from geocd.data.archive import read_archive, split_pairs
+from geocd.data.archive import read_archive, split_pairs, write_manifest
 from geocd.data.labelled import LabelledPairDataset
 from geocd.errors import InputError
 from geocd.inference.predict import PredictOptions
@@ -138,5 +138,49 @@ def test_retraining_with_pseudo_labels_records_provenance(tmp_path: Path, archiv
     result = train([archive], tmp_path / "run", replace(options, pseudo_labels=every_pair), echo=lambda line: None)
     info = load_checkpoint(result.last).metadata.info
     assert info["pseudo_labels"] == {"folder": str(every_pair.resolve()), "models": ["intensity-model"] * 2, "tta": True,
-                                     "pairs": sorted(train_names), "unused_validation_pairs": [r.name for r in val_records]}
+                                     "pairs": sorted(train_names),
+                                     "unused_pairs": {r.name: "validation split" for r in val_records}}
     assert info["class_weights"] == [1.0] * 6 and info["train_pairs"] == train_names
+
+
+@pytest.fixture(scope="module")
+def split_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """4 binary pairs with splits from the manifest: p0 test, p1 val, p2 and p3 train."""
+    folder = tmp_path_factory.mktemp("split")
+    manifest = synthetic_archive(folder, pairs=4, semantic=False)
+    records = [replace(r, split=split) for r, split in zip(read_archive(manifest), ("test", "val", "train", "train"))]
+    return write_manifest(records, manifest)
+
+
+def test_test_pairs_are_left_out_unless_asked(tmp_path: Path, split_archive: Path) -> None:
+    """Issue 26: pseudo-label labelled the archive's test pairs, which training then refused."""
+    report = pseudo_label(split_archive, [intensity_model()], tmp_path / "out")
+    assert [(p.name, p.split) for p in report.pairs] == [("p1", "val"), ("p2", "train"), ("p3", "train")]
+    assert [r.name for r in read_archive(tmp_path / "out")] == ["p1", "p2", "p3"]
+    assert not (tmp_path / "out" / "label_before" / "p0.tif").exists()
+    table = report.table().splitlines()
+    assert table[2].split()[:2] == ["p2", "train"]
+    assert table[-1] == "left out 1 pair of the test split (p0): never trained on (--include-test labels them too)"
+    assert json.loads((tmp_path / "out" / "pseudo_labels.json").read_text())["test_pairs_left_out"] == ["p0"]
+    with pytest.raises(InputError) as error:
+        pseudo_label(split_archive, [intensity_model()], tmp_path / "none", pairs=["p0"])
+    assert str(error.value) == (f"{split_archive.resolve()}: has no pair to pseudo-label: p0 in the test split, never "
+                                "trained on (--include-test labels test pairs too)")
+    every = pseudo_label(split_archive, [intensity_model()], tmp_path / "all", include_test=True)
+    assert [(p.name, p.split) for p in every.pairs][0] == ("p0", "test") and not every.test_pairs_left_out
+
+
+def test_training_leaves_pseudo_labels_of_pairs_it_does_not_train_on_unused(tmp_path: Path, split_archive: Path) -> None:
+    """Pseudo labels of a test pair, a validation pair and a pair of no archive: one line, not an error."""
+    every = tmp_path / "all"
+    pseudo_label(split_archive, [intensity_model()], every, include_test=True)
+    three = write_manifest(read_archive(split_archive)[:3], split_archive.parent / "three.csv")
+    options = TrainOptions(backbone="mobilenetv3_small_050", pretrained=False, tile_size=64, batch_size=2, max_epochs=1,
+                           accelerator="cpu", devices=1, num_workers=0, pseudo_labels=every)
+    lines: list[str] = []
+    result = train([three], tmp_path / "run", options, echo=lines.append)
+    assert lines[0] == ("pseudo labels of 3 pairs not trained on are left unused: p0 (test split), p1 (validation split), "
+                        "p3 (in none of the training archives)")
+    info = load_checkpoint(result.last).metadata.info["pseudo_labels"]
+    assert info["pairs"] == ["p2"] and info["unused_pairs"] == {"p0": "test split", "p1": "validation split",
+                                                                "p3": "in none of the training archives"}

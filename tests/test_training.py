@@ -122,8 +122,9 @@ def test_one_epoch_writes_loadable_checkpoints(tmp_path: Path) -> None:
                            config={"max_epochs": 1, "archives": [str(manifest)]})
     finally:
         logging.getLogger("lightning.pytorch").removeHandler(lightning_lines)
-    assert len(lines) == 1 and lines[0].startswith("epoch 1/1: loss ")
-    assert steps.getvalue().startswith("epoch 1/1: 1/1 steps (100 %), ") and ", loss " in steps.getvalue()
+    assert lines[0] == "2 training and 1 validation pairs; each epoch 8 random 64-pixel tiles: 4 steps of 2 (shared among devices)"
+    assert len(lines) == 2 and lines[1].startswith("epoch 1/1: loss ")
+    assert steps.getvalue().splitlines()[-1].startswith("epoch 1/1: 4/4 steps (100 %), ") and ", loss " in steps.getvalue()
     assert lightning_lines.messages and not [m for m in lightning_lines.messages if "Tip" in m or "Trainer.fit" in m]
     assert not [w for w in warned if "exists and is not empty" in str(w.message)]
     assert (tmp_path / "run" / "config.yaml").read_text() == f"max_epochs: 1\narchives:\n- {manifest}\n"
@@ -142,6 +143,39 @@ def test_one_epoch_writes_loadable_checkpoints(tmp_path: Path) -> None:
         train([manifest], tmp_path / "run", options)
 
 
+def test_random_tiles_add_up_to_the_epoch_length(tmp_path: Path) -> None:
+    """3 pairs of one tile each: 8 tiles share out as 3+3+2, not 2+2+2 (6 < a batch of 8: no step)."""
+    records = read_archive(synthetic_archive(tmp_path, pairs=4))
+    data = ArchiveDataModule(records[:3], records[3:], 3, 64, batch_size=8, epoch_length=8)
+    assert data.epoch_tiles == 8 and len(data.train_dataloader()) == 1
+    by_default = ArchiveDataModule(records[:3], records[3:], 3, 64, batch_size=8)
+    assert by_default.epoch_tiles == 32 and len(by_default.train_dataloader()) == 4
+
+
+def test_a_small_archive_trains_a_few_steps_per_epoch(tmp_path: Path) -> None:
+    """Issue 26: 3 training pairs of one tile each at batch 8 trained no step and ended without best.safetensors."""
+    manifest = synthetic_archive(tmp_path / "archive", pairs=4)
+    options = TrainOptions(backbone=BACKBONE, pretrained=False, tile_size=64, batch_size=8, max_epochs=1, val_fraction=0.25,
+                           accelerator="cpu", devices=1, num_workers=0)
+    lines: list[str] = []
+    result = train([manifest], tmp_path / "run", options, echo=lines.append)
+    assert lines[0] == "3 training and 1 validation pairs; each epoch 32 random 64-pixel tiles: 4 steps of 8 (shared among devices)"
+    assert lines[1].startswith("epoch 1/1: loss ") and lines[1].endswith("(best)")
+    assert read_metadata(result.best).info["epoch"] == 1
+
+
+def test_an_epoch_shorter_than_a_batch_is_refused_before_writing(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from cli.main import cli
+
+    manifest = synthetic_archive(tmp_path / "archive", pairs=4)
+    done = CliRunner().invoke(cli, ["train", str(manifest), "-o", str(tmp_path / "run"), "--epoch-length", "4"])
+    assert done.exit_code == 2 and not (tmp_path / "run").exists()
+    assert done.output == ("geocd: error: --epoch-length 4 is less than one batch of 8 tiles: no training step; "
+                           "give at least 8, or leave it out\n")
+
+
 def test_val_every_validates_only_those_epochs_and_the_last(tmp_path: Path) -> None:
     manifest = synthetic_archive(tmp_path / "archive", pairs=2)
     options = TrainOptions(backbone=BACKBONE, pretrained=False, tile_size=64, batch_size=2, max_epochs=2, val_every=2,
@@ -150,8 +184,8 @@ def test_val_every_validates_only_those_epochs_and_the_last(tmp_path: Path) -> N
     with warnings.catch_warnings(record=True) as warned:
         warnings.simplefilter("always")
         result = train([manifest], tmp_path / "run", options, echo=lines.append)
-    assert lines[0].startswith("epoch 1/2: loss ") and lines[0].endswith(" not validated")
-    assert " val f1 " in lines[1] and lines[1].endswith("(best)")
+    assert lines[1].startswith("epoch 1/2: loss ") and lines[1].endswith(" not validated")
+    assert " val f1 " in lines[2] and lines[2].endswith("(best)")
     assert not [w for w in warned if "could not find the monitored key" in str(w.message)]
     assert read_metadata(result.best).info["epoch"] == 2 and "f1" in read_metadata(result.best).info["validation"]
     with pytest.raises(InputError, match=r"^val_every \(2\) must divide max_epochs \(3\)"):
@@ -191,7 +225,8 @@ def test_ddp_on_two_cpu_processes(tmp_path: Path) -> None:
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("best checkpoint:") == 1  # printed by the main process only
-    assert done.stderr.count("epoch 1/1: loss ") == 1 and done.stderr.count("epoch 1/1: 1/1 steps") == 1  # main process only
+    assert done.stderr.count("epoch 1/1: loss ") == 1 and done.stderr.count("epoch 1/1: 2/2 steps") == 1  # main process only
+    assert done.stderr.count("3 training and 1 validation pairs; each epoch 8 random 64-pixel tiles: 4 steps of 2") == 1
     meta = load_checkpoint(tmp_path / "run" / "best.safetensors").metadata
     assert meta.trained_classes == (3, 5) and "score" in meta.info["validation"]
 
@@ -274,9 +309,9 @@ def test_best_export_follows_lightning_and_resume_continues(tmp_path: Path) -> N
     best_epoch = torch.load(tmp_path / "run" / "lightning" / "best.ckpt", weights_only=False)["epoch"] + 1
     best = load_checkpoint(result.best).metadata.info
     assert best["epoch"] == best_epoch and result.best_scores == best["validation"]
-    assert [line.endswith("(best)") for line in lines] == [True, best_epoch == 2]
+    assert [line.endswith("(best)") for line in lines[1:]] == [True, best_epoch == 2]
     train([manifest], tmp_path / "run", replace(options, max_epochs=3, resume=True), echo=lines.append)
-    assert lines[2].startswith("epoch 3/3: loss ")
+    assert lines[4].startswith("epoch 3/3: loss ")
     assert load_checkpoint(tmp_path / "run" / "last.safetensors").metadata.info["epoch"] == 3
 
 

@@ -31,7 +31,7 @@ from rasterio.windows import bounds as window_bounds
 
 from geocd import __version__
 from geocd.atomic import atomic_output, check_output_path
-from geocd.checkpoint import DEFAULT_MODEL, LoadedModel, load_models, read_metadata
+from geocd.checkpoint import LoadedModel, load_models, model_paths, read_metadata
 from geocd.data.archive import PairRecord, archive_file_stems, open_archive
 from geocd.data.pair import overlap_window
 from geocd.data.rasters import grid_of, open_raster
@@ -150,14 +150,14 @@ def predict_archive(
     archive: str | os.PathLike[str],
     client: Client,
     *,
-    models: Sequence[str | os.PathLike[str]],
+    models: Sequence[str | os.PathLike[str]] | None = None,
     outputs: ArchiveOutputs,
     options: PredictOptions = PredictOptions(),
     progress: Progress | None = None,
 ) -> ArchiveResult:
     """Predict each pair of a change ``archive`` (labels ignored) on ``client``'s cluster, one task per pair.
 
-    ``models`` are checkpoint paths every worker can read (none: the bundled model); ``options``
+    ``models`` are checkpoint paths every worker can read (none or ``"default"``: the bundled model); ``options``
     apply to every pair, their ``device`` resolved on each worker. On CUDA each task asks for one
     ``GPU`` worker resource. Outputs are named by :func:`geocd.data.archive.archive_file_stems`. A pair
     failing in any way while its outputs are prepared or written (an exception other than a
@@ -173,7 +173,7 @@ def predict_archive(
     records = list(opened.records)
     stems = archive_file_stems(opened, taken=[Path(INDEX_NAME).stem])
     check_vector_path(Path(f"pair{outputs.vector_suffix}"))
-    paths = [Path(p).absolute() for p in models] or [DEFAULT_MODEL]
+    paths = [p.absolute() for p in model_paths(models)]
     for path in paths:
         read_metadata(path)
     outputs = replace(outputs, folder=outputs.folder.absolute())

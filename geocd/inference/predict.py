@@ -31,7 +31,7 @@ from geocd.atomic import atomic_output, check_output_path, check_outputs
 from geocd.changemap import (
     ChangeMapInfo, ChangeRows, ChangeSink, SinkFactory, encode_rows, nodata_rows, raster_sink, valid_threshold,
 )
-from geocd.checkpoint import LoadedModel, ModelMetadata, check_ensemble
+from geocd.checkpoint import LoadedModel, ModelMetadata, check_ensemble, load_models
 from geocd.data.pair import PairDataset
 from geocd.data.radiometry import check_target, radiometry_tag
 from geocd.data.rasters import RASTER_BLOCK, Grid, row_windows
@@ -340,7 +340,7 @@ def predict(
     before: str | os.PathLike[str],
     after: str | os.PathLike[str],
     *,
-    models: Sequence[LoadedModel],
+    models: Sequence[LoadedModel | str | os.PathLike[str]] | None = None,
     outputs: PredictOutputs,
     options: PredictOptions = PredictOptions(),
     progress: Progress | None = None,
@@ -353,11 +353,13 @@ def predict(
     (``GEOCD_REPORT``). Every output is written under a temporary name
     and renamed only when all succeeded; an existing output, or a quicklook not named .png or
     a report not named .json, is refused before any computation (existing ones unless
-    ``outputs.overwrite``).
+    ``outputs.overwrite``). ``models`` are loaded models or checkpoint paths (:func:`geocd.checkpoint.load_models`;
+    none or ``"default"``: the bundled model).
     """
     if not any(outputs.paths.values()):
         raise InputError(None, "nothing to write: give an output GeoPackage, a change raster, a land-cover map, "
                                "a quicklook or a report")
+    models = load_models(models, resolve_device(options.device))
     outputs = check_predict_outputs(before, after, [m.path for m in models], outputs)
     output, raster, landcover, quicklook, report = outputs.paths.values()
     overwrite, min_area_m2 = outputs.overwrite, outputs.min_area_m2

@@ -55,6 +55,8 @@ SYNTHETIC_KINDS = {"edit": 0.8, "unpaired": 0.2}
 INVARIANCE_KINDS = {"edit": 0.6, "unpaired": 0.15, "unchanged": 0.25}
 """The same with invariance training, which adds unchanged pairs."""
 
+MIN_STEPS = 4
+"""Training steps an epoch has at least unless the epoch length is given: a small archive's tiles are drawn again."""
 STATISTICS_MAX_SIDE = 2048
 """Rasters are read at most this many pixels on a side (decimated) for band statistics."""
 
@@ -84,7 +86,8 @@ class RandomArchiveSampler(Sampler[Item | SyntheticItem | NuisanceItem]):
     """``length`` random tiles per epoch, shuffled together.
 
     Pairs fall into groups (e.g. change pairs and single-date land-cover images); group ``g``
-    gets ``shares[g]`` of the tiles, shared among its pairs by area, at least one per pair.
+    gets ``shares[g]`` of the tiles, shared among its pairs by area (largest remainders round,
+    so the counts add up to ``length``), at least one per pair.
     Each tile of a single-date land-cover pair becomes, with probability ``synthetic_share``, a
     :class:`SyntheticItem` whose source is another random land-cover tile of the epoch, of a kind
     drawn from :data:`SYNTHETIC_KINDS` (:data:`INVARIANCE_KINDS` when ``invariance`` > 0). Each
@@ -103,7 +106,10 @@ class RandomArchiveSampler(Sampler[Item | SyntheticItem | NuisanceItem]):
         areas = np.array([p.overlap.width * p.overlap.height for p in self.pairs], np.float64)
         group_area = np.bincount(group, weights=areas)[group]
         share = np.asarray(shares, np.float64)[group] / np.asarray(shares, np.float64)[np.unique(group)].sum()
-        self.counts = np.maximum(1, np.floor(length * share * areas / group_area)).astype(int).tolist()
+        ideal = length * share * areas / group_area
+        counts = np.floor(ideal).astype(int)
+        counts[np.argsort(counts - ideal, kind="stable")[:max(0, length - int(counts.sum()))]] += 1
+        self.counts = np.maximum(1, counts).tolist()
         self.epoch = 0
 
     def __iter__(self) -> Iterator[Item | SyntheticItem | NuisanceItem]:
@@ -212,7 +218,7 @@ class ArchiveDataModule(pl.LightningDataModule):
         self.val_pairs = [self._dataset(r, num_bands, bands, tile_size, landcover_resolution) for r in val]
         self.tile_size, self.batch_size, self.num_workers, self.seed = tile_size, batch_size, num_workers, seed
         self.landcover_share, self.synthetic_share, self.invariance = landcover_share, synthetic_share, invariance
-        self.epoch_length = max(epoch_length or default_epoch_length(self.train_pairs, tile_size), batch_size)
+        self.epoch_length = epoch_length or max(default_epoch_length(self.train_pairs, tile_size), MIN_STEPS * batch_size)
 
     @staticmethod
     def _dataset(record: PairRecord, num_bands: int, bands: list[int] | None, tile_size: int,
@@ -224,12 +230,19 @@ class ArchiveDataModule(pl.LightningDataModule):
             resolution = None
         return LabelledPairDataset(record, num_bands, bands, min_extent=tile_size, resolution=resolution)
 
-    def train_dataloader(self) -> DataLoader:
+    @property
+    def epoch_tiles(self) -> int:
+        """Training tiles drawn per epoch: the epoch length, or more where every pair gets one."""
+        return len(self._train_sampler())
+
+    def _train_sampler(self) -> RandomArchiveSampler:
         groups = [int(p.record.single_date) for p in self.train_pairs]
-        sampler = RandomArchiveSampler(self.train_pairs, self.tile_size, self.epoch_length, self.seed,
-                                       groups=groups, shares=(1 - self.landcover_share, self.landcover_share),
-                                       synthetic_share=self.synthetic_share, invariance=self.invariance)
-        return self._loader(ArchiveTiles(self.train_pairs), sampler, drop_last=True)
+        return RandomArchiveSampler(self.train_pairs, self.tile_size, self.epoch_length, self.seed,
+                                    groups=groups, shares=(1 - self.landcover_share, self.landcover_share),
+                                    synthetic_share=self.synthetic_share, invariance=self.invariance)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(ArchiveTiles(self.train_pairs), self._train_sampler(), drop_last=True)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(ArchiveTiles(self.val_pairs), GridArchiveSampler(self.val_pairs, self.tile_size), drop_last=False)

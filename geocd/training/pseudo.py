@@ -35,13 +35,13 @@ import rasterio
 
 from geocd.atomic import atomic_output, check_output_path
 from geocd.changemap import ChangeMapInfo, ChangeRows, ChangeSink, write_rows
-from geocd.checkpoint import LoadedModel, check_ensemble
+from geocd.checkpoint import LoadedModel, check_ensemble, load_models
 from geocd.data.archive import PairRecord, archive_file_stems, manifest_path, open_archive, write_manifest
 from geocd.data.labelled import change_mask, open_labels, read_label
 from geocd.data.labels import IGNORE
 from geocd.data.rasters import Grid, geotiff_profile
 from geocd.errors import GeocdError, InputError, pair_failure
-from geocd.inference.predict import PredictOptions, predict_change_raster
+from geocd.inference.predict import PredictOptions, predict_change_raster, resolve_device
 from geocd.progress import Progress
 from geocd.safe_names import pair_file
 
@@ -56,6 +56,7 @@ class PairPseudoLabels:
     name: str
     unchanged_pixels: int
     pseudo_labelled_pixels: int
+    split: str = ""
 
     @property
     def fraction(self) -> float:
@@ -82,44 +83,65 @@ class PseudoLabelReport:
     tta: bool
     pairs: tuple[PairPseudoLabels, ...]
     failed: tuple[PairFailure, ...] = ()
+    test_pairs_left_out: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
-        """JSON-ready provenance: source archive, models, TTA, per-pair counts and the failed pairs."""
-        pairs = [{"name": p.name, "unchanged_pixels": p.unchanged_pixels, "pseudo_labelled_pixels": p.pseudo_labelled_pixels,
-                  "fraction": p.fraction} for p in self.pairs]
+        """JSON-ready provenance: source archive, models, TTA, per-pair split and counts, the failed pairs and
+        the test pairs left out."""
+        pairs = [{"name": p.name, "split": p.split, "unchanged_pixels": p.unchanged_pixels,
+                  "pseudo_labelled_pixels": p.pseudo_labelled_pixels, "fraction": p.fraction} for p in self.pairs]
         failed = [{"name": f.name, "error": str(f.error)} for f in self.failed]
         return {"archive": os.fspath(self.archive), "models": list(self.models), "tta": self.tta, "pairs": pairs,
-                "failed": failed}
+                "failed": failed, "test_pairs_left_out": list(self.test_pairs_left_out)}
 
     def table(self) -> str:
-        """A plain-text table: per pair the unchanged pixels and the share that got a pseudo label."""
-        lines = [f"{'pair':24} {'unchanged px':>12} {'pseudo px':>12} {'fraction':>8}"]
+        """A plain-text table: per pair its split, the unchanged pixels and the share that got a pseudo label;
+        then the test pairs left out, if any."""
+        lines = [f"{'pair':28} {'split':6} {'unchanged px':>12} {'pseudo px':>12} {'fraction':>8}"]
         for p in self.pairs:
-            lines.append(f"{p.name[:24]:24} {p.unchanged_pixels:12d} {p.pseudo_labelled_pixels:12d} {p.fraction:8.4f}")
+            lines.append(f"{p.name[:28]:28} {split_name(p.split):6} {p.unchanged_pixels:12d} {p.pseudo_labelled_pixels:12d} "
+                         f"{p.fraction:8.4f}")
+        if self.test_pairs_left_out:
+            n = len(self.test_pairs_left_out)
+            lines.append(f"left out {n} pair{'s' if n > 1 else ''} of the test split ("
+                         f"{', '.join(self.test_pairs_left_out)}): never trained on (--include-test labels them too)")
         return "\n".join(lines)
+
+
+def split_name(split: str) -> str:
+    """A manifest ``split`` value as messages name it (empty: ``drawn``, the split ``geocd train`` draws)."""
+    return split or "drawn"
 
 
 def pseudo_label(
     archive: str | os.PathLike[str],
-    models: Sequence[LoadedModel],
+    models: Sequence[LoadedModel | str | os.PathLike[str]] | None,
     output_dir: str | os.PathLike[str],
     options: PredictOptions = PredictOptions(),
     overwrite: bool = False,
     pairs: Sequence[str] | None = None,
     progress: Progress | None = None,
+    include_test: bool = False,
 ) -> PseudoLabelReport:
     """Write pseudo labels for every pair of ``archive`` (or the ``pairs`` named), SECOND-style or binary,
-    into ``output_dir``.
+    into ``output_dir``, with ``models`` (loaded, checkpoint paths, or none / ``"default"``: the bundled model).
 
-    A model without trained land-cover heads is an :class:`InputError`. An existing manifest or
-    provenance is refused unless ``overwrite``; a pair whose outputs exist (without ``overwrite``),
-    or that fails in any other way, is the report's failure, not the run's.
+    Pairs of the archive's test split are never trained on, so they are left out (and listed in the
+    report) unless ``include_test``. A model without trained land-cover heads is an :class:`InputError`.
+    An existing manifest or provenance is refused unless ``overwrite``; a pair whose outputs exist
+    (without ``overwrite``), or that fails in any other way, is the report's failure, not the run's.
     """
+    models = load_models(models, resolve_device(options.device))
     check_models(models)
     source = manifest_path(archive).resolve()
     opened = open_archive(source, "change")
     stems = archive_file_stems(opened)
     records = select_pairs(source, list(opened.records), pairs)
+    left_out = tuple(r.name for r in records if r.split == "test" and not include_test)
+    records = [r for r in records if r.name not in left_out]
+    if not records:
+        raise InputError(source, f"has no pair to pseudo-label: {', '.join(left_out)} in the test split, never trained on "
+                                 "(--include-test labels test pairs too)")
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     for folder in LABEL_FOLDERS:
@@ -136,7 +158,8 @@ def pseudo_label(
             continue
         label_before, label_after, change = (path.resolve() for path in outputs)
         written.append(replace(record, label_before=label_before, label_after=label_after, change=change))
-    report = PseudoLabelReport(out, source, tuple(str(m.path) for m in models), options.tta, tuple(counts), tuple(failed))
+    report = PseudoLabelReport(out, source, tuple(str(m.path) for m in models), options.tta, tuple(counts), tuple(failed),
+                               left_out)
     with atomic_output(out / "manifest.csv", overwrite) as tmp:
         write_manifest(written, tmp)
     with atomic_output(out / PROVENANCE, overwrite) as tmp:
@@ -183,7 +206,7 @@ def pseudo_label_pair(
         targets = [stack.enter_context(atomic_output(path, overwrite)) for path in outputs]
         predict_change_raster(record.before, record.after, models, [functools.partial(labels.sink, targets)], options,
                               progress)
-    return PairPseudoLabels(record.name, labels.unchanged, labels.labelled)
+    return PairPseudoLabels(record.name, labels.unchanged, labels.labelled, record.split)
 
 
 class _PseudoLabels:

@@ -24,6 +24,7 @@ import rasterio
 import yaml
 from lightning.pytorch.callbacks import Callback, Checkpoint, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities import rank_zero_only
 
 from geocd.checkpoint import ModelMetadata, load_checkpoint, read_metadata, save_checkpoint
 from geocd.data.archive import LandCoverRecord, PairRecord, manifest_path, read_archive, read_landcover_archive, split_pairs
@@ -167,6 +168,9 @@ def train(
     """
     if options.batch_size < 2:
         raise InputError(None, "batch_size must be at least 2 for training (batch normalisation needs it)")
+    if options.epoch_length is not None and options.epoch_length < options.batch_size:
+        raise InputError(None, f"epoch_length {options.epoch_length} is less than one batch of {options.batch_size} tiles: "
+                               f"no training step; give at least {options.batch_size}, or leave it out")
     if len(options.loss_weights) != SECOND.num_landcover:
         raise InputError(None, f"class_weights needs {SECOND.num_landcover} numbers, one per land-cover class")
     if options.max_epochs % options.val_every:
@@ -187,7 +191,7 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     if config is not None:
         (out / "config.yaml").write_text(yaml.safe_dump(dict(config), sort_keys=False))
-    data = build_datamodule(archives, options)
+    data = build_datamodule(archives, options, rank_zero_only(echo))
     (out / "split.json").write_text(json.dumps({"seed": options.seed, "train": [r.name for r in data.train_records],
                                                 "val": [r.name for r in data.val_records]}, indent=1))
     pl.seed_everything(options.seed, workers=True, verbose=False)
@@ -207,8 +211,12 @@ def train(
     return fit(task, data.module, out, metadata, options, echo, progress or Progress("none"))
 
 
-def build_datamodule(archives: Sequence[str | os.PathLike[str]], options: TrainOptions) -> TrainingData:
-    """Read the archives, split them by pair, apply pseudo labels, and measure band statistics (pixel units)."""
+def build_datamodule(archives: Sequence[str | os.PathLike[str]], options: TrainOptions,
+                     echo=print) -> TrainingData:  # noqa: ANN001 - a print-like callable
+    """Read the archives, split them by pair, apply pseudo labels, and measure band statistics (pixel units).
+
+    ``echo`` gets one line on the pseudo labels left unused, if any, and one on the tiles and steps of an epoch.
+    """
     records = [record for archive in archives for record in read_archive(archive)]
     records += [landcover_pair(r) for archive in options.landcover for r in read_landcover_archive(archive)]
     train_records, val_records = split_pairs(records, options.val_fraction, options.seed)
@@ -216,7 +224,11 @@ def build_datamodule(archives: Sequence[str | os.PathLike[str]], options: TrainO
         raise InputError(archives[0], f"needs at least 2 pairs to split into training and validation (has {len(records)})")
     pseudo_info: dict[str, Any] = {}
     if options.pseudo_labels is not None:
-        train_records, pseudo_info = with_pseudo_labels(train_records, val_records, options.pseudo_labels)
+        train_records, pseudo_info = with_pseudo_labels(records, train_records, val_records, options.pseudo_labels)
+        unused = pseudo_info["pseudo_labels"]["unused_pairs"]
+        if unused:
+            echo(f"pseudo labels of {len(unused)} pair{'s' if len(unused) > 1 else ''} not trained on are left unused: "
+                 + ", ".join(f"{name} ({where})" for name, where in unused.items()))
     with open_raster(train_records[0].before) as src:
         bands = list(choose_bands(src, options.bands, options.num_bands))
     module = ArchiveDataModule(train_records, val_records, len(bands), options.tile_size, options.batch_size,
@@ -224,6 +236,9 @@ def build_datamodule(archives: Sequence[str | os.PathLike[str]], options: TrainO
                                options.landcover_share, options.landcover_resolution_m, options.synthetic_share,
                                options.invariance)
     mean, std = band_statistics(module.train_pairs)
+    echo(f"{len(train_records)} training and {len(val_records)} validation pairs; each epoch {module.epoch_tiles} random "
+         f"{options.tile_size}-pixel tiles: {module.epoch_tiles // options.batch_size} steps of {options.batch_size} "
+         "(shared among devices)")
     return TrainingData(module, train_records, val_records, bands, mean, std, pseudo_info)
 
 
@@ -244,7 +259,7 @@ def build_task(data: TrainingData, options: TrainOptions) -> tuple[ChangeTask, s
         task.model.load_state_dict(start.model.state_dict())
         if "encoder" not in options.freeze:
             task.model.set_normalisation(data.mean, data.std)
-        return task, f"checkpoint {options.init_from} ({start.metadata.info.get('backbone_init', 'unknown')})"
+        return task, f"checkpoint {start.path} ({start.metadata.info.get('backbone_init', 'unknown')})"
     if options.pretrained:
         return task, load_imagenet_weights(task.model.encoder, options.backbone, len(data.bands), options.backbone_weights)
     return task, "random"
@@ -282,31 +297,30 @@ def fit(
 
 
 def with_pseudo_labels(
-    train_records: Sequence[PairRecord], val_records: Sequence[PairRecord], folder: str | os.PathLike[str]
+    records: Sequence[PairRecord], train_records: Sequence[PairRecord], val_records: Sequence[PairRecord],
+    folder: str | os.PathLike[str],
 ) -> tuple[list[PairRecord], dict[str, Any]]:
     """Training records with the pairs of a pseudo-label folder in place of their same-named ones, and its provenance.
 
-    Validation pairs keep their ground truth: their pseudo labels are left unused (and listed
-    in the provenance), so a whole archive can be pseudo-labelled before the split is known.
-    A pseudo-labelled pair in none of the archives, or whose images differ from the training
-    pair's, is an :class:`InputError`.
+    Only training pairs take pseudo labels: those of validation pairs (which keep their ground
+    truth, so a whole archive can be pseudo-labelled before the split is known), of test pairs of
+    ``records`` and of pairs in none of them are left unused, listed in the provenance's
+    ``unused_pairs`` (name: where it is). A training pair whose pseudo-labelled images differ
+    is an :class:`InputError`.
     """
     provenance = read_provenance(folder)
     manifest = manifest_path(folder)
     pseudo = {r.name: r for r in read_archive(manifest)}
+    where = ({r.name: "test split" for r in records}
+             | {r.name: "validation split" for r in val_records} | {r.name: "training split" for r in train_records})
     by_name = {r.name: r for r in train_records}
-    validation = {r.name for r in val_records}
-    unused = sorted(name for name in pseudo if name in validation)
-    for name, record in pseudo.items():
-        if name in validation:
-            continue
-        if name not in by_name:
-            raise InputError(manifest, f"pseudo-labels pair {name!r}, which is in none of the training archives")
-        if (record.before, record.after) != (by_name[name].before, by_name[name].after):
-            raise InputError(manifest, f"pair {name!r} names other images than the training pair of that name")
+    unused = {name: where.get(name, "in none of the training archives") for name in sorted(pseudo) if name not in by_name}
+    for name in by_name.keys() & pseudo.keys():
+        if (pseudo[name].before, pseudo[name].after) != (by_name[name].before, by_name[name].after):
+            raise InputError(manifest, f"pair {name!r} ({where[name]}) names other images than the training pair of that name")
     info = {"pseudo_labels": {"folder": os.fspath(Path(folder).resolve()), "models": provenance.get("models", []),
-                              "tta": provenance.get("tta"), "pairs": sorted(set(pseudo) - set(unused)),
-                              "unused_validation_pairs": unused}}
+                              "tta": provenance.get("tta"), "pairs": sorted(by_name.keys() & pseudo.keys()),
+                              "unused_pairs": unused}}
     return [pseudo.get(r.name, r) for r in train_records], info
 
 
