@@ -73,6 +73,8 @@ def install_qgis_plugin(profile: str = "default", executable: str | os.PathLike[
     geocd = Path(executable).absolute() if executable is not None else geocd_executable()
     if not geocd.is_file():
         raise InputError(geocd, "geocd executable does not exist")
+    settings = folder / "QGIS" / "QGIS3.ini"
+    ini = _read_settings(settings)
     target = folder / "python" / "plugins" / PLUGIN_NAME
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -83,23 +85,22 @@ def install_qgis_plugin(profile: str = "default", executable: str | os.PathLike[
         staging.rename(target)
     except OSError as error:
         raise OutputError(target, f"cannot install the plugin there ({error.strerror or error})") from None
-    settings = folder / "QGIS" / "QGIS3.ini"
-    _set_ini(settings, {("PythonPlugins", PLUGIN_NAME): "true", ("Processing", EXECUTABLE_KEY): str(geocd)})
+    for section, key, value in (("PythonPlugins", PLUGIN_NAME, "true"), ("Processing", EXECUTABLE_KEY, str(geocd))):
+        if not ini.has_section(section):
+            ini.add_section(section)
+        ini[section][key] = value
+    settings.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_output(settings, overwrite=True) as tmp, open(tmp, "w", encoding="utf-8") as out:
+        ini.write(out, space_around_delimiters=False)
     return QgisInstall(target, settings, geocd)
 
 
-def _set_ini(path: Path, values: dict[tuple[str, str], str]) -> None:
-    """Set ``(section, key) -> value`` in a QSettings INI file, keeping its other entries (written atomically)."""
+def _read_settings(path: Path) -> configparser.ConfigParser:
+    """A QSettings INI file (empty when absent), keys kept case-sensitive as QSettings writes them."""
     ini = configparser.ConfigParser(interpolation=None, strict=False, delimiters=("=",))
-    ini.optionxform = str  # QSettings keys are case-sensitive
+    ini.optionxform = str  # type: ignore[assignment, method-assign]
     try:
         ini.read(path, encoding="utf-8")
     except configparser.Error as error:
         raise InputError(path, f"is not a QGIS settings file ({error.message.splitlines()[0]})") from None
-    for (section, key), value in values.items():
-        if not ini.has_section(section):
-            ini.add_section(section)
-        ini[section][key] = value
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_output(path, overwrite=True) as tmp, open(tmp, "w", encoding="utf-8") as out:
-        ini.write(out, space_around_delimiters=False)
+    return ini
