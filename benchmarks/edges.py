@@ -28,7 +28,7 @@ from rasterio.windows import Window
 from rasterio.warp import Resampling, calculate_default_transform, reproject
 from scipy import ndimage
 
-from geocd.changemap import is_changed, raster_sink
+from geocd.changemap import decode_probability, is_changed, raster_sink
 from geocd.checkpoint import load_models
 from geocd.inference.predict import predict_change_raster
 from geocd.options import PredictOptions
@@ -53,16 +53,17 @@ def warp(src_path: Path, dst_path: Path, crs: CRS) -> None:
                           src_nodata=src.nodata, dst_nodata=0)
 
 
-def changed(before: Path, after: Path, out: Path, models: list, tta: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Flagged (probability >= 0.5) and valid pixels of a pair on the 'before' grid."""
+def changed(before: Path, after: Path, out: Path, models: list, tta: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Flagged (probability >= 0.5) and valid pixels of a pair on the 'before' grid, and the probabilities."""
     predict_change_raster(before, after, models, [raster_sink(out)], PredictOptions(tta=tta))
     with rasterio.open(out) as src:
-        probability = src.read(1)
-        return is_changed(probability, 0.5), probability != src.nodata
+        encoded = src.read(1)
+        valid = encoded != src.nodata
+        return is_changed(encoded, 0.5), valid, np.where(valid, decode_probability(encoded), 0.0)
 
 
-def landsat_round_trip(data: Path, work: Path, models: list, tta: bool) -> tuple[float, float]:
-    """(band km², total km²) flagged on the Landsat warp round trip."""
+def landsat_round_trip(data: Path, work: Path, models: list, tta: bool) -> tuple[float, float, float]:
+    """(band km², total km²) flagged on the Landsat warp round trip, and the highest probability in the band."""
     before = data / "landsat-taizhou" / "before_2000.tif"
     with rasterio.open(before) as src:
         crs, pixel_km2 = src.crs, src.res[0] * src.res[1] / 1e6
@@ -72,9 +73,9 @@ def landsat_round_trip(data: Path, work: Path, models: list, tta: bool) -> tuple
             dst.write(src.read(window=inner))
     warp(work / "inner.tif", work / "wgs84.tif", CRS.from_epsg(4326))
     warp(work / "wgs84.tif", work / "round_trip.tif", crs)
-    flagged, valid = changed(before, work / "round_trip.tif", work / "landsat_change.tif", models, tta)
+    flagged, valid, probability = changed(before, work / "round_trip.tif", work / "landsat_change.tif", models, tta)
     band = valid & ~ndimage.binary_erosion(valid, iterations=BAND, border_value=0)
-    return (flagged & band).sum() * pixel_km2, flagged.sum() * pixel_km2
+    return (flagged & band).sum() * pixel_km2, flagged.sum() * pixel_km2, float(probability[band].max())
 
 
 def write_chip(png: Path, out: Path, resolution: float, window: tuple[slice, slice] | None = None) -> Path:
@@ -98,8 +99,8 @@ def crop_excess(data: Path, work: Path, dataset: str, name: str, resolution: flo
     height, width = np.asarray(Image.open(png)).shape[:2]
     window = (slice(height // 8, height - height // 8), slice(width // 8, width - width // 8))
     crop_after = write_chip(after_png, work / f"{name}_b_crop.tif", resolution, window)
-    full, _ = changed(before, full_after, work / f"{name}_full.tif", models, tta)
-    crop, _ = changed(before, crop_after, work / f"{name}_crop.tif", models, tta)
+    full = changed(before, full_after, work / f"{name}_full.tif", models, tta)[0]
+    crop = changed(before, crop_after, work / f"{name}_crop.tif", models, tta)[0]
     inner = np.zeros(full.shape, bool)
     inner[window] = True
     band = inner & ~ndimage.binary_erosion(inner, iterations=BAND, border_value=0)
@@ -116,10 +117,10 @@ def main() -> None:
     models = load_models([])
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        band_km2, total_km2 = landsat_round_trip(args.data, work, models, args.tta)
+        band_km2, total_km2, band_max = landsat_round_trip(args.data, work, models, args.tta)
         print(f"(a) Landsat inner window warped EPSG:32651 -> 4326 -> 32651 as 'after', nothing changed:\n"
               f"    flagged within {BAND} px of the warped footprint's edge: {band_km2:.2f} km²; "
-              f"flagged in all: {total_km2:.2f} km²")
+              f"flagged in all: {total_km2:.2f} km²; highest probability in the band: {band_max:.2f}")
         print(f"(b) 'after' cropped by 1/8 per side: % flagged in the {BAND}-px band inside the crop edge")
         print(f"    {'scene':<26}{'cropped':>9}{'full':>9}{'excess':>9}")
         excesses = []
