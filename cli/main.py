@@ -134,6 +134,27 @@ def demo(folder: str, size: int, overwrite: bool) -> None:
     click.echo(f"next: geocd predict {pair.before} {pair.after} -o {pair.before.parent / 'changes.gpkg'}")
 
 
+@cli.command("qgis-install")
+@click.option("--profile", default="default", show_default=True, help="QGIS user profile to install into.")
+@click.option("--executable", type=click.Path(dir_okay=False), default=None,
+              help="geocd executable the plugin runs. Default: this installation's geocd.")
+@reports_errors
+def qgis_install(profile: str, executable: str | None) -> None:
+    """Install the QGIS plugin into a QGIS 3 profile, enabled and pointed at this geocd.
+
+    Then qgis_process (or QGIS) finds geocd:detectchanges. Close QGIS first. The profile
+    lives under QGIS_CUSTOM_CONFIG_PATH when that is set.
+
+    \b
+    Example:
+      geocd qgis-install && qgis_process.bin list | grep geocd
+    """
+    from geocd.qgis_install import install_qgis_plugin
+
+    done = install_qgis_plugin(profile, executable)
+    click.echo(f"installed {done.plugin}, enabled in {done.settings}, running {done.executable}")
+
+
 def parse_bands(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
     """``--bands 4,3,2`` -> (4, 3, 2), 1-based band indexes."""
     if value is None:

@@ -208,3 +208,22 @@ def test_qgis_process_runs_the_algorithm(tmp_path: Path, plugin_zip: Path, tiny_
     assert report["results"]["OUTPUT"] == str(output) and output.is_file()
     assert "predicting tiles" in report["log"]["info"]
     assert "--threshold 0.6" in report["log"]["info"][0]
+
+
+@pytest.mark.skipif(qgis_process() is None, reason="qgis_process not installed (apt-get install qgis)")
+def test_qgis_install_makes_the_algorithm_available_to_qgis_process(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    env = qgis_environment(tmp_path)
+    env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if p != str(tmp_path / "geocd-bin"))  # found only by the setting
+    geocd = Path(sys.executable).parent / "geocd"
+    installed = subprocess.run([sys.executable, "-m", "geocd.cli.main", "qgis-install", "--profile", "default",
+                                "--executable", str(geocd if geocd.is_file() else shutil.which("geocd"))],
+                               capture_output=True, text=True, env=os.environ | {"QGIS_CUSTOM_CONFIG_PATH": env["QGIS_CUSTOM_CONFIG_PATH"]})
+    assert installed.returncode == 0, installed.stderr
+    listed = subprocess.run([qgis_process(), "list"], capture_output=True, text=True, env=env, timeout=120)
+    assert "geocd:detectchanges" in listed.stdout, listed.stdout + listed.stderr
+    before, after, _ = planted_pair(tmp_path)
+    output = tmp_path / "changes.gpkg"
+    done = subprocess.run([qgis_process(), "run", "geocd:detectchanges", "--", f"BEFORE={before}", f"AFTER={after}",
+                           f"MODEL={tiny_checkpoint}", "TTA=false", f"OUTPUT={output}"],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0 and output.is_file(), done.stdout + done.stderr

@@ -26,6 +26,7 @@ from rasterio.io import DatasetReader
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window
+from scipy import ndimage
 from torchgeo.datasets import GeoDataset
 from torchgeo.datasets.utils import GeoSlice
 
@@ -93,10 +94,11 @@ class PairDataset(GeoDataset):
     Each sample holds ``image_before`` and ``image_after`` (float32 ``[C, h, w]``, the chosen
     bands after each date's :class:`~geocd.data.radiometry.Stretch`), ``valid`` (bool ``[h, w]``:
     valid in both dates and inside the overlap) and ``window`` (int64 ``[row_off, col_off]`` on
-    the 'before' grid). A pixel valid in one date only holds that date's values in both, and one
-    valid in neither is zero in both: only real differences reach the network, so a partial
-    overlap, a nodata collar or a NaN block creates no change along its edge. Queries may reach
-    past the overlap (scene edges): those pixels are zero and invalid.
+    the 'before' grid). A pixel not valid in both dates holds, in each date, that date's values at
+    the nearest pixel valid in both: each date continues its own texture, so a partial overlap, a
+    cropped or warped footprint, a nodata collar or a NaN block shows the network no seam and
+    creates no change along its edge (benchmarks/edges.py). Queries may reach past the overlap
+    (scene edges): those pixels are filled the same way and invalid.
 
     The index footprint is the overlap, enlarged towards the east and south to at least
     ``min_extent`` pixels so that samplers also tile scenes smaller than one tile. With
@@ -163,8 +165,7 @@ class PairDataset(GeoDataset):
             for src, bands, stretch in zip(self._open(), (self.bands_before, self.bands_after), self.stretches)
         )
         valid = valid_before & valid_after & _inside(window, self.overlap)
-        image_before = np.where(valid_before, image_before, np.where(valid_after, image_after, 0.0))
-        image_after = np.where(valid_after, image_after, image_before)
+        image_before, image_after = _filled(valid, image_before, image_after)
         return {
             "image_before": torch.from_numpy(image_before),
             "image_after": torch.from_numpy(image_after),
@@ -212,6 +213,21 @@ class PairDataset(GeoDataset):
         state = self.__dict__.copy()
         state["_sources"] = None
         return state
+
+
+def _filled(valid: np.ndarray, before: np.ndarray, after: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both dates with each pixel outside ``valid`` taking the values of the nearest pixel inside it (zeros when none is).
+
+    Each date continues its own texture past the edge of the joint footprint (edge replication), so
+    the network meets no seam between one date and the other there, and the fill agrees between the dates
+    as far as the nearest valid pixels do.
+    """
+    if valid.all():
+        return before, after
+    if not valid.any():
+        return np.zeros_like(before), np.zeros_like(after)
+    rows, cols = ndimage.distance_transform_edt(~valid, return_distances=False, return_indices=True)
+    return before[:, rows, cols], after[:, rows, cols]
 
 
 def _inside(window: Window, region: Window) -> np.ndarray:
