@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import logging
 import os
 import re
 import signal
@@ -81,10 +82,13 @@ def test_a_full_disk_is_one_line_on_the_terminal_and_gdal_speaks_only_when_verbo
         assert run.stderr == error
 
 
-def test_libtiff_messages_go_to_the_log(caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]) -> None:
+def test_libtiff_messages_go_to_the_log(caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str],
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
     from geocd.native_messages import _loaded_libtiff, log_native_messages
 
     log_native_messages()
+    # an earlier command in this process may have kept the logger's records from the root, where caplog listens
+    monkeypatch.setattr(logging.getLogger("geocd.libtiff"), "propagate", True)
     libtiff = _loaded_libtiff()
     if libtiff is None:
         pytest.skip("no libtiff found in this process")
