@@ -63,20 +63,21 @@ def test_a_pair_file_never_leads_outside_its_folder(tmp_path: Path) -> None:
             pair_file(out, stem, suffix)
 
 
-def test_the_manifest_is_checked_up_front_naming_the_row(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("text", "problem"), [
+    ("name,after\np,a.tif\n", "has no 'before' column (columns: after, name)"),
+    ("name,before,after\nq,b.tif,a.tif\np,,a.tif\n", "pair 2: no 'before' raster"),
+    ("name,before,after\nq,b.tif,a.tif\np,b.tif,a.tif\nq,b.tif,a.tif\n", "pair 3 name 'q' appears more than once"),
+])
+def test_the_manifest_is_checked_up_front_naming_the_row(tmp_path: Path, text: str, problem: str) -> None:
     manifest = tmp_path / "manifest.csv"
-    manifest.write_text("name,after\np,a.tif\n")
+    manifest.write_text(text)
     with pytest.raises(InputError) as error:
         open_archive(manifest, inference=True)
-    assert str(error.value) == f"{manifest}: has no 'before' column (columns: after, name)"
-    manifest.write_text("name,before,after\nq,b.tif,a.tif\np,,a.tif\n")
-    with pytest.raises(InputError) as error:
-        open_archive(manifest, inference=True)
-    assert str(error.value) == f"{manifest}: pair 2: no 'before' raster"
-    manifest.write_text("name,before,after\nq,b.tif,a.tif\np,b.tif,a.tif\nq,b.tif,a.tif\n")
-    with pytest.raises(InputError) as error:
-        open_archive(manifest, inference=True)
-    assert str(error.value) == f"{manifest}: pair 3 name 'q' appears more than once"
+    assert str(error.value) == f"{manifest}: {problem}"
+
+
+def test_names_that_collide_once_made_safe_are_refused_naming_both_rows(tmp_path: Path) -> None:
+    manifest = tmp_path / "manifest.csv"
     manifest.write_text("name,before,after\na/b,b.tif,a.tif\na_b-c14cddc0,b.tif,a.tif\na_b-c14cddc0-10ed7bd6,b.tif,a.tif\n")
     with pytest.raises(InputError) as error:
         archive_file_stems(open_archive(manifest, inference=True))
