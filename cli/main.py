@@ -221,8 +221,8 @@ PREDICT_OPTIONS = (
                       "none (values as stored), or LOW,HIGH (this range of scaled values -> 0-255 in both dates, "
                       "e.g. 0,3000 for Sentinel-2 L1C)."),
     click.option("--scales", callback=parse_scales,
-                 help="Also run the network on the tiles resized by these factors and average the probabilities, "
-                      "e.g. 1,0.5 (tiles grow so the smallest scale sees the model's tile). Default: 1."),
+                 help="Also run the network on each tile resized by these factors and average the probabilities, "
+                      "e.g. 1,0.5 (measured worse than 1 alone on the default model's validation set). Default: 1."),
     TILE_SIZE_OPTION,
     click.option("--overlap", default=PredictOptions.overlap, type=click.IntRange(0),
                  help="Tile overlap in pixels. Default: 1/8 of the tile."),

@@ -81,8 +81,7 @@ class PredictOptions:
     ``radiometry`` says how stored pixel values become the model's input
     (:data:`geocd.data.radiometry.RadiometryMode`). ``backend`` runs the network
     (:func:`geocd.inference.backends.build_runners`). ``scales`` are the input resizings whose
-    probabilities are averaged (:func:`geocd.models.tta.predict_probabilities`); with a scale below 1
-    and no ``tile_size``, tiles grow so the smallest scale still sees the model's tile size.
+    probabilities are averaged (:func:`geocd.models.tta.predict_probabilities`).
     ``only`` keeps the changes whose before or after class is one of these land-cover class names
     (empty: every change); the others count as unchanged in every output.
     """

@@ -102,7 +102,7 @@ def test_pseudo_label_keeps_hostile_names_inside_its_folder_and_fails_pairs_alon
     names = [*hostile_names(tmp_path), "linked", "garbled"]
     records = [replace(record, name=name, before=garbled if name == "garbled" else record.before) for name in names]
     manifest = write_manifest(records, tmp_path / "archive" / "hostile.csv")
-    monkeypatch.setattr("geocd.checkpoint.load_models", lambda paths, device: [intensity_model()])
+    monkeypatch.setattr("geocd.training.pseudo.load_models", lambda paths, device: [intensity_model()])
     existing = files_under(tmp_path)
 
     result = CliRunner().invoke(cli, ["pseudo-label", str(manifest), "--model", "m.safetensors", "-o", str(output)])

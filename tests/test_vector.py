@@ -26,6 +26,7 @@ from rasterio.transform import from_origin
 import geocd.vector.formats
 import geocd.vector.pipeline
 from cli.main import cli
+from conftest import planted_pair
 from geocd.changemap import BANDS, ChangeMapInfo
 from geocd.errors import InputError, OutputError
 from geocd.progress import Progress
@@ -564,11 +565,13 @@ def test_unknown_extension_is_refused_before_any_work(tmp_path: Path) -> None:
         vectorize(tmp_path / "missing.tif", target)
     assert str(error.value) == message
     runner = CliRunner()
-    missing = str(tmp_path / "missing.tif")
-    for args in (["vectorize", missing], ["predict", missing, missing, "--model", str(tmp_path / "none.safetensors")]):
+    (tmp_path / "inputs").mkdir()
+    before, after, _ = planted_pair(tmp_path / "inputs")  # predict refuses missing inputs first
+    for args in (["vectorize", str(tmp_path / "missing.tif")],
+                 ["predict", str(before), str(after), "--model", str(tmp_path / "none.safetensors")]):
         run = runner.invoke(cli, [*args, "-o", str(target)])
         assert (run.exit_code, run.stderr) == (2, f"geocd: error: {message}\n")
-    assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] == ["inputs"]
 
 
 # ---- real QGIS ------------------------------------------------------------------------------

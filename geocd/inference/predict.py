@@ -99,7 +99,7 @@ def predict_change_raster(
     meta = models[0].metadata
     progress = progress or Progress("none")
     device = resolve_device(options.device)
-    tile = options.tile_size or scaled_tile(meta.tile_size, options.scales)
+    tile = options.tile_size or meta.tile_size
     overlap = options.overlap if options.overlap is not None else tile // 8
     if not 0 <= overlap < tile:
         raise InputError(None, f"overlap {overlap} must be at least 0 and less than the tile size {tile}")
@@ -251,11 +251,6 @@ def _collate_or_error(samples: list[dict | GeocdError]) -> dict | GeocdError:
     """The batch of ``samples``, or the first error among them."""
     errors = [s for s in samples if isinstance(s, GeocdError)]
     return errors[0] if errors else default_collate(samples)
-
-
-def scaled_tile(tile_size: int, scales: Sequence[float]) -> int:
-    """The tile size at which the smallest of ``scales`` still sees ``tile_size`` pixels (a multiple of 32)."""
-    return max(tile_size, math.ceil(tile_size / min(scales) / 32) * 32)
 
 
 def _forward(nets: Sequence[Runner], batch: dict, device: torch.device, options: PredictOptions,
