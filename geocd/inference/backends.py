@@ -21,6 +21,7 @@ import io
 import os
 import warnings
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from types import ModuleType
 from typing import Literal
@@ -130,11 +131,12 @@ def _build_runner(model: LoadedModel, device: torch.device, backend: Backend, si
                                + ("" if _runtime("openvino") else " (pip install openvino)"))
     if chosen == "torch":
         return net
-    graphs = {size: _onnx_graph(net, model.path, size) for size in sizes}
     if chosen == "onnx":
-        return _GraphRunner({size: _ort_session(graph) for size, graph in graphs.items()})
-    hint = {"fp32": "f32", "bf16": "bf16"}[openvino_precision(precision)]
-    return _GraphRunner({size: _openvino_model(graph, hint) for size, graph in graphs.items()})
+        compile_graph = _ort_session
+    else:
+        hint = {"fp32": "f32", "bf16": "bf16"}[openvino_precision(precision)]
+        compile_graph = partial(_openvino_model, hint=hint)
+    return _GraphRunner({size: compile_graph(_onnx_graph(net, model.path, size)) for size in sizes})
 
 
 GraphSession = Callable[[dict[str, np.ndarray]], Sequence[np.ndarray]]
