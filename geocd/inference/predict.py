@@ -178,7 +178,7 @@ def _warn_of_likely_mistakes(before: str | os.PathLike[str], after: str | os.Pat
                              meta: ModelMetadata) -> None:
     """Warn (:class:`GeocdWarning`) of a pair that cannot show change, and of a ground resolution
     far outside the one the model is made for (:attr:`ModelMetadata.resolution_range_m`)."""
-    if os.path.samefile(before, after):
+    if _same_file(before, after):
         warnings.warn(GeocdWarning(after, f"is the same file as {before}: nothing can have changed"), stacklevel=4)
     elif dataset.same_pixels:
         warnings.warn(GeocdWarning(after, f"has the same pixels as {before} where they overlap: nothing can have changed"),
@@ -251,6 +251,14 @@ def _collate_or_error(samples: list[dict | GeocdError]) -> dict | GeocdError:
     """The batch of ``samples``, or the first error among them."""
     errors = [s for s in samples if isinstance(s, GeocdError)]
     return errors[0] if errors else default_collate(samples)
+
+
+def _same_file(before: str | os.PathLike[str], after: str | os.PathLike[str]) -> bool:
+    """Whether both paths name one file (False for paths that are no local file, e.g. GDAL's /vsi paths)."""
+    try:
+        return os.path.samefile(before, after)
+    except OSError:
+        return False
 
 
 def _forward(nets: Sequence[Runner], batch: dict, device: torch.device, options: PredictOptions,
