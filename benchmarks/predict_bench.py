@@ -10,13 +10,20 @@ then runs, each in its own process so peak RSS is measured separately:
 * ``naive``: two TorchGeo ``RasterDataset``s + ``GridGeoSampler``, one tile at a time,
   the whole-scene probability array in memory, written at the end.
 
+``--network`` instead times the network alone on random tiles of the bundled default model, every
+runtime and precision in one process, taking turns batch by batch so a shared machine slows them
+alike: PyTorch eager fp32, ONNX Runtime fp32, OpenVINO fp32 and bf16 (when installed and, for
+bf16, supported), with the CPU's model name and bf16/AMX flags.
+
 Usage: python benchmarks/predict_bench.py [--sizes 2 40] [--tile 512] [--backbone tf_efficientnet_lite0]
        [--backends torch onnx] [--workers 0 2]
+       python benchmarks/predict_bench.py --network [--tile 256] [--batch 2] [--seconds 60]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import os
@@ -106,6 +113,48 @@ def run_naive(before: Path, after: Path, out: Path, model_path: Path, tile: int)
     return {"seconds": time.perf_counter() - start}
 
 
+def network_speeds(tile: int, batch: int, seconds: float) -> None:
+    """Print MP/s of pairs of the default network per runtime and precision, batches taking turns for ``seconds``."""
+    import torch
+
+    from geocd.checkpoint import load_models
+    from geocd.inference.backends import build_runners, openvino_precision, physical_cores
+
+    model = load_models()[0]
+    cpu = torch.device("cpu")
+    runners = {"PyTorch eager fp32 (channels-last)": build_runners([model], cpu, "torch", tile)[0],
+               "ONNX Runtime fp32": build_runners([model], cpu, "onnx", tile)[0]}
+    precisions = []
+    if importlib.util.find_spec("openvino"):
+        precisions = ["fp32"] + (["bf16"] if openvino_precision("auto") == "bf16" else [])
+    for precision in precisions:
+        runners[f"OpenVINO {precision}"] = build_runners([model], cpu, "openvino", tile, precision=precision)[0]
+    before, after = (torch.rand(batch, model.metadata.config.in_channels, tile, tile) * 255 for _ in range(2))
+    spent = dict.fromkeys(runners, 0.0)
+    calls = dict.fromkeys(runners, 0)
+    with torch.inference_mode():
+        for runner in runners.values():  # warm-up
+            runner(before, after)
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline:
+            for name, runner in runners.items():
+                start = time.perf_counter()
+                runner(before, after)
+                spent[name] += time.perf_counter() - start
+                calls[name] += 1
+    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    cpu_model = next((line.split(":", 1)[1].strip() for line in lscpu.splitlines() if line.startswith("Model name")), "?")
+    flags = sorted({f for f in lscpu.split() if f.startswith("amx") or f.endswith("_bf16")})
+    print(f"CPU: {cpu_model}; flags: {' '.join(flags) or 'none of amx*, *_bf16'}; {os.cpu_count()} CPUs, "
+          f"{physical_cores()} physical cores; PyTorch threads {torch.get_num_threads()}")
+    print(f"default model, {tile}² tiles, batch {batch}, {seconds:.0f} s of turns")
+    eager = batch * tile * tile / 1e6 * calls[next(iter(runners))] / spent[next(iter(runners))]
+    print("runtime | MP/s of pairs | vs eager | batches")
+    for name in runners:
+        speed = batch * tile * tile / 1e6 * calls[name] / spent[name]
+        print(f"{name} | {speed:.2f} | {speed / eager:.1f}x | {calls[name]}")
+
+
 def child(args: argparse.Namespace) -> None:
     if args.mode == "save":
         save_model(Path(args.model), args.backbone, args.tile)
@@ -128,12 +177,20 @@ def main() -> None:
     parser.add_argument("--backends", nargs="+", choices=["torch", "onnx"], default=["torch", "onnx"])
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2], help="reading-worker counts to compare")
     parser.add_argument("--skip-naive", action="store_true")
+    parser.add_argument("--network", action="store_true", help="time the network alone per runtime and precision")
+    parser.add_argument("--batch", type=int, default=2, help="tiles per batch with --network")
+    parser.add_argument("--seconds", type=float, default=60.0, help="seconds of timed turns with --network")
     parser.add_argument("--mode", choices=["save", "geocd", "naive"], help=argparse.SUPPRESS)
     parser.add_argument("--before", help=argparse.SUPPRESS)
     parser.add_argument("--after", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.network:
+        with tempfile.TemporaryDirectory(prefix="geocd-bench-") as tmp:
+            os.environ["GEOCD_CACHE_DIR"] = tmp
+            network_speeds(args.tile, args.batch, args.seconds)
+        return
     if args.mode:
         child(args)
         return

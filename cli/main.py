@@ -40,7 +40,7 @@ class GeocdClickError(click.ClickException):
 
 
 OPTION_PARAMETERS = ("backend", "bands", "batch_size", "class_weights", "device", "epoch_length", "only", "overlap",
-                     "resolution", "threshold", "tile_size")
+                     "precision", "resolution", "threshold", "tile_size")
 """Library parameters that are command-line options: an error line starting with one names its flag instead."""
 
 
@@ -227,11 +227,17 @@ PREDICT_OPTIONS = (
     click.option("--overlap", default=PredictOptions.overlap, type=click.IntRange(0),
                  help="Tile overlap in pixels. Default: 1/8 of the tile."),
     DEVICE_OPTION,
-    click.option("--backend", default=PredictOptions.backend, show_default=True, type=click.Choice(["auto", "torch", "onnx"]),
-                 help="Network runtime: onnx (ONNX Runtime, CPU; the graph is exported once per model and cached), "
-                      "torch, or auto (onnx on CPU when installed, torch on CUDA)."),
+    click.option("--backend", default=PredictOptions.backend, show_default=True,
+                 type=click.Choice(["auto", "torch", "onnx", "openvino"]),
+                 help="Network runtime: openvino (OpenVINO, CPU) or onnx (ONNX Runtime, CPU), both running the ONNX "
+                      "graph exported once per model and cached; torch; or auto (openvino, else onnx, on CPU when "
+                      "installed; torch on CUDA)."),
+    click.option("--precision", default=PredictOptions.precision, show_default=True,
+                 type=click.Choice(["auto", "fp32", "bf16"]),
+                 help="OpenVINO's precision: bf16 needs a CPU with AMX or AVX-512 BF16; auto is bf16 there, fp32 "
+                      "elsewhere. The other backends run fp32."),
     click.option("--batch-size", default=PredictOptions.batch_size, type=click.IntRange(1),
-                 help="Tiles per forward pass. Default: 2 with onnx on CPU, 1 with torch on CPU, 8 on CUDA."),
+                 help="Tiles per forward pass. Default: 2 with openvino or onnx on CPU, 1 with torch on CPU, 8 on CUDA."),
     click.option("--overwrite", is_flag=True, help="Replace existing outputs."),
     click.option("--progress", "progress_mode", type=click.Choice(["bar", "json", "none"]), default="bar", show_default=True,
                  help="Progress on stderr: a bar, JSON lines (for programs), or nothing."),
@@ -264,7 +270,7 @@ def predict_options(command: Callable[..., Any]) -> Callable[..., Any]:
 def predict(before: str, after: str, output: str | None, raster: str | None, landcover: str | None, models: tuple[str, ...], tta: bool,
             only: tuple[str, ...], threshold: float, min_area: float | None, bands: tuple[int, ...] | None,
             radiometry: str | tuple[float, float], scales: tuple[float, ...], tile_size: int | None,
-            overlap: int | None, device: str, backend: str, batch_size: int | None, num_workers: int | None, overwrite: bool,
+            overlap: int | None, device: str, backend: str, precision: str, batch_size: int | None, num_workers: int | None, overwrite: bool,
             progress_mode: str, quiet: bool, quicklook: str | None, report: str | None) -> None:
     """Detect changes between BEFORE and AFTER rasters and write polygons.
 
@@ -294,7 +300,7 @@ def predict(before: str, after: str, output: str | None, raster: str | None, lan
     resolved = resolve_device(device)
     options = PredictOptions(tile_size=tile_size, overlap=overlap, tta=tta, threshold=threshold, device=resolved,
                              batch_size=batch_size, num_workers=num_workers, bands=bands, radiometry=radiometry,
-                             backend=backend, scales=scales, only=only)
+                             backend=backend, precision=precision, scales=scales, only=only)
     loaded = load_models(list(models), resolved)
     progress = Progress("none" if quiet else progress_mode)
     result = run_predict(before, after, models=loaded, outputs=outputs, options=options, progress=progress)
@@ -326,7 +332,7 @@ def predict_archive(manifest: str, output: str, vector_format: str, raster: bool
                     only: tuple[str, ...], threshold: float,
                     min_area: float | None, bands: tuple[int, ...] | None, radiometry: str | tuple[float, float],
                     scales: tuple[float, ...], tile_size: int | None, overlap: int | None, device: str, backend: str,
-                    batch_size: int | None, overwrite: bool, progress_mode: str, quiet: bool) -> None:
+                    precision: str, batch_size: int | None, overwrite: bool, progress_mode: str, quiet: bool) -> None:
     """Detect changes in every pair of an archive on a Dask cluster, one task per pair.
 
     MANIFEST is an archive as train reads it (labels are ignored). OUTPUT gets each
@@ -348,8 +354,8 @@ def predict_archive(manifest: str, output: str, vector_format: str, raster: bool
     outputs = ArchiveOutputs(Path(output), vector_suffix=f".{vector_format}", raster=raster, quicklook=quicklook,
                              report=report, overwrite=overwrite, min_area_m2=min_area)
     options = PredictOptions(tile_size=tile_size, overlap=overlap, tta=tta, threshold=threshold, device=device,
-                             batch_size=batch_size, bands=bands, radiometry=radiometry, backend=backend, scales=scales,
-                             only=only)
+                             batch_size=batch_size, bands=bands, radiometry=radiometry, backend=backend,
+                             precision=precision, scales=scales, only=only)
     progress = Progress("none" if quiet else progress_mode)
     with dask_client(scheduler, workers, gpu=device.startswith("cuda")) as client:
         result = run_archive(manifest, client, models=models, outputs=outputs, options=options, progress=progress)

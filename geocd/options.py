@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     import torch
 
     from geocd.data.radiometry import RadiometryMode
-    from geocd.inference.backends import Backend
+    from geocd.inference.backends import Backend, Precision
 
 SEED_CLASS_WEIGHTS = (2.0, 1.0, 2.0, 2.0, 1.0, 1.0)
 """Weights of land-cover classes 1..6 (water, ground, low vegetation, tree, building, playground)."""
@@ -80,7 +80,8 @@ class PredictOptions:
     2 on CUDA. The CPU defaults were measured on 2 cores (issue 18).
     ``radiometry`` says how stored pixel values become the model's input
     (:data:`geocd.data.radiometry.RadiometryMode`). ``backend`` runs the network
-    (:func:`geocd.inference.backends.build_runners`). ``scales`` are the input resizings whose
+    (:func:`geocd.inference.backends.build_runners`) at ``precision`` (OpenVINO's; ``auto``: bf16 where
+    the CPU supports it). ``scales`` are the input resizings whose
     probabilities are averaged (:func:`geocd.models.tta.predict_probabilities`).
     ``only`` keeps the changes whose before or after class is one of these land-cover class names
     (empty: every change); the others count as unchanged in every output.
@@ -96,5 +97,6 @@ class PredictOptions:
     bands: tuple[int, ...] | None = None
     radiometry: RadiometryMode = "auto"
     backend: Backend = "auto"
+    precision: Precision = "auto"
     scales: tuple[float, ...] = (1.0,)
     only: tuple[str, ...] = ()

@@ -1,9 +1,11 @@
-"""Inference backends: ONNX Runtime matches PyTorch, its graph cache, and the backend choice."""
+"""Inference backends: ONNX Runtime and OpenVINO match PyTorch, the graph cache, the backend and precision choice."""
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +15,8 @@ import torch
 from click.testing import CliRunner
 
 from cli.main import cli
-from conftest import intensity_model, planted_pair, random_checkpoint
+from conftest import intensity_model, planted_pair, random_checkpoint, write_raster
+from geocd.changemap import is_changed
 from geocd.checkpoint import load_checkpoint, save_checkpoint
 from geocd.inference import backends
 from geocd.inference.backends import NormalizedModel, build_runners, onnx_cache_path
@@ -21,6 +24,8 @@ from geocd.inference.predict import PredictOptions, PredictOutputs, predict
 from geocd.models.tta import predict_probabilities
 
 CPU = torch.device("cpu")
+needs_openvino = pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="needs openvino")
+LEVIR = Path("/work/shared/data/levir-full")
 
 
 @pytest.fixture(scope="module")
@@ -111,11 +116,17 @@ def test_the_cached_graph_is_reused_and_a_changed_checkpoint_gets_a_new_one(
     assert len(exports) == 2 and changed.is_file()
 
 
-def test_auto_uses_onnx_for_a_checkpoint_on_cpu_and_torch_otherwise(small_checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@needs_openvino
+def test_auto_uses_openvino_then_onnx_for_a_checkpoint_on_cpu_and_torch_otherwise(small_checkpoint: Path,
+                                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     model = load_checkpoint(small_checkpoint)
+    assert backends.resolved_backend(model, CPU, "auto") == "openvino"
     assert not isinstance(build_runners([model], CPU, "auto", 64)[0], torch.nn.Module)
     assert isinstance(build_runners([intensity_model()], CPU, "auto", 64)[0], NormalizedModel)  # no file to cache
     assert backends.resolved_backend(model, torch.device("cuda"), "auto") == "torch"
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    assert backends.resolved_backend(model, CPU, "auto") == "onnx"
+    assert not isinstance(build_runners([model], CPU, "auto", 64)[0], torch.nn.Module)
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     assert isinstance(build_runners([model], CPU, "auto", 64)[0], NormalizedModel)
 
@@ -139,6 +150,81 @@ def test_backend_onnx_without_onnxruntime_is_a_one_line_error(tmp_path: Path, sm
     assert result.exit_code == 2
     assert result.output == "geocd: error: --backend onnx needs onnxruntime, which is not installed (pip install onnxruntime)\n"
     assert not (tmp_path / "c.tif").exists()
+
+
+@needs_openvino
+def test_openvino_fp32_probabilities_match_torch_at_every_scale_with_tta(small_checkpoint: Path) -> None:
+    models = [load_checkpoint(small_checkpoint)]
+    before, after = (torch.rand(2, 3, 80, 80) * 255 for _ in range(2))
+    scales = (1.0, 0.5)
+    expected = predict_probabilities(build_runners(models, CPU, "torch", 80, scales), before, after, tta=True, scales=scales)
+    runners = build_runners(models, CPU, "openvino", 80, scales, precision="fp32")
+    assert sorted(runners[0].sessions) == [40, 80]
+    got = predict_probabilities(runners, before, after, tta=True, scales=scales)
+    for a, b in zip(expected, got):
+        assert a.shape == b.shape
+        assert torch.allclose(a, b, atol=1e-4, rtol=0)
+
+
+def run_predict(tmp_path: Path, checkpoint: Path, *flags: str) -> tuple[str, int]:
+    """``geocd predict`` of a planted pair to ``c.tif`` with ``flags``: its output and exit code."""
+    before, after, _ = planted_pair(tmp_path)
+    result = CliRunner().invoke(cli, ["predict", str(before), str(after), "--raster", str(tmp_path / "c.tif"),
+                                      "--model", str(checkpoint), "--num-workers", "0", "--quiet", *flags])
+    return result.output, result.exit_code
+
+
+def test_backend_openvino_without_openvino_is_a_one_line_error(tmp_path: Path, small_checkpoint: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    assert run_predict(tmp_path, small_checkpoint, "--backend", "openvino") == (
+        "geocd: error: --backend openvino needs openvino, which is not installed (pip install openvino)\n", 2)
+    assert run_predict(tmp_path, small_checkpoint, "--precision", "bf16") == (
+        "geocd: error: --precision bf16 runs on backend openvino only, not onnx (pip install openvino)\n", 2)
+    assert not (tmp_path / "c.tif").exists()
+
+
+def test_bf16_on_a_cpu_without_it_or_off_openvino_is_a_one_line_error(tmp_path: Path, small_checkpoint: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    class Core:  # OpenVINO on a CPU without AMX or AVX-512 BF16
+        def get_property(self, device: str, name: str) -> list[str]:
+            assert (device, name) == ("CPU", "OPTIMIZATION_CAPABILITIES")
+            return ["WINOGRAD", "FP32", "INT8", "BIN", "EXPORT_IMPORT"]
+
+    monkeypatch.setitem(sys.modules, "openvino", types.SimpleNamespace(Core=Core))
+    assert run_predict(tmp_path, small_checkpoint, "--backend", "openvino", "--precision", "bf16") == (
+        "geocd: error: --precision bf16 is not supported by this CPU (it has neither AMX nor AVX-512 BF16); "
+        "use fp32 or auto\n", 2)
+    assert backends.openvino_precision("auto") == "fp32"
+    assert run_predict(tmp_path, small_checkpoint, "--backend", "torch", "--precision", "bf16") == (
+        "geocd: error: --precision bf16 runs on backend openvino only, not torch\n", 2)
+    assert not (tmp_path / "c.tif").exists()
+
+
+@needs_openvino
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+@pytest.mark.skipif(not (LEVIR / "A" / "test_101.png").is_file(), reason="needs /work/shared/data/levir-full")
+def test_bf16_change_mask_agrees_with_fp32_on_a_levir_pair(tmp_path: Path) -> None:
+    """A 512-pixel LEVIR-CD crop (given a 0.5 m grid), default model: bf16 and fp32 change masks agree on >= 99 % of pixels."""
+    from geocd.checkpoint import load_models
+
+    if backends.openvino_precision("auto") != "bf16":
+        pytest.skip("this CPU has no bf16")
+    transform = rasterio.transform.from_origin(500_000, 5_400_000, 0.5, 0.5)
+    pair = []
+    for date in ("A", "B"):
+        with rasterio.open(LEVIR / date / "test_101.png") as src:
+            pair.append(write_raster(tmp_path / f"{date}.tif", src.read(window=((256, 768), (256, 768))), transform=transform))
+    masks = {}
+    for precision in ("fp32", "bf16"):
+        out = tmp_path / f"{precision}.tif"
+        predict(*pair, models=load_models(), outputs=PredictOutputs(raster=out),
+                options=PredictOptions(backend="openvino", precision=precision, num_workers=0))
+        with rasterio.open(out) as src:
+            masks[precision] = is_changed(src.read(1), 0.5)
+    agreement = (masks["fp32"] == masks["bf16"]).mean()
+    print(f"bf16/fp32 change mask agreement {agreement:.4%}, changed {masks['fp32'].mean():.2%} / {masks['bf16'].mean():.2%}")
+    assert masks["fp32"].any() and agreement >= 0.99
 
 
 def test_backend_onnx_on_cuda_is_refused(small_checkpoint: Path) -> None:

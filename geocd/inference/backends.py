@@ -1,11 +1,11 @@
-"""Inference backends: one runner per model, PyTorch eager or ONNX Runtime.
+"""Inference backends: one runner per model, PyTorch eager, ONNX Runtime or OpenVINO.
 
 A runner is called as ``runner(before, after)`` on raw pixel batches ``[B,C,H,W]`` (float32)
 and returns the model's :class:`~geocd.models.ChangeLogits`; the network normalises them with
 its own mean and std. Test-time augmentation and ensembles stay in
 :func:`geocd.models.tta.predict_probabilities`, which transforms the inputs around any runner.
 
-The ONNX graph is exported from the checkpoint at a fixed tile size (dynamic batch) and
+ONNX Runtime and OpenVINO run the same ONNX graph. It is exported from the checkpoint at a fixed tile size (dynamic batch) and
 cached under ``GEOCD_CACHE_DIR`` (default: the user's cache folder) ``/onnx/<key>.onnx``, the
 key hashing the checkpoint's bytes, the tile size and the geocd version, so only the first
 run with a checkpoint pays the export. A model without a file (built in memory) is exported
@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import importlib
 import io
 import os
 import warnings
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from types import ModuleType
 from typing import Literal
@@ -35,11 +37,14 @@ from geocd.errors import GeocdWarning, InputError, OutputError
 from geocd.models import ChangeLogits
 from geocd.models.tta import scaled_size
 
-Backend = Literal["auto", "torch", "onnx"]
+Backend = Literal["auto", "torch", "onnx", "openvino"]
+Precision = Literal["auto", "fp32", "bf16"]
 Runner = Callable[[torch.Tensor, torch.Tensor], ChangeLogits]
 CACHE_ENV = "GEOCD_CACHE_DIR"
 OUTPUTS = ChangeLogits._fields
 ONNX_OPSET = 17
+RUNTIMES = {"onnx": "onnxruntime", "openvino": "openvino"}
+"""The Python module (and PyPI package) each graph backend runs the ONNX graph with."""
 
 
 class NormalizedModel(nn.Module):
@@ -59,27 +64,41 @@ class NormalizedModel(nn.Module):
 
 
 def build_runners(models: Sequence[LoadedModel], device: torch.device, backend: Backend, tile_size: int,
-                  scales: Sequence[float] = (1.0,)) -> list[Runner]:
+                  scales: Sequence[float] = (1.0,), precision: Precision = "auto") -> list[Runner]:
     """One runner per model for square tiles of ``tile_size`` pixels, resized by each of ``scales``.
 
-    ``auto`` uses ONNX Runtime on the CPU when it is installed and the model has a file,
-    PyTorch otherwise (and always on CUDA). ``onnx`` runs on the CPU only.
+    ``auto`` uses OpenVINO on the CPU when it is installed and the model has a file, else ONNX
+    Runtime, else PyTorch (always PyTorch on CUDA); OpenVINO was measured faster than ONNX Runtime
+    in fp32 and in bf16 (docs/benchmarks.md). ``onnx`` and ``openvino`` run on the CPU only.
+    ``precision`` is OpenVINO's: ``auto`` is bf16 where the CPU supports it (AMX or AVX-512 BF16,
+    as OpenVINO reports) and fp32 elsewhere; the other backends run fp32.
     """
-    if backend == "onnx":
-        if _onnxruntime() is None:
-            raise InputError(None, "backend onnx needs onnxruntime, which is not installed (pip install onnxruntime)")
+    if backend in RUNTIMES:
+        if _runtime(backend) is None:
+            module = RUNTIMES[backend]
+            raise InputError(None, f"backend {backend} needs {module}, which is not installed (pip install {module})")
         if device.type != "cpu":
-            raise InputError(None, f"backend onnx runs on the CPU only, not on {device}")
+            raise InputError(None, f"backend {backend} runs on the CPU only, not on {device}")
     sizes = sorted({scaled_size((tile_size, tile_size), scale)[0] for scale in scales})
-    return [_build_runner(m, device, backend, sizes) for m in models]
+    return [_build_runner(m, device, backend, sizes, precision) for m in models]
 
 
-def resolved_backend(model: LoadedModel, device: torch.device, backend: Backend) -> Literal["torch", "onnx"]:
+def resolved_backend(model: LoadedModel, device: torch.device, backend: Backend) -> Literal["torch", "onnx", "openvino"]:
     """The backend that ``backend`` means for ``model`` on ``device`` (see :func:`build_runners`)."""
     if backend != "auto":
         return backend
-    usable = device.type == "cpu" and _onnxruntime() is not None and model.path.is_file()
-    return "onnx" if usable else "torch"
+    if device.type != "cpu" or not model.path.is_file():
+        return "torch"
+    return next((name for name in ("openvino", "onnx") if _runtime(name) is not None), "torch")
+
+
+def openvino_precision(precision: Precision) -> Literal["fp32", "bf16"]:
+    """What ``precision`` means for OpenVINO on this CPU: ``auto`` is bf16 where OpenVINO reports BF16 support."""
+    supported = "BF16" in _runtime("openvino").Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    if precision == "bf16" and not supported:
+        raise InputError(None, "precision bf16 is not supported by this CPU (it has neither AMX nor AVX-512 BF16); "
+                               "use fp32 or auto")
+    return "bf16" if precision == "bf16" or (precision == "auto" and supported) else "fp32"
 
 
 def onnx_cache_path(checkpoint: str | os.PathLike[str], tile_size: int) -> Path:
@@ -103,31 +122,58 @@ def physical_cores() -> int:
     return len(cores)
 
 
-def _build_runner(model: LoadedModel, device: torch.device, backend: Backend, sizes: Sequence[int]) -> Runner:
+def _build_runner(model: LoadedModel, device: torch.device, backend: Backend, sizes: Sequence[int],
+                  precision: Precision) -> Runner:
     net = NormalizedModel(model).to(device).eval()
-    if resolved_backend(model, device, backend) == "torch":
+    chosen = resolved_backend(model, device, backend)
+    if chosen != "openvino" and precision == "bf16":
+        raise InputError(None, f"precision bf16 runs on backend openvino only, not {chosen}"
+                               + ("" if _runtime("openvino") else " (pip install openvino)"))
+    if chosen == "torch":
         return net
-    return _OnnxRunner({size: _onnx_graph(net, model.path, size) for size in sizes})
+    if chosen == "onnx":
+        compile_graph = _ort_session
+    else:
+        hint = {"fp32": "f32", "bf16": "bf16"}[openvino_precision(precision)]
+        compile_graph = partial(_openvino_model, hint=hint)
+    return _GraphRunner({size: compile_graph(_onnx_graph(net, model.path, size)) for size in sizes})
 
 
-class _OnnxRunner:
-    """ONNX Runtime CPU sessions, one per square input size, called like the PyTorch model they were exported from."""
+GraphSession = Callable[[dict[str, np.ndarray]], Sequence[np.ndarray]]
+"""A compiled graph of one input size: input arrays by name -> the outputs, in :data:`OUTPUTS` order."""
 
-    def __init__(self, graphs: dict[int, Path | bytes]) -> None:
-        ort = _onnxruntime()
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = physical_cores()
-        options.inter_op_num_threads = 1
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # waiting threads yield the core to the reader
-        self.sessions = {
-            size: ort.InferenceSession(graph if isinstance(graph, bytes) else os.fspath(graph), options,
-                                       providers=["CPUExecutionProvider"])
-            for size, graph in graphs.items()
-        }
+
+class _GraphRunner:
+    """Compiled ONNX graphs (ONNX Runtime or OpenVINO), one per square input size, called like the PyTorch model they were exported from."""
+
+    def __init__(self, sessions: dict[int, GraphSession]) -> None:
+        self.sessions = sessions
 
     def __call__(self, before: torch.Tensor, after: torch.Tensor) -> ChangeLogits:
         feeds = {name: np.ascontiguousarray(x.numpy(), np.float32) for name, x in (("before", before), ("after", after))}
-        return ChangeLogits(*(torch.from_numpy(o) for o in self.sessions[before.shape[-1]].run(None, feeds)))
+        return ChangeLogits(*(torch.from_numpy(o) for o in self.sessions[before.shape[-1]](feeds)))
+
+
+def _ort_session(graph: Path | bytes) -> GraphSession:
+    """An ONNX Runtime CPU session of ``graph``: one thread per physical core, idle threads not spinning."""
+    ort = _runtime("onnx")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = physical_cores()
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # waiting threads yield the core to the reader
+    session = ort.InferenceSession(graph if isinstance(graph, bytes) else os.fspath(graph), options,
+                                   providers=["CPUExecutionProvider"])
+    return lambda feeds: session.run(None, feeds)
+
+
+def _openvino_model(graph: Path | bytes, hint: str) -> GraphSession:
+    """``graph`` compiled by OpenVINO for the CPU at inference precision ``hint`` (f32 or bf16), as many threads as ONNX Runtime's."""
+    ov = _runtime("openvino")
+    core = ov.Core()
+    compiled = core.compile_model(core.read_model(graph if isinstance(graph, bytes) else os.fspath(graph)), "CPU", {
+        "INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": physical_cores(), "NUM_STREAMS": 1,
+        "PERFORMANCE_HINT": "LATENCY"})
+    return lambda feeds: compiled(feeds).to_tuple()
 
 
 def _onnx_graph(net: NormalizedModel, checkpoint: Path, tile_size: int) -> Path | bytes:
@@ -211,10 +257,9 @@ def _cache_dir() -> Path:
     return Path(root) / "onnx"
 
 
-def _onnxruntime() -> ModuleType | None:
-    """The ``onnxruntime`` module, or None when it cannot be imported."""
+def _runtime(backend: str) -> ModuleType | None:
+    """The module that runs graph ``backend`` (:data:`RUNTIMES`), or None when it cannot be imported."""
     try:
-        import onnxruntime
+        return importlib.import_module(RUNTIMES[backend])
     except ImportError:
         return None
-    return onnxruntime

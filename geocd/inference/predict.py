@@ -120,7 +120,7 @@ def predict_change_raster(
         _ErrorsAsSamples(dataset), batch_size=batch_size, sampler=sampler,
         num_workers=num_workers, collate_fn=_collate_or_error, pin_memory=device.type == "cuda",
     )
-    nets = build_runners(models, device, options.backend, tile, options.scales)
+    nets = build_runners(models, device, options.backend, tile, options.scales, options.precision)
     trained = list(meta.trained_classes)
     info = ChangeMapInfo(
         threshold=options.threshold, schema=meta.schema, trained_classes=meta.trained_classes,
@@ -232,7 +232,7 @@ class _ErrorsAsSamples(Dataset):
 def _loader_settings(options: PredictOptions, model: LoadedModel, device: torch.device) -> tuple[int, int]:
     """Tiles per batch and reading worker processes: as given, else the fastest measured (see PredictOptions)."""
     cuda = device.type == "cuda"
-    batch_size = 8 if cuda else 2 if resolved_backend(model, device, options.backend) == "onnx" else 1
+    batch_size = 8 if cuda else 1 if resolved_backend(model, device, options.backend) == "torch" else 2
     num_workers = 2 if cuda else 0
     return options.batch_size or batch_size, num_workers if options.num_workers is None else options.num_workers
 
