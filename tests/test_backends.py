@@ -192,6 +192,7 @@ def test_bf16_on_a_cpu_without_it_or_off_openvino_is_a_one_line_error(tmp_path: 
             return ["WINOGRAD", "FP32", "INT8", "BIN", "EXPORT_IMPORT"]
 
     monkeypatch.setitem(sys.modules, "openvino", types.SimpleNamespace(Core=Core))
+    monkeypatch.setattr(backends, "_openvino_core", Core)  # the process keeps one Core: stand in for it
     assert run_predict(tmp_path, small_checkpoint, "--backend", "openvino", "--precision", "bf16") == (
         "geocd: error: --precision bf16 is not supported by this CPU (it has neither AMX nor AVX-512 BF16); "
         "use fp32 or auto\n", 2)

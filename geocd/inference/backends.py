@@ -21,7 +21,7 @@ import io
 import os
 import warnings
 from collections.abc import Callable, Sequence
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 from types import ModuleType
 from typing import Literal
@@ -94,7 +94,7 @@ def resolved_backend(model: LoadedModel, device: torch.device, backend: Backend)
 
 def openvino_precision(precision: Precision) -> Literal["fp32", "bf16"]:
     """What ``precision`` means for OpenVINO on this CPU: ``auto`` is bf16 where OpenVINO reports BF16 support."""
-    supported = "BF16" in _runtime("openvino").Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    supported = "BF16" in _openvino_core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
     if precision == "bf16" and not supported:
         raise InputError(None, "precision bf16 is not supported by this CPU (it has neither AMX nor AVX-512 BF16); "
                                "use fp32 or auto")
@@ -166,10 +166,16 @@ def _ort_session(graph: Path | bytes) -> GraphSession:
     return lambda feeds: session.run(None, feeds)
 
 
+@cache
+def _openvino_core():  # noqa: ANN202 - openvino.Core, imported only when OpenVINO runs
+    """The process's one OpenVINO ``Core``: creating a second one in a process can crash it (a segfault
+    seen when a later PyTorch training ran in the same process)."""
+    return _runtime("openvino").Core()
+
+
 def _openvino_model(graph: Path | bytes, hint: str) -> GraphSession:
     """``graph`` compiled by OpenVINO for the CPU at inference precision ``hint`` (f32 or bf16), as many threads as ONNX Runtime's."""
-    ov = _runtime("openvino")
-    core = ov.Core()
+    core = _openvino_core()
     compiled = core.compile_model(core.read_model(graph if isinstance(graph, bytes) else os.fspath(graph)), "CPU", {
         "INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": physical_cores(), "NUM_STREAMS": 1,
         "PERFORMANCE_HINT": "LATENCY"})
