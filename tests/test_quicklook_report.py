@@ -68,7 +68,8 @@ def test_report_and_quicklook_agree_with_the_polygons(tmp_path: Path) -> None:
     assert summary["inputs"]["radiometry"] == {"mode": "auto", "before": identity, "after": identity}
     assert summary["model"]["paths"] == ["intensity-model"]
     assert summary["model"]["trained_classes"] == ["low vegetation", "building"]
-    assert summary["options"] == {"threshold": 0.5, "only": [], "tta": False, "tile_size": 48, "overlap": 6, "min_area_m2": 2.0, "device": "cpu"}
+    assert summary["options"] == {"threshold": 0.5, "only": [], "tta": False, "scales": [1.0], "tile_size": 48, "overlap": 6,
+                                  "min_area_m2": 2.0, "device": "cpu", "backend": "torch"}  # a model without a file runs on torch
     assert summary["outputs"] == {"vectors": str(gpkg), "quicklook": str(png), "report": str(report)}
     assert set(summary["seconds"]) == {"predict", "vectorize", "quicklook", "total"}
     assert summary["seconds"]["total"] >= summary["seconds"]["predict"] + summary["seconds"]["vectorize"]

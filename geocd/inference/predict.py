@@ -50,7 +50,7 @@ RASTER_SUFFIXES = (".tif", ".tiff")
 @dataclass(frozen=True)
 class ChangeRasterResult:
     """What :func:`predict_change_raster` did (``info``: the change map's tags), and the tile size,
-    overlap (pixels) and device it used."""
+    overlap (pixels), device and network runtime (:func:`~geocd.inference.backends.resolved_backend`) it used."""
 
     info: ChangeMapInfo
     tiles: int
@@ -60,6 +60,7 @@ class ChangeRasterResult:
     tile_size: int
     overlap: int
     device: str
+    backend: str
 
 
 def resolve_device(name: str | torch.device) -> torch.device:
@@ -158,7 +159,7 @@ def predict_change_raster(
             emit(nodata_rows(window, info))
     megapixels = region.width * region.height / 1e6
     return ChangeRasterResult(info, len(windows), megapixels, time.perf_counter() - start, model_seconds,
-                              tile, overlap, str(device))
+                              tile, overlap, str(device), resolved_backend(models[0], device, options.backend))
 
 
 def _kept_classes(names: Sequence[str], model: LoadedModel) -> tuple[int, ...]:
