@@ -31,8 +31,9 @@ from pathlib import Path
 import numpy as np
 import rasterio
 
-from geocd.changemap import ChangeMapInfo, is_changed
+from geocd.changemap import ChangeMapInfo, changed_pixels
 from geocd.data.labels import IGNORE
+from geocd.metrics import BinaryScores, binary_scores
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CHIPS = {"levir-full": 0.5, "egy-bcd": 0.25, "dsifn": 2.0, "sztaki": 1.5, "cdd": 0.5}
@@ -116,8 +117,8 @@ def score_units(scene: Scene, raster: Path, split_blocks: bool) -> dict[str, np.
         truth, scored = label == 1, label != IGNORE
     else:
         truth, scored = label > 127, np.ones(label.shape, bool)
-    changed = is_changed(bands[0], info.threshold)
-    building = next(c.id for c in info.schema.landcover if c.name == "building")
+    changed = changed_pixels(bands[0], bands[1], info)
+    (building,) = info.schema.class_ids(["building"])
     predictions = {"all": changed, "building": changed & ((bands[1] == building) | (bands[2] == building))}
     rows, cols = label.shape
     blocks = [(r, c) for r in range(0, rows, BLOCK) for c in range(0, cols, BLOCK)] if split_blocks else [(0, 0)]
@@ -133,10 +134,15 @@ def score_units(scene: Scene, raster: Path, split_blocks: bool) -> dict[str, np.
     return units
 
 
+def scores(counts: np.ndarray) -> BinaryScores:
+    """:func:`geocd.metrics.binary_scores` of pooled ``[tp, fp, fn, scored pixels]`` counts."""
+    tp, fp, fn, scored = (int(v) for v in counts)
+    return binary_scores(np.array([[scored - tp - fp - fn, fp], [fn, tp]]))
+
+
 def f1(counts: np.ndarray) -> float:
-    """F1 of pooled ``[tp, fp, fn, ...]`` counts (0 when nothing is predicted or labelled)."""
-    tp, fp, fn = counts[:3]
-    return float(2 * tp / (2 * tp + fp + fn)) if tp else 0.0
+    """F1 of pooled ``[tp, fp, fn, scored pixels]`` counts (0 when nothing is predicted or labelled)."""
+    return scores(counts).f1
 
 
 def interval(units: np.ndarray, rng: np.random.Generator) -> tuple[float, float]:
@@ -171,9 +177,9 @@ def evaluate(data: Path, work: Path, name: str, extra: list[str], model: str | N
                 rows[label] = {"flagged": float(pooled[1] / pooled[3])}
                 continue
             low, high = interval(stacked, rng)
-            tp, fp, fn = (int(v) for v in pooled[:3])
-            rows[label] = {"f1": f1(pooled), "low": low, "high": high,
-                           "precision": tp / (tp + fp) if tp + fp else 0.0, "recall": tp / (tp + fn) if tp + fn else 0.0}
+            pooled_scores = scores(pooled)
+            rows[label] = {"f1": pooled_scores.f1, "low": low, "high": high, "precision": pooled_scores.precision,
+                           "recall": pooled_scores.recall}
     f1s = [r["f1"] for r in rows.values() if "f1" in r]
     return {"name": name, "model": model or "default", "flags": extra, "rows": rows, "macro": float(np.mean(f1s)),
             "seconds": time.perf_counter() - start}
