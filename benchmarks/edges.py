@@ -54,12 +54,14 @@ def warp(src_path: Path, dst_path: Path, crs: CRS) -> None:
 
 
 def changed(before: Path, after: Path, out: Path, models: list, tta: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Flagged (probability >= 0.5) and valid pixels of a pair on the 'before' grid, and the probabilities."""
-    predict_change_raster(before, after, models, [raster_sink(out)], PredictOptions(tta=tta))
+    """Flagged (probability at the default threshold or above) and valid pixels of a pair on the 'before' grid,
+    and the probabilities."""
+    options = PredictOptions(tta=tta)
+    predict_change_raster(before, after, models, [raster_sink(out)], options)
     with rasterio.open(out) as src:
         encoded = src.read(1)
         valid = encoded != src.nodata
-        return is_changed(encoded, 0.5), valid, np.where(valid, decode_probability(encoded), 0.0)
+        return is_changed(encoded, options.threshold), valid, np.where(valid, decode_probability(encoded), 0.0)
 
 
 def landsat_round_trip(data: Path, work: Path, models: list, tta: bool) -> tuple[float, float, float]:
