@@ -18,7 +18,8 @@ from geocd.data.labels import IGNORE, encode_set
 from geocd.inference.predict import PredictOutputs, predict
 from geocd.training.bundle import BundleEntry, read_bundle, write_bundle
 from geocd.training.gpu_window import (MAX_CHECKPOINT_BYTES, DevicePairs, WindowOptions, nuisance, sampling_weights,
-                                       train_window, unpaired_labels)
+                                       train_window)
+from geocd.training.synthetic import unpaired_labels
 
 from conftest import planted_pair, smooth_scene
 

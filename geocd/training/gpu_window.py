@@ -43,10 +43,10 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from geocd.checkpoint import DEFAULT_MODEL, load_checkpoint, save_checkpoint
 from geocd.data.labels import IGNORE
 from geocd.models.dihedral import transform_each
-from geocd.schema import SECOND
 from geocd.training.bundle import BundleEntry, read_bundle
 from geocd.training.invariance import MAX_ROTATION_DEGREES, MAX_SCALE_CHANGE, MAX_SHIFT_PIXELS, PROBABILITIES
-from geocd.training.losses import ChangeLoss, allowed_classes
+from geocd.training.losses import ChangeLoss
+from geocd.training.synthetic import unpaired_labels
 
 MAX_CHECKPOINT_BYTES = 16 * 2**20
 KINDS = ("real", "invariance", "unpaired")
@@ -148,19 +148,6 @@ class DevicePairs:
     def _unpaired(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         (before, label_before), (after, label_after) = self._pick("landcover"), self._pick("landcover")
         return before, after, unpaired_labels(label_before[0], label_after[0])
-
-
-def unpaired_labels(label_before: torch.Tensor, label_after: torch.Tensor) -> torch.Tensor:
-    """``[3, H, W]`` labels (before, after, change) of two unrelated land-cover crops ``[H, W]`` as dates:
-    changed where their classes differ, unchanged where both hold the same single class, ignore
-    where either is ignore or their class sets overlap otherwise."""
-    before, after = (allowed_classes(label[None].long(), SECOND.num_landcover)[0] for label in (label_before, label_after))
-    known = before.any(0) & after.any(0)
-    single = (before.sum(0) == 1) & (after.sum(0) == 1)
-    change = torch.where(known & ~(before & after).any(0), 1, torch.where(known & single, 0, IGNORE))
-    ignored = change == IGNORE
-    return torch.stack([label_before.masked_fill(ignored, IGNORE), label_after.masked_fill(ignored, IGNORE),
-                        change.to(label_before.dtype)])
 
 
 def nuisance(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -36,7 +36,9 @@ import torch
 from scipy import ndimage
 
 from geocd.data.labels import IGNORE, class_bits
+from geocd.schema import SECOND
 from geocd.training.invariance import nuisance
+from geocd.training.losses import allowed_classes
 
 PASTE_CLASSES = (1, 4, 5)
 """Classes whose objects are pasted or removed: water, tree, building."""
@@ -203,12 +205,21 @@ def _texture_fill(mask: np.ndarray, image: np.ndarray, texture_label: np.ndarray
 
 
 def _unpaired(image: np.ndarray, label: np.ndarray, source_image: np.ndarray, source_label: np.ndarray) -> SyntheticPair:
-    bits, source_bits = class_bits(label), class_bits(source_label)
-    known = (bits != 0) & (source_bits != 0)
-    single = ((bits & (bits - 1)) == 0) & ((source_bits & (source_bits - 1)) == 0)
-    change = np.where(known & ((bits & source_bits) == 0), 1, np.where(known & single, 0, IGNORE))
-    return SyntheticPair(image, source_image.astype(np.float32), np.where(change == IGNORE, IGNORE, label).astype(np.int64),
-                         np.where(change == IGNORE, IGNORE, source_label).astype(np.int64), change.astype(np.int64))
+    labels = unpaired_labels(*(torch.from_numpy(np.asarray(x, np.int64)) for x in (label, source_label))).numpy()
+    return SyntheticPair(image, source_image.astype(np.float32), labels[0], labels[1], labels[2])
+
+
+def unpaired_labels(label_before: torch.Tensor, label_after: torch.Tensor) -> torch.Tensor:
+    """``[3, H, W]`` labels (before, after, change) of two unrelated land-cover crops ``[H, W]`` as dates:
+    changed where their classes differ, unchanged where both hold the same single class, ignore
+    where either is ignore or their class sets overlap otherwise."""
+    before, after = (allowed_classes(label[None].long(), SECOND.num_landcover)[0] for label in (label_before, label_after))
+    known = before.any(0) & after.any(0)
+    single = (before.sum(0) == 1) & (after.sum(0) == 1)
+    change = torch.where(known & ~(before & after).any(0), 1, torch.where(known & single, 0, IGNORE))
+    ignored = change == IGNORE
+    return torch.stack([label_before.masked_fill(ignored, IGNORE), label_after.masked_fill(ignored, IGNORE),
+                        change.to(label_before.dtype)])
 
 
 def _shifted(array: np.ndarray, dy: int, dx: int, fill: float) -> np.ndarray:
