@@ -15,9 +15,17 @@ runtime and precision in one process, taking turns batch by batch so a shared ma
 alike: PyTorch eager fp32, ONNX Runtime fp32, OpenVINO fp32 and bf16 (when installed and, for
 bf16, supported), with the CPU's model name and bf16/AMX flags.
 
+``--end-to-end`` prints the speed table of the README: those network figures, then ``geocd predict
+A B -o changes.gpkg --backend B --precision P`` as a user runs it (a new process each, the ONNX
+graph already cached by a first run), per runtime and scene size: wall-clock MP/s from the
+command's start to its exit (imports, reading, network, stitching, polygons, GeoPackage) and its
+peak RSS. The scenes are mosaics of the whole LEVIR-CD tiles in ``--data`` (real 0.5 m imagery,
+uint8, tiled GeoTIFFs), or the synthetic texture without ``--data``.
+
 Usage: python benchmarks/predict_bench.py [--sizes 2 40] [--tile 512] [--backbone tf_efficientnet_lite0]
        [--backends torch onnx] [--workers 0 2]
        python benchmarks/predict_bench.py --network [--tile 256] [--batch 2] [--seconds 60]
+       python benchmarks/predict_bench.py --end-to-end [--sizes 4 16] [--data ../shared/data] [--seconds 30]
 """
 
 from __future__ import annotations
@@ -113,22 +121,43 @@ def run_naive(before: Path, after: Path, out: Path, model_path: Path, tile: int)
     return {"seconds": time.perf_counter() - start}
 
 
-def network_speeds(tile: int, batch: int, seconds: float) -> None:
-    """Print MP/s of pairs of the default network per runtime and precision, batches taking turns for ``seconds``."""
+CPU_RUNTIMES = (("PyTorch eager fp32 (channels-last)", "torch", "fp32"), ("ONNX Runtime fp32", "onnx", "fp32"),
+                ("OpenVINO fp32", "openvino", "fp32"), ("OpenVINO bf16", "openvino", "bf16"))
+"""Row name, ``--backend`` and ``--precision`` of each CPU runtime the tables compare."""
+
+
+def cpu_runtimes() -> list[tuple[str, str, str]]:
+    """The rows of :data:`CPU_RUNTIMES` this machine can run (OpenVINO installed; bf16 where supported)."""
+    from geocd.inference.backends import openvino_precision
+
+    rows = list(CPU_RUNTIMES[:2])
+    if importlib.util.find_spec("openvino"):
+        rows += [row for row in CPU_RUNTIMES[2:] if row[2] == "fp32" or openvino_precision("auto") == "bf16"]
+    return rows
+
+
+def cpu_line() -> str:
+    """The CPU's model name, its bf16/AMX flags and core counts, as lscpu and the process see them."""
+    from geocd.inference.backends import physical_cores
+
+    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    cpu_model = next((line.split(":", 1)[1].strip() for line in lscpu.splitlines() if line.startswith("Model name")), "?")
+    flags = sorted({f for f in lscpu.split() if f.startswith("amx") or f.endswith("_bf16")})
+    return (f"CPU: {cpu_model}; flags: {' '.join(flags) or 'none of amx*, *_bf16'}; {os.cpu_count()} CPUs, "
+            f"{physical_cores()} physical cores")
+
+
+def network_speeds(tile: int, batch: int, seconds: float) -> dict[str, float]:
+    """MP/s of pairs of the default network per CPU runtime, batches taking turns for ``seconds``."""
     import torch
 
     from geocd.checkpoint import load_models
-    from geocd.inference.backends import build_runners, openvino_precision, physical_cores
+    from geocd.inference.backends import build_runners
 
     model = load_models()[0]
     cpu = torch.device("cpu")
-    runners = {"PyTorch eager fp32 (channels-last)": build_runners([model], cpu, "torch", tile)[0],
-               "ONNX Runtime fp32": build_runners([model], cpu, "onnx", tile)[0]}
-    precisions = []
-    if importlib.util.find_spec("openvino"):
-        precisions = ["fp32"] + (["bf16"] if openvino_precision("auto") == "bf16" else [])
-    for precision in precisions:
-        runners[f"OpenVINO {precision}"] = build_runners([model], cpu, "openvino", tile, precision=precision)[0]
+    runners = {name: build_runners([model], cpu, backend, tile, precision=precision)[0]
+               for name, backend, precision in cpu_runtimes()}
     before, after = (torch.rand(batch, model.metadata.config.in_channels, tile, tile) * 255 for _ in range(2))
     spent = dict.fromkeys(runners, 0.0)
     calls = dict.fromkeys(runners, 0)
@@ -142,17 +171,84 @@ def network_speeds(tile: int, batch: int, seconds: float) -> None:
                 runner(before, after)
                 spent[name] += time.perf_counter() - start
                 calls[name] += 1
-    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    cpu_model = next((line.split(":", 1)[1].strip() for line in lscpu.splitlines() if line.startswith("Model name")), "?")
-    flags = sorted({f for f in lscpu.split() if f.startswith("amx") or f.endswith("_bf16")})
-    print(f"CPU: {cpu_model}; flags: {' '.join(flags) or 'none of amx*, *_bf16'}; {os.cpu_count()} CPUs, "
-          f"{physical_cores()} physical cores; PyTorch threads {torch.get_num_threads()}")
+    print(f"{cpu_line()}; PyTorch threads {torch.get_num_threads()}")
     print(f"default model, {tile}² tiles, batch {batch}, {seconds:.0f} s of turns")
-    eager = batch * tile * tile / 1e6 * calls[next(iter(runners))] / spent[next(iter(runners))]
-    print("runtime | MP/s of pairs | vs eager | batches")
-    for name in runners:
-        speed = batch * tile * tile / 1e6 * calls[name] / spent[name]
-        print(f"{name} | {speed:.2f} | {speed / eager:.1f}x | {calls[name]}")
+    return {name: batch * tile * tile / 1e6 * calls[name] / spent[name] for name in runners}
+
+
+def print_network_speeds(speeds: dict[str, float]) -> None:
+    """The network table: MP/s of pairs and the ratio to the first row (eager)."""
+    eager = next(iter(speeds.values()))
+    print("runtime | MP/s of pairs | vs eager")
+    for name, speed in speeds.items():
+        print(f"{name} | {speed:.2f} | {speed / eager:.1f}x")
+
+
+def mosaic_scene(path: Path, side: int, levir: Path, date: str) -> None:
+    """A side x side uint8 GeoTIFF (0.5 m, UTM) tiled with the whole LEVIR-CD tiles of ``date`` (A or B),
+    turned by 90° every pass through them so that neighbours differ; written a row of tiles at a time."""
+    tiles = sorted((levir / date).glob("*.png"))
+    profile = dict(driver="GTiff", width=side, height=side, count=3, dtype="uint8", crs="EPSG:32614",
+                   transform=from_origin(600_000, 3_300_000, 0.5, 0.5), tiled=True, blockxsize=256, blockysize=256,
+                   compress="deflate")
+    with rasterio.open(path, "w", **profile) as dst:
+        k = 0
+        for row in range(0, side, 1024):
+            for col in range(0, side, 1024):
+                with rasterio.open(tiles[k % len(tiles)]) as src:
+                    data = np.rot90(src.read(), k // len(tiles) % 4, axes=(1, 2))
+                h, w = min(1024, side - row), min(1024, side - col)
+                dst.write(np.ascontiguousarray(data[:, :h, :w]), window=Window(col, row, w, h))
+                k += 1
+
+
+_WAIT_FOR = ("import os, sys; pid = os.posix_spawnp(sys.argv[1], sys.argv[1:], os.environ); "
+             "_, status, usage = os.wait4(pid, 0); print(os.waitstatus_to_exitcode(status), usage.ru_maxrss)")
+"""Runs a command from a small interpreter and prints its exit code and peak RSS (KiB): a child forked
+from this process would inherit its high-water mark (Linux keeps it across exec)."""
+
+
+def timed_predict(before: Path, after: Path, out: Path, backend: str, precision: str) -> tuple[float, float]:
+    """Seconds and peak RSS (MB) of one ``geocd predict`` process writing ``out``."""
+    geocd = Path(sys.executable).with_name("geocd")
+    cmd = [str(geocd) if geocd.exists() else "geocd", "predict", str(before), str(after), "-o", str(out),
+           "--backend", backend, "--precision", precision, "--overwrite"]
+    start = time.perf_counter()
+    run = subprocess.run([sys.executable, "-c", _WAIT_FOR, *cmd], capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    code, rss = run.stdout.split()
+    if int(code):
+        raise SystemExit(f"{' '.join(cmd)} failed: {run.stderr}")
+    return seconds, int(rss) / 1024
+
+
+def end_to_end(sizes: list[float], data: Path | None, seconds: float) -> None:
+    """The README's speed table: network MP/s per runtime, then end-to-end MP/s and peak RSS per scene size."""
+    speeds = network_speeds(256, 2, seconds)
+    print_network_speeds(speeds)
+    levir = data / "levir-full" if data else None
+    with tempfile.TemporaryDirectory(prefix="geocd-bench-") as tmp:
+        tmp = Path(tmp)
+        rows = []
+        for size in sizes:
+            side = round(math.sqrt(size * 1e6))
+            pair = tmp / f"before_{side}.tif", tmp / f"after_{side}.tif"
+            for path, date, seed in zip(pair, "AB", (0, 1)):
+                mosaic_scene(path, side, levir, date) if levir else write_scene(path, side, seed)
+            for name, backend, precision in cpu_runtimes():
+                if size == sizes[0]:
+                    timed_predict(*pair, tmp / "first.gpkg", backend, precision)  # exports and caches the graph
+                wall, rss = timed_predict(*pair, tmp / "changes.gpkg", backend, precision)
+                rows.append((name, side * side / 1e6, wall, rss))
+                print(json.dumps({"runtime": name, "MP": side * side / 1e6, "seconds": round(wall, 2),
+                                  "peak_rss_mb": round(rss)}), file=sys.stderr)
+    eager = next(iter(speeds.values()))
+    print(f"geocd predict A B -o changes.gpkg, {'LEVIR-CD mosaics' if levir else 'synthetic pairs'}, default options "
+          f"but --backend/--precision; eager network {eager:.2f} MP/s")
+    print("runtime | network MP/s | scene MP | end-to-end MP/s | end to end vs eager network | vs own network | peak RSS MB")
+    for name, mp, wall, rss in rows:
+        print(f"{name} | {speeds[name]:.2f} | {mp:.1f} | {mp / wall:.2f} | {mp / wall / eager:.2f}x | "
+              f"{mp / wall / speeds[name]:.2f} | {rss:.0f}")
 
 
 def child(args: argparse.Namespace) -> None:
@@ -180,16 +276,21 @@ def main() -> None:
     parser.add_argument("--network", action="store_true", help="time the network alone per runtime and precision")
     parser.add_argument("--batch", type=int, default=2, help="tiles per batch with --network")
     parser.add_argument("--seconds", type=float, default=60.0, help="seconds of timed turns with --network")
+    parser.add_argument("--end-to-end", action="store_true", help="the README's speed table: network and geocd predict")
+    parser.add_argument("--data", type=Path, help="../shared/data, for LEVIR-CD mosaics with --end-to-end")
     parser.add_argument("--mode", choices=["save", "geocd", "naive"], help=argparse.SUPPRESS)
     parser.add_argument("--before", help=argparse.SUPPRESS)
     parser.add_argument("--after", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.network:
+    if args.network or args.end_to_end:
         with tempfile.TemporaryDirectory(prefix="geocd-bench-") as tmp:
             os.environ["GEOCD_CACHE_DIR"] = tmp
-            network_speeds(args.tile, args.batch, args.seconds)
+            if args.network:
+                print_network_speeds(network_speeds(args.tile, args.batch, args.seconds))
+            else:
+                end_to_end(args.sizes, args.data, args.seconds)
         return
     if args.mode:
         child(args)

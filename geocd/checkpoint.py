@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
+from torch import nn
 
 from geocd import __version__
 from geocd.atomic import atomic_output
@@ -103,13 +105,21 @@ class ModelMetadata:
         return cls(**data)
 
 
-@dataclass
 class LoadedModel:
-    """A network in eval mode with the metadata it was saved with, and where it came from."""
+    """A network in eval mode with the metadata it was saved with, and where it came from.
 
-    model: SiameseChangeNet
-    metadata: ModelMetadata
-    path: Path
+    ``model`` is the network, or a function that builds it when :attr:`model` is first used
+    (:func:`load_checkpoint`'s: a run of a cached ONNX graph never builds the PyTorch network).
+    """
+
+    def __init__(self, model: SiameseChangeNet | Callable[[], SiameseChangeNet], metadata: ModelMetadata,
+                 path: Path) -> None:
+        self._model, self.metadata, self.path = model, metadata, path
+
+    @cached_property
+    def model(self) -> SiameseChangeNet:
+        """The network, built now if it was not yet."""
+        return self._model if isinstance(self._model, nn.Module) else self._model()
 
 
 def save_checkpoint(
@@ -157,10 +167,16 @@ def read_metadata(path: str | os.PathLike[str] | None = None) -> ModelMetadata:
 
 
 def load_checkpoint(path: str | os.PathLike[str] | None = None, device: str | torch.device = "cpu") -> LoadedModel:
-    """Rebuild the network from a checkpoint (``None`` or ``"default"``: the bundled model), in eval mode,
-    with float32 weights on ``device``."""
+    """The checkpoint's metadata, and its network (``None`` or ``"default"``: the bundled model) in eval mode
+    with float32 weights on ``device``, built on first use (weights that do not fit the architecture in
+    the metadata are a :class:`CheckpointError` then)."""
     path = model_path(path)
     metadata = read_metadata(path)
+    return LoadedModel(partial(_network, path, metadata, device), metadata, path)
+
+
+def _network(path: Path, metadata: ModelMetadata, device: str | torch.device) -> SiameseChangeNet:
+    """The network of checkpoint ``path`` with its weights."""
     try:
         model = SiameseChangeNet(metadata.config, metadata.mean, metadata.std)
     except RuntimeError as error:
@@ -180,7 +196,7 @@ def load_checkpoint(path: str | os.PathLike[str] | None = None, device: str | to
             f"{len(missing)} missing, {len(unexpected)} unexpected, {len(reshaped)} of another shape",
         )
     model.load_state_dict({n: t.to(expected[n].dtype) for n, t in stored.items()})
-    return LoadedModel(model.to(device).eval(), metadata, path)
+    return model.to(device).eval()
 
 
 def load_models(

@@ -116,6 +116,33 @@ def test_the_cached_graph_is_reused_and_a_changed_checkpoint_gets_a_new_one(
     assert len(exports) == 2 and changed.is_file()
 
 
+@pytest.mark.parametrize("backend", ["onnx", pytest.param("openvino", marks=needs_openvino)])
+def test_a_cached_graph_runs_without_building_the_network(tmp_path: Path, small_checkpoint: Path,
+                                                          monkeypatch: pytest.MonkeyPatch, backend: str) -> None:
+    """The PyTorch network (and timm) is built only to export a graph; with the graph cached it never is."""
+    monkeypatch.setenv("GEOCD_CACHE_DIR", str(tmp_path / "cache"))
+    before, after = (torch.rand(1, 3, 64, 64) * 255 for _ in range(2))
+    first = load_checkpoint(small_checkpoint)
+    expected = build_runners([first], CPU, backend, 64, precision="fp32")[0](before, after)
+    assert "model" in vars(first)  # built to export the graph
+    again = load_checkpoint(small_checkpoint)
+    got = build_runners([again], CPU, backend, 64, precision="fp32")[0](before, after)
+    assert "model" not in vars(again)
+    assert all(torch.equal(e, g) for e, g in zip(expected, got))
+
+
+@needs_openvino
+def test_openvino_caches_its_compiled_graph_beside_the_onnx_cache(tmp_path: Path, small_checkpoint: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GEOCD_CACHE_DIR", str(tmp_path / "cache"))
+    build_runners([load_checkpoint(small_checkpoint)], CPU, "openvino", 64, precision="fp32")
+    blobs = list((tmp_path / "cache" / "openvino").iterdir())
+    assert [b.suffix for b in blobs] == [".blob"]
+    stamp = blobs[0].stat().st_mtime_ns
+    build_runners([load_checkpoint(small_checkpoint)], CPU, "openvino", 64, precision="fp32")
+    assert list((tmp_path / "cache" / "openvino").iterdir()) == blobs and blobs[0].stat().st_mtime_ns == stamp
+
+
 @needs_openvino
 def test_auto_uses_openvino_then_onnx_for_a_checkpoint_on_cpu_and_torch_otherwise(small_checkpoint: Path,
                                                                                    monkeypatch: pytest.MonkeyPatch) -> None:

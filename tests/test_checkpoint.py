@@ -120,8 +120,9 @@ def test_metadata_that_does_not_match_the_weights(model: SiameseChangeNet, tmp_p
     tampered = tmp_path / "tampered.safetensors"
     tampered.write_bytes(raw.replace(b'\\"backbone\\": \\"resnet18\\"', b'\\"backbone\\": \\"resnet34\\"'))
     assert tampered.read_bytes() != raw
+    loaded = load_checkpoint(tampered)  # the network is built on first use
     with pytest.raises(CheckpointError, match=r"tampered\.safetensors: weights do not match .*resnet34"):
-        load_checkpoint(tampered)
+        loaded.model
 
 
 def test_malformed_metadata(model: SiameseChangeNet, tmp_path: Path) -> None:

@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
-import timm
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -53,6 +52,8 @@ class ChangeLogits(NamedTuple):
 
 def create_encoder(backbone: str, in_channels: int) -> nn.Module:
     """A ``timm`` feature extractor; HRNets return their raw branch outputs (HRNetV2)."""
+    import timm  # here, not at the top: a run of a cached ONNX graph builds no network, so it spares timm's import
+
     extra = {"feature_location": ""} if backbone.startswith("hrnet") else {}
     return timm.create_model(backbone, pretrained=False, features_only=True, in_chans=in_channels, **extra)
 
