@@ -216,3 +216,26 @@ def test_cpu_default_reads_tiles_in_this_process(tmp_path: Path, monkeypatch: py
     before, after, _ = planted_pair(tmp_path)
     run(before, after, tmp_path / "change.tif", tile_size=32, device="cpu")
     assert readers == {os.getpid()}
+
+
+def test_polygons_alone_are_made_from_the_rows_without_a_raster_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``-o`` alone writes no change raster, and its polygons are exactly those of ``vectorize`` on the raster."""
+    import pyogrio
+    from geopandas.testing import assert_geodataframe_equal
+
+    from geocd import changemap
+    from geocd.inference.predict import predict
+    from geocd.vector import vectorize
+
+    before, after, _ = planted_pair(tmp_path)
+    options = PredictOptions(tile_size=32, overlap=8)  # many tiles and rows, so regions cross the sinks' row chunks
+    predict(before, after, models=[intensity_model()], outputs=PredictOutputs(raster=tmp_path / "c.tif"), options=options)
+    vectorize(tmp_path / "c.tif", tmp_path / "from_raster.gpkg")
+    opened = []
+    real = changemap.open_output_raster
+    monkeypatch.setattr(changemap, "open_output_raster", lambda path, *args: (opened.append(path), real(path, *args))[1])
+    result = predict(before, after, models=[intensity_model()], outputs=PredictOutputs(vectors=tmp_path / "rows.gpkg"),
+                     options=options)
+    assert opened == [] and result.raster is None and result.polygons > 0
+    assert_geodataframe_equal(pyogrio.read_dataframe(tmp_path / "rows.gpkg"),
+                              pyogrio.read_dataframe(tmp_path / "from_raster.gpkg"))

@@ -114,8 +114,9 @@ def predict_change_raster(
         raise InputError(after, f"no pixel is valid in both {Path(before).name} and {Path(after).name} where they overlap")
     if warn:
         _warn_of_likely_mistakes(before, after, dataset, meta)
-    sampler = GridGeoSampler(dataset, tile, tile - overlap)
-    windows = [dataset.window_of(query) for query in sampler]
+    tiles = sorted(((dataset.window_of(query), query) for query in GridGeoSampler(dataset, tile, tile - overlap)),
+                   key=lambda pair: (pair[0].row_off, pair[0].col_off))  # north to south: the sinks get rows top to bottom
+    windows, sampler = [w for w, _ in tiles], [query for _, query in tiles]
     batch_size, num_workers = _loader_settings(options, models[0], device)
     loader = DataLoader(
         _ErrorsAsSamples(dataset), batch_size=batch_size, sampler=sampler,
@@ -371,19 +372,28 @@ def predict(
         raise InputError(models[0].path, "has untrained land-cover heads, so it cannot write a land-cover map")
     start = time.perf_counter()
     with contextlib.ExitStack() as stack:
-        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="geocd-")))
-        raster_tmp = stack.enter_context(atomic_output(raster, overwrite)) if raster else scratch / "change.tif"
+        if raster is not None:
+            raster_tmp = stack.enter_context(atomic_output(raster, overwrite))
+        elif quicklook is not None:  # the quicklook draws the change raster
+            raster_tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="geocd-"))) / "change.tif"
+        else:
+            raster_tmp = None
         landcover_tmp = stack.enter_context(atomic_output(landcover, overwrite)) if landcover else None
-        sinks = [raster_sink(raster_tmp)] + ([raster_sink(landcover_tmp, landcover=True)] if landcover else [])
+        sinks = ([raster_sink(raster_tmp)] if raster_tmp else []) + (
+            [raster_sink(landcover_tmp, landcover=True)] if landcover else [])
+        polygon_sink = None
+        if output is not None or quicklook is not None or report is not None:
+            from geocd.vector import PolygonSink
+
+            polygon_sink = PolygonSink(min_area_m2)
+            sinks.append(polygon_sink)
         result = predict_change_raster(before, after, models, sinks, options, progress, warn=True)
         polygons = summary = None
-        if output is not None or quicklook is not None or report is not None:
-            from geocd.vector import change_polygons
+        if polygon_sink is not None:
             from geocd.vector.formats import write_vectors
 
-            t0 = time.perf_counter()
-            changes = change_polygons(raster_tmp, min_area_m2=min_area_m2, progress=progress)
-            seconds = {"predict": result.seconds, "vectorize": time.perf_counter() - t0}
+            changes = polygon_sink.polygons
+            seconds = {"predict": result.seconds - polygon_sink.seconds, "vectorize": polygon_sink.seconds}
             polygons = len(changes.frame)
             if quicklook is not None:
                 from geocd.quicklook import render_quicklook

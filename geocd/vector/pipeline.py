@@ -24,19 +24,25 @@ from __future__ import annotations
 
 import math
 import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
-import rasterio
 import shapely
 from affine import Affine
 from pyproj import CRS
 
 from geocd import __version__
 from geocd.atomic import check_output_path
-from geocd.changemap import ChangeMapInfo, changed_pixels, valid_threshold
+from geocd.changemap import (
+    ChangeMapInfo, ChangeRows, ChangeSink, Strip, changed_pixels, default_strip_rows, open_change_raster, read_strips,
+    valid_threshold,
+)
+from geocd.data.rasters import Grid
 from geocd.errors import InputError
 from geocd.progress import Progress
 from geocd.vector.attributes import ChangeTypeSummary, change_table, style_categories, summarize_change_types
@@ -44,9 +50,8 @@ from geocd.vector.formats import LayerInfo, check_vector_path, write_vectors
 from geocd.vector.measure import largest_pixel_area, measure, pixel_area
 from geocd.vector.pairs import pair_indices
 from geocd.vector.polygonize import polygonize_strip
-from geocd.changemap import default_strip_rows, open_change_raster, read_strips
 from geocd.vector.sieve import sieve_specks
-from geocd.vector.stitch import Regions, SeamStitcher
+from geocd.vector.stitch import SeamStitcher
 from geocd.vector.style import categorized_qml
 
 DEFAULT_MIN_PIXELS = 3.5
@@ -126,32 +131,90 @@ def change_polygons(
     result does not depend on it).
     """
     _check_options(min_area_m2, simplify, threshold, strip_rows)
+    progress = progress or Progress("none")
     with open_change_raster(raster) as (dataset, info):
         if threshold is not None:
             info = replace(info, threshold=threshold)
-        crs = CRS.from_user_input(dataset.crs)
-        transform = dataset.transform
-        if min_area_m2 is None:
-            centre = pixel_area(transform, dataset.height // 2, dataset.width // 2, crs)
-            min_area_m2 = DEFAULT_MIN_PIXELS * centre
-        specks = _speck_pixels(min_area_m2, largest_pixel_area(transform, dataset.height, dataset.width, crs))
+        grid = Grid(dataset.crs, dataset.transform, dataset.width, dataset.height)
+        builder = _PolygonBuilder(grid, info, min_area_m2, simplify)
         rows = strip_rows or default_strip_rows(dataset)
-        regions = _regions(dataset, info, specks, rows, progress or Progress("none"))
+        progress.start(math.ceil(dataset.height / rows), "vectorizing", unit="strip")
+        for strip in read_strips(dataset, rows):
+            builder.add(strip)
+            progress.advance(1, strip.probability.size)
+        progress.close()
+    return builder.polygons()
 
-    regions = regions.take(_scan_order(regions.geometries))
-    geometries = shapely.normalize(_to_map(regions.geometries, transform))  # vertex order fixed: exact figures do not depend on strips
-    area, perimeter = measure(geometries, crs)
-    if min_area_m2 > 0:
-        keep = area >= min_area_m2 * (1 - AREA_TOLERANCE)
-        regions, geometries, area, perimeter = regions.take(keep), geometries[keep], area[keep], perimeter[keep]
-    if simplify is not None and len(geometries):
-        geometries = shapely.normalize(shapely.coverage_simplify(geometries, simplify))
-        area, perimeter = measure(geometries, crs)
 
-    frame = change_table(geometries, regions, area, perimeter, info, crs)
-    categories = style_categories(regions.labels, info)
-    layer = LayerInfo(_description(info, min_area_m2), _metadata(info, min_area_m2, simplify), categorized_qml(categories))
-    return ChangePolygons(frame, layer, summarize_change_types(frame, categories), min_area_m2)
+class PolygonSink:
+    """A change-map sink (:data:`geocd.changemap.SinkFactory`) that makes the change polygons from the rows
+    as they are predicted, exactly as :func:`change_polygons` makes them from the written raster.
+
+    After the run, :attr:`polygons` holds them and :attr:`seconds` the time spent on them.
+    """
+
+    def __init__(self, min_area_m2: float | None = None, simplify: float | None = None) -> None:
+        _check_options(min_area_m2, simplify, None, None)
+        self.min_area_m2, self.simplify = min_area_m2, simplify
+        self.polygons: ChangePolygons | None = None
+        self.seconds = 0.0
+
+    @contextmanager
+    def __call__(self, grid: Grid, info: ChangeMapInfo) -> Iterator[ChangeSink]:
+        builder = _PolygonBuilder(grid, info, self.min_area_m2, self.simplify)
+
+        def add(rows: ChangeRows) -> None:
+            start = time.perf_counter()
+            builder.add(Strip(int(rows.window.row_off), *rows.bands))
+            self.seconds += time.perf_counter() - start
+
+        yield add
+        start = time.perf_counter()
+        self.polygons = builder.polygons()
+        self.seconds += time.perf_counter() - start
+
+
+class _PolygonBuilder:
+    """Strips of a change map on ``grid`` in, top to bottom; its change polygons out (the module docstring's rules)."""
+
+    def __init__(self, grid: Grid, info: ChangeMapInfo, min_area_m2: float | None, simplify: float | None) -> None:
+        self.grid, self.info, self.simplify = grid, info, simplify
+        self.crs = CRS.from_user_input(grid.crs)
+        if min_area_m2 is None:
+            min_area_m2 = DEFAULT_MIN_PIXELS * pixel_area(grid.transform, grid.height // 2, grid.width // 2, self.crs)
+        self.min_area_m2 = min_area_m2
+        self.specks = _speck_pixels(min_area_m2, largest_pixel_area(grid.transform, grid.height, grid.width, self.crs))
+        self.stitcher = SeamStitcher(info.schema.num_landcover)
+
+    def add(self, strip: Strip) -> None:
+        """Polygonize the next strip and join its pieces to the regions crossing the seam above."""
+        changed = sieve_specks(changed_pixels(strip.probability, strip.from_class, self.info), self.specks)
+        if changed.any():
+            classes = self.info.schema.num_landcover
+            pairs = pair_indices(strip.from_class, strip.to_class, classes)
+            self.stitcher.add(polygonize_strip(changed, pairs, (classes + 1) ** 2, strip.probability, strip.row_offset))
+        else:
+            self.stitcher.close()
+
+    def polygons(self) -> ChangePolygons:
+        """The change polygons of every strip added, measured, filtered by area and tabled."""
+        self.stitcher.close()
+        regions = self.stitcher.regions()
+        regions = regions.take(_scan_order(regions.geometries))
+        geometries = shapely.normalize(_to_map(regions.geometries, self.grid.transform))  # vertex order fixed: exact figures do not depend on strips
+        area, perimeter = measure(geometries, self.crs)
+        min_area_m2, info = self.min_area_m2, self.info
+        if min_area_m2 > 0:
+            keep = area >= min_area_m2 * (1 - AREA_TOLERANCE)
+            regions, geometries, area, perimeter = regions.take(keep), geometries[keep], area[keep], perimeter[keep]
+        if self.simplify is not None and len(geometries):
+            geometries = shapely.normalize(shapely.coverage_simplify(geometries, self.simplify))
+            area, perimeter = measure(geometries, self.crs)
+        frame = change_table(geometries, regions, area, perimeter, info, self.crs)
+        categories = style_categories(regions.labels, info)
+        layer = LayerInfo(_description(info, min_area_m2), _metadata(info, min_area_m2, self.simplify),
+                          categorized_qml(categories))
+        return ChangePolygons(frame, layer, summarize_change_types(frame, categories), min_area_m2)
 
 
 def _check_options(min_area_m2: float | None, simplify: float | None, threshold: float | None, strip_rows: int | None) -> None:
@@ -170,24 +233,6 @@ def _speck_pixels(min_area_m2: float, pixel_area_m2: float) -> int:
     if min_area_m2 <= 0:
         return 0
     return max(math.ceil(min_area_m2 / (pixel_area_m2 * (1 + 1e-6))) - 1, 0)
-
-
-def _regions(dataset: rasterio.DatasetReader, info: ChangeMapInfo, specks: int, rows: int, progress: Progress) -> Regions:
-    """Polygonize the raster strip by strip and join the pieces across seams."""
-    classes = info.schema.num_landcover
-    stitcher = SeamStitcher(classes)
-    progress.start(math.ceil(dataset.height / rows), "vectorizing", unit="strip")
-    for strip in read_strips(dataset, rows):
-        changed = sieve_specks(changed_pixels(strip.probability, strip.from_class, info), specks)
-        if changed.any():
-            pairs = pair_indices(strip.from_class, strip.to_class, classes)
-            stitcher.add(polygonize_strip(changed, pairs, (classes + 1) ** 2, strip.probability, strip.row_offset))
-        else:
-            stitcher.close()
-        progress.advance(1, changed.size)
-    progress.close()
-    stitcher.close()
-    return stitcher.regions()
 
 
 def _scan_order(geometries: np.ndarray) -> np.ndarray:
