@@ -40,7 +40,7 @@ from rasterio.windows import Window
 from geocd.atomic import write_failure
 from geocd.data.rasters import Grid, geotiff_profile, row_windows
 from geocd.errors import InputError
-from geocd.schema import SECOND, ClassSchema
+from geocd.schema import SECOND, ClassSchema, LandCover
 
 BANDS = ("change_probability", "from_class", "to_class")
 LANDCOVER_BANDS = ("landcover_before", "landcover_after")
@@ -159,11 +159,11 @@ def is_changed(encoded: np.ndarray, threshold: float) -> np.ndarray:
 def changed_pixels(probability: np.ndarray, from_class: np.ndarray, info: ChangeMapInfo) -> np.ndarray:
     """Changed pixels of a change raster's bands: :func:`is_changed`, and with ``info.only`` a kept change.
 
-    A change left out by ``info.only`` is written with class 0, so a nonzero from class marks the
-    kept ones.
+    A change left out by ``info.only`` is written with from class unchanged, so any other from class
+    marks the kept ones.
     """
     changed = is_changed(probability, info.threshold)
-    return changed & (from_class != 0) if info.only else changed
+    return changed & (from_class != LandCover.UNCHANGED) if info.only else changed
 
 
 @dataclass(frozen=True)

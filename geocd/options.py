@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from geocd.schema import SECOND
+from geocd.schema import SECOND, LandCover
 
 if TYPE_CHECKING:
     import torch
@@ -17,8 +17,10 @@ if TYPE_CHECKING:
     from geocd.data.radiometry import RadiometryMode
     from geocd.inference.backends import Backend, Precision
 
-SEED_CLASS_WEIGHTS = (2.0, 1.0, 2.0, 2.0, 1.0, 1.0)
-"""Weights of land-cover classes 1..6 (water, ground, low vegetation, tree, building, playground)."""
+SEED_CLASS_WEIGHTS = tuple(weight for _, weight in sorted({
+    LandCover.WATER: 2.0, LandCover.GROUND: 1.0, LandCover.LOW_VEGETATION: 2.0, LandCover.TREE: 2.0,
+    LandCover.BUILDING: 1.0, LandCover.PLAYGROUND: 1.0}.items()))
+"""Weights of the land-cover classes, in class-id order (as ``class_weights`` takes them)."""
 FREEZABLE = ("encoder", "semantic", "change")
 """Parts of the network that training can keep as they start: the shared backbone, the land-cover head, the change head."""
 
