@@ -111,6 +111,22 @@ class ChangeMapInfo:
         )
 
 
+@dataclass(frozen=True)
+class ChangeRasterResult:
+    """What :func:`geocd.inference.predict.predict_change_raster` did (``info``: the change map's tags), and the tile size,
+    overlap (pixels), device and network runtime (:func:`~geocd.inference.backends.resolved_backend`) it used."""
+
+    info: ChangeMapInfo
+    tiles: int
+    megapixels: float
+    seconds: float
+    model_seconds: float
+    tile_size: int
+    overlap: int
+    device: str
+    backend: str
+
+
 def valid_threshold(threshold: float) -> bool:
     """Whether a change threshold (a probability) is in (0, 1]; NaN is not."""
     return 0 < threshold <= 1

@@ -35,9 +35,8 @@ from geocd.errors import GeocdWarning, InputError, OutputError
 from geocd.extras import install_hint, missing, require
 from geocd.models import ChangeLogits
 from geocd.models.tta import scaled_size
+from geocd.options import Backend, Precision
 
-Backend = Literal["auto", "torch", "onnx", "openvino"]
-Precision = Literal["auto", "fp32", "bf16"]
 Runner = Callable[[torch.Tensor, torch.Tensor], ChangeLogits]
 CACHE_ENV = "GEOCD_CACHE_DIR"
 OUTPUTS = ChangeLogits._fields
