@@ -54,7 +54,7 @@ def numeric_class_ids(path: Path) -> list[int]:
 
     def literals(node: ast.AST) -> list[ast.Constant]:
         items = node.elts if isinstance(node, (ast.Tuple, ast.List, ast.Set)) else [node]
-        return [i for i in items if isinstance(i, ast.Constant) and type(i.value) is int]
+        return [i for i in items if isinstance(i, ast.Constant) and type(i.value) is int and 0 <= i.value < len(LandCover)]
 
     found = []
     for node in ast.walk(ast.parse(path.read_text())):
@@ -79,5 +79,5 @@ def test_no_class_id_is_a_number_outside_the_schema() -> None:
 
 def test_the_class_id_check_finds_numbers(tmp_path: Path) -> None:
     (tmp_path / "spots.py").write_text("GROUND = 2\nPASTE_CLASSES = (1, 4)\nGRASS, TREE = 3, 4\nhit = labels == 5\n"
-                                       "labels[mask] = 6\nGROUND = LandCover.GROUND\nx = size == 3\nlabelled = 0\nkept = cover != 0\n")
-    assert sorted(numeric_class_ids(tmp_path / "spots.py")) == [1, 2, 2, 3, 4, 5, 9]
+                                       "labels[mask] = 6\nlabels[edge] = 255\nGROUND = LandCover.GROUND\nx = size == 3\nlabelled = 0\nkept = cover != 0\n")
+    assert sorted(numeric_class_ids(tmp_path / "spots.py")) == [1, 2, 2, 3, 4, 5, 10]
