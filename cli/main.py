@@ -10,11 +10,12 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import re
 import signal
 import threading
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,16 +40,36 @@ class GeocdClickError(click.ClickException):
         click.echo(f"geocd: error: {self.format_message()}", err=True)
 
 
-OPTION_PARAMETERS = ("backend", "bands", "batch_size", "class_weights", "device", "epoch_length", "only", "overlap",
-                     "precision", "resolution", "threshold", "tile_size")
-"""Library parameters that are command-line options: an error line starting with one names its flag instead."""
+PARAMETER_VALUE = re.compile(r"\b([a-z][a-z0-9_]*)=([^\s,;)]+)")
+"""``name=value`` in a library problem: a Python parameter and the value to give it."""
 
 
-def error_line(error: GeocdError) -> str:
-    """The CLI's line for a library error: ``FILE: problem``, a leading parameter name turned into its flag."""
+def error_line(error: GeocdError, command: click.Command) -> str:
+    """The CLI's line for a library error: ``FILE: problem``, each Python parameter it names spoken as ``command``'s flag.
+
+    A problem names a parameter as its first word (``threshold 1.5 must be in (0, 1]``) or as
+    ``name=value`` (``use overwrite=True``, ``pass resolution=METRES``): the first becomes the flag
+    (``--threshold``), the second the flag and its value, a flag for True and its ``--no-`` form for False
+    (``--overwrite``, ``--resolution METRES``). The flags are the option's own (click's ``opts``); a
+    name that is no option of ``command`` stays as it is.
+    """
+    options = {p.name: p for p in command.params if isinstance(p, click.Option)}
+
+    def flag(names: Sequence[str]) -> str:
+        return max(names, key=len)
+
+    def spoken(match: re.Match[str]) -> str:
+        option, value = options.get(match[1]), match[2].strip("'\"")
+        if option is None:
+            return match[0]
+        if option.is_flag and value in ("True", "False"):
+            names = option.opts if value == "True" else option.secondary_opts
+            return flag(names) if names else match[0]
+        return f"{flag(option.opts)} {value}"
+
     name, _, rest = error.problem.partition(" ")
-    problem = f"--{name.replace('_', '-')} {rest}" if name in OPTION_PARAMETERS else error.problem
-    return str(type(error)(error.path, problem))
+    problem = f"{flag(options[name].opts)} {rest}" if name in options and rest else error.problem
+    return str(type(error)(error.path, PARAMETER_VALUE.sub(spoken, problem)))
 
 
 def stderr_is_terminal() -> bool:
@@ -64,7 +85,7 @@ def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return command(*args, **kwargs)
         except GeocdError as error:
-            raise GeocdClickError(error_line(error)) from None
+            raise GeocdClickError(error_line(error, click.get_current_context().command)) from None
 
     return wrapper
 
@@ -373,7 +394,7 @@ def show_failures(failures: list[tuple[GeocdError, str | None]]) -> None:
     exit 2 if any."""
     verbose = click.get_current_context().find_root().params.get("verbose", False)
     for error, trace in failures:
-        GeocdClickError(error_line(error)).show()
+        GeocdClickError(error_line(error, click.get_current_context().command)).show()
         if verbose and trace:
             click.echo(trace.rstrip("\n"), err=True)
     if failures:

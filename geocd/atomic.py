@@ -32,7 +32,7 @@ def check_output_path(path: str | os.PathLike[str], overwrite: bool, suffix: str
     if target.is_dir():
         raise OutputError(target, "is a directory, expected an output file name")
     if target.exists() and not overwrite:
-        raise OutputError(target, "already exists (use --overwrite to replace it)")
+        raise OutputError(target, "already exists (use overwrite=True to replace it)")
     folder = target.parent if str(target.parent) else Path(".")
     if not folder.is_dir():
         raise OutputError(target, f"folder {folder} does not exist")
@@ -163,7 +163,7 @@ def _move(tmp: Path, target: Path, overwrite: bool) -> None:
         if not target.exists():
             os.replace(tmp, target)
             return
-    raise OutputError(target, "appeared while geocd was writing it and was kept (use --overwrite to replace it)")
+    raise OutputError(target, "appeared while geocd was writing it and was kept (use overwrite=True to replace it)")
 
 
 def _remove_with_sidecars(tmp: Path) -> None:

@@ -40,7 +40,7 @@ from rasterio.windows import Window
 from geocd.atomic import write_failure
 from geocd.data.rasters import Grid, geotiff_profile, row_windows
 from geocd.errors import InputError
-from geocd.schema import SECOND, ClassSchema
+from geocd.schema import SECOND, ClassSchema, LandCover
 
 BANDS = ("change_probability", "from_class", "to_class")
 LANDCOVER_BANDS = ("landcover_before", "landcover_after")
@@ -111,6 +111,22 @@ class ChangeMapInfo:
         )
 
 
+@dataclass(frozen=True)
+class ChangeRasterResult:
+    """What :func:`geocd.inference.predict.predict_change_raster` did (``info``: the change map's tags), and the tile size,
+    overlap (pixels), device and network runtime (:func:`~geocd.inference.backends.resolved_backend`) it used."""
+
+    info: ChangeMapInfo
+    tiles: int
+    megapixels: float
+    seconds: float
+    model_seconds: float
+    tile_size: int
+    overlap: int
+    device: str
+    backend: str
+
+
 def valid_threshold(threshold: float) -> bool:
     """Whether a change threshold (a probability) is in (0, 1]; NaN is not."""
     return 0 < threshold <= 1
@@ -159,11 +175,11 @@ def is_changed(encoded: np.ndarray, threshold: float) -> np.ndarray:
 def changed_pixels(probability: np.ndarray, from_class: np.ndarray, info: ChangeMapInfo) -> np.ndarray:
     """Changed pixels of a change raster's bands: :func:`is_changed`, and with ``info.only`` a kept change.
 
-    A change left out by ``info.only`` is written with class 0, so a nonzero from class marks the
-    kept ones.
+    A change left out by ``info.only`` is written with from class unchanged, so any other from class
+    marks the kept ones.
     """
     changed = is_changed(probability, info.threshold)
-    return changed & (from_class != 0) if info.only else changed
+    return changed & (from_class != LandCover.UNCHANGED) if info.only else changed
 
 
 @dataclass(frozen=True)

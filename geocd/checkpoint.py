@@ -146,7 +146,7 @@ def model_path(model: str | os.PathLike[str] | None = None) -> Path:
     if model is not None and os.fspath(model) != DEFAULT_MODEL_NAME:
         return Path(model)
     if not DEFAULT_MODEL.is_file():
-        raise CheckpointError(None, "no default model is bundled with this geocd install; pass --model FILE")
+        raise CheckpointError(None, "no default model is bundled with this geocd install; pass models=FILE")
     return DEFAULT_MODEL
 
 

@@ -23,12 +23,14 @@ from scipy import ndimage
 
 from geocd.atomic import atomic_output
 from geocd.data.rasters import Grid, geotiff_profile
+from geocd.schema import LandCover
 
 DEMO_CRS = CRS.from_epsg(32633)
 DEMO_RESOLUTION_M = 0.5
 DEMO_ORIGIN = (500_000.0, 5_400_000.0)
 
-GRASS, GROUND, TREE, BUILDING, WATER = 3, 2, 4, 5, 1
+GRASS, GROUND, TREE, BUILDING, WATER = (LandCover.LOW_VEGETATION, LandCover.GROUND, LandCover.TREE, LandCover.BUILDING,
+                                        LandCover.WATER)
 
 _SUN_AZIMUTH, _SUN_ELEVATION = np.radians(160.0), np.radians(48.0)  # clockwise from north; above the horizon
 _SUN = np.array([np.sin(_SUN_AZIMUTH) * np.cos(_SUN_ELEVATION), np.cos(_SUN_AZIMUTH) * np.cos(_SUN_ELEVATION),

@@ -1,7 +1,9 @@
 """The one home of user-facing errors and warnings.
 
 Library code raises a :class:`GeocdError` kind naming the file and the problem; only the
-command line turns it into ``geocd: error: FILE: problem`` and exit code 2. Any other
+command line turns it into ``geocd: error: FILE: problem`` and exit code 2. A problem names a
+Python parameter, never a flag: as its first word (``threshold 1.5 must be in (0, 1]``) or as
+``name=value`` (``use overwrite=True to replace it``); the command line speaks them as its flags. Any other
 exception is a bug and keeps its traceback, except in the per-pair loops of archive commands:
 there :func:`pair_failure` makes it that pair's one-line error and keeps the traceback aside.
 A likely mistake, or a fallback the run survives, is a :class:`GeocdWarning`

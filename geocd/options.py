@@ -7,18 +7,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from geocd.schema import SECOND
+from geocd.schema import SECOND, LandCover
 
 if TYPE_CHECKING:
     import torch
 
     from geocd.data.radiometry import RadiometryMode
-    from geocd.inference.backends import Backend, Precision
 
-SEED_CLASS_WEIGHTS = (2.0, 1.0, 2.0, 2.0, 1.0, 1.0)
-"""Weights of land-cover classes 1..6 (water, ground, low vegetation, tree, building, playground)."""
+Backend = Literal["auto", "torch", "onnx", "openvino"]
+"""What runs the network (:func:`geocd.inference.backends.build_runners`)."""
+Precision = Literal["auto", "fp32", "bf16"]
+"""OpenVINO's inference precision (:func:`geocd.inference.backends.openvino_precision`)."""
+SEED_CLASS_WEIGHTS = tuple(weight for _, weight in sorted({
+    LandCover.WATER: 2.0, LandCover.GROUND: 1.0, LandCover.LOW_VEGETATION: 2.0, LandCover.TREE: 2.0,
+    LandCover.BUILDING: 1.0, LandCover.PLAYGROUND: 1.0}.items()))
+"""Weights of the land-cover classes, in class-id order (as ``class_weights`` takes them)."""
 FREEZABLE = ("encoder", "semantic", "change")
 """Parts of the network that training can keep as they start: the shared backbone, the land-cover head, the change head."""
 

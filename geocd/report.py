@@ -20,8 +20,9 @@ from geocd.data.rasters import choose_bands, open_raster
 from geocd.vector.attributes import ChangeTypeSummary
 
 if TYPE_CHECKING:
+    from geocd.changemap import ChangeRasterResult
     from geocd.checkpoint import LoadedModel
-    from geocd.inference.predict import ChangeRasterResult, PredictOptions
+    from geocd.options import PredictOptions
 
 REPORT_KEY = "GEOCD_REPORT"
 _CARD_FIELDS = ("name", "input", "labels", "limits")

@@ -1,14 +1,28 @@
 """Class schemas: ids, names and display colours of the change classes.
 
 Id 0 is always "unchanged"; ids 1..K are the land-cover classes the semantic heads
-predict (head channel ``k`` is class id ``k + 1``).
+predict (head channel ``k`` is class id ``k + 1``). :class:`LandCover` is the one place
+where a class id is a number: code names a class by its member, e.g. ``LandCover.BUILDING``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import IntEnum
 from typing import Any
+
+
+class LandCover(IntEnum):
+    """The ids of :data:`SECOND`'s classes (0 unchanged, then the land-cover classes in head-channel order)."""
+
+    UNCHANGED = 0
+    WATER = 1
+    GROUND = 2
+    LOW_VEGETATION = 3
+    TREE = 4
+    BUILDING = 5
+    PLAYGROUND = 6
 
 
 @dataclass(frozen=True)
@@ -71,14 +85,17 @@ class ClassSchema:
 
 
 SECOND = ClassSchema(
-    (
-        ChangeClass(0, "unchanged", (255, 255, 255)),
-        ChangeClass(1, "water", (0, 0, 255)),
-        ChangeClass(2, "ground", (128, 128, 128)),
-        ChangeClass(3, "low vegetation", (0, 128, 0)),
-        ChangeClass(4, "tree", (0, 255, 0)),
-        ChangeClass(5, "building", (128, 0, 0)),
-        ChangeClass(6, "playground", (255, 0, 0)),
+    tuple(
+        ChangeClass(int(member), name, color)
+        for member, name, color in (
+            (LandCover.UNCHANGED, "unchanged", (255, 255, 255)),
+            (LandCover.WATER, "water", (0, 0, 255)),
+            (LandCover.GROUND, "ground", (128, 128, 128)),
+            (LandCover.LOW_VEGETATION, "low vegetation", (0, 128, 0)),
+            (LandCover.TREE, "tree", (0, 255, 0)),
+            (LandCover.BUILDING, "building", (128, 0, 0)),
+            (LandCover.PLAYGROUND, "playground", (255, 0, 0)),
+        )
     )
 )
 """The SECOND / SenseEarth 2020 schema, geocd's default."""

@@ -24,12 +24,12 @@ import yaml
 
 from geocd.data.archive import LandCoverRecord, PairRecord, manifest_path, open_archive, write_manifest
 from geocd.data.labels import IGNORE, encode_set
-from geocd.schema import SECOND
+from geocd.schema import LandCover
 
 S2_RGB = (3, 2, 1)
 """B04, B03, B02 of the oscd-s2 stacks (B02, B03, B04, B08)."""
-CLASS = {c.name: c.id for c in SECOND.classes}
-WATER, GROUND, LOW_VEGETATION, TREE, BUILDING = (CLASS[n] for n in ("water", "ground", "low vegetation", "tree", "building"))
+WATER, GROUND, LOW_VEGETATION, TREE, BUILDING = (LandCover.WATER, LandCover.GROUND, LandCover.LOW_VEGETATION, LandCover.TREE,
+                                                 LandCover.BUILDING)
 WATER_NDWI = 0.2
 """McFeeters' NDWI (green - NIR) / (green + NIR) above which a dark pixel (:data:`WATER_NIR`) is water."""
 WATER_NIR = 500

@@ -30,9 +30,10 @@ def test_failure_leaves_nothing(tmp_path: Path) -> None:
 def test_existing_output_is_refused_unless_overwrite(tmp_path: Path) -> None:
     target = tmp_path / "out.tif"
     target.write_text("old")
-    with pytest.raises(OutputError, match="already exists"):
+    with pytest.raises(OutputError) as refused:
         with atomic_output(target):
             pass
+    assert str(refused.value) == f"{target}: already exists (use overwrite=True to replace it)"  # the parameter, not --overwrite
     with atomic_output(target, overwrite=True) as tmp:
         tmp.write_text("new")
     assert target.read_text() == "new"

@@ -158,6 +158,18 @@ def test_auto_uses_openvino_then_onnx_for_a_checkpoint_on_cpu_and_torch_otherwis
     assert isinstance(build_runners([model], CPU, "auto", 64)[0], NormalizedModel)
 
 
+
+def test_without_the_onnx_exporter_auto_runs_torch_and_a_graph_backend_names_its_extra(
+        tmp_path: Path, small_checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both graph backends need ``onnx`` (PyTorch's exporter imports it): without it ``auto`` is PyTorch."""
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    model = load_checkpoint(small_checkpoint)
+    assert backends.resolved_backend(model, CPU, "auto") == "torch"
+    assert isinstance(build_runners([model], CPU, "auto", 64)[0], NormalizedModel)
+    assert run_predict(tmp_path, small_checkpoint, "--backend", "onnx") == (
+        'geocd: error: --backend onnx needs onnx, which is not installed (pip install "geocd[onnx]")\n', 2)
+    assert not (tmp_path / "c.tif").exists()
+
 def test_onnx_exports_a_model_without_a_file_in_memory(tmp_path: Path, exports: list[Path]) -> None:
     before, after, changed = planted_pair(tmp_path)
     result = {}
@@ -175,7 +187,7 @@ def test_backend_onnx_without_onnxruntime_is_a_one_line_error(tmp_path: Path, sm
     result = CliRunner().invoke(cli, ["predict", str(before), str(after), "--raster", str(tmp_path / "c.tif"),
                                       "--model", str(small_checkpoint), "--backend", "onnx", "--num-workers", "0", "--quiet"])
     assert result.exit_code == 2
-    assert result.output == "geocd: error: --backend onnx needs onnxruntime, which is not installed (pip install onnxruntime)\n"
+    assert result.output == ('geocd: error: --backend onnx needs onnxruntime, which is not installed (pip install "geocd[onnx]")\n')
     assert not (tmp_path / "c.tif").exists()
 
 
@@ -205,9 +217,9 @@ def test_backend_openvino_without_openvino_is_a_one_line_error(tmp_path: Path, s
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "openvino", None)
     assert run_predict(tmp_path, small_checkpoint, "--backend", "openvino") == (
-        "geocd: error: --backend openvino needs openvino, which is not installed (pip install openvino)\n", 2)
+        'geocd: error: --backend openvino needs openvino, which is not installed (pip install "geocd[openvino]")\n', 2)
     assert run_predict(tmp_path, small_checkpoint, "--precision", "bf16") == (
-        "geocd: error: --precision bf16 runs on backend openvino only, not onnx (pip install openvino)\n", 2)
+        'geocd: error: --precision bf16 runs on backend openvino only, not onnx (pip install "geocd[openvino]")\n', 2)
     assert not (tmp_path / "c.tif").exists()
 
 

@@ -137,7 +137,7 @@ def test_unexpected_binary_value(tmp_path: Path) -> None:
 
 def test_missing_resolution(tmp_path: Path) -> None:
     binary_folder(tmp_path / "src")
-    with pytest.raises(InputError, match=r"A/a\.png: has no georeferencing; pass --resolution"):
+    with pytest.raises(InputError, match=r"A/a\.png: has no georeferencing; pass resolution=METRES"):
         import_chips(tmp_path / "src", tmp_path / "out")
     assert not (tmp_path / "out" / "manifest.csv").exists()
 

@@ -8,7 +8,8 @@ import pytest
 import rasterio
 from click.testing import CliRunner
 
-from cli.main import cli
+from cli.main import cli, error_line
+from geocd.errors import CheckpointError, InputError
 
 COMMANDS = ["demo", "predict", "vectorize", "train", "evaluate", "pseudo-label", "import-chips", "import-landcover"]
 
@@ -86,3 +87,20 @@ def test_import_chips_from_the_command_line(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["import-chips", str(tmp_path / "src"), str(tmp_path / "dst"), "--resolution", "0.5"])
     assert result.exit_code == 0, result.output
     assert "imported 1 binary pairs" in result.output and (tmp_path / "dst" / "manifest.csv").is_file()
+
+
+def test_library_parameters_reach_the_command_line_as_its_flags() -> None:
+    """The library names parameters (leading, or ``name=value``); each command's own click options give the flags."""
+    train, predict = cli.commands["train"], cli.commands["predict"]
+    offline = CheckpointError(None, "no ImageNet weights for backbone 'b' offline: pass backbone_weights=FILE, or pretrained=False")
+    assert error_line(offline, train) == "no ImageNet weights for backbone 'b' offline: pass --backbone-weights FILE, or --no-pretrained"
+    assert error_line(InputError("p.tif", "tile_size 3 is too small"), predict) == "p.tif: --tile-size 3 is too small"
+    assert error_line(InputError("run", "holds a run (use resume=True)"), predict) == "run: holds a run (use resume=True)"
+
+
+def test_a_training_option_error_names_the_flags(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["train", str(tmp_path / "archive"), "-o", str(tmp_path / "run"), "--max-epochs", "3",
+                                      "--val-every", "2"])
+    assert (result.exit_code, result.output) == (2, "geocd: error: --val-every 2 must divide --max-epochs 3: the last "
+                                                    "epoch is validated\n")
+    assert not (tmp_path / "run").exists()

@@ -164,7 +164,7 @@ def test_import_refusals(tmp_path: Path) -> None:
     mapping = text(tmp_path / "m.yaml", VALUES)
     png(tmp_path / "src" / "image" / "a.png", image(0))
     png(tmp_path / "src" / "mask" / "a.png", grey_mask())
-    with pytest.raises(InputError, match=r"a\.png: has no georeferencing; pass --resolution$"):
+    with pytest.raises(InputError, match=r"a\.png: has no georeferencing; pass resolution=METRES$"):
         import_landcover(tmp_path / "src", tmp_path / "out", mapping)
     import_landcover(tmp_path / "src", tmp_path / "out", mapping, resolution=1.0)
     with pytest.raises(OutputError, match="manifest.csv: already exists"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -96,6 +97,15 @@ def test_without_a_scheduler_a_local_cluster_runs_the_pairs(tmp_path: Path, tiny
     assert printed.splitlines() == [f"1 pairs: 1 predicted, 0 already done, 0 failed -> {output / 'index.gpkg'}"]
     assert sorted(p.name for p in output.iterdir()) == ["index.gpkg", "north.gpkg", "north_change.tif"]
 
+
+
+def test_without_the_cluster_extra_it_is_one_line_naming_it(tmp_path: Path, tiny_checkpoint: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    manifest, output = archive(tmp_path / "archive"), tmp_path / "out"
+    assert run(manifest, output, tiny_checkpoint) == (
+        2, 'geocd: error: a Dask cluster needs distributed, which is not installed (pip install "geocd[cluster]")\n')
+    assert not output.exists()
 
 
 def test_a_missing_file_fails_its_pair_alone(tmp_path: Path, tiny_checkpoint: Path, scheduler: str) -> None:

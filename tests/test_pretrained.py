@@ -79,7 +79,7 @@ def test_weights_of_another_architecture_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "other.safetensors"
     save_file({k: v.contiguous() for k, v in timm.create_model("resnet10t").state_dict().items()}, str(path))
     model = SiameseChangeNet(ModelConfig("resnet18"))
-    with pytest.raises(CheckpointError, match=r"other\.safetensors: backbone weights"):
+    with pytest.raises(CheckpointError, match=r"other\.safetensors: the backbone weights"):
         load_imagenet_weights(model.encoder, "resnet18", 3, path)
 
 

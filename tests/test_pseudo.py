@@ -165,7 +165,7 @@ def test_test_pairs_are_left_out_unless_asked(tmp_path: Path, split_archive: Pat
     with pytest.raises(InputError) as error:
         pseudo_label(split_archive, [intensity_model()], tmp_path / "none", pairs=["p0"])
     assert str(error.value) == (f"{split_archive.resolve()}: has no pair to pseudo-label: p0 in the test split, never "
-                                "trained on (--include-test labels test pairs too)")
+                                "trained on (include_test=True labels test pairs too)")
     every = pseudo_label(split_archive, [intensity_model()], tmp_path / "all", include_test=True)
     assert [(p.name, p.split) for p in every.pairs][0] == ("p0", "test") and not every.test_pairs_left_out
 

@@ -188,7 +188,7 @@ def test_val_every_validates_only_those_epochs_and_the_last(tmp_path: Path) -> N
     assert " val f1 " in lines[2] and lines[2].endswith("(best)")
     assert not [w for w in warned if "could not find the monitored key" in str(w.message)]
     assert read_metadata(result.best).info["epoch"] == 2 and "f1" in read_metadata(result.best).info["validation"]
-    with pytest.raises(InputError, match=r"^val_every \(2\) must divide max_epochs \(3\)"):
+    with pytest.raises(InputError, match=r"^val_every=2 must divide max_epochs=3: the last epoch is validated$"):
         train([manifest], tmp_path / "other", replace(options, max_epochs=3))
 
 
@@ -272,7 +272,7 @@ def test_frozen_parts_keep_every_weight_and_statistic(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("freeze", "init", "message"), [
     (("encoder", "semantic", "change"), True, "freeze takes some of encoder, semantic, change, not encoder, semantic, change"),
     (("head",), True, "freeze takes some of encoder, semantic, change, not head"),
-    (("change",), False, "freezing change needs a starting checkpoint (init_from)"),
+    (("change",), False, "freezing change needs a starting checkpoint (init_from=FILE)"),
 ])
 def test_freeze_refuses_what_cannot_train(tmp_path: Path, freeze: tuple[str, ...], init: bool, message: str) -> None:
     manifest = synthetic_archive(tmp_path / "archive", pairs=2, semantic=False)

@@ -196,7 +196,7 @@ def _check_destination(root: Path, overwrite: bool) -> Path:
         raise OutputError(root, "exists and is not a folder")
     existing = [root / n for n in MANIFEST_NAMES if (root / n).exists()]
     if existing and not overwrite:
-        raise OutputError(existing[0], "already exists (use --overwrite to replace it)")
+        raise OutputError(existing[0], "already exists (use overwrite=True to replace it)")
     return root / MANIFEST_NAMES[0]
 
 
@@ -309,7 +309,7 @@ def _plan(pairs: list[_Pair], stems: dict[str, str], root: Path, resolution: flo
                for pair in pairs]
     local = [i for i, h in enumerate(headers) if h[0].grid is None]
     if local and resolution is None:
-        raise InputError(pairs[local[0]].sources[0], "has no georeferencing; pass --resolution")
+        raise InputError(pairs[local[0]].sources[0], "has no georeferencing; pass resolution=METRES")
     grids: dict[int, Grid] = {}
     if local:
         grids = dict(zip(local, _local_grids([(headers[i][0].width, headers[i][0].height) for i in local], resolution)))
@@ -323,7 +323,7 @@ def _plan(pairs: list[_Pair], stems: dict[str, str], root: Path, resolution: flo
         for index, (path, chip, column) in enumerate(zip(pair.sources, header, layout.columns)):
             target = targets[column]
             if target.exists() and not overwrite:
-                raise OutputError(target, "already exists (use --overwrite to replace it)")
+                raise OutputError(target, "already exists (use overwrite=True to replace it)")
             label = layout.is_label(index)
             grid = reference if label and layout.labels_on_image_grid else chip.grid or reference
             jobs.append(_Job(path, target, layout.convert if label else None, grid, tags, None if label else bands))

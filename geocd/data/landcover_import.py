@@ -122,7 +122,7 @@ def load_mapping(mapping: str | os.PathLike[str]) -> LandCoverMapping:
     path = Path(mapping)
     if not path.is_file():
         if path.suffix or len(path.parts) > 1:
-            raise InputError(path, "mapping file does not exist")
+            raise InputError(path, "the mapping file does not exist")
         path = mapping_path(str(mapping))
     try:
         data = yaml.safe_load(path.read_text())

@@ -19,13 +19,11 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import geopandas as gpd
 import pyogrio
 import shapely
-from distributed import Client, LocalCluster, as_completed
-from distributed.scheduler import KilledWorker
 from rasterio.warp import transform_geom
 from rasterio.windows import bounds as window_bounds
 
@@ -36,11 +34,15 @@ from geocd.data.archive import PairRecord, archive_file_stems, open_archive
 from geocd.data.pair import overlap_window
 from geocd.data.rasters import grid_of, open_raster
 from geocd.errors import GeocdError, InputError, pair_failure
+from geocd.extras import require
 from geocd.inference.backends import physical_cores
 from geocd.inference.predict import PredictOptions, PredictOutputs, predict, resolve_device
 from geocd.progress import Progress
 from geocd.safe_names import pair_file
 from geocd.vector.formats import check_vector_path
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 INDEX_NAME = "index.gpkg"
 INDEX_CRS = "EPSG:4326"
@@ -126,11 +128,14 @@ def dask_client(scheduler: str | os.PathLike[str] | None = None, workers: int | 
     it, of a local cluster of ``workers`` processes (default: one per physical core) of one thread each.
 
     ``gpu`` gives each local worker one ``GPU`` resource, as tasks on CUDA ask for (see :func:`predict_archive`).
+    Without the ``cluster`` extra (Dask's ``distributed``) it is a one-line :class:`InputError` naming it.
     """
+    distributed = require("cluster", "a Dask cluster")
     if scheduler is not None:
         is_file = Path(scheduler).is_file()
         try:
-            client = Client(scheduler_file=os.fspath(scheduler)) if is_file else Client(os.fspath(scheduler), timeout=30)
+            client = (distributed.Client(scheduler_file=os.fspath(scheduler)) if is_file
+                      else distributed.Client(os.fspath(scheduler), timeout=30))
         except OSError as error:
             raise InputError(scheduler, f"cannot reach the Dask scheduler ({error})") from None
         with client:
@@ -138,11 +143,11 @@ def dask_client(scheduler: str | os.PathLike[str] | None = None, workers: int | 
         return
     count = workers or physical_cores()
     threads = str(max(1, physical_cores() // count))
-    with LocalCluster(n_workers=count, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=":0",
-                      scheduler_kwargs={"dashboard": False},
-                      silence_logs=logging.ERROR,
-                      resources={"GPU": 1} if gpu else None,
-                      env={"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}) as cluster, Client(cluster) as client:
+    with distributed.LocalCluster(n_workers=count, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=":0", scheduler_kwargs={"dashboard": False},
+                                  silence_logs=logging.ERROR, resources={"GPU": 1} if gpu else None,
+                                  env={"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}) as cluster, \
+            distributed.Client(cluster) as client:
         yield client
 
 
@@ -168,6 +173,9 @@ def predict_archive(
     its tiles in its own worker process (``options.num_workers`` is set to 0; Dask's worker
     processes are daemons, which cannot start reading workers).
     """
+    from distributed import as_completed
+    from distributed.scheduler import KilledWorker
+
     options = replace(options, num_workers=0)
     opened = open_archive(archive, "change", inference=True)
     records = list(opened.records)

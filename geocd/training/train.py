@@ -174,20 +174,20 @@ def train(
     if len(options.loss_weights) != SECOND.num_landcover:
         raise InputError(None, f"class_weights needs {SECOND.num_landcover} numbers, one per land-cover class")
     if options.max_epochs % options.val_every:
-        raise InputError(None, f"val_every ({options.val_every}) must divide max_epochs ({options.max_epochs}): "
+        raise InputError(None, f"val_every={options.val_every} must divide max_epochs={options.max_epochs}: "
                                "the last epoch is validated")
     if set(options.freeze) - set(FREEZABLE) or set(options.freeze) == set(FREEZABLE):
         raise InputError(None, f"freeze takes some of {', '.join(FREEZABLE)}, not {', '.join(options.freeze)}")
     if not options.resume and options.init_from is None and set(options.freeze) - ({"encoder"} if options.pretrained else set()):
-        raise InputError(None, f"freezing {', '.join(options.freeze)} needs a starting checkpoint (init_from)"
+        raise InputError(None, f"freezing {', '.join(options.freeze)} needs a starting checkpoint (init_from=FILE)"
                                + ("" if options.pretrained else " or, for the encoder, ImageNet weights"))
     if options.synthetic_share > 0 and not options.landcover:
-        raise InputError(None, "synthetic_share needs land-cover archives (landcover) to make synthetic change pairs from")
+        raise InputError(None, "synthetic_share needs land-cover archives (landcover=ARCHIVE) to make synthetic change pairs from")
     out = Path(output)
     if options.resume and not (out / "lightning" / "last.ckpt").is_file():
         raise InputError(out, "has no lightning/last.ckpt to resume from")
     if not options.resume and (out / "last.safetensors").exists():
-        raise InputError(out, "already holds a training run (use --resume to continue it, or another folder)")
+        raise InputError(out, "already holds a training run (use resume=True to continue it, or another folder)")
     out.mkdir(parents=True, exist_ok=True)
     if config is not None:
         (out / "config.yaml").write_text(yaml.safe_dump(dict(config), sort_keys=False))
