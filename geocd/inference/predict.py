@@ -32,6 +32,7 @@ from geocd.changemap import (
     ChangeMapInfo, ChangeRows, ChangeSink, SinkFactory, encode_rows, nodata_rows, raster_sink, valid_threshold,
 )
 from geocd.checkpoint import LoadedModel, ModelMetadata, check_ensemble, load_models
+from geocd.data.alignment import WARN_PIXELS, Alignment, measure_alignment
 from geocd.data.pair import PairDataset
 from geocd.data.radiometry import check_target, radiometry_tag
 from geocd.data.rasters import RASTER_BLOCK, Grid, row_windows
@@ -50,7 +51,8 @@ RASTER_SUFFIXES = (".tif", ".tiff")
 @dataclass(frozen=True)
 class ChangeRasterResult:
     """What :func:`predict_change_raster` did (``info``: the change map's tags), and the tile size,
-    overlap (pixels), device and network runtime (:func:`~geocd.inference.backends.resolved_backend`) it used."""
+    overlap (pixels), device and network runtime (:func:`~geocd.inference.backends.resolved_backend`) it used, and
+    the shift measured between the dates (:func:`geocd.data.alignment.measure_alignment`; None where not measured)."""
 
     info: ChangeMapInfo
     tiles: int
@@ -61,6 +63,7 @@ class ChangeRasterResult:
     overlap: int
     device: str
     backend: str
+    alignment: Alignment | None = None
 
 
 def resolve_device(name: str | torch.device) -> torch.device:
@@ -92,8 +95,10 @@ def predict_change_raster(
     Each sink (e.g. :func:`geocd.changemap.raster_sink`) is opened on the grid and sees every
     row once, top to bottom, as :class:`geocd.changemap.ChangeRows`. Peak memory is bounded by
     the tile size and the scene width, not by the scene size. With ``warn``, likely mistakes
-    (the same date twice, a ground resolution the model is not made for) are warned of
-    (:class:`GeocdWarning`) before any tile is predicted.
+    (the same date twice, a ground resolution the model is not made for, dates shifted by more
+    than a pixel) are warned of (:class:`GeocdWarning`) before any tile is predicted. With
+    ``warn`` or ``options.align`` the shift between the dates is measured; ``options.align``
+    undoes it in the 'after' date.
     """
     start = time.perf_counter()
     check_ensemble(models)
@@ -114,6 +119,14 @@ def predict_change_raster(
         raise InputError(after, f"no pixel is valid in both {Path(before).name} and {Path(after).name} where they overlap")
     if warn:
         _warn_of_likely_mistakes(before, after, dataset, meta)
+    alignment = measure_alignment(dataset, _pixel_size_m(dataset), options.align) if warn or options.align else None
+    if alignment is not None and options.align:
+        dataset = dataset.aligned((alignment.shift.dx, alignment.shift.dy))
+    elif warn and alignment is not None and alignment.shift.length > WARN_PIXELS:
+        s = alignment.shift
+        warnings.warn(GeocdWarning(after, f"is shifted by {s.dx:.1f}, {s.dy:.1f} px ({s.length * alignment.pixel_size_m:.2g} m) "
+                                          f"from {before}: unchanged edges may be flagged; --align corrects it"),
+                      stacklevel=3)
     sampler = GridGeoSampler(dataset, tile, tile - overlap)
     windows = [dataset.window_of(query) for query in sampler]
     batch_size, num_workers = _loader_settings(options, models[0], device)
@@ -159,7 +172,7 @@ def predict_change_raster(
             emit(nodata_rows(window, info))
     megapixels = region.width * region.height / 1e6
     return ChangeRasterResult(info, len(windows), megapixels, time.perf_counter() - start, model_seconds,
-                              tile, overlap, str(device), resolved_backend(models[0], device, options.backend))
+                              tile, overlap, str(device), resolved_backend(models[0], device, options.backend), alignment)
 
 
 def _kept_classes(names: Sequence[str], model: LoadedModel) -> tuple[int, ...]:
@@ -187,12 +200,17 @@ def _warn_of_likely_mistakes(before: str | os.PathLike[str], after: str | os.Pat
     made_for = meta.resolution_range_m
     if made_for is None:
         return
-    region, grid = dataset.overlap, dataset.grid
-    row, col = int(region.row_off + region.height // 2), int(region.col_off + region.width // 2)
-    metres = math.sqrt(pixel_area(grid.transform, row, col, CRS.from_user_input(grid.crs)))
+    metres = _pixel_size_m(dataset)
     if not made_for[0] <= metres <= made_for[1]:
         warnings.warn(GeocdWarning(before, f"has {metres:.3g} m pixels, far from the {made_for[0]:g}-{made_for[1]:g} m "
                                            f"the model is made for: expect poor results"), stacklevel=4)
+
+
+def _pixel_size_m(dataset: PairDataset) -> float:
+    """Side in metres of a square of the area of the grid's pixel at the centre of the overlap."""
+    region, grid = dataset.overlap, dataset.grid
+    row, col = int(region.row_off + region.height // 2), int(region.col_off + region.width // 2)
+    return math.sqrt(pixel_area(grid.transform, row, col, CRS.from_user_input(grid.crs)))
 
 
 class _Placer:
