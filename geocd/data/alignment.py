@@ -2,9 +2,9 @@
 
 geocd puts both dates on the 'before' grid exactly, but the images themselves may not line up
 (orthorectification, different sensors): a shift of a few pixels makes every unchanged edge look
-like change. :func:`estimate_shift` measures the global shift between two arrays by phase
-correlation (:func:`skimage.registration.phase_cross_correlation`, upsampled to
-1/:data:`UPSAMPLE` pixel); :func:`measure_alignment` runs it on a full-resolution window at the
+like change. :func:`estimate_shift` measures the global shift between two arrays by cross-correlation
+(:func:`skimage.registration.phase_cross_correlation` without its phase normalisation, which was
+measured biased by 0.1 pixel on sub-pixel shifts, upsampled to 1/:data:`UPSAMPLE` pixel); :func:`measure_alignment` runs it on a full-resolution window at the
 centre of a :class:`~geocd.data.pair.PairDataset`'s overlap (at most :data:`WINDOW` pixels a side,
 the luminance of both dates after their radiometric stretches).
 :meth:`~geocd.data.pair.PairDataset.aligned` corrects the shift by moving the 'after' date's
@@ -38,6 +38,10 @@ MIN_VALID_SHARE = 0.5
 """Share of the window that must be valid in both dates for a shift to be measured."""
 UPSAMPLE = 20
 """The shift is resolved to 1/UPSAMPLE pixel."""
+MIN_CORRELATION = 0.2
+"""Pearson's r, once the shift is undone, below which two images share too little content for a
+shift to mean anything (measured: 0.45-0.55 on SZTAKI's real pairs 5-23 years apart, 0.54-0.92 on
+OSCD's Sentinel-2 pairs, below 0.05 between unrelated scenes)."""
 WARN_PIXELS = 1.0
 """A shift longer than this (pixels) is worth a warning: unchanged edges start to read as change."""
 
@@ -84,7 +88,7 @@ def estimate_shift(before: np.ndarray, after: np.ndarray, valid: np.ndarray | No
 
     Only pixels where ``valid`` holds count; both images are tapered by a Hann window so that
     their borders do not pull the estimate towards no shift. None when either image has no texture
-    where valid.
+    where valid, or when the two correlate less than :data:`MIN_CORRELATION` once shifted.
     """
     valid = np.ones(before.shape, bool) if valid is None else valid
     weight = taper("hann", before.shape).astype(np.float32)
@@ -94,21 +98,21 @@ def estimate_shift(before: np.ndarray, after: np.ndarray, valid: np.ndarray | No
         if values.size == 0 or values.std() == 0:
             return None
         images.append(np.where(valid, image - values.mean(), 0.0).astype(np.float32) * weight)
-    found, _, _ = phase_cross_correlation(*images, upsample_factor=UPSAMPLE)
-    dy, dx = (-float(v) for v in found)
+    found, _, _ = phase_cross_correlation(*images, upsample_factor=UPSAMPLE, normalization=None)
+    dy, dx = (round(-float(v) * UPSAMPLE) / UPSAMPLE + 0.0 for v in found)
     undone = ndimage.shift(after.astype(np.float32), (-dy, -dx), order=1, mode="nearest")
     margin = math.ceil(max(abs(dx), abs(dy))) + 1
     inner = np.zeros_like(valid)
     inner[margin:-margin, margin:-margin] = True
     inner &= valid
-    correlation = np.corrcoef(before[inner], undone[inner])[0, 1] if inner.sum() > 1 else np.nan
-    return Shift(dx, dy, float(np.nan_to_num(correlation)))
+    correlation = float(np.nan_to_num(np.corrcoef(before[inner], undone[inner])[0, 1])) if inner.sum() > 1 else 0.0
+    return Shift(dx, dy, correlation) if correlation >= MIN_CORRELATION else None
 
 
 def measure_alignment(dataset: PairDataset, pixel_size_m: float, apply: bool) -> Alignment | None:
     """The shift between the dates of ``dataset`` on a central window of its overlap (``apply``:
     whether it will be corrected). None when the overlap is too small, too little of the window is
-    valid in both dates, or it has no texture."""
+    valid in both dates, or no shift can be measured there (:func:`estimate_shift`)."""
     region = dataset.overlap
     width, height = min(WINDOW, int(region.width)), min(WINDOW, int(region.height))
     if min(width, height) < MIN_WINDOW:

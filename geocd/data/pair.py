@@ -233,10 +233,10 @@ class PairDataset(GeoDataset):
         region = self.overlap
         col, row = region.col_off + region.width / 2, region.row_off + region.height / 2
         dx, dy = self.after_shift
-        xs, ys = zip(self.grid.transform * (col, row), self.grid.transform * (col + dx, row + dy))
+        xs, ys = zip(self.grid.transform @ (col, row), self.grid.transform @ (col + dx, row + dy))
         (x0, x1), (y0, y1) = transform(self.grid.crs, src.crs, xs, ys)
-        (c0, r0), (c1, r1) = ~src.transform * (x0, y0), ~src.transform * (x1, y1)
-        return src.transform * Affine.translation(c0 - c1, r0 - r1)
+        (c0, r0), (c1, r1) = ~src.transform @ (x0, y0), ~src.transform @ (x1, y1)
+        return src.transform @ Affine.translation(c0 - c1, r0 - r1)
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()

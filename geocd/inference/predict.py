@@ -122,11 +122,8 @@ def predict_change_raster(
     alignment = measure_alignment(dataset, _pixel_size_m(dataset), options.align) if warn or options.align else None
     if alignment is not None and options.align:
         dataset = dataset.aligned((alignment.shift.dx, alignment.shift.dy))
-    elif warn and alignment is not None and alignment.shift.length > WARN_PIXELS:
-        s = alignment.shift
-        warnings.warn(GeocdWarning(after, f"is shifted by {s.dx:.1f}, {s.dy:.1f} px ({s.length * alignment.pixel_size_m:.2g} m) "
-                                          f"from {before}: unchanged edges may be flagged; --align corrects it"),
-                      stacklevel=3)
+    elif warn and alignment is not None:
+        _warn_of_shift(before, after, alignment)
     sampler = GridGeoSampler(dataset, tile, tile - overlap)
     windows = [dataset.window_of(query) for query in sampler]
     batch_size, num_workers = _loader_settings(options, models[0], device)
@@ -204,6 +201,15 @@ def _warn_of_likely_mistakes(before: str | os.PathLike[str], after: str | os.Pat
     if not made_for[0] <= metres <= made_for[1]:
         warnings.warn(GeocdWarning(before, f"has {metres:.3g} m pixels, far from the {made_for[0]:g}-{made_for[1]:g} m "
                                            f"the model is made for: expect poor results"), stacklevel=4)
+
+
+def _warn_of_shift(before: str | os.PathLike[str], after: str | os.PathLike[str], alignment: Alignment) -> None:
+    """Warn (:class:`GeocdWarning`) of dates shifted by more than :data:`~geocd.data.alignment.WARN_PIXELS`."""
+    s = alignment.shift
+    if s.length > WARN_PIXELS:
+        warnings.warn(GeocdWarning(after, f"is shifted by {s.length:.1f} px ({s.length * alignment.pixel_size_m:.2g} m; "
+                                          f"dx {s.dx:+.1f}, dy {s.dy:+.1f}) from {before}: unchanged edges may be "
+                                          f"flagged as change (--align corrects it)"), stacklevel=4)
 
 
 def _pixel_size_m(dataset: PairDataset) -> float:
