@@ -112,10 +112,10 @@ def test_report_warns_of_a_shift_and_align_undoes_it(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not SZTAKI.is_file(), reason="needs /work/shared/data/sztaki")
 def test_real_aerial_image_shifted_by_five_pixels(tmp_path: Path) -> None:
-    """SZTAKI Szada_train_1 (1.5 m) against itself with its content moved 5 pixels (3 east, 4 south)."""
+    """The top half of SZTAKI's Szada_train_1 (1.5 m) against itself with its content moved 5 pixels (3 east, 4 south)."""
     from PIL import Image
 
-    image = np.asarray(Image.open(SZTAKI).convert("RGB")).transpose(2, 0, 1)
+    image = np.asarray(Image.open(SZTAKI).convert("RGB")).transpose(2, 0, 1)[:, :320]
     before, after = shifted_pair(tmp_path, image, dx=3, dy=4, resolution=1.5)
     runs = {}
     for name, flags in (("plain", []), ("aligned", ["--align"])):
@@ -130,4 +130,4 @@ def test_real_aerial_image_shifted_by_five_pixels(tmp_path: Path) -> None:
     assert output.startswith(f"geocd: warning: {after}: is shifted by 5.0 px (7.5 m; dx +3.0, dy +4.0) from {before}")
     output, alignment, aligned_share = runs["aligned"]
     assert "shifted" not in output and alignment["applied"] is True
-    assert aligned_share < 0.01 < plain_share  # measured: 1.13 % flagged without --align, 0.00 % with it
+    assert aligned_share < 0.01 < plain_share  # measured: 1.49 % flagged without --align, 0.00 % with it
