@@ -2,11 +2,12 @@
 
 geocd puts both dates on the 'before' grid exactly, but the images themselves may not line up
 (orthorectification, different sensors): a shift of a few pixels makes every unchanged edge look
-like change. :func:`estimate_shift` measures the global shift between two arrays by cross-correlation
-(:func:`skimage.registration.phase_cross_correlation` without its phase normalisation, which was
-measured biased by 0.1 pixel on sub-pixel shifts, upsampled to 1/:data:`UPSAMPLE` pixel); :func:`measure_alignment` runs it on a full-resolution window at the
-centre of a :class:`~geocd.data.pair.PairDataset`'s overlap (at most :data:`WINDOW` pixels a side,
-the luminance of both dates after their radiometric stretches).
+like change. :func:`estimate_shift` measures the global shift between two arrays by
+cross-correlation upsampled to 1/:data:`UPSAMPLE` pixel (:func:`skimage.registration.phase_cross_correlation`
+without its phase normalisation, which measured 0.1 pixel biased on sub-pixel shifts);
+:func:`measure_alignment` runs it on a full-resolution window at the centre of a
+:class:`~geocd.data.pair.PairDataset`'s overlap (at most :data:`WINDOW` pixels a side, the
+luminance of both dates after their radiometric stretches).
 :meth:`~geocd.data.pair.PairDataset.aligned` corrects the shift by moving the 'after' date's
 geotransform, so that the warp onto the 'before' grid resamples it.
 
