@@ -285,6 +285,9 @@ def predict_options(command: Callable[..., Any]) -> Callable[..., Any]:
               help="Also write a PNG: before | after | changes coloured by type, with legend and scale bar.")
 @click.option("--report", type=click.Path(dir_okay=False),
               help="Also write a JSON report: inputs, model, options, timings, count and area per change type.")
+@click.option("--align", is_flag=True,
+              help="Measure the global shift between the dates (always done, warned of above one pixel) and undo it, "
+                   "to a fraction of a pixel, before predicting.")
 @NUM_WORKERS_OPTION
 @predict_options
 @reports_errors
@@ -292,7 +295,7 @@ def predict(before: str, after: str, output: str | None, raster: str | None, lan
             only: tuple[str, ...], threshold: float, min_area: float | None, bands: tuple[int, ...] | None,
             radiometry: str | tuple[float, float], scales: tuple[float, ...], tile_size: int | None,
             overlap: int | None, device: str, backend: str, precision: str, batch_size: int | None, num_workers: int | None, overwrite: bool,
-            progress_mode: str, quiet: bool, quicklook: str | None, report: str | None) -> None:
+            progress_mode: str, quiet: bool, quicklook: str | None, report: str | None, align: bool) -> None:
     """Detect changes between BEFORE and AFTER rasters and write polygons.
 
     AFTER is warped onto the BEFORE grid when their CRS or resolution differ; only
@@ -321,7 +324,7 @@ def predict(before: str, after: str, output: str | None, raster: str | None, lan
     resolved = resolve_device(device)
     options = PredictOptions(tile_size=tile_size, overlap=overlap, tta=tta, threshold=threshold, device=resolved,
                              batch_size=batch_size, num_workers=num_workers, bands=bands, radiometry=radiometry,
-                             backend=backend, precision=precision, scales=scales, only=only)
+                             backend=backend, precision=precision, scales=scales, only=only, align=align)
     loaded = load_models(list(models), resolved)
     progress = Progress("none" if quiet else progress_mode)
     result = run_predict(before, after, models=loaded, outputs=outputs, options=options, progress=progress)

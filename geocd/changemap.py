@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import rasterio
@@ -41,6 +42,9 @@ from geocd.atomic import write_failure
 from geocd.data.rasters import Grid, geotiff_profile, row_windows
 from geocd.errors import InputError
 from geocd.schema import SECOND, ClassSchema, LandCover
+
+if TYPE_CHECKING:
+    from geocd.data.alignment import Alignment
 
 BANDS = ("change_probability", "from_class", "to_class")
 LANDCOVER_BANDS = ("landcover_before", "landcover_after")
@@ -114,7 +118,8 @@ class ChangeMapInfo:
 @dataclass(frozen=True)
 class ChangeRasterResult:
     """What :func:`geocd.inference.predict.predict_change_raster` did (``info``: the change map's tags), and the tile size,
-    overlap (pixels), device and network runtime (:func:`~geocd.inference.backends.resolved_backend`) it used."""
+    overlap (pixels), device and network runtime (:func:`~geocd.inference.backends.resolved_backend`) it used, and
+    the shift measured between the dates (:func:`geocd.data.alignment.measure_alignment`; None where not measured)."""
 
     info: ChangeMapInfo
     tiles: int
@@ -125,6 +130,7 @@ class ChangeRasterResult:
     overlap: int
     device: str
     backend: str
+    alignment: Alignment | None = None
 
 
 def valid_threshold(threshold: float) -> bool:

@@ -90,6 +90,8 @@ class PredictOptions:
     probabilities are averaged (:func:`geocd.models.tta.predict_probabilities`).
     ``only`` keeps the changes whose before or after class is one of these land-cover class names
     (empty: every change); the others count as unchanged in every output.
+    ``align`` undoes the global shift measured between the dates (:mod:`geocd.data.alignment`)
+    before the network sees the pair.
     """
 
     tile_size: int | None = None
@@ -105,3 +107,4 @@ class PredictOptions:
     precision: Precision = "auto"
     scales: tuple[float, ...] = (1.0,)
     only: tuple[str, ...] = ()
+    align: bool = False

@@ -68,6 +68,7 @@ def build_report(
             "device": change_raster.device,
             "backend": change_raster.backend,
         },
+        "alignment": None if change_raster.alignment is None else change_raster.alignment.to_dict(),
         "outputs": {kind: os.fspath(path) for kind, path in outputs.items() if path is not None},
         "seconds": {stage: round(s, 3) for stage, s in seconds.items()},
         "changes": {

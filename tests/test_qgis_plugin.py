@@ -85,7 +85,7 @@ def test_plugin_loads_registers_opens_dialog_and_unloads(tmp_path: Path) -> None
     result = run_check(tmp_path, "gui", rasters=[str(lowest), str(before), str(after)])
     assert result["toolbar"] == ["Detect changes (geocd)"] and result["raster_menu"] == ["&geocd"]
     assert result["registered"] and result["display_name"] == "Detect changes" and result["setting"]
-    assert result["parameters"] == ["BEFORE", "AFTER", "MODEL", "TTA", "THRESHOLD", "MIN_AREA", "ONLY", "OUTPUT"]
+    assert result["parameters"] == ["BEFORE", "AFTER", "MODEL", "TTA", "ALIGN", "THRESHOLD", "MIN_AREA", "ONLY", "OUTPUT"]
     assert result["temporary_output"].endswith(".gpkg")
     # the topmost raster (added last) is 'after', the next one 'before'; the vector layer on top is skipped
     assert result["dialog"] == [["geocd:detectchanges", {"AFTER": "after", "BEFORE": "before"}]]
@@ -201,13 +201,13 @@ def test_qgis_process_runs_the_algorithm(tmp_path: Path, plugin_zip: Path, tiny_
     output = tmp_path / "changes.gpkg"
     done = subprocess.run(
         [qgis_process(), "--json", "run", "geocd:detectchanges", "--", f"BEFORE={before}", f"AFTER={after}",
-         f"MODEL={tiny_checkpoint}", "THRESHOLD=0.6", "TTA=false", f"OUTPUT={output}"],
+         f"MODEL={tiny_checkpoint}", "THRESHOLD=0.6", "TTA=false", "ALIGN=true", f"OUTPUT={output}"],
         capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["results"]["OUTPUT"] == str(output) and output.is_file()
     assert "predicting tiles" in report["log"]["info"]
-    assert "--threshold 0.6" in report["log"]["info"][0]
+    assert "--threshold 0.6" in report["log"]["info"][0] and "--align" in report["log"]["info"][0].split()
 
 
 @pytest.mark.skipif(qgis_process() is None, reason="qgis_process not installed (apt-get install qgis)")

@@ -9,6 +9,7 @@ are brought to the radiometry the network expects (:mod:`geocd.data.radiometry`)
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 from collections.abc import Sequence
@@ -24,7 +25,7 @@ from rasterio.enums import ColorInterp, Resampling
 from rasterio.env import set_gdal_config
 from rasterio.io import DatasetReader
 from rasterio.vrt import WarpedVRT
-from rasterio.warp import transform_bounds
+from rasterio.warp import transform, transform_bounds
 from rasterio.windows import Window
 from scipy import ndimage
 from torchgeo.datasets import GeoDataset
@@ -46,17 +47,19 @@ def limit_gdal_cache() -> None:
     set_gdal_config("GDAL_CACHEMAX", GDAL_CACHE_MB * 2**20)
 
 
-def warp_onto(src: DatasetReader, grid: Grid, resampling: Resampling = Resampling.bilinear) -> DatasetReader | WarpedVRT:
+def warp_onto(src: DatasetReader, grid: Grid, resampling: Resampling = Resampling.bilinear,
+              src_transform: Affine | None = None) -> DatasetReader | WarpedVRT:
     """``src`` itself when already on ``grid``, else a ``WarpedVRT`` of it on ``grid``.
 
     Sources without a nodata value or alpha band get an alpha band so that pixels outside
-    their footprint read as invalid.
+    their footprint read as invalid. ``src_transform`` replaces the source's own geotransform.
     """
-    if grid_of(src) == grid:
+    if grid_of(src) == grid and src_transform is None:
         return src
     has_alpha = ColorInterp.alpha in src.colorinterp
     return WarpedVRT(
         src,
+        src_transform=src_transform,
         crs=grid.crs,
         transform=grid.transform,
         width=grid.width,
@@ -106,7 +109,9 @@ class PairDataset(GeoDataset):
     'before' extent (training on sources of different ground resolution). ``radiometry`` is a
     :data:`~geocd.data.radiometry.RadiometryMode`; the fitted stretches are in ``stretches``.
     ``same_pixels`` says whether both dates store the same values over the overlap (on its
-    decimated read): such a pair cannot show change.
+    decimated read): such a pair cannot show change. ``after_shift`` is the shift ``(dx, dy)``
+    (pixels of the grid, :mod:`geocd.data.alignment`) undone in the 'after' date as it is read
+    (:meth:`aligned`).
     """
 
     def __init__(
@@ -130,6 +135,7 @@ class PairDataset(GeoDataset):
             calibration = [([src.scales[i - 1] for i in idx], [src.offsets[i - 1] for i in idx]) for src, idx in dates]
             dtypes = [src.dtypes[idx[0] - 1] for src, idx in dates]
         self._sources: tuple[int, DatasetReader, DatasetReader | WarpedVRT] | None = None
+        self.after_shift = (0.0, 0.0)
         samples = self._overlap_sample()
         self._any_valid = samples[0].shape[1] > 0
         self.same_pixels = self._any_valid and np.array_equal(*samples)
@@ -200,14 +206,37 @@ class PairDataset(GeoDataset):
         valid = reads[0][1] & reads[1][1]
         return tuple(data[:, valid] for data, _ in reads)  # type: ignore[return-value]
 
+    def aligned(self, shift: tuple[float, float]) -> PairDataset:
+        """This pair with the 'after' content moved back by ``shift`` (see :attr:`after_shift`).
+
+        The 'after' geotransform is moved by the shift, measured at the centre of the overlap in the
+        'after' raster's own pixels, and the warp onto the grid resamples it (bilinear).
+        """
+        moved = copy.copy(self)
+        moved._sources = None
+        moved.after_shift = (float(shift[0]), float(shift[1]))
+        return moved
+
     def _open(self) -> tuple[DatasetReader, DatasetReader | WarpedVRT]:
         """File handles of this process (DataLoader workers each open their own)."""
         if self._sources is None or self._sources[0] != os.getpid():
             limit_gdal_cache()
             before = warp_onto(open_raster(self.paths[0]), self.grid)
-            after = warp_onto(open_raster(self.paths[1]), self.grid)
+            source = open_raster(self.paths[1])
+            moved = None if self.after_shift == (0.0, 0.0) else self._moved_transform(source)
+            after = warp_onto(source, self.grid, src_transform=moved)
             self._sources = (os.getpid(), before, after)
         return self._sources[1], self._sources[2]
+
+    def _moved_transform(self, src: DatasetReader) -> Affine:
+        """``src``'s geotransform moved so that its content lies :attr:`after_shift` back on the grid."""
+        region = self.overlap
+        col, row = region.col_off + region.width / 2, region.row_off + region.height / 2
+        dx, dy = self.after_shift
+        xs, ys = zip(self.grid.transform @ (col, row), self.grid.transform @ (col + dx, row + dy))
+        (x0, x1), (y0, y1) = transform(self.grid.crs, src.crs, xs, ys)
+        (c0, r0), (c1, r1) = ~src.transform @ (x0, y0), ~src.transform @ (x1, y1)
+        return src.transform @ Affine.translation(c0 - c1, r0 - r1)
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()

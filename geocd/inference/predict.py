@@ -33,6 +33,7 @@ from geocd.changemap import (
     valid_threshold,
 )
 from geocd.checkpoint import LoadedModel, ModelMetadata, check_ensemble, load_models
+from geocd.data.alignment import WARN_PIXELS, Alignment, measure_alignment
 from geocd.data.pair import PairDataset
 from geocd.data.radiometry import check_target, radiometry_tag
 from geocd.data.rasters import RASTER_BLOCK, Grid, row_windows
@@ -77,8 +78,10 @@ def predict_change_raster(
     Each sink (e.g. :func:`geocd.changemap.raster_sink`) is opened on the grid and sees every
     row once, top to bottom, as :class:`geocd.changemap.ChangeRows`. Peak memory is bounded by
     the tile size and the scene width, not by the scene size. With ``warn``, likely mistakes
-    (the same date twice, a ground resolution the model is not made for) are warned of
-    (:class:`GeocdWarning`) before any tile is predicted.
+    (the same date twice, a ground resolution the model is not made for, dates shifted by more
+    than a pixel) are warned of (:class:`GeocdWarning`) before any tile is predicted. With
+    ``warn`` or ``options.align`` the shift between the dates is measured; ``options.align``
+    undoes it in the 'after' date.
     """
     start = time.perf_counter()
     check_ensemble(models)
@@ -99,6 +102,11 @@ def predict_change_raster(
         raise InputError(after, f"no pixel is valid in both {Path(before).name} and {Path(after).name} where they overlap")
     if warn:
         _warn_of_likely_mistakes(before, after, dataset, meta)
+    alignment = measure_alignment(dataset, _pixel_size_m(dataset), options.align) if warn or options.align else None
+    if alignment is not None and options.align:
+        dataset = dataset.aligned((alignment.shift.dx, alignment.shift.dy))
+    elif warn and alignment is not None:
+        _warn_of_shift(before, after, alignment)
     tiles = sorted(((dataset.window_of(query), query) for query in GridGeoSampler(dataset, tile, tile - overlap)),
                    key=lambda pair: (pair[0].row_off, pair[0].col_off))  # north to south: the sinks get rows top to bottom
     windows, sampler = [w for w, _ in tiles], [query for _, query in tiles]
@@ -145,7 +153,7 @@ def predict_change_raster(
             emit(nodata_rows(window, info))
     megapixels = region.width * region.height / 1e6
     return ChangeRasterResult(info, len(windows), megapixels, time.perf_counter() - start, model_seconds,
-                              tile, overlap, str(device), resolved_backend(models[0], device, options.backend))
+                              tile, overlap, str(device), resolved_backend(models[0], device, options.backend), alignment)
 
 
 def _kept_classes(names: Sequence[str], model: LoadedModel) -> tuple[int, ...]:
@@ -173,12 +181,26 @@ def _warn_of_likely_mistakes(before: str | os.PathLike[str], after: str | os.Pat
     made_for = meta.resolution_range_m
     if made_for is None:
         return
-    region, grid = dataset.overlap, dataset.grid
-    row, col = int(region.row_off + region.height // 2), int(region.col_off + region.width // 2)
-    metres = math.sqrt(pixel_area(grid.transform, row, col, CRS.from_user_input(grid.crs)))
+    metres = _pixel_size_m(dataset)
     if not made_for[0] <= metres <= made_for[1]:
         warnings.warn(GeocdWarning(before, f"has {metres:.3g} m pixels, far from the {made_for[0]:g}-{made_for[1]:g} m "
                                            f"the model is made for: expect poor results"), stacklevel=4)
+
+
+def _warn_of_shift(before: str | os.PathLike[str], after: str | os.PathLike[str], alignment: Alignment) -> None:
+    """Warn (:class:`GeocdWarning`) of dates shifted by more than :data:`~geocd.data.alignment.WARN_PIXELS`."""
+    s = alignment.shift
+    if s.length > WARN_PIXELS:
+        warnings.warn(GeocdWarning(after, f"is shifted by {s.length:.1f} px ({s.length * alignment.pixel_size_m:.2g} m; "
+                                          f"dx {s.dx:+.1f}, dy {s.dy:+.1f}) from {before}: unchanged edges may be "
+                                          f"flagged as change (--align corrects it)"), stacklevel=4)
+
+
+def _pixel_size_m(dataset: PairDataset) -> float:
+    """Side in metres of a square of the area of the grid's pixel at the centre of the overlap."""
+    region, grid = dataset.overlap, dataset.grid
+    row, col = int(region.row_off + region.height // 2), int(region.col_off + region.width // 2)
+    return math.sqrt(pixel_area(grid.transform, row, col, CRS.from_user_input(grid.crs)))
 
 
 class _Placer:

@@ -34,6 +34,7 @@ HELP = (
     "area and probabilities; it opens with its stored style.\n\n"
     "Model file: a geocd checkpoint (.safetensors); empty uses geocd's default model. "
     "TTA averages 6 flips/rotations (6x slower). "
+    "Align dates: undo the global shift measured between the images (geocd warns of one above a pixel) before detecting. "
     "Only classes: keep only the changes from or to these land-cover classes, comma-separated "
     "(e.g. building, or building, low vegetation); empty keeps every change."
 )
@@ -46,6 +47,7 @@ class DetectChangesAlgorithm(QgsProcessingAlgorithm):
     AFTER = "AFTER"
     MODEL = "MODEL"
     TTA = "TTA"
+    ALIGN = "ALIGN"
     THRESHOLD = "THRESHOLD"
     MIN_AREA = "MIN_AREA"
     ONLY = "ONLY"
@@ -74,6 +76,8 @@ class DetectChangesAlgorithm(QgsProcessingAlgorithm):
             self.MODEL, "Model file (empty: geocd's default model)", optional=True,
             fileFilter="geocd models (*.safetensors);;All files (*.*)"))
         self.addParameter(QgsProcessingParameterBoolean(self.TTA, "Test-time augmentation (6x slower)", defaultValue=False))
+        self.addParameter(QgsProcessingParameterBoolean(self.ALIGN, "Align dates (undo a global shift between them)",
+                                                        defaultValue=False))
         self.addParameter(QgsProcessingParameterNumber(
             self.THRESHOLD, "Change probability threshold", QgsProcessingParameterNumber.Double,
             defaultValue=0.5, minValue=0.0, maxValue=1.0))
@@ -103,6 +107,8 @@ class DetectChangesAlgorithm(QgsProcessingAlgorithm):
                 arguments += ["--only", name.strip()]
         if self.parameterAsBoolean(parameters, self.TTA, context):
             arguments.append("--tta")
+        if self.parameterAsBoolean(parameters, self.ALIGN, context):
+            arguments.append("--align")
         model = self.parameterAsFile(parameters, self.MODEL, context)
         if model:
             arguments += ["--model", model]
