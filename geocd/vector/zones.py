@@ -1,0 +1,178 @@
+"""Changed area by zone and a from→to matrix of areas, from the change polygons and a zones layer.
+
+* Zones are the polygons of a vector file, identified by a field's values or, without one, by
+  their feature ids (FID). Features sharing an id form one zone. They are reprojected onto the
+  change polygons' CRS (the 'before' grid's): their vertices move, their edges stay straight.
+* Change polygons are **cut at zone boundaries**: each piece carries the ``zone`` it lies in
+  (null outside every zone) and keeps its region's ``change_id``, classes and probabilities;
+  ``area_m2`` and ``perimeter_m`` are re-measured per piece, the same geodesic way as every
+  polygon (:func:`geocd.vector.measure.measure`). So the pieces of one zone add up to the
+  changed area inside it, and all pieces to the scene's. Where zones overlap, the shared part
+  is counted (and written) once for each of them.
+* The table has one row per zone and (from, to) pair of the scene, zero where the zone has none
+  of it (a zone outside the images' overlap has zero everywhere); rows without a zone are the
+  whole scene. A polygon's pair is its region's majority pair, as in the polygon table.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pyogrio
+import shapely
+from pyogrio.errors import DataLayerError, DataSourceError
+
+from geocd.errors import InputError
+from geocd.vector.measure import measure
+from geocd.vector.pipeline import ChangePolygons
+
+ZONE = "zone"
+"""Name of the zone id, as a polygon attribute and a table column."""
+PAIR = ["from_class", "from_name", "to_class", "to_name", "change_type"]
+"""The polygon fields that name a (from, to) pair."""
+SQUARE_METRES_PER_HECTARE = 1e4
+
+
+@dataclass(frozen=True)
+class Zones:
+    """Zones read by :func:`read_zones`: ``frame`` has one row per feature, its ``zone`` id and its
+    polygon (in the file's CRS); ``field`` is the id field (None: the feature ids)."""
+
+    frame: gpd.GeoDataFrame
+    path: Path
+    field: str | None
+
+    @property
+    def ids(self) -> list[Any]:
+        """The distinct zone ids, in file order."""
+        return list(pd.unique(self.frame[ZONE]))
+
+
+def read_zones(path: str | os.PathLike[str], field: str | None = None) -> Zones:
+    """The zones of vector file ``path`` (its first layer), identified by ``field`` (None: feature ids).
+
+    Raises :class:`InputError` for a missing or unreadable file, no features, geometries that
+    are not polygons, no CRS, an unknown ``field`` or a zone without an id.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "zones file does not exist")
+    try:
+        frame = pyogrio.read_dataframe(path, fid_as_index=True)
+    except (DataSourceError, DataLayerError):
+        raise InputError(path, "is not a vector file GDAL can read") from None
+    if not isinstance(frame, gpd.GeoDataFrame) or len(frame) == 0:
+        raise InputError(path, "has no zones (no features with a geometry)")
+    kinds = set(frame.geom_type.dropna()) - {"Polygon", "MultiPolygon"}
+    if kinds:
+        raise InputError(path, f"has {', '.join(sorted(kinds))} geometries: zones must be polygons")
+    if frame.crs is None:
+        raise InputError(path, "has no coordinate reference system: zones must say where they are")
+    if field is None:
+        ids = frame.index.to_series()
+    elif field not in frame.columns or field == frame.geometry.name:
+        fields = ", ".join(str(c) for c in frame.columns if c != frame.geometry.name) or "none"
+        raise InputError(path, f"has no field {field!r} (its fields: {fields})")
+    else:
+        ids = frame[field]
+        if ids.isna().any():
+            raise InputError(path, f"field {field!r} is empty for feature {ids.index[ids.isna()][0]}: every zone needs an id")
+    ids = ids.astype("Int64") if pd.api.types.is_integer_dtype(ids.dtype) else ids
+    polygons = shapely.make_valid(frame.geometry.to_numpy(), method="structure", keep_collapsed=False)
+    return Zones(gpd.GeoDataFrame({ZONE: ids.to_numpy()}, geometry=polygons, crs=frame.crs), path, field)
+
+
+@dataclass(frozen=True)
+class ZoneStatistics:
+    """What :func:`zone_statistics` found: the change polygons cut at zone boundaries (``frame``,
+    with ``zone``) and ``table``, the area (m²) of each zone and pair of the scene (see the module docstring)."""
+
+    frame: gpd.GeoDataFrame
+    table: pd.DataFrame
+    zones: Zones
+
+
+def zone_statistics(polygons: ChangePolygons, zones: Zones) -> ZoneStatistics:
+    """Cut ``polygons`` at the boundaries of ``zones`` and sum their areas by zone and (from, to) pair."""
+    frame = polygons.frame
+    areas = zones.frame[~zones.frame.geometry.is_empty & zones.frame.geometry.notna()].to_crs(frame.crs)
+    pieces = _cut(frame, areas, zones.ids)
+    pairs = frame[PAIR].drop_duplicates().sort_values(["from_class", "to_class", "change_type"], na_position="first")
+    if pairs.empty:
+        pairs = pd.DataFrame([[None] * len(PAIR)], columns=PAIR).astype(frame[PAIR].dtypes.to_dict())
+    keys = [ZONE, *PAIR]
+    inside = pieces[pieces[ZONE].notna()].groupby(keys, dropna=False, sort=False)["area_m2"].sum().reset_index()
+    grid = pd.DataFrame({ZONE: pd.Series(zones.ids, dtype=zones.frame[ZONE].dtype)}).merge(pairs, how="cross")
+    by_zone = grid.merge(inside, on=keys, how="left").fillna({"area_m2": 0.0})
+    scene = pairs.merge(frame.groupby(PAIR, dropna=False)["area_m2"].sum().reset_index(), on=PAIR, how="left")
+    scene = scene.fillna({"area_m2": 0.0}).assign(**{ZONE: pd.Series([pd.NA] * len(scene), dtype=grid[ZONE].dtype)})
+    table = pd.concat([by_zone, scene[keys + ["area_m2"]]], ignore_index=True)
+    table["area_ha"] = table["area_m2"] / SQUARE_METRES_PER_HECTARE
+    return ZoneStatistics(pieces, table, zones)
+
+
+def _cut(frame: gpd.GeoDataFrame, zones: gpd.GeoDataFrame, ids: list[Any]) -> gpd.GeoDataFrame:
+    """``frame``'s polygons cut at ``zones``' boundaries, one piece per region, zone and part, re-measured;
+    in ``change_id`` order, then zone order (pieces outside every zone last)."""
+    dtype = zones[ZONE].dtype
+    if frame.empty or zones.empty:
+        pieces = frame.assign(**{ZONE: pd.Series([pd.NA] * len(frame), dtype=dtype, index=frame.index)})
+    else:
+        pieces = gpd.overlay(frame, zones, how="identity", keep_geom_type=True).explode(index_parts=False)
+    rank = pieces[ZONE].map({zone: i for i, zone in enumerate(ids)}).fillna(len(ids))
+    pieces = pieces.assign(_rank=rank.to_numpy()).sort_values(["change_id", "_rank"], kind="stable")
+    geometries = shapely.normalize(pieces.geometry.to_numpy())
+    area, perimeter = measure(geometries, frame.crs)
+    columns = list(frame.columns.drop(frame.geometry.name))
+    columns.insert(columns.index("change_id") + 1, ZONE)
+    data = pieces[columns].assign(area_m2=area, perimeter_m=perimeter).astype({ZONE: dtype})
+    return gpd.GeoDataFrame(data.reset_index(drop=True), geometry=gpd.GeoSeries(geometries, crs=frame.crs), crs=frame.crs)
+
+
+def write_zone_table(path: Path, statistics: ZoneStatistics) -> None:
+    """Write the zone table as UTF-8 CSV (empty cells for nulls; a row without a zone is the whole scene)."""
+    statistics.table.to_csv(path, index=False, encoding="utf-8")
+
+
+def zones_report(statistics: ZoneStatistics) -> dict[str, Any]:
+    """The ``zones`` section of the run report: the source, the changed area inside the zones, the
+    scene-wide from→to matrix, and per zone its area per change type and its matrix (m² and ha)."""
+    table = statistics.table
+    zoned = table[table[ZONE].notna()]
+    return {
+        "source": os.fspath(statistics.zones.path),
+        "field": statistics.zones.field,
+        **_areas(zoned["area_m2"].sum()),
+        "matrix": _matrix(table[table[ZONE].isna()]),
+        "by_zone": [
+            {ZONE: _plain(zone), **_areas(rows["area_m2"].sum()),
+             "by_type": [{"change_type": name, **_areas(area)}
+                         for name, area in rows.groupby("change_type", sort=False)["area_m2"].sum().items()],
+             "matrix": _matrix(rows)}
+            for zone, rows in zoned.groupby(ZONE, sort=False)
+        ],
+    }
+
+
+def _matrix(rows: pd.DataFrame) -> list[dict[str, Any]]:
+    """The from→to cells of ``rows`` (pairs with a change type)."""
+    return [{"from_class": _plain(r.from_class), "from_name": _plain(r.from_name), "to_class": _plain(r.to_class),
+             "to_name": _plain(r.to_name), **_areas(r.area_m2)}
+            for r in rows[rows["change_type"].notna()].itertuples()]
+
+
+def _areas(area_m2: float) -> dict[str, float]:
+    return {"area_m2": float(area_m2), "area_ha": float(area_m2) / SQUARE_METRES_PER_HECTARE}
+
+
+def _plain(value: Any) -> Any:
+    """A table value as JSON knows it (None for nulls, Python numbers for numpy's)."""
+    if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
+        return None
+    return value.item() if isinstance(value, np.generic) else value
