@@ -85,7 +85,7 @@ def read_zones(path: str | os.PathLike[str], field: str | None = None) -> Zones:
             raise InputError(path, f"field {field!r} is empty for feature {ids.index[ids.isna()][0]}: every zone needs an id")
     ids = ids.astype("Int64") if pd.api.types.is_integer_dtype(ids.dtype) else ids
     polygons = shapely.make_valid(frame.geometry.to_numpy(), method="structure", keep_collapsed=False)
-    return Zones(gpd.GeoDataFrame({ZONE: ids.to_numpy()}, geometry=polygons, crs=frame.crs), path, field)
+    return Zones(gpd.GeoDataFrame({ZONE: ids.array}, geometry=polygons, crs=frame.crs), path, field)
 
 
 @dataclass(frozen=True)
@@ -103,16 +103,19 @@ def zone_statistics(polygons: ChangePolygons, zones: Zones) -> ZoneStatistics:
     frame = polygons.frame
     areas = zones.frame[~zones.frame.geometry.is_empty & zones.frame.geometry.notna()].to_crs(frame.crs)
     pieces = _cut(frame, areas, zones.ids)
-    pairs = frame[PAIR].drop_duplicates().sort_values(["from_class", "to_class", "change_type"], na_position="first")
-    if pairs.empty:
-        pairs = pd.DataFrame([[None] * len(PAIR)], columns=PAIR).astype(frame[PAIR].dtypes.to_dict())
-    keys = [ZONE, *PAIR]
-    inside = pieces[pieces[ZONE].notna()].groupby(keys, dropna=False, sort=False)["area_m2"].sum().reset_index()
-    grid = pd.DataFrame({ZONE: pd.Series(zones.ids, dtype=zones.frame[ZONE].dtype)}).merge(pairs, how="cross")
-    by_zone = grid.merge(inside, on=keys, how="left").fillna({"area_m2": 0.0})
-    scene = pairs.merge(frame.groupby(PAIR, dropna=False)["area_m2"].sum().reset_index(), on=PAIR, how="left")
-    scene = scene.fillna({"area_m2": 0.0}).assign(**{ZONE: pd.Series([pd.NA] * len(scene), dtype=grid[ZONE].dtype)})
-    table = pd.concat([by_zone, scene[keys + ["area_m2"]]], ignore_index=True)
+    pair = pd.Series(frame.groupby(PAIR, dropna=False).ngroup().to_numpy(), index=frame["change_id"].to_numpy())
+    pairs = frame[PAIR].set_index(pair.to_numpy()).groupby(level=0).first()  # by (from, to, type), nulls last
+    if pairs.empty:  # no change: the layer's change types (plain "change" without land cover), else none
+        names = [t.change_type for t in polygons.change_types] or [None]
+        pairs = pd.DataFrame({"change_type": names}).reindex(columns=PAIR).astype(frame[PAIR].dtypes.to_dict())
+    inside = pieces[pieces[ZONE].notna()]
+    sums = inside.groupby([inside[ZONE], inside["change_id"].map(pair)])["area_m2"].sum()
+    cells = pd.MultiIndex.from_product([zones.ids, pairs.index], names=[ZONE, "pair"])
+    by_zone = sums.reindex(cells, fill_value=0.0).reset_index()
+    scene = frame.groupby(pair.to_numpy())["area_m2"].sum().reindex(pairs.index, fill_value=0.0).rename_axis("pair").reset_index()
+    table = pd.concat([by_zone, scene], ignore_index=True)
+    table = pd.concat([table[[ZONE]].astype({ZONE: zones.frame[ZONE].dtype}),
+                       pairs.loc[table["pair"]].reset_index(drop=True), table[["area_m2"]]], axis=1)
     table["area_ha"] = table["area_m2"] / SQUARE_METRES_PER_HECTARE
     return ZoneStatistics(pieces, table, zones)
 
