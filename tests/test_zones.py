@@ -151,6 +151,17 @@ def test_matrix_of_a_hand_made_layer_with_feature_ids_for_zones() -> None:
     assert list(stats.frame["change_id"]) == [1, 1, 2, 3, 3]
 
 
+def test_overlapping_zones_each_count_their_shared_part_and_polygons_touching_a_zone_get_no_piece_of_it() -> None:
+    square = shapely.box(X0, Y0, X0 + 10, Y0 + 10)
+    boxes = [square, shapely.box(X0 + 5, Y0, X0 + 10, Y0 + 10), shapely.box(X0 + 30, Y0, X0 + 40, Y0 + 10)]
+    zones = Zones(gpd.GeoDataFrame({"zone": ["all", "half", "touching"]}, geometry=boxes, crs=UTM), Path("z.gpkg"), "name")
+    stats = zone_statistics(hand_made_polygons(), zones)
+    area = hand_made_polygons().frame["area_m2"]
+    assert list(zip(stats.frame["change_id"], stats.frame["zone"].fillna("-"))) == [(1, "all"), (1, "half"), (2, "-"), (3, "-")]
+    by_zone = {z["zone"]: z["area_m2"] for z in zones_report(stats)["by_zone"]}
+    assert by_zone == pytest.approx({"all": area[0], "half": area[0] / 2, "touching": 0}, rel=1e-6)
+
+
 def test_without_change_every_zone_is_listed_with_the_layers_change_types() -> None:
     empty = hand_made_polygons()
     empty = ChangePolygons(empty.frame.iloc[:0], empty.layer, (ChangeTypeSummary("change", (0, 0, 0), (0, 0, 0), 0, 0.0),), 0)

@@ -37,6 +37,8 @@ ZONE = "zone"
 PAIR = ["from_class", "from_name", "to_class", "to_name", "change_type"]
 """The polygon fields that name a (from, to) pair."""
 SQUARE_METRES_PER_HECTARE = 1e4
+POLYGON = 3
+"""Shapely's geometry type id of a polygon."""
 
 
 @dataclass(frozen=True)
@@ -123,19 +125,33 @@ def zone_statistics(polygons: ChangePolygons, zones: Zones) -> ZoneStatistics:
 def _cut(frame: gpd.GeoDataFrame, zones: gpd.GeoDataFrame, ids: list[Any]) -> gpd.GeoDataFrame:
     """``frame``'s polygons cut at ``zones``' boundaries, one piece per region, zone and part, re-measured;
     in ``change_id`` order, then zone order (pieces outside every zone last)."""
-    dtype = zones[ZONE].dtype
-    if frame.empty or zones.empty:
-        pieces = frame.assign(**{ZONE: pd.Series([pd.NA] * len(frame), dtype=dtype, index=frame.index)})
-    else:
-        pieces = gpd.overlay(frame, zones, how="identity", keep_geom_type=True).explode(index_parts=False)
-    rank = pieces[ZONE].map({zone: i for i, zone in enumerate(ids)}).fillna(len(ids))
-    pieces = pieces.assign(_rank=rank.to_numpy()).sort_values(["change_id", "_rank"], kind="stable")
-    geometries = shapely.normalize(pieces.geometry.to_numpy())
+    polygons, areas = frame.geometry.to_numpy(), zones.geometry.to_numpy()
+    row, zone = shapely.STRtree(areas).query(polygons, predicate="intersects")
+    inside, part_of = shapely.get_parts(shapely.intersection(polygons[row], areas[zone]), return_index=True)
+    kept = _polygons(inside)
+    inside, row, zone = inside[kept], row[part_of][kept], zone[part_of][kept]
+    cut, owner = np.unique(row, return_inverse=True)
+    covered = shapely.make_valid(shapely.multipolygons(inside, indices=owner), method="structure", keep_collapsed=False)
+    outside = polygons.copy()
+    outside[cut] = shapely.difference(polygons[cut], covered)
+    rest, rest_of = shapely.get_parts(outside, return_index=True)
+    kept = _polygons(rest)
+    rows = np.concatenate([row, rest_of[kept]])
+    zone_of = np.concatenate([zone, np.full(kept.sum(), len(areas))])
+    rank = np.append(zones[ZONE].map({z: i for i, z in enumerate(ids)}).to_numpy(), len(ids))[zone_of]
+    order = np.lexsort((rank, rows))
+    geometries = shapely.normalize(np.concatenate([inside, rest[kept]])[order])
     area, perimeter = measure(geometries, frame.crs)
-    columns = list(frame.columns.drop(frame.geometry.name))
-    columns.insert(columns.index("change_id") + 1, ZONE)
-    data = pieces[columns].assign(area_m2=area, perimeter_m=perimeter).astype({ZONE: dtype})
-    return gpd.GeoDataFrame(data.reset_index(drop=True), geometry=gpd.GeoSeries(geometries, crs=frame.crs), crs=frame.crs)
+    pieces = pd.DataFrame(frame.drop(columns=frame.geometry.name).iloc[rows[order]]).reset_index(drop=True)
+    labels = pd.concat([zones[ZONE], pd.Series([pd.NA], dtype=zones[ZONE].dtype)], ignore_index=True)
+    pieces.insert(pieces.columns.get_loc("change_id") + 1, ZONE, labels.iloc[zone_of[order]].to_numpy())
+    pieces = pieces.assign(area_m2=area, perimeter_m=perimeter).astype({ZONE: zones[ZONE].dtype})
+    return gpd.GeoDataFrame(pieces, geometry=gpd.GeoSeries(geometries, crs=frame.crs), crs=frame.crs)
+
+
+def _polygons(parts: np.ndarray) -> np.ndarray:
+    """Which ``parts`` are non-empty polygons (not the lines and points where edges only touch)."""
+    return (shapely.get_type_id(parts) == POLYGON) & ~shapely.is_empty(parts)
 
 
 def write_zone_table(path: Path, statistics: ZoneStatistics) -> None:
