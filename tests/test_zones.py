@@ -215,6 +215,11 @@ def test_cli_writes_the_zone_table_and_refuses_bad_zones_before_the_network_runs
     again = CliRunner().invoke(cli, [*base, "--zones", str(zones)])  # the table exists too: refused
     assert again.exit_code == 2 and "already exists" in again.output
 
+    onto_zones = CliRunner().invoke(cli, ["predict", str(pair.before), str(pair.after), "-o", str(zones), "--model",
+                                          str(tiny_checkpoint), "--zones", str(zones), "--overwrite"])
+    assert onto_zones.output == f"geocd: error: {zones}: is also the input {zones}; choose another file name\n"
+    assert gpd.read_file(zones)["name"].tolist() == ["west", "east", "far"]
+
     import geocd.inference.predict as predict_module
 
     monkeypatch.setattr(predict_module, "predict_change_raster", lambda *a, **k: pytest.fail("the network ran"))

@@ -339,7 +339,8 @@ def check_predict_outputs(
     for path, suffix in ((outputs.quicklook, ".png"), (outputs.report, ".json")):
         if path is not None:
             check_output_path(path, outputs.overwrite, suffix)
-    check_outputs(list(outputs.paths.values()), [before, after, *models], outputs.overwrite)
+    zones = [outputs.zones] if outputs.zones is not None else []
+    check_outputs(list(outputs.paths.values()), [before, after, *models, *zones], outputs.overwrite)
     return outputs
 
 
