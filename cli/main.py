@@ -266,8 +266,8 @@ def predict_options(command: Callable[..., Any]) -> Callable[..., Any]:
               help="Also write a JSON report: inputs, model, options, timings, count and area per change type.")
 @click.option("--zones", type=click.Path(dir_okay=False),
               help="Polygon vector file (any CRS): cut the polygons at its zones, give them a 'zone' attribute, and "
-                   "write the changed area per zone and from→to pair (m², ha) to the report and to OUTPUT_zones.csv "
-                   "(named after the first output given).")
+                   "write the changed area per zone and from→to pair (m², ha) to the report and to STEM_zones.csv "
+                   "beside the first output (changes_zones.csv for -o changes.gpkg).")
 @click.option("--zone-field", metavar="NAME", help="Field of --zones that names each zone. Default: the feature id.")
 @NUM_WORKERS_OPTION
 @predict_options

@@ -215,6 +215,8 @@ def test_cli_writes_the_zone_table_and_refuses_bad_zones_before_the_network_runs
     again = CliRunner().invoke(cli, [*base, "--zones", str(zones)])  # the table exists too: refused
     assert again.exit_code == 2 and "already exists" in again.output
 
+    alone = CliRunner().invoke(cli, [*base, "--zone-field", "name"])
+    assert alone.exit_code == 2 and "--zone-field names a field of --zones: give --zones too" in alone.output
     onto_zones = CliRunner().invoke(cli, ["predict", str(pair.before), str(pair.after), "-o", str(zones), "--model",
                                           str(tiny_checkpoint), "--zones", str(zones), "--overwrite"])
     assert onto_zones.output == f"geocd: error: {zones}: is also the input {zones}; choose another file name\n"
