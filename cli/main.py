@@ -288,10 +288,16 @@ def predict_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--align", is_flag=True,
               help="Measure the global shift between the dates (always done, warned of above one pixel) and undo it, "
                    "to a fraction of a pixel, before predicting.")
+@click.option("--zones", type=click.Path(dir_okay=False),
+              help="Polygon vector file (any CRS): cut the polygons at its zones, give them a 'zone' attribute, and "
+                   "write the changed area per zone and from→to pair (m², ha) to the report and to STEM_zones.csv "
+                   "beside the first output (changes_zones.csv for -o changes.gpkg).")
+@click.option("--zone-field", metavar="NAME", help="Field of --zones that names each zone. Default: the feature id.")
 @NUM_WORKERS_OPTION
 @predict_options
 @reports_errors
-def predict(before: str, after: str, output: str | None, raster: str | None, landcover: str | None, models: tuple[str, ...], tta: bool,
+def predict(before: str, after: str, output: str | None, raster: str | None, landcover: str | None, zones: str | None,
+            zone_field: str | None, models: tuple[str, ...], tta: bool,
             only: tuple[str, ...], threshold: float, min_area: float | None, bands: tuple[int, ...] | None,
             radiometry: str | tuple[float, float], scales: tuple[float, ...], tile_size: int | None,
             overlap: int | None, device: str, backend: str, precision: str, batch_size: int | None, num_workers: int | None, overwrite: bool,
@@ -308,6 +314,8 @@ def predict(before: str, after: str, output: str | None, raster: str | None, lan
     if output is None and raster is None and landcover is None and quicklook is None and report is None:
         raise click.UsageError("give -o/--output changes.gpkg, --raster change.tif, --landcover landcover.tif, "
                                "--quicklook quicklook.png and/or --report report.json")
+    if zone_field is not None and zones is None:
+        raise click.UsageError("--zone-field names a field of --zones: give --zones too")
     from geocd.data.rasters import check_rasters
 
     check_rasters(before, after)
@@ -319,7 +327,7 @@ def predict(before: str, after: str, output: str | None, raster: str | None, lan
     )
     from geocd.progress import Progress
     outputs = PredictOutputs(vectors=output, raster=raster, landcover=landcover, quicklook=quicklook, report=report,
-                             overwrite=overwrite, min_area_m2=min_area)
+                             overwrite=overwrite, min_area_m2=min_area, zones=zones, zone_field=zone_field)
     check_predict_outputs(before, after, model_paths(models), outputs)
     resolved = resolve_device(device)
     options = PredictOptions(tile_size=tile_size, overlap=overlap, tta=tta, threshold=threshold, device=resolved,
@@ -329,7 +337,8 @@ def predict(before: str, after: str, output: str | None, raster: str | None, lan
     progress = Progress("none" if quiet else progress_mode)
     result = run_predict(before, after, models=loaded, outputs=outputs, options=options, progress=progress)
     stats = result.change_raster
-    written = [str(p) for p in (result.vectors, result.raster, result.landcover, result.quicklook, result.report) if p]
+    written = [str(p) for p in (result.vectors, result.raster, result.landcover, result.quicklook, result.report,
+                                result.zones_table) if p]
     polygons = f"{result.polygons} change polygons, " if result.polygons is not None else ""
     line = f"{polygons}{stats.megapixels:.2f} MP in {stats.seconds:.1f} s -> {', '.join(written)}"
     progress.done(line, polygons=result.polygons, megapixels=round(stats.megapixels, 4),

@@ -3,7 +3,8 @@
 One JSON-ready dict, written to ``--report FILE.json`` and stored in the GeoPackage's layer
 metadata under :data:`REPORT_KEY`. The counts and areas per change type come from the
 polygon table that is written (:class:`geocd.vector.attributes.ChangeTypeSummary`), so they
-add up to the polygons' total.
+add up to the polygons' total; with zones, a ``zones`` section has the areas by zone and
+from→to pair (:func:`geocd.vector.zones.zones_report`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from geocd import __version__
 from geocd.data.rasters import choose_bands, open_raster
 from geocd.vector.attributes import ChangeTypeSummary
+from geocd.vector.zones import ZoneStatistics, zones_report
 
 if TYPE_CHECKING:
     from geocd.changemap import ChangeRasterResult
@@ -38,9 +40,10 @@ def build_report(
     change_types: Sequence[ChangeTypeSummary],
     seconds: Mapping[str, float],
     outputs: Mapping[str, str | os.PathLike[str] | None],
+    zones: ZoneStatistics | None = None,
 ) -> dict[str, Any]:
     """The report of one prediction; ``min_area_m2`` is the minimum blob area applied, ``seconds`` are
-    stage timings, ``outputs`` the files written (by kind)."""
+    stage timings, ``outputs`` the files written (by kind), ``zones`` the areas by zone (a ``zones`` section)."""
     meta = models[0].metadata
     radiometry = change_raster.info.extra.get("radiometry")
     return {
@@ -80,6 +83,7 @@ def build_report(
                 for t in change_types
             ],
         },
+        **({} if zones is None else {"zones": zones_report(zones)}),
     }
 
 

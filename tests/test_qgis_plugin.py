@@ -17,6 +17,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import pyogrio
 import pytest
 from rasterio.transform import from_origin
 
@@ -85,7 +86,8 @@ def test_plugin_loads_registers_opens_dialog_and_unloads(tmp_path: Path) -> None
     result = run_check(tmp_path, "gui", rasters=[str(lowest), str(before), str(after)])
     assert result["toolbar"] == ["Detect changes (geocd)"] and result["raster_menu"] == ["&geocd"]
     assert result["registered"] and result["display_name"] == "Detect changes" and result["setting"]
-    assert result["parameters"] == ["BEFORE", "AFTER", "MODEL", "TTA", "ALIGN", "THRESHOLD", "MIN_AREA", "ONLY", "OUTPUT"]
+    assert result["parameters"] == ["BEFORE", "AFTER", "MODEL", "TTA", "ALIGN", "THRESHOLD", "MIN_AREA", "ONLY", "ZONES",
+                                    "ZONE_FIELD", "OUTPUT"]
     assert result["temporary_output"].endswith(".gpkg")
     # the topmost raster (added last) is 'after', the next one 'before'; the vector layer on top is skipped
     assert result["dialog"] == [["geocd:detectchanges", {"AFTER": "after", "BEFORE": "before"}]]
@@ -104,6 +106,26 @@ def test_run_writes_geopackage_and_loads_it_styled(tmp_path: Path, tiny_checkpoi
         (str(output), True, "categorizedSymbol")]
     assert "predicting tiles" in result["messages"]
     assert 0 < result["progress"][0] < 100 and max(result["progress"]) == 100
+
+
+def test_zones_reach_geocd_and_their_table_is_loaded(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    from test_zones import zones_file
+
+    before, after, _ = planted_pair(tmp_path)
+    zones = zones_file(tmp_path / "zones.gpkg", crs=3857)
+    this_geocd = tmp_path / "this-geocd"  # this checkout's geocd, whichever geocd is installed
+    this_geocd.write_text(f'#!/bin/sh\nPYTHONPATH="{ROOT}" exec "{sys.executable}" -m geocd.cli.main "$@"\n')
+    this_geocd.chmod(0o755)
+    output = tmp_path / "changes.gpkg"
+    result = run_check(tmp_path, "run", before=str(before), after=str(after), model=str(tiny_checkpoint), output=str(output),
+                       executable=str(this_geocd), zones=str(zones), zone_field="name")
+    table = tmp_path / "changes_zones.csv"
+    assert result["results"] == {"OUTPUT": str(output), "ZONES_TABLE": str(table)} and table.is_file()
+    assert "--zones" in result["command"] and "--zone-field name" in result["command"]
+    layers = {Path(layer["source"].split("?")[0]).name: layer for layer in result["layers"]}
+    assert layers.keys() == {"changes.gpkg", "changes_zones.csv"}
+    assert layers["changes_zones.csv"]["valid"] and layers["changes_zones.csv"]["features"] == 4  # 3 zones and the scene
+    assert "zone" in pyogrio.read_info(output, layer="changes")["fields"]
 
 
 def test_cancel_stops_geocd_and_leaves_no_output(tmp_path: Path, tiny_checkpoint: Path) -> None:

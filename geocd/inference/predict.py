@@ -45,6 +45,7 @@ from geocd.options import PredictOptions
 from geocd.progress import Progress
 from geocd.report import REPORT_KEY, build_report, write_report
 from geocd.vector.measure import pixel_area
+from geocd.vector.zones import read_zones, write_zone_table, zone_statistics
 
 RASTER_SUFFIXES = (".tif", ".tiff")
 
@@ -292,7 +293,10 @@ class PredictOutputs:
     ``vectors``: change polygons (format by extension); ``raster``: the change raster;
     ``landcover``: both dates' land-cover maps; ``quicklook``: a PNG; ``report``: a JSON run
     report. ``overwrite`` replaces existing outputs; ``min_area_m2`` is
-    :func:`geocd.vector.vectorize`'s (None: its grid-based default).
+    :func:`geocd.vector.vectorize`'s (None: its grid-based default). ``zones``: a polygon
+    vector file whose zones (ids from ``zone_field``, None: feature ids) cut the polygons and get
+    the changed area per change type and from→to pair (:mod:`geocd.vector.zones`), in the
+    report and in :attr:`zones_table`.
     """
 
     vectors: str | os.PathLike[str] | None = None
@@ -302,12 +306,23 @@ class PredictOutputs:
     report: str | os.PathLike[str] | None = None
     overwrite: bool = False
     min_area_m2: float | None = None
+    zones: str | os.PathLike[str] | None = None
+    zone_field: str | None = None
+
+    @property
+    def zones_table(self) -> Path | None:
+        """The zone table's CSV with ``zones``: ``STEM_zones.csv`` beside the first of vectors, report,
+        raster, quicklook and land-cover map that is written."""
+        first = next((p for p in (self.vectors, self.report, self.raster, self.quicklook, self.landcover) if p), None)
+        if self.zones is None or first is None:
+            return None
+        return Path(first).with_name(f"{Path(first).stem}_zones.csv")
 
     @property
     def paths(self) -> dict[str, str | os.PathLike[str] | None]:
         """Every output path by kind (None where not written)."""
         return {"vectors": self.vectors, "raster": self.raster, "landcover": self.landcover,
-                "quicklook": self.quicklook, "report": self.report}
+                "quicklook": self.quicklook, "report": self.report, "zones": self.zones_table}
 
 
 def check_predict_outputs(
@@ -316,12 +331,15 @@ def check_predict_outputs(
     models: Sequence[str | os.PathLike[str]],
     outputs: PredictOutputs,
 ) -> PredictOutputs:
-    """The checks of :func:`predict`'s outputs that need no compute: known formats, no clashes, writable.
+    """The checks of :func:`predict`'s outputs that need no compute: known formats, no clashes, writable,
+    readable zones (:func:`geocd.vector.zones.read_zones`).
 
     Returns ``outputs`` with ``vectors`` as it will be written (:func:`geocd.vector.formats.check_vector_path`).
     """
     from geocd.vector.formats import check_vector_path
 
+    if outputs.zones is not None:
+        read_zones(outputs.zones, outputs.zone_field)
     outputs = replace(outputs, vectors=None if outputs.vectors is None else check_vector_path(outputs.vectors))
     for path in (outputs.raster, outputs.landcover):
         if path is not None and Path(path).suffix.lower() not in RASTER_SUFFIXES:
@@ -329,7 +347,8 @@ def check_predict_outputs(
     for path, suffix in ((outputs.quicklook, ".png"), (outputs.report, ".json")):
         if path is not None:
             check_output_path(path, outputs.overwrite, suffix)
-    check_outputs(list(outputs.paths.values()), [before, after, *models], outputs.overwrite)
+    zones = [outputs.zones] if outputs.zones is not None else []
+    check_outputs(list(outputs.paths.values()), [before, after, *models, *zones], outputs.overwrite)
     return outputs
 
 
@@ -346,6 +365,7 @@ class PredictResult:
     report: Path | None = None
     summary: dict[str, Any] | None = None
     """The run report (:func:`geocd.report.build_report`), when polygons were computed."""
+    zones_table: Path | None = None
 
 
 def predict(
@@ -365,7 +385,8 @@ def predict(
     (``GEOCD_REPORT``). Every output is written under a temporary name
     and renamed only when all succeeded; an existing output, or a quicklook not named .png or
     a report not named .json, is refused before any computation (existing ones unless
-    ``outputs.overwrite``). ``models`` are loaded models or checkpoint paths (:func:`geocd.checkpoint.load_models`;
+    ``outputs.overwrite``). With ``outputs.zones``, the polygons are cut at the zones' boundaries and
+    the areas by zone go to the report and :attr:`PredictOutputs.zones_table`. ``models`` are loaded models or checkpoint paths (:func:`geocd.checkpoint.load_models`;
     none or ``"default"``: the bundled model).
     """
     if not any(outputs.paths.values()):
@@ -373,8 +394,9 @@ def predict(
                                "a quicklook or a report")
     models = load_models(models, resolve_device(options.device))
     outputs = check_predict_outputs(before, after, [m.path for m in models], outputs)
-    output, raster, landcover, quicklook, report = outputs.paths.values()
+    output, raster, landcover, quicklook, report, table = outputs.paths.values()
     overwrite, min_area_m2 = outputs.overwrite, outputs.min_area_m2
+    zones = None if outputs.zones is None else read_zones(outputs.zones, outputs.zone_field)
     if landcover is not None and not models[0].metadata.landcover_trained:
         raise InputError(models[0].path, "has untrained land-cover heads, so it cannot write a land-cover map")
     start = time.perf_counter()
@@ -389,7 +411,7 @@ def predict(
         sinks = ([raster_sink(raster_tmp)] if raster_tmp else []) + (
             [raster_sink(landcover_tmp, landcover=True)] if landcover else [])
         polygon_sink = None
-        if output is not None or quicklook is not None or report is not None:
+        if output is not None or quicklook is not None or report is not None or table is not None:
             from geocd.vector import PolygonSink
 
             polygon_sink = PolygonSink(min_area_m2)
@@ -409,12 +431,16 @@ def predict(
                 render_quicklook(before, after, raster_tmp, stack.enter_context(atomic_output(quicklook, overwrite)),
                                  changes, options.bands, models[0].metadata.config.in_channels)
                 seconds["quicklook"] = time.perf_counter() - t0
+            zoned = None if zones is None else zone_statistics(changes, zones)
             summary = build_report(before, after, models, options, changes.min_area_m2, result, changes.change_types,
-                                   seconds | {"total": time.perf_counter() - start}, outputs.paths)
+                                   seconds | {"total": time.perf_counter() - start}, outputs.paths, zoned)
             if report is not None:
                 write_report(stack.enter_context(atomic_output(report, overwrite)), summary)
+            if zoned is not None:
+                write_zone_table(stack.enter_context(atomic_output(table, overwrite)), zoned)
             if output is not None:  # last: its own atomic write renames at once
                 metadata = changes.layer.metadata | {REPORT_KEY: json.dumps(summary, ensure_ascii=False)}
-                write_vectors(output, changes.frame, replace(changes.layer, metadata=metadata), overwrite)
+                frame = changes.frame if zoned is None else zoned.frame
+                write_vectors(output, frame, replace(changes.layer, metadata=metadata), overwrite)
     return PredictResult(*(None if p is None else Path(p) for p in (raster, output)), result, polygons,
-                         *(None if p is None else Path(p) for p in (landcover, quicklook, report)), summary)
+                         *(None if p is None else Path(p) for p in (landcover, quicklook, report)), summary, table)

@@ -7,11 +7,15 @@ from pathlib import Path
 from typing import Any
 
 from qgis.core import (
+    QgsProcessing,
     QgsProcessingAlgorithm,
     QgsProcessingContext,
     QgsProcessingException,
     QgsProcessingFeedback,
+    QgsProcessingOutputFile,
     QgsProcessingParameterBoolean,
+    QgsProcessingParameterFeatureSource,
+    QgsProcessingParameterField,
     QgsProcessingParameterFile,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterLayer,
@@ -19,7 +23,9 @@ from qgis.core import (
     QgsProcessingParameterVectorDestination,
     QgsProviderRegistry,
     QgsRasterLayer,
+    QgsVectorLayer,
 )
+from qgis.PyQt.QtCore import QUrl
 
 from .runner import find_executable, run_geocd
 from .settings import configured_executable
@@ -36,7 +42,10 @@ HELP = (
     "TTA averages 6 flips/rotations (6x slower). "
     "Align dates: undo the global shift measured between the images (geocd warns of one above a pixel) before detecting. "
     "Only classes: keep only the changes from or to these land-cover classes, comma-separated "
-    "(e.g. building, or building, low vegetation); empty keeps every change."
+    "(e.g. building, or building, low vegetation); empty keeps every change.\n\n"
+    "Zones: a polygon layer (any CRS); the change polygons are cut at its zones and get their id (the zone id "
+    "field, else the feature id) in field 'zone', and a table of the changed area per zone and from→to pair "
+    "(m², ha; rows without a zone: the whole scene) is written beside the output as NAME_zones.csv and loaded."
 )
 
 
@@ -51,7 +60,10 @@ class DetectChangesAlgorithm(QgsProcessingAlgorithm):
     THRESHOLD = "THRESHOLD"
     MIN_AREA = "MIN_AREA"
     ONLY = "ONLY"
+    ZONES = "ZONES"
+    ZONE_FIELD = "ZONE_FIELD"
     OUTPUT = "OUTPUT"
+    ZONES_TABLE = "ZONES_TABLE"
 
     def name(self) -> str:
         return "detectchanges"
@@ -86,9 +98,14 @@ class DetectChangesAlgorithm(QgsProcessingAlgorithm):
             optional=True, minValue=0.0))
         self.addParameter(QgsProcessingParameterString(
             self.ONLY, "Only changes from or to these classes (comma-separated, e.g. building; empty: all)", optional=True))
+        self.addParameter(QgsProcessingParameterFeatureSource(
+            self.ZONES, "Zones (changed area per zone and from→to pair)", [QgsProcessing.TypeVectorPolygon], optional=True))
+        self.addParameter(QgsProcessingParameterField(
+            self.ZONE_FIELD, "Zone id field (empty: the feature id)", parentLayerParameterName=self.ZONES, optional=True))
         output = QgsProcessingParameterVectorDestination(self.OUTPUT, "Changes")
         output.setSupportsNonFileBasedOutput(False)
         self.addParameter(output)
+        self.addOutput(QgsProcessingOutputFile(self.ZONES_TABLE, "Changed area by zone (CSV)"))
 
     def processAlgorithm(self, parameters: dict[str, Any], context: QgsProcessingContext,
                          feedback: QgsProcessingFeedback) -> dict[str, Any]:
@@ -112,11 +129,31 @@ class DetectChangesAlgorithm(QgsProcessingAlgorithm):
         model = self.parameterAsFile(parameters, self.MODEL, context)
         if model:
             arguments += ["--model", model]
+        table = None
+        if parameters.get(self.ZONES) not in (None, ""):
+            zones = self.parameterAsCompatibleSourceLayerPath(parameters, self.ZONES, context, ["gpkg", "shp"], "gpkg", feedback)
+            arguments += ["--zones", zones]
+            field = self.parameterAsString(parameters, self.ZONE_FIELD, context)
+            if field:
+                arguments += ["--zone-field", field]
+            table = str(Path(output).with_name(f"{Path(output).stem}_zones.csv"))
         executable = find_executable(configured_executable())
         feedback.pushCommandInfo(shlex.join([executable, *arguments]))
         run_geocd(executable, arguments, feedback, Path(output))
         style_on_load(context, output)
-        return {self.OUTPUT: output}
+        if table is None:
+            return {self.OUTPUT: output}
+        if context.willLoadLayerOnCompletion(output):
+            self._load_table(table, context)
+        return {self.OUTPUT: output, self.ZONES_TABLE: table}
+
+    def _load_table(self, path: str, context: QgsProcessingContext) -> None:
+        """Load CSV ``path`` (geocd's zone table) into the project as a table when the run ends."""
+        name = Path(path).stem
+        uri = QUrl.fromLocalFile(path).toString() + "?type=csv&delimiter=,&detectTypes=yes&geomType=none"
+        layer = QgsVectorLayer(uri, name, "delimitedtext")
+        context.temporaryLayerStore().addMapLayer(layer)
+        context.addLayerToLoadOnCompletion(layer.id(), QgsProcessingContext.LayerDetails(name, context.project(), self.ZONES_TABLE))
 
     def _raster_path(self, parameters: dict[str, Any], name: str, context: QgsProcessingContext) -> str:
         """The file behind raster parameter ``name`` (geocd reads files, not QGIS layers)."""

@@ -60,6 +60,7 @@ class RecordingFeedback(QgsProcessingFeedback):
         self.cancel_on_progress = cancel_on_progress
         self.progress = []
         self.messages = []
+        self.commands = []
         self.canceled_at = None
 
     def setProgress(self, progress):
@@ -72,6 +73,10 @@ class RecordingFeedback(QgsProcessingFeedback):
     def pushInfo(self, info):
         super().pushInfo(info)
         self.messages.append(info)
+
+    def pushCommandInfo(self, info):
+        super().pushCommandInfo(info)
+        self.commands.append(info)
 
 
 def start_processing():
@@ -134,6 +139,8 @@ def algorithm_parameters(spec):
         parameters["MODEL"] = spec["model"]
     if spec.get("only"):
         parameters["ONLY"] = spec["only"]
+    if spec.get("zones"):
+        parameters.update(ZONES=spec["zones"], ZONE_FIELD=spec.get("zone_field", ""))
     return parameters
 
 
@@ -157,7 +164,7 @@ def check_run(spec):
     results = processing.runAndLoadResults(ALGORITHM_ID, algorithm_parameters(spec), feedback=feedback)
     return {"results": results, "exists": Path(spec["output"]).is_file(),
             "layers": [describe_layer(layer) for layer in QgsProject.instance().mapLayers().values()],
-            "progress": feedback.progress, "messages": feedback.messages}
+            "progress": feedback.progress, "messages": feedback.messages, "command": " ".join(feedback.commands)}
 
 
 def geocd_processes(marker):
