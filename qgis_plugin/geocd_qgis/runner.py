@@ -14,8 +14,8 @@ from typing import IO, Optional
 
 from qgis.core import QgsProcessingException, QgsProcessingFeedback
 
-#: Variables QGIS sets for its own Python, PROJ and GDAL; the CLI must use its own.
-QGIS_ONLY_VARIABLES = ("PYTHONPATH", "PYTHONHOME", "QGIS_PREFIX_PATH", "PROJ_LIB", "PROJ_DATA", "GDAL_DATA", "GDAL_DRIVER_PATH")
+from .environment import clean_environment
+
 ERROR_PREFIX = "geocd: error: "
 WARNING_PREFIX = "geocd: warning: "
 POLL_SECONDS = 0.1
@@ -35,11 +35,6 @@ def find_executable(configured: str = "") -> str:
             "section QGIS plugin) and set that environment's geocd in "
             "Settings > Options > Processing > Providers > geocd")
     return found
-
-
-def clean_environment() -> dict[str, str]:
-    """This process's environment without QGIS's Python, PROJ and GDAL settings."""
-    return {key: value for key, value in os.environ.items() if key not in QGIS_ONLY_VARIABLES}
 
 
 def run_geocd(executable: str, arguments: list[str], feedback: QgsProcessingFeedback, output: Path) -> None:
