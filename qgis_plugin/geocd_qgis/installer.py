@@ -176,13 +176,13 @@ def install_commands(environment: Path, wheel_folders: Sequence[Path], index_url
 
 def install_geocd(environment: str | os.PathLike[str], wheelhouse: str | os.PathLike[str] | None = None,
                   index_url: Optional[str] = None, log: Log = print, canceled: Callable[[], bool] = lambda: False,
-                  machine: Optional[Machine] = None) -> Installed:
+                  machine: Optional[Machine] = None, step: Callable[[int, int], None] = lambda done, steps: None) -> Installed:
     """Install geocd into virtual environment ``environment`` (made unless it is one already).
 
     ``wheelhouse``: a folder of wheels (geocd's and its dependencies'), a wheel inside one, or a
     zip of them; ``index_url``: a package index serving geocd (pip's ``--index-url``). At least one
-    is needed. Every line the tools print goes to ``log``; ``canceled`` is polled between lines.
-    Raises :class:`InstallError`.
+    is needed. Every line the tools print goes to ``log``; ``canceled`` is polled between lines;
+    ``step(done, steps)`` is called as each step ends. Raises :class:`InstallError`.
     """
     if not wheelhouse and not index_url:
         raise InstallError("give a wheelhouse (folder or zip of geocd's wheels) or a package index URL serving geocd")
@@ -194,8 +194,10 @@ def install_geocd(environment: str | os.PathLike[str], wheelhouse: str | os.Path
     log(f"this machine: {machine.describe()}")
     with tempfile.TemporaryDirectory(prefix="geocd-wheels-") as scratch:
         folders = wheel_folders(Path(wheelhouse), Path(scratch)) if wheelhouse else []
-        for command in install_commands(target, folders, index_url, machine, create):
+        commands = install_commands(target, folders, index_url, machine, create)
+        for done, command in enumerate(commands, 1):
             run_logged(command, log, canceled)
+            step(done, len(commands) + 1)
     executable = environment_executable(target, "geocd")
     if not executable.is_file():
         raise InstallError(f"{executable}: was not created: the installed package has no geocd command")
@@ -204,6 +206,7 @@ def install_geocd(environment: str | os.PathLike[str], wheelhouse: str | os.Path
     if version.returncode != 0:
         raise InstallError(f"{executable}: does not run ({(version.stderr.strip().splitlines() or ['no output'])[-1]})")
     log(f"installed {version.stdout.strip()}: {executable}")
+    step(len(commands) + 1, len(commands) + 1)
     return Installed(target, executable, version.stdout.strip())
 
 
