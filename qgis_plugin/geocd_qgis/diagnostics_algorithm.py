@@ -6,18 +6,18 @@ import subprocess
 from typing import Any
 
 from qgis.core import (
-    QgsProcessingAlgorithm,
     QgsProcessingContext,
     QgsProcessingException,
     QgsProcessingFeedback,
     QgsProcessingOutputString,
 )
 
+from .base import GeocdAlgorithm
 from .environment import clean_environment
 from .runner import find_executable
 from .settings import configured_executable
 
-HELP = ("Shows which geocd executable 'Detect changes' runs and, from that geocd (geocd info): its version and folder, "
+DIAGNOSTICS_HELP = ("Shows which geocd executable 'Detect changes' runs and, from that geocd (geocd info): its version and folder, "
         "its Python, PyTorch and CPU runtimes, the runtime and device (CPU or GPU) it will predict with, and the "
         "default model's card. Nothing is changed.")
 INFO_TIMEOUT_S = 300
@@ -42,25 +42,14 @@ def diagnostics_text(configured: str) -> str:
     return f"executable: {executable} ({origin})\n{done.stdout.rstrip()}"
 
 
-class DiagnosticsAlgorithm(QgsProcessingAlgorithm):
+class DiagnosticsAlgorithm(GeocdAlgorithm):
     """``geocd:diagnostics``: no inputs; the report as text in the log and as output REPORT."""
 
+    NAME = "diagnostics"
+    DISPLAY_NAME = "Diagnostics"
+    HELP = DIAGNOSTICS_HELP
+    TAGS = ("diagnostics", "version", "device", "gpu", "cuda", "backend", "model")
     REPORT = "REPORT"
-
-    def name(self) -> str:
-        return "diagnostics"
-
-    def displayName(self) -> str:
-        return "Diagnostics"
-
-    def shortHelpString(self) -> str:
-        return HELP
-
-    def tags(self) -> list[str]:
-        return ["diagnostics", "version", "device", "gpu", "cuda", "backend", "model", "geocd"]
-
-    def createInstance(self) -> "DiagnosticsAlgorithm":
-        return DiagnosticsAlgorithm()
 
     def initAlgorithm(self, config: Any = None) -> None:
         """No inputs; one text output."""

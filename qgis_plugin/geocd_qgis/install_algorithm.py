@@ -8,7 +8,6 @@ from typing import Any
 from qgis.core import (
     QgsApplication,
     QgsMessageLog,
-    QgsProcessingAlgorithm,
     QgsProcessingContext,
     QgsProcessingException,
     QgsProcessingFeedback,
@@ -18,11 +17,12 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
+from .base import GeocdAlgorithm
 from .installer import InstallError, install_geocd
 from .settings import set_configured_executable
 
 LOG_TAG = "geocd"
-HELP = (
+INSTALL_HELP = (
     "Installs the geocd command line that 'Detect changes' runs, in its own Python environment (never into QGIS's "
     "Python), then sets it under Settings > Options > Processing > Providers > geocd.\n\n"
     "Wheelhouse: a zip of geocd's wheels and its dependencies' (or any wheel inside a folder of them): the "
@@ -39,28 +39,17 @@ def default_environment() -> str:
     return str(Path(QgsApplication.qgisSettingsDirPath()) / "geocd-env")
 
 
-class InstallGeocdAlgorithm(QgsProcessingAlgorithm):
+class InstallGeocdAlgorithm(GeocdAlgorithm):
     """``geocd:installgeocd``: wheelhouse and/or index in, the installed geocd executable out (and set)."""
 
+    NAME = "installgeocd"
+    DISPLAY_NAME = "Install geocd"
+    HELP = INSTALL_HELP
+    TAGS = ("install", "setup", "environment", "wheel", "pip", "uv")
     WHEELHOUSE = "WHEELHOUSE"
     INDEX_URL = "INDEX_URL"
     ENVIRONMENT = "ENVIRONMENT"
     EXECUTABLE = "EXECUTABLE"
-
-    def name(self) -> str:
-        return "installgeocd"
-
-    def displayName(self) -> str:
-        return "Install geocd"
-
-    def shortHelpString(self) -> str:
-        return HELP
-
-    def tags(self) -> list[str]:
-        return ["install", "setup", "environment", "wheel", "pip", "uv", "geocd"]
-
-    def createInstance(self) -> "InstallGeocdAlgorithm":
-        return InstallGeocdAlgorithm()
 
     def initAlgorithm(self, config: Any = None) -> None:
         """Declare the sources, the environment folder and the executable output."""
