@@ -118,7 +118,7 @@ class _Relay:
             return
         text = f"{record.get('done')}/{record.get('total')} tiles, about {time_left(float(record['seconds_left']))} left"
         self.feedback.setProgressText(text)
-        if not self.told_time_left:
+        if not self.told_time_left and record.get("done", 0) < record.get("total", 0):
             self.told_time_left = True
             self.feedback.pushInfo(text)
 
