@@ -19,7 +19,7 @@ sys.path.insert(0, str(ROOT / "qgis_plugin"))
 
 from geocd_qgis.installer import (  # noqa: E402 - the plugin folder is on sys.path only from here
     CPU_EXTRAS, TORCH_CPU_INDEX, TORCH_CUDA_INDEX, InstallError, Machine, find_python, install_commands,
-    install_geocd, run_logged,
+    install_geocd, nvidia_gpu_present, run_logged,
 )
 
 STAND_IN_VERSION = "9.9.9"
@@ -140,3 +140,17 @@ def test_cpu_extras_exist_in_the_package() -> None:
     setup = configparser.ConfigParser(interpolation=None)
     setup.read(ROOT / "setup.cfg", encoding="utf-8")
     assert set(CPU_EXTRAS) <= set(setup["options.extras_require"])
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX shell stand-in")
+@pytest.mark.parametrize("script, found", [('echo "GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-0)"', True),
+                                           ('echo "NVIDIA-SMI has failed" >&2; exit 9', False)])
+def test_an_nvidia_gpu_is_what_nvidia_smi_lists(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script: str,
+                                                found: bool) -> None:
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text(f"#!/bin/sh\n{script}\n")
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert nvidia_gpu_present() is found
+    monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))
+    assert nvidia_gpu_present() is False

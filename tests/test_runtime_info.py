@@ -79,3 +79,12 @@ def test_info_errors_are_one_line(tmp_path: Path) -> None:
     missing = tmp_path / "missing.safetensors"
     result = CliRunner().invoke(cli, ["info", "--model", str(missing), "--device", "cpu"])
     assert result.exit_code == 2 and result.output == f"geocd: error: {missing}: model file does not exist\n"
+
+
+def test_the_runtime_line_names_the_gpu_on_cuda(monkeypatch: pytest.MonkeyPatch, tiny_checkpoint: Path) -> None:
+    import torch
+
+    from geocd.inference.backends import runtime_line
+
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: "NVIDIA Test GPU")
+    assert runtime_line(tiny_checkpoint, torch.device("cuda:0"), "auto", "auto") == "running torch (fp16 autocast) on cuda:0 (NVIDIA Test GPU)"

@@ -100,9 +100,9 @@ def checkpoint_backend(checkpoint: Path, device: torch.device, backend: Backend)
 def runtime_line(checkpoint: Path, device: torch.device, backend: Backend, precision: Precision) -> str:
     """Which runtime, precision and device run the network, in one line (e.g. ``running openvino (bf16) on cpu, 8 cores``)."""
     chosen = checkpoint_backend(checkpoint, device, backend)
-    precision_used = openvino_precision(precision) if chosen == "openvino" else "fp32"
-    where = (f"{device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda"
-             else f"{device}, {physical_cores()} cores")
+    cuda = device.type == "cuda"  # predict runs CUDA under float16 autocast
+    precision_used = openvino_precision(precision) if chosen == "openvino" else "fp16 autocast" if cuda else "fp32"
+    where = f"{device} ({torch.cuda.get_device_name(device)})" if cuda else f"{device}, {physical_cores()} cores"
     return f"running {chosen} ({precision_used}) on {where}"
 
 
