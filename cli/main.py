@@ -698,6 +698,22 @@ def show_models(model: str | None) -> None:
     click.echo("\n".join(model_card(model)))
 
 
+@cli.command("info")
+@click.option("--model", help="Model whose card to show and run (default: geocd's default model).")
+@DEVICE_OPTION
+@reports_errors
+def info(model: str | None, device: str) -> None:
+    """Show geocd's version and folder, the Python, the runtime and device predict would use, and the model card.
+
+    \b
+    Example:
+      geocd info
+    """
+    from geocd.diagnostics import diagnostics
+
+    click.echo("\n".join(diagnostics(model, device)))
+
+
 @cli.command("import-chips")
 @click.argument("source", type=click.Path())
 @click.argument("destination", type=click.Path(file_okay=False))

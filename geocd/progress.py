@@ -45,15 +45,16 @@ class Progress:
         rate = self._pixels / 1e6 / max(now - self._start, 1e-9)
         shown = ", ".join([f"{rate:.2f} MP/s", *(f"{k} {v:.4g}" for k, v in values.items())])
         percent = 100.0 * self._done / max(self._total, 1)
+        remaining = (now - self._start) / max(self._done, 1) * max(self._total - self._done, 0)
         if self._bar is not None:
             self._bar.set_postfix_str(shown, refresh=False)
             self._bar.update(steps)
         elif self.mode == "json":
             self._emit({"event": "progress", "done": self._done, "total": self._total, "percent": round(percent, 2),
-                        "mp_per_s": round(rate, 3), **{k: round(v, 6) for k, v in values.items()}})
+                        "mp_per_s": round(rate, 3), "seconds_left": round(remaining, 1),
+                        **{k: round(v, 6) for k, v in values.items()}})
         elif self.mode == "lines" and (now - self._last_line >= LINE_INTERVAL_S or self._done >= self._total):
             self._last_line = now
-            remaining = (now - self._start) / self._done * (self._total - self._done)
             self.stream.write(f"{self._description}: {self._done}/{self._total} {self._unit}s ({percent:.0f} %), "
                               f"{shown}, {remaining:.0f} s left\n")
             self.stream.flush()
@@ -62,6 +63,14 @@ class Progress:
         """A status line (JSON mode only; the bar shows its description)."""
         if self.mode == "json":
             self._emit({"event": "message", "text": text})
+
+    def note(self, text: str) -> None:
+        """A line people and programs both see: plain on ``stream`` (a JSON message in JSON mode; nothing when silent)."""
+        if self.mode == "json":
+            self.message(text)
+        elif self.mode != "none":
+            self.stream.write(text + "\n")
+            self.stream.flush()
 
     def done(self, text: str, **values: object) -> None:
         """The run's last report, a ``done`` event with ``text`` and ``values`` (JSON mode only; the

@@ -44,14 +44,15 @@ def qgis_profile_folder(profile: str = "default") -> Path:
 
 
 def plugin_source() -> Path:
-    """The plugin's files: installed with geocd (``geocd.qgis_plugin``), else the source tree's ``qgis_plugin/``."""
+    """The plugin's files: the source tree's ``qgis_plugin/`` beside this geocd package, else those installed
+    with geocd (``geocd.qgis_plugin``; an editable install may map it to another checkout)."""
+    source = Path(__file__).resolve().parents[1] / "qgis_plugin" / PLUGIN_NAME
+    if (source / "metadata.txt").is_file():
+        return source
     spec = importlib.util.find_spec("geocd.qgis_plugin")
     if spec is not None and spec.submodule_search_locations:
         return Path(next(iter(spec.submodule_search_locations)))
-    source = Path(__file__).resolve().parents[1] / "qgis_plugin" / PLUGIN_NAME
-    if not (source / "metadata.txt").is_file():
-        raise InputError(source, "the QGIS plugin's files are not part of this geocd installation")
-    return source
+    raise InputError(source, "the QGIS plugin's files are not part of this geocd installation")
 
 
 def geocd_executable() -> Path:

@@ -60,10 +60,10 @@ def qgis_environment(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def run_check(tmp_path: Path, check: str, **spec: object) -> dict:
-    """Run one check of plugin_checks.py in QGIS and return its JSON."""
+def run_check(tmp_path: Path, check: str, script: Path = CHECKS, **spec: object) -> dict:
+    """Run one check of ``script`` (plugin_checks.py) in QGIS and return its JSON."""
     spec = {"check": check, "plugins": str(PLUGINS), **spec}
-    done = subprocess.run([QGIS_PYTHON, str(CHECKS), json.dumps(spec)], capture_output=True, text=True,
+    done = subprocess.run([QGIS_PYTHON, str(script), json.dumps(spec)], capture_output=True, text=True,
                           env=qgis_environment(tmp_path), timeout=600)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])

@@ -83,11 +83,25 @@ def build_runners(models: Sequence[LoadedModel], device: torch.device, backend: 
 
 def resolved_backend(model: LoadedModel, device: torch.device, backend: Backend) -> Literal["torch", "onnx", "openvino"]:
     """The backend that ``backend`` means for ``model`` on ``device`` (see :func:`build_runners`)."""
+    return checkpoint_backend(model.path, device, backend)
+
+
+def checkpoint_backend(checkpoint: Path, device: torch.device, backend: Backend) -> Literal["torch", "onnx", "openvino"]:
+    """The backend that ``backend`` means for the model of file ``checkpoint`` on ``device``, without loading it."""
     if backend != "auto":
         return backend
-    if device.type != "cpu" or not model.path.is_file():
+    if device.type != "cpu" or not checkpoint.is_file():
         return "torch"
     return next((name for name in GRAPH_BACKENDS if missing(name) is None), "torch")
+
+
+def runtime_line(checkpoint: Path, device: torch.device, backend: Backend, precision: Precision) -> str:
+    """Which runtime, precision and device run the network, in one line (e.g. ``running openvino (bf16) on cpu, 8 cores``)."""
+    chosen = checkpoint_backend(checkpoint, device, backend)
+    cuda = device.type == "cuda"  # predict runs CUDA under float16 autocast
+    precision_used = openvino_precision(precision) if chosen == "openvino" else "fp16 autocast" if cuda else "fp32"
+    where = f"{device} ({torch.cuda.get_device_name(device)})" if cuda else f"{device}, {physical_cores()} cores"
+    return f"running {chosen} ({precision_used}) on {where}"
 
 
 def openvino_precision(precision: Precision) -> Literal["fp32", "bf16"]:

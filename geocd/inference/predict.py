@@ -38,7 +38,7 @@ from geocd.data.pair import PairDataset
 from geocd.data.radiometry import check_target, radiometry_tag
 from geocd.data.rasters import RASTER_BLOCK, Grid, row_windows
 from geocd.errors import GeocdError, GeocdWarning, InputError, OutputError
-from geocd.inference.backends import Runner, build_runners, resolved_backend
+from geocd.inference.backends import Runner, build_runners, resolved_backend, runtime_line
 from geocd.inference.stitch import FinishedRows, RowStreamStitcher
 from geocd.models.tta import predict_probabilities
 from geocd.options import PredictOptions
@@ -117,6 +117,7 @@ def predict_change_raster(
         num_workers=num_workers, collate_fn=_collate_or_error, pin_memory=device.type == "cuda",
     )
     nets = build_runners(models, device, options.backend, tile, options.scales, options.precision)
+    progress.note(runtime_line(models[0].path, device, options.backend, options.precision))
     trained = list(meta.trained_classes)
     info = ChangeMapInfo(
         threshold=options.threshold, schema=meta.schema, trained_classes=meta.trained_classes,

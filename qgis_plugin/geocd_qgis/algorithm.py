@@ -27,14 +27,15 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import QUrl
 
+from .compat import NUMBER_DOUBLE
 from .runner import find_executable, run_geocd
 from .settings import configured_executable
 from .styling import style_on_load
 
 HELP = (
     "Finds what changed, and into what, between a 'before' and an 'after' image of the same place, "
-    "with the geocd command line (run out of process; install it from its repository into a virtual environment "
-    "and set that environment's geocd under Settings > Options > Processing > Providers > geocd).\n\n"
+    "with the geocd command line (run out of process; install it with geocd > Install geocd, or set an installed "
+    "geocd under Settings > Options > Processing > Providers > geocd).\n\n"
     "The 'after' image is warped onto the 'before' grid when they differ; only their overlap is processed. "
     "The result is a GeoPackage of change polygons (layer 'changes') with from/to land-cover classes, "
     "area and probabilities; it opens with its stored style.\n\n"
@@ -91,10 +92,10 @@ class DetectChangesAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(QgsProcessingParameterBoolean(self.ALIGN, "Align dates (undo a global shift between them)",
                                                         defaultValue=False))
         self.addParameter(QgsProcessingParameterNumber(
-            self.THRESHOLD, "Change probability threshold", QgsProcessingParameterNumber.Double,
+            self.THRESHOLD, "Change probability threshold", NUMBER_DOUBLE,
             defaultValue=0.5, minValue=0.0, maxValue=1.0))
         self.addParameter(QgsProcessingParameterNumber(
-            self.MIN_AREA, "Minimum change area (m²; empty: the area of 3.5 pixels)", QgsProcessingParameterNumber.Double,
+            self.MIN_AREA, "Minimum change area (m²; empty: the area of 3.5 pixels)", NUMBER_DOUBLE,
             optional=True, minValue=0.0))
         self.addParameter(QgsProcessingParameterString(
             self.ONLY, "Only changes from or to these classes (comma-separated, e.g. building; empty: all)", optional=True))

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from qgis.core import QgsLayerTree, QgsMapLayerType, QgsRasterLayer
+from qgis.core import QgsLayerTree, QgsRasterLayer
 
 
 def topmost_rasters(root: QgsLayerTree, count: int = 2) -> list[QgsRasterLayer]:
     """The first ``count`` valid file-based raster layers in drawing order, topmost first."""
     rasters = [layer for layer in root.layerOrder()
-               if layer.type() == QgsMapLayerType.RasterLayer and layer.isValid() and layer.providerType() == "gdal"]
+               if isinstance(layer, QgsRasterLayer) and layer.isValid() and layer.providerType() == "gdal"]
     return rasters[:count]
 
 

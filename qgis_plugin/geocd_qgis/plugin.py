@@ -6,12 +6,15 @@ from typing import Any, Optional
 
 from qgis.core import QgsApplication, QgsProject
 from qgis.PyQt.QtGui import QIcon
-from qgis.PyQt.QtWidgets import QAction
 
+from .compat import QAction
 from .layers import dialog_parameters
 from .provider import ICON_PATH, GeocdProvider
+from .runner import geocd_available
+from .settings import configured_executable
 
 ALGORITHM_ID = "geocd:detectchanges"
+INSTALL_ID = "geocd:installgeocd"
 MENU = "&geocd"
 
 
@@ -50,7 +53,10 @@ class GeocdPlugin:
             self.provider = None
 
     def open_dialog(self) -> None:
-        """Open "Detect changes" with the two topmost raster layers preselected."""
+        """Open "Detect changes" with the two topmost raster layers preselected ("Install geocd" while there is no geocd)."""
         import processing
 
+        if not geocd_available(configured_executable()):
+            processing.execAlgorithmDialog(INSTALL_ID, {})
+            return
         processing.execAlgorithmDialog(ALGORITHM_ID, dialog_parameters(QgsProject.instance().layerTreeRoot()))

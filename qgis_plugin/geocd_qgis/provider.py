@@ -8,13 +8,15 @@ from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
 from .algorithm import DetectChangesAlgorithm
+from .diagnostics_algorithm import DiagnosticsAlgorithm
+from .install_algorithm import InstallGeocdAlgorithm
 from .settings import add_settings, remove_settings
 
 ICON_PATH = str(Path(__file__).with_name("icon.svg"))
 
 
 class GeocdProvider(QgsProcessingProvider):
-    """Provides ``geocd:detectchanges``; writes GeoPackages only."""
+    """Provides ``geocd:detectchanges``, ``geocd:installgeocd`` and ``geocd:diagnostics``; writes GeoPackages only."""
 
     def load(self) -> bool:
         """Add the executable setting, then the algorithms."""
@@ -29,6 +31,8 @@ class GeocdProvider(QgsProcessingProvider):
     def loadAlgorithms(self) -> None:
         """Register the algorithms."""
         self.addAlgorithm(DetectChangesAlgorithm())
+        self.addAlgorithm(InstallGeocdAlgorithm())
+        self.addAlgorithm(DiagnosticsAlgorithm())
 
     def id(self) -> str:
         return "geocd"

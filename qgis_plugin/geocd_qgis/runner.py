@@ -14,8 +14,8 @@ from typing import IO, Optional
 
 from qgis.core import QgsProcessingException, QgsProcessingFeedback
 
-#: Variables QGIS sets for its own Python, PROJ and GDAL; the CLI must use its own.
-QGIS_ONLY_VARIABLES = ("PYTHONPATH", "PYTHONHOME", "QGIS_PREFIX_PATH", "PROJ_LIB", "PROJ_DATA", "GDAL_DATA", "GDAL_DRIVER_PATH")
+from .environment import clean_environment
+
 ERROR_PREFIX = "geocd: error: "
 WARNING_PREFIX = "geocd: warning: "
 POLL_SECONDS = 0.1
@@ -31,15 +31,15 @@ def find_executable(configured: str = "") -> str:
     found = shutil.which("geocd")
     if found is None:
         raise QgsProcessingException(
-            "geocd executable not found on PATH: install geocd from its repository into a virtual environment (its README, "
-            "section QGIS plugin) and set that environment's geocd in "
+            "geocd executable not found on PATH: install it with the algorithm geocd > Install geocd (or by hand, "
+            "the README's section QGIS plugin) or set an installed geocd in "
             "Settings > Options > Processing > Providers > geocd")
     return found
 
 
-def clean_environment() -> dict[str, str]:
-    """This process's environment without QGIS's Python, PROJ and GDAL settings."""
-    return {key: value for key, value in os.environ.items() if key not in QGIS_ONLY_VARIABLES}
+def geocd_available(configured: str = "") -> bool:
+    """Whether :func:`find_executable` finds a geocd."""
+    return Path(configured).is_file() if configured else shutil.which("geocd") is not None
 
 
 def run_geocd(executable: str, arguments: list[str], feedback: QgsProcessingFeedback, output: Path) -> None:
@@ -68,7 +68,7 @@ def _follow(process: subprocess.Popen, feedback: QgsProcessingFeedback, output: 
     lines: queue.Queue[Optional[str]] = queue.Queue()
     reader = threading.Thread(target=_read_lines, args=(process.stderr, lines), daemon=True)
     reader.start()
-    error = ""
+    relay = _Relay(feedback)
     while True:
         if feedback.isCanceled():
             _stop(process)
@@ -81,28 +81,54 @@ def _follow(process: subprocess.Popen, feedback: QgsProcessingFeedback, output: 
             continue
         if line is None:
             process.wait()
-            return error
-        error = _relay(line, feedback) or error
+            return relay.error
+        relay(line)
 
 
-def _relay(line: str, feedback: QgsProcessingFeedback) -> str:
-    """Pass one stderr line to ``feedback``; return it when it is geocd's error line."""
-    try:
-        record = json.loads(line)
-    except ValueError:
-        record = None
-    if isinstance(record, dict) and record.get("event") == "progress":
-        feedback.setProgress(float(record.get("percent", 0.0)))
-    elif isinstance(record, dict) and record.get("event") in ("message", "done"):
-        feedback.pushInfo(str(record.get("text", "")))
-    elif line.startswith(WARNING_PREFIX):
-        feedback.pushWarning(line)
-    elif line.startswith(ERROR_PREFIX):
-        feedback.reportError(line)
-        return line
-    elif line.strip():
-        feedback.pushConsoleInfo(line)
-    return ""
+class _Relay:
+    """Passes geocd's stderr lines to ``feedback``: JSON progress as progress and time left, messages as
+    information, warnings and errors as such; keeps geocd's error line."""
+
+    def __init__(self, feedback: QgsProcessingFeedback) -> None:
+        self.feedback = feedback
+        self.error = ""
+        self.told_time_left = False
+
+    def __call__(self, line: str) -> None:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if isinstance(record, dict) and record.get("event") == "progress":
+            self._progress(record)
+        elif isinstance(record, dict) and record.get("event") in ("message", "done"):
+            self.feedback.pushInfo(str(record.get("text", "")))
+        elif line.startswith(WARNING_PREFIX):
+            self.feedback.pushWarning(line)
+        elif line.startswith(ERROR_PREFIX):
+            self.feedback.reportError(line)
+            self.error = line
+        elif line.strip():
+            self.feedback.pushConsoleInfo(line)
+
+    def _progress(self, record: dict) -> None:
+        """Progress in percent; tiles done and time left as the progress text, and once, after the first tiles, as information."""
+        self.feedback.setProgress(float(record.get("percent", 0.0)))
+        if "seconds_left" not in record:
+            return
+        text = f"{record.get('done')}/{record.get('total')} tiles, about {time_left(float(record['seconds_left']))} left"
+        self.feedback.setProgressText(text)
+        if not self.told_time_left and record.get("done", 0) < record.get("total", 0):
+            self.told_time_left = True
+            self.feedback.pushInfo(text)
+
+
+def time_left(seconds: float) -> str:
+    """``seconds`` for people: ``40 s``, ``12 min``, ``2 h 05 min``."""
+    if seconds < 59.5:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
 
 
 def _read_lines(stream: IO[str], lines: "queue.Queue[Optional[str]]") -> None:

@@ -29,3 +29,10 @@ def configured_executable() -> str:
     from processing.core.ProcessingConfig import ProcessingConfig
 
     return ProcessingConfig.getSetting(EXECUTABLE_SETTING) or ""
+
+
+def set_configured_executable(path: str) -> None:
+    """Make ``path`` the geocd the algorithms run (saved in the user's QGIS settings)."""
+    from processing.core.ProcessingConfig import ProcessingConfig
+
+    ProcessingConfig.setSettingValue(EXECUTABLE_SETTING, path)

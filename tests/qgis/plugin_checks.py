@@ -248,14 +248,15 @@ def check_install(spec):
 CHECKS = {"gui": check_gui, "run": check_run, "cancel": check_cancel, "errors": check_errors, "install": check_install}
 
 
-def main():
+def main(checks=None):
+    """Start QGIS and Processing, run the check named in the JSON spec (argv[1]) from ``checks`` (default: CHECKS)."""
     spec = json.loads(sys.argv[1])
     if spec.get("plugins"):
         sys.path.insert(0, spec["plugins"])
     app = QgsApplication([], True)
     app.initQgis()
     start_processing()
-    result = CHECKS[spec["check"]](spec)
+    result = (checks or CHECKS)[spec["check"]](spec)
     print(json.dumps(result))
     sys.stdout.flush()
     os._exit(0)
