@@ -12,8 +12,10 @@ import torch
 
 from geocd import __version__
 from geocd.checkpoint import model_card, model_path
-from geocd.inference.backends import RUNTIMES, Backend, Precision, runtime_line
+from geocd.extras import EXTRAS
+from geocd.inference.backends import GRAPH_BACKENDS, runtime_line
 from geocd.inference.predict import resolve_device
+from geocd.options import Backend, Precision
 
 
 def diagnostics(model: str | os.PathLike[str] | None = None, device: str = "auto", backend: Backend = "auto",
@@ -22,7 +24,7 @@ def diagnostics(model: str | os.PathLike[str] | None = None, device: str = "auto
     the runtime and device ``predict`` would use with these options, and ``model``'s card (none: the default model's)."""
     resolved = resolve_device(device)
     cuda = f"CUDA {torch.version.cuda}, {torch.cuda.device_count()} GPU(s)" if torch.cuda.is_available() else "no CUDA device"
-    runtimes = ", ".join(f"{module} {_installed(module)}" for module in RUNTIMES.values())
+    runtimes = ", ".join(f"{EXTRAS[b][0]} {_installed(EXTRAS[b][0])}" for b in GRAPH_BACKENDS)
     return [f"geocd {__version__} in {Path(__file__).parent}",
             f"python {platform.python_version()} at {sys.executable}",
             f"torch {torch.__version__} ({cuda})",

@@ -68,7 +68,7 @@ def test_info_names_versions_runtime_device_and_model_card(tiny_checkpoint: Path
     assert lines[0] == f"geocd {__version__} in {Path(__file__).resolve().parents[1] / 'geocd'}"
     assert lines[1] == f"python {platform.python_version()} at {sys.executable}"
     assert lines[2].startswith("torch ")
-    assert lines[3].startswith("graph runtimes: onnxruntime ") and "openvino 20" in lines[3]
+    assert lines[3].startswith("graph runtimes: openvino 20") and ", onnxruntime 1." in lines[3]
     assert lines[4] == f"predict: {expected_cpu_line()}"
     assert lines[5] == "model:" and lines[6].startswith(f"  {tiny_checkpoint.resolve()}, ")
     assert lines[7:] == [f"  name: {tiny_checkpoint.stem}", "  backbone: resnet18 (lightweight heads), tile 64 px, geocd 0.1.0",
@@ -78,7 +78,7 @@ def test_info_names_versions_runtime_device_and_model_card(tiny_checkpoint: Path
 def test_info_errors_are_one_line(tmp_path: Path) -> None:
     missing = tmp_path / "missing.safetensors"
     result = CliRunner().invoke(cli, ["info", "--model", str(missing), "--device", "cpu"])
-    assert result.exit_code == 2 and result.output == f"geocd: error: {missing}: model file does not exist\n"
+    assert result.exit_code == 2 and result.output == f"geocd: error: {missing}: --model file does not exist\n"
 
 
 def test_the_runtime_line_names_the_gpu_on_cuda(monkeypatch: pytest.MonkeyPatch, tiny_checkpoint: Path) -> None:

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from qgis.core import (
-    QgsProcessing,
     QgsProcessingAlgorithm,
     QgsProcessingContext,
     QgsProcessingException,
@@ -27,7 +26,7 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import QUrl
 
-from .compat import NUMBER_DOUBLE
+from .compat import NUMBER_DOUBLE, VECTOR_POLYGON
 from .runner import find_executable, run_geocd
 from .settings import configured_executable
 from .styling import style_on_load
@@ -100,7 +99,7 @@ class DetectChangesAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(QgsProcessingParameterString(
             self.ONLY, "Only changes from or to these classes (comma-separated, e.g. building; empty: all)", optional=True))
         self.addParameter(QgsProcessingParameterFeatureSource(
-            self.ZONES, "Zones (changed area per zone and from→to pair)", [QgsProcessing.TypeVectorPolygon], optional=True))
+            self.ZONES, "Zones (changed area per zone and from→to pair)", [VECTOR_POLYGON], optional=True))
         self.addParameter(QgsProcessingParameterField(
             self.ZONE_FIELD, "Zone id field (empty: the feature id)", parentLayerParameterName=self.ZONES, optional=True))
         output = QgsProcessingParameterVectorDestination(self.OUTPUT, "Changes")
