@@ -11,6 +11,7 @@ whose before or after class is building). The no-change pair reports the share o
 flagged. ``macro`` is the mean of the F1 rows.
 
     python3 benchmarks/validation.py --name v1 [--model M] [-- --tta]
+    python3 benchmarks/validation.py --name v1 --reuse --clean open3   # a clean-up of the change masks, scored
     python3 benchmarks/validation.py --compare BASELINE.json CANDIDATE.json
 
 Writes ``WORK/NAME.json`` and prints a table; ``--compare`` applies the ship rule of issue #25
@@ -25,11 +26,13 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import rasterio
+from scipy import ndimage
 
 from geocd.changemap import ChangeMapInfo, changed_pixels
 from geocd.data.labels import IGNORE
@@ -88,6 +91,25 @@ def scenes(data: Path, work: Path) -> list[Scene]:
 BUILDING_DATASETS = ("LEVIR-CD", "EGY-BCD")
 
 
+def _without_regions_under(pixels: int) -> Callable[[np.ndarray], np.ndarray]:
+    def clean(mask: np.ndarray) -> np.ndarray:
+        regions, _ = ndimage.label(mask)
+        keep = np.bincount(regions.ravel()) >= pixels
+        keep[0] = False
+        return keep[regions]
+
+    return clean
+
+
+CLEAN_UPS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "open3": lambda mask: ndimage.binary_opening(mask, np.ones((3, 3), bool)),
+    "open5": lambda mask: ndimage.binary_opening(mask, np.ones((5, 5), bool)),
+    "min50": _without_regions_under(50),
+    "min200": _without_regions_under(200),
+}
+"""Object-level clean-ups of a change mask (issue 25's lever): morphological openings, small regions dropped."""
+
+
 def predict(scene: Scene, out: Path, extra: list[str], model: str | None, reuse: bool) -> Path:
     """Run ``geocd predict`` on one scene (``reuse``: keep a change raster already there); the change raster's path."""
     raster = out / f"{scene.dataset}_{scene.name}.tif"
@@ -101,10 +123,11 @@ def predict(scene: Scene, out: Path, extra: list[str], model: str | None, reuse:
     return raster
 
 
-def score_units(scene: Scene, raster: Path, split_blocks: bool) -> dict[str, np.ndarray]:
+def score_units(scene: Scene, raster: Path, split_blocks: bool, clean: str | None = None) -> dict[str, np.ndarray]:
     """``[units, 3]`` true positives, false positives and false negatives per scene or 256-pixel block.
 
-    Keys: ``all`` (any change) and ``building`` (changes from or to building).
+    Keys: ``all`` (any change) and ``building`` (changes from or to building). ``clean`` names a
+    :data:`CLEAN_UPS` entry applied to the change mask first.
     """
     with rasterio.open(raster) as src:
         bands = src.read()
@@ -118,6 +141,8 @@ def score_units(scene: Scene, raster: Path, split_blocks: bool) -> dict[str, np.
     else:
         truth, scored = label > 127, np.ones(label.shape, bool)
     changed = changed_pixels(bands[0], bands[1], info)
+    if clean:
+        changed = CLEAN_UPS[clean](changed)
     (building,) = info.schema.class_ids(["building"])
     predictions = {"all": changed, "building": changed & ((bands[1] == building) | (bands[2] == building))}
     rows, cols = label.shape
@@ -152,8 +177,9 @@ def interval(units: np.ndarray, rng: np.random.Generator) -> tuple[float, float]
     return float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))
 
 
-def evaluate(data: Path, work: Path, name: str, extra: list[str], model: str | None, reuse: bool = False) -> dict:
-    """Predict and score every validation scene; the table as a dict."""
+def evaluate(data: Path, work: Path, name: str, extra: list[str], model: str | None, reuse: bool = False,
+             clean: str | None = None) -> dict:
+    """Predict and score every validation scene (change masks cleaned up by ``clean``); the table as a dict."""
     out = work / "runs" / name
     out.mkdir(parents=True, exist_ok=True)
     all_scenes = scenes(data, work)
@@ -166,7 +192,7 @@ def evaluate(data: Path, work: Path, name: str, extra: list[str], model: str | N
         split_blocks = len(members) == 1
         units: dict[str, list[np.ndarray]] = {"all": [], "building": []}
         for scene in members:
-            for key, counts in score_units(scene, predict(scene, out, extra, model, reuse), split_blocks).items():
+            for key, counts in score_units(scene, predict(scene, out, extra, model, reuse), split_blocks, clean).items():
                 units[key].append(counts)
         keys = ("all", "building") if dataset in BUILDING_DATASETS else ("all",)
         for key in keys:
@@ -181,7 +207,8 @@ def evaluate(data: Path, work: Path, name: str, extra: list[str], model: str | N
             rows[label] = {"f1": pooled_scores.f1, "low": low, "high": high, "precision": pooled_scores.precision,
                            "recall": pooled_scores.recall}
     f1s = [r["f1"] for r in rows.values() if "f1" in r]
-    return {"name": name, "model": model or "default", "flags": extra, "rows": rows, "macro": float(np.mean(f1s)),
+    flags = extra + ([f"(clean-up {clean})"] if clean else [])
+    return {"name": name, "model": model or "default", "flags": flags, "rows": rows, "macro": float(np.mean(f1s)),
             "seconds": time.perf_counter() - start}
 
 
@@ -223,6 +250,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--work", type=Path, default=Path("validation"))
     parser.add_argument("--reuse", action="store_true", help="score the change rasters of an earlier run of NAME")
+    parser.add_argument("--clean", choices=sorted(CLEAN_UPS), help="clean up each change mask before scoring")
     parser.add_argument("--compare", nargs=2, type=Path, metavar=("BASELINE", "CANDIDATE"))
     args = parser.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
     if args.compare:
@@ -232,8 +260,8 @@ def main() -> None:
         reasons = ship_rule(baseline, candidate)
         print("\nship rule: " + ("met" if not reasons else "not met: " + "; ".join(reasons)))
         return
-    result = evaluate(args.data, args.work, args.name, extra, args.model, args.reuse)
-    (args.work / f"{args.name}.json").write_text(json.dumps(result, indent=1))
+    result = evaluate(args.data, args.work, args.name, extra, args.model, args.reuse, args.clean)
+    (args.work / f"{args.name}{'_' + args.clean if args.clean else ''}.json").write_text(json.dumps(result, indent=1))
     print_table(result)
 
 
