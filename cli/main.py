@@ -104,15 +104,21 @@ def route_messages(verbose: bool) -> None:
 @click.option("-v", "--verbose", is_flag=True,
               help="Also show GDAL's, libtiff's and the libraries' own messages, and the traceback of a pair that "
                    "failed unexpectedly, on stderr.")
-def cli(verbose: bool) -> None:
+@click.pass_context
+def cli(ctx: click.Context, verbose: bool) -> None:
     """Find what changed, and into what, between two georeferenced images.
+
+    Rasters may be local files, URLs (http(s)://, s3://, gs://, az://) or GDAL /vsi paths.
 
     \b
     Quick start:
       geocd demo demo/
       geocd predict demo/before.tif demo/after.tif -o demo/changes.gpkg
     """
+    from geocd.data.remote import remote_reads
+
     route_messages(verbose)
+    ctx.with_resource(remote_reads())
 
 
 @cli.command()

@@ -18,6 +18,7 @@ from rasterio.io import DatasetReader
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
+from geocd.data.remote import is_remote, remote_problem
 from geocd.errors import InputError
 
 RASTER_BLOCK = 256
@@ -67,17 +68,21 @@ def geotiff_profile(grid: Grid, count: int, dtype: str | np.dtype, nodata: float
 
 
 def open_any_raster(path: str | os.PathLike[str]) -> DatasetReader:
-    """Open a raster GDAL can read, georeferenced or not, or raise :class:`InputError`."""
-    if not os.path.exists(path):
+    """Open a raster GDAL can read, georeferenced or not, or raise :class:`InputError`.
+
+    ``path`` may be a URL or a GDAL ``/vsi...`` path (:mod:`geocd.data.remote`).
+    """
+    remote = is_remote(path)
+    if not remote and not os.path.exists(path):
         raise InputError(path, "file does not exist")
-    if not os.access(path, os.R_OK) or os.path.isdir(path):
+    if not remote and (not os.access(path, os.R_OK) or os.path.isdir(path)):
         raise InputError(path, "cannot be read (permission denied or not a file)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             return rasterio.open(path)
-    except RasterioIOError:
-        raise InputError(path, "is not a raster GDAL can read") from None
+    except RasterioIOError as error:
+        raise InputError(path, remote_problem(error) if remote else "is not a raster GDAL can read") from None
 
 
 def open_raster(path: str | os.PathLike[str]) -> DatasetReader:
@@ -169,7 +174,8 @@ def reading(src: DatasetReader | WarpedVRT) -> Iterator[None]:
         while cause.__cause__ is not None:
             cause = cause.__cause__
         path = src.src_dataset.name if isinstance(src, WarpedVRT) else src.name
-        raise InputError(path, f"cannot be read: {cause} (truncated or corrupt file?)") from None
+        hint = "" if is_remote(path) else " (truncated or corrupt file?)"
+        raise InputError(path, f"cannot be read: {cause}{hint}") from None
 
 
 def _overlaps(window: Window, src: DatasetReader) -> bool:
