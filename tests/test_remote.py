@@ -92,20 +92,22 @@ def run(*args: str) -> tuple[int, str]:
 
 
 def polygons(path: Path) -> tuple[list, list[bytes]]:
-    """Attribute rows and WKB geometries of a change GeoPackage."""
+    """Attribute rows (NaN as None) and WKB geometries of a change GeoPackage."""
     frame = pyogrio.read_dataframe(path, layer="changes")
-    return frame.drop(columns="geometry").values.tolist(), [g.wkb for g in frame.geometry]
+    attributes = frame.drop(columns="geometry").astype(object)
+    return attributes.where(attributes.notna(), None).values.tolist(), [g.wkb for g in frame.geometry]
 
 
 @pytest.fixture(scope="module")
 def local_polygons(files: Path) -> tuple[list, list[bytes]]:
-    """The polygons of ``geocd predict`` on the local demo pair (default model)."""
+    """The polygons of ``geocd predict`` on the local demo pair (default model); its change raster goes
+    to ``served/change.tif``."""
     out = files / "local.gpkg"
     code, output = run("predict", str(files / "local" / "before.tif"), str(files / "local" / "after.tif"), "-o", str(out),
-                       "-q")
+                       "--raster", str(files / "served" / "change.tif"), "-q")
     assert code == 0, output
     found = polygons(out)
-    assert found[1], "the demo pair shows changes"
+    assert len(found[1]) > 1, "the demo pair shows changes"
     return found
 
 
@@ -188,3 +190,67 @@ def test_remote_paths_and_their_problems() -> None:
     assert gdal_path("https://h/k.tif") == "/vsicurl/https://h/k.tif"
     assert file_stem("https://h/a/scene.tif?sig=1") == "scene" and file_stem("/data/scene.tif") == "scene"
     assert remote_problem(OSError("HTTP response code: 403")) == "access denied (HTTP 403)"
+
+
+def test_vectorize_reads_a_change_raster_by_url(server, files: Path, tmp_path: Path, local_polygons) -> None:
+    httpd, _ = server
+    change = files / "served" / "change.tif"
+    for source, out in ((str(change), tmp_path / "local.gpkg"), (httpd.url_for("/change.tif"), tmp_path / "url.gpkg")):
+        code, output = run("vectorize", source, "-o", str(out))
+        assert code == 0, output
+    assert polygons(tmp_path / "url.gpkg") == polygons(tmp_path / "local.gpkg")
+    code, output = run("vectorize", httpd.url_for("/gone.tif"), "-o", str(tmp_path / "gone.gpkg"))
+    assert (code, output) == (2, f"geocd: error: {httpd.url_for('/gone.tif')}: not found (HTTP 404)\n")
+
+
+def served_archive(files: Path, httpd: HTTPServer) -> tuple[Path, Path]:
+    """A labelled synthetic archive (conftest) and the same archive listing its rasters by URL."""
+    from conftest import synthetic_archive
+
+    local = synthetic_archive(files / "served" / "archive", pairs=2)
+    rows = local.read_text().splitlines()
+    header = rows[0].split(",")
+    remote = files / "remote.csv"
+    lines = [rows[0]]
+    for row in rows[1:]:
+        values = row.split(",")
+        lines.append(",".join(httpd.url_for(f"/archive/{v}") if header[i] in ("before", "after", "label_before",
+                                                                               "label_after", "change") and v else v
+                              for i, v in enumerate(values)))
+    remote.write_text("\n".join(lines) + "\n")
+    return local, remote
+
+
+def test_evaluate_reads_an_archive_of_urls(server, files: Path, tmp_path: Path, tiny_checkpoint: Path) -> None:
+    import json
+
+    httpd, _ = server
+    local, remote = served_archive(files, httpd)
+    scores = []
+    for manifest, out in ((local, tmp_path / "local"), (remote, tmp_path / "remote")):
+        code, output = run("evaluate", str(manifest), "--model", str(tiny_checkpoint), "-o", str(out))
+        assert code == 0, output
+        scores.append(json.loads((out / "evaluation.json").read_text()))
+    drop = ("created", "archive", "manifest", "pairs")
+    assert {k: v for k, v in scores[1].items() if k not in drop} == {k: v for k, v in scores[0].items() if k not in drop}
+    assert [p["name"] for p in scores[1]["pairs"]] == ["p0", "p1"]
+
+
+def test_predict_archive_reads_urls_and_a_missing_one_fails_its_pair_alone(server, files: Path, tmp_path: Path,
+                                                                            tiny_checkpoint: Path) -> None:
+    httpd, handler = server
+    _, remote = served_archive(files, httpd)
+    rows = remote.read_text().splitlines()
+    header = rows[0].split(",")
+    first = dict(zip(header, rows[1].split(",")))
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text(f"name,before,after\np0,{first['before']},{first['after']}\n"
+                        f"gone,{first['before']},{httpd.url_for('/archive/gone.tif')}\n")
+    result = CliRunner().invoke(cli, ["predict-archive", str(manifest), "-o", str(tmp_path / "out"), "--model",
+                                      str(tiny_checkpoint), "--backend", "torch", "--workers", "1", "-q"])
+    assert result.exit_code == 2, result.output
+    assert result.output.splitlines()[-1] == f"geocd: error: {httpd.url_for('/archive/gone.tif')}: not found (HTTP 404)"
+    index = pyogrio.read_dataframe(tmp_path / "out" / "index.gpkg")
+    assert list(index["status"]) == ["ok", "failed"] and list(index["before"]) == [first["before"]] * 2
+    assert (tmp_path / "out" / "p0.gpkg").is_file()
+    assert all(s.range is not None for s in handler.log if s.method == "GET" and s.path.startswith("/archive/p0"))
