@@ -8,6 +8,7 @@ import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyogrio
@@ -23,6 +24,9 @@ from cli.main import cli
 from conftest import ORIGIN, UTM, smooth_scene
 from geocd.data.remote import file_stem, gdal_path, is_remote, remote_problem
 from geocd.demo import write_demo_pair
+
+if TYPE_CHECKING:
+    import pystac
 
 
 @dataclass(frozen=True)
@@ -71,7 +75,33 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for path in (pair.before, pair.after):
         rasterio.shutil.copy(path, served / path.name, driver="COG", blocksize=256, compress="deflate")
     (served / "login.tif").write_text("<html><body>please log in</body></html>\n" * 40)
+    for path in (pair.before, pair.after):
+        write_item(path, served, f"./{path.stem}_{{band}}.tif").save_object(include_self_link=False)
     return folder
+
+
+S2_BANDS = (("red", "B04"), ("green", "B03"), ("blue", "B02"))
+"""Asset keys and eo:bands names of the demo pair's bands, as Sentinel-2 items on Earth Search name them."""
+
+
+def write_item(raster: Path, folder: Path, href: str) -> pystac.Item:
+    """A STAC item ``folder/STEM.json`` (not yet saved) whose assets are ``raster``'s bands, written to ``folder`` as
+    single-band COGs; ``href`` (with ``{band}``) is each asset's href, plus a thumbnail asset."""
+    import datetime
+
+    import pystac
+
+    item = pystac.Item(f"demo-{raster.stem}", geometry=None, bbox=None, datetime=datetime.datetime(2024, 6, 1), properties={})
+    with rasterio.open(raster) as src:
+        for index, (key, name) in enumerate(S2_BANDS, start=1):
+            with rasterio.open(folder / f"{raster.stem}_{name}.tif", "w", driver="COG", width=src.width, height=src.height,
+                               count=1, dtype=src.dtypes[0], crs=src.crs, transform=src.transform, blocksize=256) as dst:
+                dst.write(src.read(index), 1)
+            item.add_asset(key, pystac.Asset(href.format(band=name), media_type=pystac.MediaType.COG, roles=["data"],
+                                             extra_fields={"eo:bands": [{"name": name, "common_name": key}]}))
+    item.add_asset("thumbnail", pystac.Asset("./thumb.jpg", media_type=pystac.MediaType.JPEG, roles=["thumbnail"]))
+    item.set_self_href(str(folder / f"{raster.stem}.json"))
+    return item
 
 
 @pytest.fixture()
@@ -254,3 +284,87 @@ def test_predict_archive_reads_urls_and_a_missing_one_fails_its_pair_alone(serve
     assert list(index["status"]) == ["ok", "failed"] and list(index["before"]) == [first["before"]] * 2
     assert (tmp_path / "out" / "p0.gpkg").is_file()
     assert all(s.range is not None for s in handler.log if s.method == "GET" and s.path.startswith("/archive/p0"))
+
+
+def test_predict_stac_items_by_url_gives_the_local_polygons(server, files: Path, tmp_path: Path, local_polygons) -> None:
+    import json
+
+    httpd, handler = server
+    out, report = tmp_path / "stac.gpkg", tmp_path / "stac.json"
+    code, output = run("predict", httpd.url_for("/before.json"), httpd.url_for("/after.json"), "--bands", "red,green,blue",
+                       "-o", str(out), "--report", str(report), "-q")
+    assert code == 0, output
+    assert polygons(out) == local_polygons
+    before = json.loads(report.read_text())["inputs"]["before"]
+    assert before["path"] == httpd.url_for("/before.json") and before["stac_item"] == "demo-before"
+    assert before["stac_assets"] == {key: httpd.url_for(f"/before_{name}.tif") for key, name in S2_BANDS}
+    gets = [s for s in handler.log if s.method == "GET" and s.path.endswith(".tif")]
+    assert {s.path for s in gets} == {f"/{date}_{name}.tif" for date in ("before", "after") for _, name in S2_BANDS}
+    assert all(s.range is not None and s.status == 206 for s in gets)
+
+
+def test_a_local_item_with_remote_assets_takes_eo_band_names(server, files: Path, tmp_path: Path, local_polygons) -> None:
+    httpd, _ = server
+    items = []
+    for date in ("before", "after"):
+        item = write_item(files / "local" / f"{date}.tif", tmp_path, httpd.url_for(f"/{date}_{{band}}.tif"))
+        item.save_object(include_self_link=False)
+        items.append(str(tmp_path / f"{date}.json"))
+    out = tmp_path / "stac.gpkg"
+    code, output = run("predict", *items, "--bands", "B04,B03,B02", "-o", str(out), "-q")
+    assert code == 0, output
+    assert polygons(out) == local_polygons
+
+
+@pytest.mark.parametrize("case", ["no bands", "band numbers", "unknown band", "missing item", "missing asset",
+                                  "not an item"])
+def test_stac_failures_are_one_line_exit_2(server, files: Path, tmp_path: Path, tiny_checkpoint: Path, case: str) -> None:
+    httpd, _ = server
+    item = httpd.url_for("/before.json")
+    broken = tmp_path / "broken.json"
+    write_item(files / "local" / "before.tif", tmp_path, httpd.url_for("/gone_{band}.tif")).save_object(
+        include_self_link=False, dest_href=str(broken))
+    (tmp_path / "list.json").write_text("[1, 2]")
+    must_name = "--bands must name the STAC item's assets or bands"
+    bands, named, problem = {
+        "no bands": ([], item, must_name),
+        "band numbers": (["--bands", "1,2,3"], item, must_name),
+        "unknown band": (["--bands", "red,green,nir"], item,
+                         "has no asset or band named 'nir' (its raster assets: blue, green, red)"),
+        "missing item": (["--bands", "red,green,blue"], httpd.url_for("/gone.json"), "not found (HTTP 404)"),
+        "missing asset": (["--bands", "red,green,blue"], str(broken),
+                          f"asset 'red' ({httpd.url_for('/gone_B04.tif')}): not found (HTTP 404)"),
+        "not an item": (["--bands", "red,green,blue"], str(tmp_path / "list.json"), "is not a STAC item (not a JSON object)"),
+    }[case]
+    out = tmp_path / "out"
+    out.mkdir()
+    code, output = run("predict", named, named, *bands, "-o", str(out / "c.gpkg"), "--model", str(tiny_checkpoint), "-q")
+    assert code == 2
+    assert len(output.strip().splitlines()) == 1
+    assert output.startswith(f"geocd: error: {named}: {problem}"), output
+    assert list(out.iterdir()) == []
+
+
+def test_assets_of_several_resolutions_stack_on_the_finest_grid(tmp_path: Path) -> None:
+    import datetime
+
+    import pystac
+
+    from geocd.data.rasters import grid_of, open_raster
+
+    fine = np.arange(64 * 64, dtype=np.uint16).reshape(1, 64, 64)
+    coarse = np.arange(32 * 32, dtype=np.uint16).reshape(1, 32, 32)
+    item = pystac.Item("mixed", geometry=None, bbox=None, datetime=datetime.datetime(2024, 6, 1), properties={})
+    for key, data, pixel in (("swir16", coarse, 2.0), ("nir", fine, 1.0)):
+        with rasterio.open(tmp_path / f"{key}.tif", "w", driver="GTiff", width=data.shape[2], height=data.shape[1],
+                           count=1, dtype="uint16", crs=UTM, transform=from_origin(*ORIGIN, pixel, pixel), nodata=0) as dst:
+            dst.write(data)
+        item.add_asset(key, pystac.Asset(f"./{key}.tif", media_type=pystac.MediaType.GEOTIFF))
+    item.set_self_href(str(tmp_path / "item.json"))
+    item.save_object(include_self_link=False)
+    with open_raster(tmp_path / "item.json", ("swir16", "nir")) as src:
+        assert grid_of(src).transform == from_origin(*ORIGIN, 1.0, 1.0) and (src.width, src.height) == (64, 64)
+        assert src.descriptions == ("swir16", "nir") and src.nodatavals == (0, 0)
+        stacked = src.read()
+    assert np.array_equal(stacked[1], fine[0])
+    assert np.array_equal(stacked[0], coarse[0].repeat(2, 0).repeat(2, 1))  # nearest neighbour upsampling

@@ -256,7 +256,7 @@ def _predict_pair(record: PairRecord, stem: str, outputs: PredictOutputs, models
     footprint = None
     try:
         with remote_reads():
-            footprint = _footprint(record.before, record.after)
+            footprint = _footprint(record.before, record.after, options.bands)
             device = resolve_device(options.device)
             result = predict(record.before, record.after, models=_worker_models(models, str(device)), outputs=outputs,
                              options=replace(options, device=device))
@@ -272,9 +272,10 @@ def _predict_pair(record: PairRecord, stem: str, outputs: PredictOutputs, models
     )
 
 
-def _footprint(before: RasterPath, after: RasterPath) -> shapely.Geometry:
-    """The overlap of a pair (as :func:`geocd.data.pair.overlap_window` finds it) as an EPSG:4326 polygon."""
-    with open_raster(before) as b, open_raster(after) as a:
+def _footprint(before: RasterPath, after: RasterPath, bands: Sequence[int | str] | None) -> shapely.Geometry:
+    """The overlap of a pair (as :func:`geocd.data.pair.overlap_window` finds it) as an EPSG:4326 polygon
+    (``bands``: of a STAC item, see :func:`geocd.data.rasters.open_raster`)."""
+    with open_raster(before, bands) as b, open_raster(after, bands) as a:
         grid = grid_of(b)
         window = overlap_window(grid, b, a)
     left, bottom, right, top = window_bounds(window, grid.transform)
