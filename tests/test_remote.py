@@ -368,3 +368,33 @@ def test_assets_of_several_resolutions_stack_on_the_finest_grid(tmp_path: Path) 
         stacked = src.read()
     assert np.array_equal(stacked[1], fine[0])
     assert np.array_equal(stacked[0], coarse[0].repeat(2, 0).repeat(2, 1))  # nearest neighbour upsampling
+
+
+@pytest.fixture()
+def s3(files: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A local S3-compatible server (moto) holding the demo COGs in bucket ``geocd``; GDAL's AWS_* settings point at it."""
+    server_module = pytest.importorskip("moto.server")
+    boto3 = pytest.importorskip("boto3")
+    server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    host, port = server.get_host_and_port()
+    settings = {"AWS_S3_ENDPOINT": f"{host}:{port}", "AWS_HTTPS": "NO", "AWS_VIRTUAL_HOSTING": "FALSE",
+                "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1"}
+    for key, value in settings.items():
+        monkeypatch.setenv(key, value)
+    client = boto3.client("s3", endpoint_url=f"http://{host}:{port}", region_name="us-east-1")
+    client.create_bucket(Bucket="geocd")
+    for name in ("before.tif", "after.tif"):
+        client.upload_file(str(files / "served" / name), "geocd", f"demo/{name}")
+    yield "s3://geocd/demo"
+    server.stop()
+
+
+def test_predict_s3_urls_on_a_local_s3_server(s3: str, tmp_path: Path, local_polygons) -> None:
+    out = tmp_path / "s3.gpkg"
+    code, output = run("predict", f"{s3}/before.tif", f"{s3}/after.tif", "-o", str(out), "-q")
+    assert code == 0, output
+    assert polygons(out) == local_polygons
+    code, output = run("predict", f"{s3}/before.tif", f"{s3}/gone.tif", "-o", str(tmp_path / "gone.gpkg"), "-q")
+    assert (code, output) == (2, f"geocd: error: {s3}/gone.tif: not found\n")
+    assert not (tmp_path / "gone.gpkg").exists()
