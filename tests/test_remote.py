@@ -23,6 +23,7 @@ from werkzeug import Request, Response
 from cli.main import cli
 from conftest import ORIGIN, UTM, smooth_scene
 from geocd.data.remote import file_stem, gdal_path, is_remote, remote_problem
+from geocd.data.stac import is_stac_item
 from geocd.demo import write_demo_pair
 
 if TYPE_CHECKING:
@@ -220,6 +221,9 @@ def test_remote_paths_and_their_problems() -> None:
     assert gdal_path("https://h/k.tif") == "/vsicurl/https://h/k.tif"
     assert file_stem("https://h/a/scene.tif?sig=1") == "scene" and file_stem("/data/scene.tif") == "scene"
     assert remote_problem(OSError("HTTP response code: 403")) == "access denied (HTTP 403)"
+    assert is_stac_item("https://h/v1/collections/sentinel-2-l2a/items/S2B_33UUP_20230805_0_L2A")
+    assert is_stac_item("https://h/a/item.JSON?x=1") and is_stac_item("item.json")
+    assert not is_stac_item("https://h/v1/collections/sentinel-2-l2a/items") and not is_stac_item("https://h/B04.tif")
 
 
 def test_vectorize_reads_a_change_raster_by_url(server, files: Path, tmp_path: Path, local_polygons) -> None:

@@ -27,13 +27,13 @@ REMOTE_READ_OPTIONS: Mapping[str, str] = {
     "GDAL_HTTP_MAX_RETRY": "3",
     "GDAL_HTTP_RETRY_DELAY": "0.5",
     "GDAL_HTTP_CONNECTTIMEOUT": "15",
-    "GDAL_HTTP_TIMEOUT": "60",
 }
 """GDAL's options for remote reads: no listing of the remote folder nor probing of side-car files
 (``.aux.xml``, ``.ovr``) when a file opens, adjacent byte ranges fetched in one request, and at
-most 3 retries (after 0.5, 1 and 2 s) of a request the server answered 429 or 5xx. An option set
-in the environment wins. ``CPL_VSIL_CURL_ALLOWED_EXTENSIONS`` is left alone: it would refuse
-URLs without a file extension (signed URLs, APIs), and ``EMPTY_DIR`` already stops the probes."""
+most 3 retries (after about 0.5, 1 and 2.5 s: GDAL doubles the delay) of a request the server
+answered 429 or 5xx; a host that does not answer in 15 s fails. An option set in the environment
+wins. ``CPL_VSIL_CURL_ALLOWED_EXTENSIONS`` is left alone: it would refuse URLs without a file
+extension (signed URLs, APIs), and ``EMPTY_DIR`` already stops the probes."""
 
 _HTTP_PROBLEMS = {401: "needs credentials", 403: "access denied", 404: "not found"}
 

@@ -47,9 +47,13 @@ _NOT_DATA = {"thumbnail", "overview", "visual", "metadata"}
 
 
 def is_stac_item(path: str | os.PathLike[str]) -> bool:
-    """Whether ``path`` names a STAC item: a ``.json`` file or URL."""
+    """Whether ``path`` names a STAC item: a ``.json`` file or URL, or a STAC API's item URL
+    (``.../collections/ID/items/ID``)."""
     text = os.fspath(path)
-    return (urlsplit(text).path if is_remote(text) else text).lower().endswith(".json")
+    if not is_remote(text):
+        return text.lower().endswith(".json")
+    parts = urlsplit(text).path.rstrip("/").split("/")
+    return parts[-1].lower().endswith(".json") or (len(parts) >= 4 and parts[-2] == "items" and parts[-4] == "collections")
 
 
 def stac_raster(path: str | os.PathLike[str], bands: Sequence[int | str] | None) -> str:
