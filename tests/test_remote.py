@@ -321,7 +321,7 @@ def test_a_local_item_with_remote_assets_takes_eo_band_names(server, files: Path
 
 
 @pytest.mark.parametrize("case", ["no bands", "band numbers", "unknown band", "missing item", "missing asset",
-                                  "not an item"])
+                                  "not an item", "s3 item"])
 def test_stac_failures_are_one_line_exit_2(server, files: Path, tmp_path: Path, tiny_checkpoint: Path, case: str) -> None:
     httpd, _ = server
     item = httpd.url_for("/before.json")
@@ -339,6 +339,7 @@ def test_stac_failures_are_one_line_exit_2(server, files: Path, tmp_path: Path, 
         "missing asset": (["--bands", "red,green,blue"], str(broken),
                           f"asset 'red' ({httpd.url_for('/gone_B04.tif')}): not found (HTTP 404)"),
         "not an item": (["--bands", "red,green,blue"], str(tmp_path / "list.json"), "is not a STAC item (not a JSON object)"),
+        "s3 item": (["--bands", "red"], "s3://bucket/item.json", "a STAC item is read from a local file or an http(s) URL"),
     }[case]
     out = tmp_path / "out"
     out.mkdir()

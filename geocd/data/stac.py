@@ -1,12 +1,12 @@
 """STAC items as rasters: the chosen single-band assets of an item, stacked as one virtual raster.
 
-A STAC item (a ``.json`` file or URL, read with pystac) stands for the raster made of the assets
-that ``bands`` names, by asset key or by ``eo:bands`` name or common name (``red,green,blue``,
-``B04,B03,B02``). :func:`stac_raster` stacks them as a GDAL VRT on the grid of the finest one
-(coarser bands nearest-neighbour upsampled by GDAL as it reads), kept in GDAL's memory file system
-(``/vsimem/``, a rasterio ``MemoryFile``) of the process: nothing is downloaded whole, each asset is read by ranges when and
-where its pixels are needed. The VRT names the item and each band its asset (:data:`ITEM_TAG`,
-:data:`ASSET_TAG`, :data:`HREF_TAG`), so errors and reports can name them.
+A STAC item (a local ``.json`` file or an http(s) URL; pystac models it) stands for the raster made
+of the assets that ``bands`` names, by asset key or by ``eo:bands`` name or common name
+(``red,green,blue``, ``B04,B03,B02``). :func:`stac_raster` stacks them as a GDAL VRT on the grid of
+the finest one (coarser bands upsampled nearest-neighbour by GDAL as it reads), kept in GDAL's memory
+file system (a rasterio ``MemoryFile``) of the process: nothing is downloaded whole, each asset is
+read by ranges when and where its pixels are needed. The VRT names the item and each band its asset
+(:data:`ITEM_TAG`, :data:`ASSET_TAG`, :data:`HREF_TAG`), so errors and reports can name them.
 """
 
 from __future__ import annotations
@@ -92,6 +92,8 @@ def _read_item(path: str) -> Any:
     import pystac
     import requests
 
+    if is_remote(path) and urlsplit(path).scheme.lower() not in ("http", "https"):
+        raise InputError(path, "a STAC item is read from a local file or an http(s) URL")
     try:
         if is_remote(path):
             with requests.Session() as session:
@@ -109,8 +111,6 @@ def _read_item(path: str) -> Any:
         if not isinstance(data, dict):
             raise InputError(path, "is not a STAC item (not a JSON object)")
         return pystac.Item.from_dict(data, href=path)
-    except requests.exceptions.InvalidSchema:
-        raise InputError(path, "a STAC item is read from a local file or an http(s) URL") from None
     except requests.RequestException as error:
         raise InputError(path, f"cannot be reached ({type(error).__name__})") from None
     except (OSError, ValueError, UnicodeDecodeError):  # JSONDecodeError is a ValueError
