@@ -70,7 +70,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The demo pair as local GeoTIFFs and as COGs (256-pixel blocks, overviews) in ``served/``,
     and an HTML page named like a raster (what an expired link may answer)."""
     folder = tmp_path_factory.mktemp("remote")
-    pair = write_demo_pair(folder / "local")
+    pair = write_demo_pair(folder / "local", size=256)
     served = folder / "served"
     served.mkdir()
     for path in (pair.before, pair.after):
