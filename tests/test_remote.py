@@ -42,7 +42,8 @@ class Served:
 
 
 class FileServer:
-    """Serves the files of ``folder`` with byte ranges (HTTP 206), 404 for others; records every request."""
+    """Serves the files of ``folder`` with byte ranges (HTTP 206), 404 for others, and answers 403 for
+    ``private.*`` and 503 for ``busy.*``; records every request."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -50,7 +51,9 @@ class FileServer:
 
     def __call__(self, request: Request) -> Response:
         path = self.folder / request.path.lstrip("/")
-        if not path.is_file():
+        if path.stem in ("private", "busy"):
+            response = Response(path.stem, status=403 if path.stem == "private" else 503)
+        elif not path.is_file():
             response = Response("not found", status=404)
         else:
             body = path.read_bytes()
@@ -170,12 +173,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize("case", ["404", "unreachable", "not a raster"])
+@pytest.mark.parametrize("case", ["404", "403", "503", "unreachable", "not a raster"])
 def test_remote_failures_are_one_line_exit_2_and_write_nothing(server, files: Path, tmp_path: Path,
                                                                 tiny_checkpoint: Path, case: str) -> None:
-    httpd, _ = server
+    httpd, handler = server
     bad, problem = {
         "404": (httpd.url_for("/missing.tif"), "not found (HTTP 404)"),
+        "403": (httpd.url_for("/private.tif"), "access denied (HTTP 403)"),
+        "503": (httpd.url_for("/busy.tif"), "refused by the server (HTTP 503)"),
         "unreachable": (f"http://127.0.0.1:{free_port()}/before.tif", "cannot be reached (Failed to connect to 127.0.0.1"),
         "not a raster": (httpd.url_for("/login.tif"), "is not a raster GDAL can read (the server sent something else)"),
     }[case]
@@ -187,6 +192,8 @@ def test_remote_failures_are_one_line_exit_2_and_write_nothing(server, files: Pa
     assert len(output.strip().splitlines()) == 1
     assert output.startswith(f"geocd: error: {bad}: {problem}"), output
     assert list(out.iterdir()) == []
+    if case == "503":  # retried 3 times (GDAL_HTTP_MAX_RETRY), then given up
+        assert len(handler.served("busy.tif")) == 4
 
 
 def test_predicting_a_window_of_a_large_remote_cog_reads_only_its_blocks(server, files: Path, tmp_path: Path,
