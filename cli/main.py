@@ -125,15 +125,21 @@ def route_messages(verbose: bool) -> None:
 @click.option("-v", "--verbose", is_flag=True,
               help="Also show GDAL's, libtiff's and the libraries' own messages, and the traceback of a pair that "
                    "failed unexpectedly, on stderr.")
-def cli(verbose: bool) -> None:
+@click.pass_context
+def cli(ctx: click.Context, verbose: bool) -> None:
     """Find what changed, and into what, between two georeferenced images.
+
+    Rasters may be local files, URLs (http(s)://, s3://, gs://, az://) or GDAL /vsi paths.
 
     \b
     Quick start:
       geocd demo demo/
       geocd predict demo/before.tif demo/after.tif -o demo/changes.gpkg
     """
+    from geocd.data.remote import remote_reads
+
     route_messages(verbose)
+    ctx.with_resource(remote_reads())
 
 
 @cli.command()
@@ -178,13 +184,20 @@ def qgis_install(profile: str, executable: str | None) -> None:
 
 def parse_bands(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
     """``--bands 4,3,2`` -> (4, 3, 2), 1-based band indexes."""
+    bands = parse_band_names(ctx, param, value)
+    if bands is not None and not all(isinstance(b, int) for b in bands):
+        raise click.BadParameter("use comma-separated 1-based band numbers, e.g. 4,3,2")
+    return bands  # type: ignore[return-value]
+
+
+def parse_band_names(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int | str, ...] | None:
+    """``--bands 4,3,2`` -> (4, 3, 2), 1-based band indexes; ``--bands red,green,blue`` -> band names."""
     if value is None:
         return None
-    try:
-        bands = tuple(int(v) for v in value.split(","))
-    except ValueError:
-        raise click.BadParameter("use comma-separated 1-based band numbers, e.g. 4,3,2") from None
-    if any(b < 1 for b in bands):
+    bands = tuple(int(v) if v.strip().lstrip("-").isdigit() else v.strip() for v in value.split(","))
+    if any(b == "" for b in bands):
+        raise click.BadParameter("use comma-separated band numbers or names, e.g. 4,3,2 or red,green,blue")
+    if any(isinstance(b, int) and b < 1 for b in bands):
         raise click.BadParameter("band numbers start at 1")
     return bands
 
@@ -233,9 +246,10 @@ PREDICT_OPTIONS = (
     click.option("--threshold", default=PredictOptions.threshold, show_default=True, type=click.FloatRange(0, 1),
                  help="Change probability cut-off."),
     click.option("--min-area", type=click.FloatRange(0), help=MIN_AREA_HELP),
-    click.option("--bands", callback=parse_bands,
+    click.option("--bands", callback=parse_band_names,
                  help="Bands to use, 1-based, comma-separated, in the model's order (red,green,blue for the default "
-                      "model; 3,2,1 on a B02,B03,B04,B08 Sentinel-2 stack). Default: the first the model needs."),
+                      "model; 3,2,1 on a B02,B03,B04,B08 Sentinel-2 stack), or band names: of a STAC item, asset keys "
+                      "or eo:bands names (red,green,blue or B04,B03,B02). Default: the first the model needs."),
     click.option("--radiometry", default=PredictOptions.radiometry, show_default=True, callback=parse_radiometry,
                  help="How pixel values become model input: auto (8-bit pairs as they are, anything else stretched "
                       "linearly from its 2-98 % percentiles, one range for dates stored alike), stretch (always), "
@@ -298,7 +312,7 @@ def predict_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @reports_errors
 def predict(before: str, after: str, output: str | None, raster: str | None, landcover: str | None, zones: str | None,
             zone_field: str | None, models: tuple[str, ...], tta: bool,
-            only: tuple[str, ...], threshold: float, min_area: float | None, bands: tuple[int, ...] | None,
+            only: tuple[str, ...], threshold: float, min_area: float | None, bands: tuple[int | str, ...] | None,
             radiometry: str | tuple[float, float], scales: tuple[float, ...], tile_size: int | None,
             overlap: int | None, device: str, backend: str, precision: str, batch_size: int | None, num_workers: int | None, overwrite: bool,
             progress_mode: str, quiet: bool, quicklook: str | None, report: str | None, align: bool) -> None:
@@ -318,7 +332,7 @@ def predict(before: str, after: str, output: str | None, raster: str | None, lan
         raise click.UsageError("--zone-field names a field of --zones: give --zones too")
     from geocd.data.rasters import check_rasters
 
-    check_rasters(before, after)
+    check_rasters(before, after, bands=bands)
     if not quiet and progress_mode == "bar" and stderr_is_terminal():
         click.echo(f"loading {'model ' + ', '.join(models) if models else 'the default model'} …", err=True)
     from geocd.checkpoint import load_models, model_paths
@@ -363,7 +377,7 @@ def predict(before: str, after: str, output: str | None, raster: str | None, lan
 def predict_archive(manifest: str, output: str, vector_format: str, raster: bool, quicklook: bool, report: bool,
                     scheduler: str | None, workers: int | None, models: tuple[str, ...], tta: bool,
                     only: tuple[str, ...], threshold: float,
-                    min_area: float | None, bands: tuple[int, ...] | None, radiometry: str | tuple[float, float],
+                    min_area: float | None, bands: tuple[int | str, ...] | None, radiometry: str | tuple[float, float],
                     scales: tuple[float, ...], tile_size: int | None, overlap: int | None, device: str, backend: str,
                     precision: str, batch_size: int | None, overwrite: bool, progress_mode: str, quiet: bool) -> None:
     """Detect changes in every pair of an archive on a Dask cluster, one task per pair.

@@ -17,6 +17,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from geocd.data.remote import is_remote
 from geocd.errors import OutputError
 
 FULL_DISK_BYTES = 1 << 20
@@ -46,9 +47,10 @@ def check_outputs(
 ) -> None:
     """Check every given output with :func:`check_output_path`, refusing one that is another output or an input.
 
-    Paths are compared resolved (symbolic links followed) and as files (hard links).
+    Paths are compared resolved (symbolic links followed) and as files (hard links); remote inputs
+    (:func:`geocd.data.remote.is_remote`) cannot be outputs.
     """
-    taken = [(Path(p), f"the input {p}") for p in inputs]
+    taken = [(Path(p), f"the input {p}") for p in inputs if not is_remote(p)]
     for path in filter(None, outputs):
         for other, what in taken:
             if _same_file(Path(path), other):

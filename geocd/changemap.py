@@ -40,6 +40,7 @@ from rasterio.windows import Window
 
 from geocd.atomic import write_failure
 from geocd.data.rasters import Grid, geotiff_profile, row_windows
+from geocd.data.remote import is_remote, remote_problem
 from geocd.errors import InputError
 from geocd.schema import SECOND, ClassSchema, LandCover
 
@@ -339,7 +340,7 @@ def open_change_raster(path: str | os.PathLike[str]) -> Iterator[tuple[rasterio.
     try:
         dataset = rasterio.open(path)
     except RasterioIOError as error:
-        raise InputError(path, f"cannot be read as a raster ({error})") from None
+        raise InputError(path, remote_problem(error) if is_remote(path) else f"cannot be read as a raster ({error})") from None
     with dataset:
         if dataset.count != len(BANDS) or set(dataset.dtypes) != {"uint8"}:
             found = f"{dataset.count} band(s) of {', '.join(sorted(set(dataset.dtypes)))}"

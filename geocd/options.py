@@ -89,7 +89,8 @@ class PredictOptions:
     the CPU supports it). ``scales`` are the input resizings whose
     probabilities are averaged (:func:`geocd.models.tta.predict_probabilities`).
     ``only`` keeps the changes whose before or after class is one of these land-cover class names
-    (empty: every change); the others count as unchanged in every output.
+    (empty: every change); the others count as unchanged in every output. ``bands`` are 1-based
+    indexes or band names (:func:`geocd.data.rasters.choose_bands`; of a STAC item, the assets to stack).
     ``align`` undoes the global shift measured between the dates (:mod:`geocd.data.alignment`)
     before the network sees the pair.
     """
@@ -101,7 +102,7 @@ class PredictOptions:
     device: str | torch.device = "auto"
     batch_size: int | None = None
     num_workers: int | None = None
-    bands: tuple[int, ...] | None = None
+    bands: tuple[int | str, ...] | None = None
     radiometry: RadiometryMode = "auto"
     backend: Backend = "auto"
     precision: Precision = "auto"

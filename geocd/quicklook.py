@@ -53,7 +53,7 @@ def render_quicklook(
     change_raster: str | os.PathLike[str],
     path: str | os.PathLike[str],
     changes: ChangePolygons,
-    bands: Sequence[int] | None = None,
+    bands: Sequence[int | str] | None = None,
     num_bands: int = 3,
 ) -> None:
     """Write PNG ``path``: before | after | after with the ``changes`` polygons of ``change_raster``.
@@ -133,11 +133,11 @@ def _decimated(grid: Grid, max_side: int) -> Grid:
     return Grid(grid.crs, grid.transform * Affine.scale(grid.width / width, grid.height / height), width, height)
 
 
-def _read_display(path: str | os.PathLike[str], grid: Grid, bands: Sequence[int] | None, num_bands: int,
+def _read_display(path: str | os.PathLike[str], grid: Grid, bands: Sequence[int | str] | None, num_bands: int,
                   stretch: Stretch) -> np.ndarray:
     """uint8 RGBA ``[h, w, 4]`` of ``path`` on ``grid`` as the network saw it (``stretch``; a single band
     as grey); invalid pixels transparent."""
-    with open_raster(path) as src:
+    with open_raster(path, bands) as src:
         chosen = choose_bands(src, bands, num_bands)
         shown = [chosen.index(b) for b in (chosen[:3] if len(chosen) >= 3 else chosen[:1] * 3)]
         with warp_onto(src, grid, Resampling.average) as decimated:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from geocd import __version__
 from geocd.data.rasters import choose_bands, open_raster
+from geocd.data.stac import stac_description
 from geocd.vector.attributes import ChangeTypeSummary
 from geocd.vector.zones import ZoneStatistics, zones_report
 
@@ -92,8 +93,10 @@ def write_report(path: Path, report: Mapping[str, Any]) -> None:
     path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def _describe_input(path: str | os.PathLike[str], bands: Sequence[int] | None, needed: int) -> dict[str, Any]:
-    with open_raster(path) as src:
+def _describe_input(path: str | os.PathLike[str], bands: Sequence[int | str] | None, needed: int) -> dict[str, Any]:
+    """The input's path, grid and bands; of a STAC item also its id and the href of each asset used."""
+    with open_raster(path, bands) as src:
+        stac = stac_description(src)
         return {
             "path": os.fspath(path),
             "crs": src.crs.to_string(),
@@ -103,4 +106,5 @@ def _describe_input(path: str | os.PathLike[str], bands: Sequence[int] | None, n
             "dtype": src.dtypes[0],
             "band_count": src.count,
             "bands_used": choose_bands(src, bands, needed),
+            **({} if stac is None else {"stac_item": stac["id"], "stac_assets": stac["assets"]}),
         }

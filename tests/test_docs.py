@@ -19,8 +19,8 @@ INLINE = re.compile(r"`(geocd\s[^`]*)`")
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 FLAG = re.compile(r"^--?[A-Za-z][\w-]*$")
 OTHER_TOOLS_FLAGS = {"dask": {"--nthreads", "--nworkers", "--resources", "--scheduler-file"},
-                     "benchmarks/*.py": {"--cities", "--compare", "--modes", "--name", "--network", "--seconds", "--sizes",
-                                         "--tile"},
+                     "benchmarks/*.py": {"--cities", "--clean", "--compare", "--data", "--end-to-end", "--modes", "--name",
+                                         "--network", "--reuse", "--seconds", "--sizes", "--tile"},
                      "pip": {"--index-url", "--no-deps"}, "qgis_process": {"--noversioncheck"},
                      "scripts/gpu_window.py": {"--minutes"}}
 """Flags the docs name that belong to other programs, not to geocd."""

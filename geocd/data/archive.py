@@ -30,23 +30,26 @@ from pathlib import Path
 
 import yaml
 
+from geocd.data.remote import file_stem, is_remote
 from geocd.errors import InputError
 from geocd.safe_names import FileNameClash, file_stems
 
 MANIFEST_NAMES = ("manifest.csv", "manifest.yaml", "manifest.yml")
 KINDS = ("change", "landcover")
+RasterPath = Path | str
+"""A raster of a manifest: an absolute local path, or a URL or GDAL /vsi path (:mod:`geocd.data.remote`) as listed."""
 
 
 @dataclass(frozen=True)
 class PairRecord:
-    """One labelled pair of a change archive, with absolute paths."""
+    """One labelled pair of a change archive, with absolute paths (a URL as its text)."""
 
     name: str
-    before: Path
-    after: Path
-    label_before: Path | None = None
-    label_after: Path | None = None
-    change: Path | None = None
+    before: RasterPath
+    after: RasterPath
+    label_before: RasterPath | None = None
+    label_after: RasterPath | None = None
+    change: RasterPath | None = None
     dataset: str = ""
     split: str = ""
 
@@ -63,11 +66,11 @@ class PairRecord:
 
 @dataclass(frozen=True)
 class LandCoverRecord:
-    """One image of a land-cover archive, with absolute paths."""
+    """One image of a land-cover archive, with absolute paths (a URL as its text)."""
 
     name: str
-    image: Path
-    landcover: Path
+    image: RasterPath
+    landcover: RasterPath
     dataset: str = ""
     split: str = ""
 
@@ -230,10 +233,13 @@ def _record(manifest: Path, schema: _Schema, number: int, row: dict[str, str], i
     if unknown:
         raise InputError(manifest, f"{where}: unknown column {sorted(unknown)[0]!r} (known: {', '.join(schema.columns)})")
     values = {k: (row.get(k) or "").strip() for k in schema.columns}
-    paths: dict[str, Path | None] = {}
+    paths: dict[str, RasterPath | None] = {}
     for column in schema.paths:
         if not values[column]:
             paths[column] = None
+            continue
+        if is_remote(values[column]):
+            paths[column] = values[column]
             continue
         path = (manifest.parent / values[column]).resolve()
         if not inference and not path.is_file():
@@ -246,11 +252,11 @@ def _record(manifest: Path, schema: _Schema, number: int, row: dict[str, str], i
         _check_change_labels(manifest, where, paths)
     if values["split"] not in ("", "train", "val", "test"):
         raise InputError(manifest, f"{where}: split must be 'train', 'val' or 'test', not {values['split']!r}")
-    name = values["name"] or paths[schema.paths[0]].stem
+    name = values["name"] or file_stem(paths[schema.paths[0]])
     return schema.record(name=name, dataset=values["dataset"], split=values["split"], **paths)
 
 
-def _check_change_labels(manifest: Path, where: str, paths: dict[str, Path | None]) -> None:
+def _check_change_labels(manifest: Path, where: str, paths: dict[str, RasterPath | None]) -> None:
     """A change pair has both land-cover maps, or neither, and some label."""
     if (paths["label_before"] is None) != (paths["label_after"] is None):
         raise InputError(manifest, f"{where}: give both label_before and label_after, or neither")

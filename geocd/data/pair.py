@@ -32,7 +32,7 @@ from torchgeo.datasets import GeoDataset
 from torchgeo.datasets.utils import GeoSlice
 
 from geocd.data.radiometry import RadiometryMode, Stretch, fit_stretches
-from geocd.data.rasters import Grid, choose_bands, grid_of, open_raster, read_mask, read_window, reading
+from geocd.data.rasters import Grid, choose_bands, grid_of, open_raster, read_mask, read_window, reading, source_name
 from geocd.errors import InputError
 
 DECIMATED_CHECK_SIZE = 1024
@@ -87,7 +87,7 @@ def overlap_window(grid: Grid, before: DatasetReader, after: DatasetReader) -> W
     row0 = max(0, math.floor((top - min(top, a_top)) / yres + 1e-9))
     row1 = min(grid.height, math.ceil((top - max(bottom, a_bottom)) / yres - 1e-9))
     if col1 <= col0 or row1 <= row0:
-        raise InputError(after.name, f"does not overlap {before.name}")
+        raise InputError(source_name(after), f"does not overlap {source_name(before)}")
     return Window(col0, row0, col1 - col0, row1 - row0)
 
 
@@ -119,14 +119,15 @@ class PairDataset(GeoDataset):
         before: str | os.PathLike[str],
         after: str | os.PathLike[str],
         num_bands: int,
-        bands: Sequence[int] | None = None,
+        bands: Sequence[int | str] | None = None,
         min_extent: int = 0,
         resolution: float | None = None,
         radiometry: RadiometryMode = "auto",
     ) -> None:
         self.paths = [os.fspath(before), os.fspath(after)]
+        self.requested_bands = bands
         limit_gdal_cache()
-        with open_raster(before) as b, open_raster(after) as a:
+        with open_raster(before, bands) as b, open_raster(after, bands) as a:
             self.grid = grid_of(b) if resolution is None else resampled(grid_of(b), resolution)
             self.bands_before = choose_bands(b, bands, num_bands)
             self.bands_after = choose_bands(a, bands, num_bands)
@@ -221,8 +222,8 @@ class PairDataset(GeoDataset):
         """File handles of this process (DataLoader workers each open their own)."""
         if self._sources is None or self._sources[0] != os.getpid():
             limit_gdal_cache()
-            before = warp_onto(open_raster(self.paths[0]), self.grid)
-            source = open_raster(self.paths[1])
+            before = warp_onto(open_raster(self.paths[0], self.requested_bands), self.grid)
+            source = open_raster(self.paths[1], self.requested_bands)
             moved = None if self.after_shift == (0.0, 0.0) else self._moved_transform(source)
             after = warp_onto(source, self.grid, src_transform=moved)
             self._sources = (os.getpid(), before, after)

@@ -18,6 +18,8 @@ from rasterio.io import DatasetReader
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
+from geocd.data.remote import is_remote, remote_problem
+from geocd.data.stac import ITEM_TAG, NAMES_TAG, is_stac_item, stac_raster
 from geocd.errors import InputError
 
 RASTER_BLOCK = 256
@@ -66,23 +68,28 @@ def geotiff_profile(grid: Grid, count: int, dtype: str | np.dtype, nodata: float
     )
 
 
-def open_any_raster(path: str | os.PathLike[str]) -> DatasetReader:
-    """Open a raster GDAL can read, georeferenced or not, or raise :class:`InputError`."""
-    if not os.path.exists(path):
+def open_any_raster(path: str | os.PathLike[str], bands: Sequence[int | str] | None = None) -> DatasetReader:
+    """Open a raster GDAL can read, georeferenced or not, or raise :class:`InputError`.
+
+    ``path`` may be a URL or a GDAL ``/vsi...`` path (:mod:`geocd.data.remote`), or a STAC item,
+    opened as the stack of the assets ``bands`` names (:func:`geocd.data.stac.stac_raster`).
+    """
+    remote = is_remote(path)
+    if not remote and not os.path.exists(path):
         raise InputError(path, "file does not exist")
-    if not os.access(path, os.R_OK) or os.path.isdir(path):
+    if not remote and (not os.access(path, os.R_OK) or os.path.isdir(path)):
         raise InputError(path, "cannot be read (permission denied or not a file)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            return rasterio.open(path)
-    except RasterioIOError:
-        raise InputError(path, "is not a raster GDAL can read") from None
+            return rasterio.open(stac_raster(path, bands) if is_stac_item(path) else path)
+    except RasterioIOError as error:
+        raise InputError(path, remote_problem(error) if remote else "is not a raster GDAL can read") from None
 
 
-def open_raster(path: str | os.PathLike[str]) -> DatasetReader:
-    """Open a georeferenced, north-up raster or raise :class:`InputError`."""
-    src = open_any_raster(path)
+def open_raster(path: str | os.PathLike[str], bands: Sequence[int | str] | None = None) -> DatasetReader:
+    """Open a georeferenced, north-up raster or raise :class:`InputError` (``bands``: see :func:`open_any_raster`)."""
+    src = open_any_raster(path, bands)
     if src.crs is None or src.transform == Affine.identity():
         src.close()
         raise InputError(path, "has no georeferencing (no CRS or geotransform)")
@@ -93,13 +100,18 @@ def open_raster(path: str | os.PathLike[str]) -> DatasetReader:
     return src
 
 
-def check_rasters(*paths: str | os.PathLike[str]) -> None:
+def check_rasters(*paths: str | os.PathLike[str], bands: Sequence[int | str] | None = None) -> None:
     """Refuse (:class:`InputError`) a path that is not a georeferenced, north-up raster GDAL can open.
 
     Reads headers only and imports no PyTorch, so a command can refuse bad inputs at once.
     """
     for path in paths:
-        open_raster(path).close()
+        open_raster(path, bands).close()
+
+
+def source_name(src: DatasetReader) -> str:
+    """The name errors give an open raster: its file or URL, or the STAC item it stacks."""
+    return src.tags().get(ITEM_TAG, src.name)
 
 
 def grid_of(src: DatasetReader) -> Grid:
@@ -112,19 +124,31 @@ def image_bands(src: DatasetReader) -> list[int]:
     return [i for i, ci in zip(src.indexes, src.colorinterp) if ci != ColorInterp.alpha]
 
 
-def choose_bands(src: DatasetReader, requested: Sequence[int] | None, needed: int) -> list[int]:
-    """The band indexes to feed the model: ``requested`` or the first ``needed`` image bands."""
+def choose_bands(src: DatasetReader, requested: Sequence[int | str] | None, needed: int) -> list[int]:
+    """The band indexes to feed the model: ``requested`` (1-based indexes or band names) or the first ``needed`` image bands."""
     available = image_bands(src)
     if requested is None:
         if len(available) < needed:
-            raise InputError(src.name, f"has {len(available)} image band(s), the model needs {needed}")
+            raise InputError(source_name(src), f"has {len(available)} image band(s), the model needs {needed}")
         return available[:needed]
     if len(requested) != needed:
-        raise InputError(src.name, f"bands lists {len(requested)} band(s), the model needs {needed}")
-    missing = [b for b in requested if b not in src.indexes]
-    if missing:
-        raise InputError(src.name, f"has no band {missing[0]} (it has {src.count})")
-    return list(requested)
+        raise InputError(source_name(src), f"bands lists {len(requested)} band(s), the model needs {needed}")
+    return [_band_index(src, band) for band in requested]
+
+
+def _band_index(src: DatasetReader, band: int | str) -> int:
+    """The index of ``band``: an index, or a name (case-insensitive) of the band's description or of a stacked
+    STAC asset (:data:`geocd.data.stac.NAMES_TAG`)."""
+    if isinstance(band, int):
+        if band not in src.indexes:
+            raise InputError(source_name(src), f"has no band {band} (it has {src.count})")
+        return band
+    for index, description in zip(src.indexes, src.descriptions):
+        names = [description or "", *src.tags(index).get(NAMES_TAG, "").split(",")]
+        if band.lower() in (name.lower() for name in names if name):
+            return index
+    named = ", ".join(d for d in src.descriptions if d) or "none is named"
+    raise InputError(source_name(src), f"has no band named {band!r} (its bands: {named})")
 
 
 def read_window(src: DatasetReader | WarpedVRT, indexes: Sequence[int], window: Window) -> tuple[np.ndarray, np.ndarray]:
@@ -168,8 +192,9 @@ def reading(src: DatasetReader | WarpedVRT) -> Iterator[None]:
         cause: BaseException = error
         while cause.__cause__ is not None:
             cause = cause.__cause__
-        path = src.src_dataset.name if isinstance(src, WarpedVRT) else src.name
-        raise InputError(path, f"cannot be read: {cause} (truncated or corrupt file?)") from None
+        path = source_name(src.src_dataset if isinstance(src, WarpedVRT) else src)
+        hint = "" if is_remote(path) else " (truncated or corrupt file?)"
+        raise InputError(path, f"cannot be read: {cause}{hint}") from None
 
 
 def _overlaps(window: Window, src: DatasetReader) -> bool:

@@ -30,9 +30,10 @@ from rasterio.windows import bounds as window_bounds
 from geocd import __version__
 from geocd.atomic import atomic_output, check_output_path
 from geocd.checkpoint import LoadedModel, load_models, model_paths, read_metadata
-from geocd.data.archive import PairRecord, archive_file_stems, open_archive
+from geocd.data.archive import PairRecord, RasterPath, archive_file_stems, open_archive
 from geocd.data.pair import overlap_window
 from geocd.data.rasters import grid_of, open_raster
+from geocd.data.remote import is_remote, remote_reads
 from geocd.errors import GeocdError, InputError, pair_failure
 from geocd.extras import require
 from geocd.inference.backends import physical_cores
@@ -262,10 +263,11 @@ def _predict_pair(record: PairRecord, stem: str, outputs: PredictOutputs, models
     start = time.perf_counter()
     footprint = None
     try:
-        footprint = _footprint(record.before, record.after)
-        device = resolve_device(options.device)
-        result = predict(record.before, record.after, models=_worker_models(models, str(device)), outputs=outputs,
-                         options=replace(options, device=device))
+        with remote_reads():
+            footprint = _footprint(record.before, record.after, options.bands)
+            device = resolve_device(options.device)
+            result = predict(record.before, record.after, models=_worker_models(models, str(device)), outputs=outputs,
+                             options=replace(options, device=device))
     except Exception as error:  # noqa: BLE001 - one pair's failure, whatever it is, is that pair's alone
         return _failed(record, stem, fingerprint, error, footprint=footprint, seconds=time.perf_counter() - start)
     changes = result.summary["changes"]
@@ -278,9 +280,10 @@ def _predict_pair(record: PairRecord, stem: str, outputs: PredictOutputs, models
     )
 
 
-def _footprint(before: Path, after: Path) -> shapely.Geometry:
-    """The overlap of a pair (as :func:`geocd.data.pair.overlap_window` finds it) as an EPSG:4326 polygon."""
-    with open_raster(before) as b, open_raster(after) as a:
+def _footprint(before: RasterPath, after: RasterPath, bands: Sequence[int | str] | None) -> shapely.Geometry:
+    """The overlap of a pair (as :func:`geocd.data.pair.overlap_window` finds it) as an EPSG:4326 polygon
+    (``bands``: of a STAC item, see :func:`geocd.data.rasters.open_raster`)."""
+    with open_raster(before, bands) as b, open_raster(after, bands) as a:
         grid = grid_of(b)
         window = overlap_window(grid, b, a)
     left, bottom, right, top = window_bounds(window, grid.transform)
@@ -291,7 +294,9 @@ def _footprint(before: Path, after: Path) -> shapely.Geometry:
 
 def _fingerprint(record: PairRecord, models: Sequence[Path], outputs: ArchiveOutputs, options: PredictOptions) -> str:
     """A digest of what a pair's outputs depend on: input and model files (path, size, mtime), options, outputs, geocd."""
-    def stamp(path: Path) -> list[Any]:
+    def stamp(path: RasterPath) -> list[Any]:
+        if is_remote(path):  # read where it is: its URL stands for it
+            return [str(path), None, None]
         if not path.is_file():  # the pair will fail on it; a file that appears later changes the digest
             return [str(path.resolve()), None, None]
         stat = path.stat()
