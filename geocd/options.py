@@ -1,6 +1,7 @@
 """The options of ``geocd train`` and of prediction, importable without torch so the CLI shows their defaults.
 
-Each default is held here once: the library's and the command line's.
+Each option is held here once, as a field: its default, its help, and so its flag, its ``--config`` key and its
+key in a saved configuration (:func:`option`).
 """
 
 from __future__ import annotations
@@ -131,7 +132,8 @@ class PredictOptions:
     ``only`` keeps the changes whose before or after class is one of these land-cover class names
     (empty: every change); the others count as unchanged in every output.
     ``align`` undoes the global shift measured between the dates (:mod:`geocd.data.alignment`)
-    before the network sees the pair.
+    before the network sees the pair. Each field is also a flag of ``predict``, ``predict-archive``,
+    ``evaluate`` and ``pseudo-label`` (:func:`option`).
     """
 
     tta: bool = option(False, "Average over the 6 dihedral flips/rotations (6x slower).")
