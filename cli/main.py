@@ -7,6 +7,7 @@ A :class:`geocd.errors.GeocdError` becomes one line on stderr and exit code 2.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -14,8 +15,10 @@ import re
 import signal
 import threading
 import sys
+import types
+import typing
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +26,7 @@ import click
 
 from geocd import __version__
 from geocd.errors import GeocdError, GeocdWarning
-from geocd.options import FREEZABLE, SEED_CLASS_WEIGHTS, PredictOptions, TrainOptions
+from geocd.options import PredictOptions, TrainOptions
 
 ERROR_EXIT_CODE = 2
 MIN_AREA_HELP = ("Drop changes smaller than this (m², true ground area). "
@@ -202,10 +205,8 @@ def parse_band_names(ctx: click.Context, param: click.Parameter, value: str | No
     return bands
 
 
-def parse_scales(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[float, ...]:
+def parse_scales(ctx: click.Context, param: click.Parameter, value: str) -> tuple[float, ...]:
     """``--scales 1,0.5`` -> (1.0, 0.5), each in (0, 4]."""
-    if value is None:
-        return PredictOptions.scales
     try:
         scales = tuple(float(v) for v in value.split(","))
     except ValueError:
@@ -226,66 +227,115 @@ def parse_radiometry(ctx: click.Context, param: click.Parameter, value: str) -> 
     return low, high
 
 
+def parse_numbers(ctx: click.Context, param: click.Parameter, value: str) -> tuple[float, ...]:
+    """``--class-weights 2,1,2`` -> (2.0, 1.0, 2.0)."""
+    try:
+        return tuple(float(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter("comma-separated numbers") from None
+
+
+def parse_devices(ctx: click.Context, param: click.Parameter, value: str) -> str | int:
+    """``--devices 2`` -> 2; ``auto`` or a list like ``0,1`` as they are."""
+    return int(value) if value.isdigit() else value
+
+
+SYNTAXES: dict[str, Callable[[click.Context, click.Parameter, str], Any]] = {
+    "bands": parse_bands, "band_names": parse_band_names, "numbers": parse_numbers, "scales": parse_scales,
+    "radiometry": parse_radiometry, "devices": parse_devices,
+}
+"""The text a flag takes, by the ``syntax`` an option field names (:func:`geocd.options.option`)."""
+
+
+def field_type(owner: type, item: dataclasses.Field) -> Any:
+    """The type of ``owner``'s field ``item``: its annotation, or its default's type where the annotation
+    names what only type checkers import (``torch.device``)."""
+    try:
+        return eval(item.type, vars(sys.modules[owner.__module__]))  # noqa: S307 - an annotation of geocd's own
+    except NameError:
+        return type(item.default)
+
+
+def click_type(hint: Any, spoken: typing.Mapping[str, Any]) -> Any:
+    """The click type of a flag for a value of type ``hint``: choices of a ``Literal``, a range of numbers, a path."""
+    bounds = {key: spoken[key] for key in ("min", "max", "min_open") if key in spoken}
+    if typing.get_origin(hint) is typing.Literal:
+        return click.Choice(typing.get_args(hint))
+    if hint is int and bounds:
+        return click.IntRange(**bounds)
+    if hint is float and bounds:
+        return click.FloatRange(**bounds)
+    if hint is Path:
+        return click.Path(path_type=Path, file_okay=spoken.get("path") != "dir", dir_okay=spoken.get("path") != "file")
+    return hint
+
+
+def field_option(owner: type, name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The click option of the field ``name`` of the options dataclass ``owner`` (:func:`geocd.options.option`):
+    ``--`` and the name with dashes (a boolean with an ``off`` name: ``--name/--off``), the field's default and help;
+    a tuple repeats the flag unless a ``syntax`` reads it from one comma-separated text."""
+    item = next(f for f in dataclasses.fields(owner) if f.name == name)
+    spoken, default = item.metadata, item.default
+    flag = "--" + name.replace("_", "-")
+    common = {"help": spoken["help"] or None, "metavar": spoken.get("metavar")}
+    if "syntax" in spoken:
+        parse = SYNTAXES[spoken["syntax"]]
+
+        def callback(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+            return default if value is None else parse(ctx, param, value)
+
+        text = default if isinstance(default, str) else None
+        return click.option(flag, name, default=text, show_default=text is not None, callback=callback, **common)
+    hint = field_type(owner, item)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
+    multiple = typing.get_origin(hint) is tuple
+    if multiple:
+        hint = typing.get_args(hint)[0]
+    if hint is bool:
+        off = spoken.get("off")
+        return click.option(f"{flag}/--{off}" if off else flag, name, is_flag=True, default=default,
+                            show_default=off is not None, **common)
+    return click.option(flag, name, type=click_type(hint, spoken), multiple=multiple, default=default,
+                        show_default=default not in (None, ()), **common)
+
+
+def options_from_fields(owner: type, exclude: Collection[str] = ()) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Add to a click command one option per field of the options dataclass ``owner`` (:func:`field_option`), in
+    field order, but those of ``exclude`` and the library's only; the command builds ``owner(**those values)``."""
+    return stacked(*(field_option(owner, f.name) for f in dataclasses.fields(owner)
+                     if f.metadata.get("flag", True) and f.name not in exclude))
+
+
+def stacked(*decorators: Callable[[Callable[..., Any]], Callable[..., Any]]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """One decorator applying ``decorators`` as if written one above the other, in this order (click options in
+    the order ``--help`` shows them)."""
+
+    def add(command: Callable[..., Any]) -> Callable[..., Any]:
+        for decorator in reversed(decorators):
+            command = decorator(command)
+        return command
+
+    return add
+
+
 MODEL_HELP = ("Model checkpoint; repeat for an ensemble. Default (or 'default'): the model bundled with geocd "
               "(geocd models shows it).")
-TTA_OPTION = click.option("--tta", is_flag=True, help="Average over the 6 dihedral flips/rotations (6x slower).")
-TILE_SIZE_OPTION = click.option("--tile-size", default=PredictOptions.tile_size, type=click.IntRange(32),
-                                help="Tile size in pixels. Default: the model's training tile size.")
-DEVICE_OPTION = click.option("--device", default=PredictOptions.device, show_default=True, help="auto, cpu, cuda or cuda:N.")
-NUM_WORKERS_OPTION = click.option("--num-workers", default=PredictOptions.num_workers, type=click.IntRange(0),
-                                  help="Tile-reading worker processes. Default: 0 on CPU, 2 on CUDA.")
-ONLY_OPTION = click.option("--only", multiple=True, metavar="CLASS",
-                           help="Keep only the changes from or to this land-cover class (repeatable; e.g. --only building); "
-                                "the others count as unchanged.")
-"""Inference options shared by predict, evaluate and pseudo-label (each use makes a new click option)."""
-
-PREDICT_OPTIONS = (
-    click.option("--model", "models", multiple=True, type=click.Path(dir_okay=False), help=MODEL_HELP),
-    TTA_OPTION,
-    ONLY_OPTION,
-    click.option("--threshold", default=PredictOptions.threshold, show_default=True, type=click.FloatRange(0, 1),
-                 help="Change probability cut-off."),
-    click.option("--min-area", type=click.FloatRange(0), help=MIN_AREA_HELP),
-    click.option("--bands", callback=parse_band_names,
-                 help="Bands to use, 1-based, comma-separated, in the model's order (red,green,blue for the default "
-                      "model; 3,2,1 on a B02,B03,B04,B08 Sentinel-2 stack), or band names: of a STAC item, asset keys "
-                      "or eo:bands names (red,green,blue or B04,B03,B02). Default: the first the model needs."),
-    click.option("--radiometry", default=PredictOptions.radiometry, show_default=True, callback=parse_radiometry,
-                 help="How pixel values become model input: auto (8-bit pairs as they are, anything else stretched "
-                      "linearly from its 2-98 % percentiles, one range for dates stored alike), stretch (always), "
-                      "none (values as stored), or LOW,HIGH (this range of scaled values -> 0-255 in both dates, "
-                      "e.g. 0,3000 for Sentinel-2 L1C)."),
-    click.option("--scales", callback=parse_scales,
-                 help="Also run the network on each tile resized by these factors and average the probabilities, "
-                      "e.g. 1,0.5 (measured worse than 1 alone on the default model's validation set). Default: 1."),
-    TILE_SIZE_OPTION,
-    click.option("--overlap", default=PredictOptions.overlap, type=click.IntRange(0),
-                 help="Tile overlap in pixels. Default: 1/8 of the tile."),
-    DEVICE_OPTION,
-    click.option("--backend", default=PredictOptions.backend, show_default=True,
-                 type=click.Choice(["auto", "torch", "onnx", "openvino"]),
-                 help="Network runtime: openvino (OpenVINO, CPU) or onnx (ONNX Runtime, CPU), both running the ONNX "
-                      "graph exported once per model and cached; torch; or auto (openvino, else onnx, on CPU when "
-                      "installed; torch on CUDA)."),
-    click.option("--precision", default=PredictOptions.precision, show_default=True,
-                 type=click.Choice(["auto", "fp32", "bf16"]),
-                 help="OpenVINO's precision: bf16 needs a CPU with AMX or AVX-512 BF16; auto is bf16 there, fp32 "
-                      "elsewhere. The other backends run fp32."),
-    click.option("--batch-size", default=PredictOptions.batch_size, type=click.IntRange(1),
-                 help="Tiles per forward pass. Default: 2 with openvino or onnx on CPU, 1 with torch on CPU, 8 on CUDA."),
-    click.option("--overwrite", is_flag=True, help="Replace existing outputs."),
-    click.option("--progress", "progress_mode", type=click.Choice(["bar", "json", "none"]), default="bar", show_default=True,
-                 help="Progress on stderr: a bar, JSON lines (for programs), or nothing."),
-    click.option("-q", "--quiet", is_flag=True, help="No progress output (same as --progress none)."),
-)
-"""The options of every prediction command: model, inference knobs, overwrite and progress."""
+DEVICE_OPTION = field_option(PredictOptions, "device")
 
 
-def predict_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Add :data:`PREDICT_OPTIONS` to a click command."""
-    for option in reversed(PREDICT_OPTIONS):
-        command = option(command)
-    return command
+def predict_options(exclude: Collection[str] = ()) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Add the options of every prediction command to a click command: the model, the :class:`PredictOptions`
+    (but ``exclude``'s), the smallest change polygon, overwrite and progress."""
+    return stacked(
+        click.option("--model", "models", multiple=True, type=click.Path(dir_okay=False), help=MODEL_HELP),
+        options_from_fields(PredictOptions, exclude),
+        click.option("--min-area", type=click.FloatRange(0), help=MIN_AREA_HELP),
+        click.option("--overwrite", is_flag=True, help="Replace existing outputs."),
+        click.option("--progress", "progress_mode", type=click.Choice(["bar", "json", "none"]), default="bar",
+                     show_default=True, help="Progress on stderr: a bar, JSON lines (for programs), or nothing."),
+        click.option("-q", "--quiet", is_flag=True, help="No progress output (same as --progress none)."),
+    )
 
 
 @cli.command()
@@ -299,23 +349,16 @@ def predict_options(command: Callable[..., Any]) -> Callable[..., Any]:
               help="Also write a PNG: before | after | changes coloured by type, with legend and scale bar.")
 @click.option("--report", type=click.Path(dir_okay=False),
               help="Also write a JSON report: inputs, model, options, timings, count and area per change type.")
-@click.option("--align", is_flag=True,
-              help="Measure the global shift between the dates (always done, warned of above one pixel) and undo it, "
-                   "to a fraction of a pixel, before predicting.")
 @click.option("--zones", type=click.Path(dir_okay=False),
               help="Polygon vector file (any CRS): cut the polygons at its zones, give them a 'zone' attribute, and "
                    "write the changed area per zone and from→to pair (m², ha) to the report and to STEM_zones.csv "
                    "beside the first output (changes_zones.csv for -o changes.gpkg).")
 @click.option("--zone-field", metavar="NAME", help="Field of --zones that names each zone. Default: the feature id.")
-@NUM_WORKERS_OPTION
-@predict_options
+@predict_options()
 @reports_errors
 def predict(before: str, after: str, output: str | None, raster: str | None, landcover: str | None, zones: str | None,
-            zone_field: str | None, models: tuple[str, ...], tta: bool,
-            only: tuple[str, ...], threshold: float, min_area: float | None, bands: tuple[int | str, ...] | None,
-            radiometry: str | tuple[float, float], scales: tuple[float, ...], tile_size: int | None,
-            overlap: int | None, device: str, backend: str, precision: str, batch_size: int | None, num_workers: int | None, overwrite: bool,
-            progress_mode: str, quiet: bool, quicklook: str | None, report: str | None, align: bool) -> None:
+            zone_field: str | None, models: tuple[str, ...], min_area: float | None, overwrite: bool,
+            progress_mode: str, quiet: bool, quicklook: str | None, report: str | None, **fields: Any) -> None:
     """Detect changes between BEFORE and AFTER rasters and write polygons.
 
     AFTER is warped onto the BEFORE grid when their CRS or resolution differ; only
@@ -332,7 +375,7 @@ def predict(before: str, after: str, output: str | None, raster: str | None, lan
         raise click.UsageError("--zone-field names a field of --zones: give --zones too")
     from geocd.data.rasters import check_rasters
 
-    check_rasters(before, after, bands=bands)
+    check_rasters(before, after, bands=fields["bands"])
     if not quiet and progress_mode == "bar" and stderr_is_terminal():
         click.echo(f"loading {'model ' + ', '.join(models) if models else 'the default model'} …", err=True)
     from geocd.checkpoint import load_models, model_paths
@@ -343,11 +386,8 @@ def predict(before: str, after: str, output: str | None, raster: str | None, lan
     outputs = PredictOutputs(vectors=output, raster=raster, landcover=landcover, quicklook=quicklook, report=report,
                              overwrite=overwrite, min_area_m2=min_area, zones=zones, zone_field=zone_field)
     check_predict_outputs(before, after, model_paths(models), outputs)
-    resolved = resolve_device(device)
-    options = PredictOptions(tile_size=tile_size, overlap=overlap, tta=tta, threshold=threshold, device=resolved,
-                             batch_size=batch_size, num_workers=num_workers, bands=bands, radiometry=radiometry,
-                             backend=backend, precision=precision, scales=scales, only=only, align=align)
-    loaded = load_models(list(models), resolved)
+    options = PredictOptions(**fields)
+    loaded = load_models(list(models), resolve_device(options.device))
     progress = Progress("none" if quiet else progress_mode)
     result = run_predict(before, after, models=loaded, outputs=outputs, options=options, progress=progress)
     stats = result.change_raster
@@ -372,14 +412,11 @@ def predict(before: str, after: str, output: str | None, raster: str | None, lan
 @click.option("--report", is_flag=True, help="Also write each pair's JSON report, NAME.json.")
 @click.option("--scheduler", help="Dask scheduler: tcp://host:port or a scheduler file. Default: a local cluster.")
 @click.option("--workers", type=click.IntRange(1), help="Worker processes of the local cluster. Default: one per physical core.")
-@predict_options
+@predict_options(exclude=("num_workers",))
 @reports_errors
 def predict_archive(manifest: str, output: str, vector_format: str, raster: bool, quicklook: bool, report: bool,
-                    scheduler: str | None, workers: int | None, models: tuple[str, ...], tta: bool,
-                    only: tuple[str, ...], threshold: float,
-                    min_area: float | None, bands: tuple[int | str, ...] | None, radiometry: str | tuple[float, float],
-                    scales: tuple[float, ...], tile_size: int | None, overlap: int | None, device: str, backend: str,
-                    precision: str, batch_size: int | None, overwrite: bool, progress_mode: str, quiet: bool) -> None:
+                    scheduler: str | None, workers: int | None, models: tuple[str, ...], min_area: float | None,
+                    overwrite: bool, progress_mode: str, quiet: bool, **fields: Any) -> None:
     """Detect changes in every pair of an archive on a Dask cluster, one task per pair.
 
     MANIFEST is an archive as train reads it (labels are ignored). OUTPUT gets each
@@ -395,16 +432,13 @@ def predict_archive(manifest: str, output: str, vector_format: str, raster: bool
       geocd predict-archive archive/manifest.csv -o results/ --scheduler tcp://10.0.0.5:8786
     """
     from geocd.inference.archive import ArchiveOutputs, dask_client, predict_archive as run_archive
-    from geocd.inference.predict import PredictOptions
     from geocd.progress import Progress
 
     outputs = ArchiveOutputs(Path(output), vector_suffix=f".{vector_format}", raster=raster, quicklook=quicklook,
                              report=report, overwrite=overwrite, min_area_m2=min_area)
-    options = PredictOptions(tile_size=tile_size, overlap=overlap, tta=tta, threshold=threshold, device=device,
-                             batch_size=batch_size, bands=bands, radiometry=radiometry, backend=backend,
-                             precision=precision, scales=scales, only=only)
+    options = PredictOptions(**fields)
     progress = Progress("none" if quiet else progress_mode)
-    with dask_client(scheduler, workers, gpu=device.startswith("cuda")) as client:
+    with dask_client(scheduler, workers, gpu=options.device.startswith("cuda")) as client:
         result = run_archive(manifest, client, models=models, outputs=outputs, options=options, progress=progress)
     failed = result.failed
     predicted = len(result.pairs) - len(failed) - result.skipped
@@ -471,6 +505,11 @@ def read_config(ctx: click.Context, param: click.Parameter, value: str | None) -
     return value
 
 
+def written(value: Any) -> Any:
+    """A value as a YAML configuration holds it: a path as its text."""
+    return os.fspath(value) if isinstance(value, Path) else value
+
+
 def resolved_config(ctx: click.Context) -> dict[str, Any]:
     """The command's parameter values as ``--config`` reads them back: repeatable ones as lists, other
     tuples (``bands``) comma-separated as their flag takes them; without config, resume and progress."""
@@ -480,8 +519,8 @@ def resolved_config(ctx: click.Context) -> dict[str, Any]:
         if param.name in ("config", "resume", "progress_mode"):
             continue
         if isinstance(value, tuple):
-            value = list(value) if param.multiple or param.nargs == -1 else ",".join(str(v) for v in value)
-        config[param.name] = value
+            value = list(map(written, value)) if param.multiple or param.nargs == -1 else ",".join(map(str, value))
+        config[param.name] = written(value)
     return config
 
 
@@ -491,77 +530,14 @@ def resolved_config(ctx: click.Context) -> dict[str, Any]:
               help="YAML file of options (names as here, e.g. max_epochs: 30; archives: [a, b]); flags given override it. "
                    "Each run writes its resolved configuration to OUTPUT/config.yaml.")
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Run folder for checkpoints and logs.")
-@click.option("--backbone", default=TrainOptions.backbone, show_default=True,
-              help="Any timm backbone with features_only (e.g. hrnet_w18, resnet50).")
-@click.option("--pretrained/--no-pretrained", default=TrainOptions.pretrained, show_default=True,
-              help="Start from ImageNet weights (offline package, --backbone-weights, or timm's hub).")
-@click.option("--backbone-weights", type=click.Path(dir_okay=False), help="ImageNet weights file with timm key names.")
-@click.option("--init-from", type=click.Path(dir_okay=False),
-              help="Start from a geocd checkpoint of the same architecture (fine-tuning; 'default': the bundled model), "
-                   "instead of ImageNet weights.")
-@click.option("--lightweight/--full-heads", default=TrainOptions.lightweight, show_default=True,
-              help="Depthwise-separable convolutions in the heads.")
-@click.option("--bands", callback=parse_bands, help="Bands to use, 1-based, comma-separated. Default: the first 3.")
-@click.option("--tile-size", default=TrainOptions.tile_size, show_default=True, type=click.IntRange(32),
-              help="Training tile size in pixels.")
-@click.option("--batch-size", default=TrainOptions.batch_size, show_default=True, type=click.IntRange(2),
-              help="Tiles per step (per device).")
-@click.option("--max-epochs", default=TrainOptions.max_epochs, show_default=True, type=click.IntRange(1))
-@click.option("--epoch-length", type=click.IntRange(1),
-              help="Random tiles per epoch (at least --batch-size). Default: as many as fit side by side, at least 4 "
-                   "steps' worth.")
-@click.option("--lr", default=TrainOptions.lr, show_default=True, type=float,
-              help="Backbone learning rate (heads get 10x).")
-@click.option("--class-weights", help=f"CE weights of classes 1..6. Default: {','.join(f'{w:g}' for w in SEED_CLASS_WEIGHTS)} "
-                                      "(1 for all with --pseudo-labels).")
-@click.option("--pseudo-labels", type=click.Path(file_okay=False), help="Folder from geocd pseudo-label for the land-cover loss.")
-@click.option("--landcover", "landcover", multiple=True, type=click.Path(),
-              help="Land-cover archive (from geocd import-landcover) training the land-cover head; repeatable.")
-@click.option("--landcover-share", default=TrainOptions.landcover_share, show_default=True, type=click.FloatRange(0, 1),
-              help="Share of training tiles drawn from land-cover archives.")
-@click.option("--landcover-resolution", default=TrainOptions.landcover_resolution_m, show_default=True,
-              type=click.FloatRange(0, min_open=True),
-              help="Land-cover images finer than this (m) are resampled to it.")
-@click.option("--synthetic-share", default=TrainOptions.synthetic_share, show_default=True, type=click.FloatRange(0, 1),
-              help="Share of land-cover tiles made into synthetic change pairs (objects pasted, removed or destroyed; "
-                   "unpaired images).")
-@click.option("--invariance", default=TrainOptions.invariance, show_default=True, type=click.FloatRange(0, 1),
-              help="Share of change tiles whose one date gets differences that are not change (colour, haze, "
-                   "JPEG, 1-2 px misregistration...); with --synthetic-share also adds unchanged pairs.")
-@click.option("--freeze", multiple=True, type=click.Choice(FREEZABLE),
-              help="Keep this part as --init-from (or ImageNet, for the encoder) gave it: encoder, semantic (the "
-                   "land-cover head) or change (the change head); repeatable. E.g. --freeze encoder --freeze change "
-                   "retrains only the land-cover head and leaves every change map exactly as it was.")
-@click.option("--jitter", default=TrainOptions.jitter, show_default=True, type=click.FloatRange(0),
-              help="Brightness/contrast jitter per date.")
-@click.option("--val-every", default=TrainOptions.val_every, show_default=True, type=click.IntRange(1),
-              help="Validate every N epochs (N must divide --max-epochs); best.safetensors is the best validated epoch.")
-@click.option("--val-fraction", default=TrainOptions.val_fraction, show_default=True, type=click.FloatRange(0, 1),
-              help="Pairs held out per dataset.")
-@click.option("--seed", default=TrainOptions.seed, show_default=True, type=int)
-@click.option("--accelerator", default=TrainOptions.accelerator, show_default=True,
-              help="Lightning accelerator: auto, cpu, gpu.")
-@click.option("--devices", default=TrainOptions.devices, show_default=True,
-              help="Lightning devices: auto, N, or a list like 0,1.")
-@click.option("--strategy", default=TrainOptions.strategy, show_default=True,
-              help="Lightning strategy, e.g. ddp for several GPUs or nodes.")
-@click.option("--num-nodes", default=TrainOptions.num_nodes, show_default=True, type=click.IntRange(1))
-@click.option("--num-workers", default=TrainOptions.num_workers, show_default=True, type=click.IntRange(0),
-              help="Tile-reading worker processes.")
-@click.option("--resume", is_flag=True, help="Continue the run in OUTPUT from its last epoch.")
+@options_from_fields(TrainOptions)
 @click.option("--progress", "progress_mode", type=click.Choice(["bar", "json", "none"]), default="bar", show_default=True,
               help="Progress of each epoch on stderr: a bar (plain lines every 10 s when stderr is not a terminal), "
                    "JSON lines (for programs), or nothing.")
 @click.pass_context
 @reports_errors
-def train(ctx: click.Context, archives: tuple[str, ...], config: str | None, output: str, backbone: str, pretrained: bool,
-          backbone_weights: str | None,
-          init_from: str | None, lightweight: bool, bands: tuple[int, ...] | None, tile_size: int,
-          batch_size: int, max_epochs: int, epoch_length: int | None, lr: float, class_weights: str | None,
-          pseudo_labels: str | None, landcover: tuple[str, ...], landcover_share: float, landcover_resolution: float,
-          synthetic_share: float, invariance: float, freeze: tuple[str, ...], jitter: float, val_every: int,
-          val_fraction: float, seed: int, accelerator: str, devices: str, strategy: str, num_nodes: int,
-          num_workers: int, resume: bool, progress_mode: str) -> None:
+def train(ctx: click.Context, archives: tuple[str, ...], config: str | None, output: str, progress_mode: str,
+          **fields: Any) -> None:
     """Train a change model on archives of scene pairs.
 
     Each ARCHIVE is a manifest (CSV or YAML) or a folder holding manifest.csv; see
@@ -576,21 +552,7 @@ def train(ctx: click.Context, archives: tuple[str, ...], config: str | None, out
     from geocd.progress import Progress
     from geocd.training.train import train as run_train
 
-    try:
-        weights = tuple(float(w) for w in class_weights.split(",")) if class_weights else None
-    except ValueError:
-        raise click.BadParameter("comma-separated numbers", param_hint="--class-weights") from None
-    options = TrainOptions(
-        backbone=backbone, pretrained=pretrained, backbone_weights=Path(backbone_weights) if backbone_weights else None,
-        init_from=Path(init_from) if init_from else None,
-        lightweight=lightweight, bands=bands, num_bands=len(bands) if bands else 3, tile_size=tile_size,
-        batch_size=batch_size, max_epochs=max_epochs, epoch_length=epoch_length, lr=lr, class_weights=weights,
-        pseudo_labels=Path(pseudo_labels) if pseudo_labels else None, landcover=tuple(Path(a) for a in landcover),
-        landcover_share=landcover_share, landcover_resolution_m=landcover_resolution, synthetic_share=synthetic_share,
-        invariance=invariance, freeze=freeze, jitter=jitter, val_every=val_every, val_fraction=val_fraction, seed=seed, accelerator=accelerator,
-        devices=int(devices) if devices.isdigit() else devices, strategy=strategy, num_nodes=num_nodes,
-        num_workers=num_workers, resume=resume,
-    )
+    options = TrainOptions(**fields)
     lines = progress_mode == "bar" and not stderr_is_terminal()
     progress = Progress("lines" if lines else progress_mode)
     echo = progress.message if progress_mode == "json" else lambda line: click.echo(line, err=True)
@@ -607,18 +569,11 @@ def train(ctx: click.Context, archives: tuple[str, ...], config: str | None, out
 @click.option("-o", "--output", type=click.Path(file_okay=False), default="evaluation", show_default=True,
               help="Folder for evaluation.json and confusion.png.")
 @click.option("--pairs", help="Comma-separated pair names to evaluate (e.g. the validation pairs). Default: all.")
-@TTA_OPTION
-@ONLY_OPTION
-@click.option("--threshold", default=PredictOptions.threshold, show_default=True, type=click.FloatRange(0, 1),
-              help="Change probability cut-off.")
-@TILE_SIZE_OPTION
-@DEVICE_OPTION
-@NUM_WORKERS_OPTION
+@options_from_fields(PredictOptions)
 @click.option("--overwrite", is_flag=True, help="Replace an existing evaluation.json and confusion.png in OUTPUT.")
 @reports_errors
-def evaluate(archive: str, models: tuple[str, ...], output: str, pairs: str | None, tta: bool, only: tuple[str, ...],
-             threshold: float,
-             tile_size: int | None, device: str, num_workers: int | None, overwrite: bool) -> None:
+def evaluate(archive: str, models: tuple[str, ...], output: str, pairs: str | None, overwrite: bool,
+             **fields: Any) -> None:
     """Score a model on the labelled pairs of an archive (mIoU, SeK, Score, F_scd).
 
     Runs the full predict path (tiling, blending) on every pair, prints a table and
@@ -639,10 +594,8 @@ def evaluate(archive: str, models: tuple[str, ...], output: str, pairs: str | No
     from geocd.inference.predict import resolve_device
 
     report_paths(output, overwrite)
-    resolved = resolve_device(device)
-    loaded = load_models(list(models), resolved)
-    options = PredictOptions(tile_size=tile_size, tta=tta, threshold=threshold, device=resolved, num_workers=num_workers,
-                             only=only)
+    options = PredictOptions(**fields)
+    loaded = load_models(list(models), resolve_device(options.device))
     run = evaluate_landcover if open_archive(archive).kind == "landcover" else run_evaluate
     report = run(archive, loaded, options, pairs.split(",") if pairs else None)
     json_path, png_path = save_report(report, output, overwrite)
@@ -659,14 +612,11 @@ def evaluate(archive: str, models: tuple[str, ...], output: str, pairs: str | No
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Folder for pseudo-label rasters.")
 @click.option("--pair", "pairs", multiple=True, help="Only this pair (repeatable). Default: every pair but the test split's.")
 @click.option("--include-test", is_flag=True, help="Also label the pairs of the archive's test split (never trained on).")
-@TTA_OPTION
-@TILE_SIZE_OPTION
-@DEVICE_OPTION
-@NUM_WORKERS_OPTION
+@options_from_fields(PredictOptions)
 @click.option("--overwrite", is_flag=True, help="Replace existing pseudo labels in OUTPUT.")
 @reports_errors
-def pseudo_label(archive: str, models: tuple[str, ...], output: str, pairs: tuple[str, ...], include_test: bool, tta: bool,
-                 tile_size: int | None, device: str, num_workers: int | None, overwrite: bool) -> None:
+def pseudo_label(archive: str, models: tuple[str, ...], output: str, pairs: tuple[str, ...], include_test: bool,
+                 overwrite: bool, **fields: Any) -> None:
     """Label unchanged areas of an archive with an ensemble, for retraining.
 
     Where the ground truth says unchanged and the ensemble's land cover agrees in both
@@ -685,7 +635,7 @@ def pseudo_label(archive: str, models: tuple[str, ...], output: str, pairs: tupl
     """
     from geocd.training.pseudo import pseudo_label as run_pseudo_label
 
-    options = PredictOptions(tile_size=tile_size, tta=tta, device=device, num_workers=num_workers)
+    options = PredictOptions(**fields)
     report = run_pseudo_label(archive, models, output, options, overwrite=overwrite, pairs=list(pairs) or None,
                               include_test=include_test)
     click.echo(report.table())

@@ -65,7 +65,7 @@ def test_single_date_maps_train_the_land_cover_head(tmp_path: Path) -> None:
     land_cover = landcover_archive(tmp_path / "landcover")
     options = TrainOptions(backbone="mobilenetv3_small_050", pretrained=False, tile_size=64, batch_size=4, max_epochs=8,
                            epoch_length=16, val_fraction=0.5, accelerator="cpu", devices=1, landcover=(land_cover,),
-                           landcover_resolution_m=None, lr=2e-3)
+                           landcover_resolution=None, lr=2e-3)
     result = train([changes], tmp_path / "run", options, echo=lambda line: None)
     loaded = load_checkpoint(result.last)
     assert loaded.metadata.trained_classes == (WATER, BUILDING)  # ground only ever came in a set

@@ -233,7 +233,7 @@ def build_datamodule(archives: Sequence[str | os.PathLike[str]], options: TrainO
         bands = list(choose_bands(src, options.bands, options.num_bands))
     module = ArchiveDataModule(train_records, val_records, len(bands), options.tile_size, options.batch_size,
                                options.num_workers, options.epoch_length, bands, options.seed,
-                               options.landcover_share, options.landcover_resolution_m, options.synthetic_share,
+                               options.landcover_share, options.landcover_resolution, options.synthetic_share,
                                options.invariance)
     mean, std = band_statistics(module.train_pairs)
     echo(f"{len(train_records)} training and {len(val_records)} validation pairs; each epoch {module.epoch_tiles} random "
