@@ -4,7 +4,9 @@ The 'before' raster's grid is the reference. When 'after' differs in CRS, resolu
 pixel alignment it is warped on the fly onto that grid (``WarpedVRT``, bilinear). Only
 the overlap of the two footprints is indexed; a pixel is valid when it is valid in both
 dates (nodata value, internal mask, alpha band, NaN or infinite values). Each date's values
-are brought to the radiometry the network expects (:mod:`geocd.data.radiometry`).
+are brought to the radiometry the network expects (:mod:`geocd.data.radiometry`). Each file is
+opened once per process (:attr:`PairDataset.sources`), and every read of the pair, decimated or
+not, goes through that handle.
 """
 
 from __future__ import annotations
@@ -101,7 +103,7 @@ class PairDataset(GeoDataset):
     ``same_pixels`` says whether both dates store the same values over the overlap (on its
     decimated read): such a pair cannot show change. ``after_shift`` is the shift ``(dx, dy)``
     (pixels of the grid, :mod:`geocd.data.alignment`) undone in the 'after' date as it is read
-    (:meth:`aligned`).
+    (:meth:`aligned`). The files stay open, once per process, until :meth:`close` (or the pair is dropped).
     """
 
     def __init__(
