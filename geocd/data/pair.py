@@ -198,7 +198,8 @@ class PairDataset(GeoDataset):
         """This pair with the 'after' content moved back by ``shift`` (see :attr:`after_shift`).
 
         The 'after' geotransform is moved by the shift, measured at the centre of the overlap in the
-        'after' raster's own pixels, and the warp onto the grid resamples it (bilinear).
+        'after' raster's own pixels, and the warp onto the grid resamples it (bilinear). The moved pair
+        shares this pair's open files (:attr:`sources`): closing one closes both.
         """
         moved = copy.copy(self)
         moved._views = None
