@@ -46,6 +46,7 @@ from geocd.schema import SECOND, ClassSchema, LandCover
 
 if TYPE_CHECKING:
     from geocd.data.alignment import Alignment
+    from geocd.data.pair import PairDataset
 
 BANDS = ("change_probability", "from_class", "to_class")
 LANDCOVER_BANDS = ("landcover_before", "landcover_after")
@@ -120,7 +121,8 @@ class ChangeMapInfo:
 class ChangeRasterResult:
     """What :func:`geocd.inference.predict.predict_change_raster` did (``info``: the change map's tags), and the tile size,
     overlap (pixels), device and network runtime (:func:`~geocd.inference.backends.resolved_backend`) it used, and
-    the shift measured between the dates (:func:`geocd.data.alignment.measure_alignment`; None where not measured)."""
+    the shift measured between the dates (:func:`geocd.data.alignment.measure_alignment`; None where not measured),
+    and the pair it read."""
 
     info: ChangeMapInfo
     tiles: int
@@ -132,6 +134,9 @@ class ChangeRasterResult:
     device: str
     backend: str
     alignment: Alignment | None = None
+    pair: PairDataset | None = field(default=None, repr=False, compare=False)
+    """The pair as the run opened and read it (files, grid, band choice, stretches); its files stay open while
+    it is referenced (:meth:`~geocd.data.pair.PairDataset.close`)."""
 
 
 def valid_threshold(threshold: float) -> bool:

@@ -1,13 +1,14 @@
 """The quicklook of a prediction: before | after | change overlay in one PNG, to check a result at a glance.
 
-Everything is read decimated onto one grid over the change raster's extent (longest side at
-most :data:`MAX_SIDE` pixels), so memory does not grow with the scene: the images with GDAL's
-average resampling ('after' warped onto the 'before' grid), the change raster with nearest
+Drawn from the run as it is: the pair as prediction opened it (:class:`geocd.data.pair.PairDataset`: its
+files, band choice and per-date stretches), the change map's info and the change polygons; no file is
+opened again. The images are read decimated onto one grid over the 'before' grid's extent (longest side
+at most :data:`~geocd.data.rasters.DECIMATED_MAX_SIDE` pixels) with GDAL's average resampling ('after'
+warped onto that grid), so memory does not grow with the scene.
 The change polygons are drawn as the GeoPackage's style draws them: filled with the to class's
 colour, outlined with the from class's (over a dark halo), so each change type looks different;
 the legend names each type with its polygon count and area. The images show the bands as the
-network saw them: after the radiometry recorded in the change raster (``GEOCD_RADIOMETRY``). Rendered with matplotlib's Agg
-canvas (no display needed).
+network saw them (the pair's stretches). Rendered with matplotlib's Agg canvas (no display needed).
 """
 
 from __future__ import annotations
@@ -27,17 +28,15 @@ from matplotlib.patches import Patch
 from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
 from pyproj import CRS, Transformer
 from rasterio.enums import Resampling
-from rasterio.windows import Window
+from rasterio.io import DatasetReader
 
-from geocd.changemap import open_change_raster
-from geocd.data.pair import limit_gdal_cache, warp_onto
-from geocd.data.radiometry import Stretch, stretches_from_tag
-from geocd.data.rasters import Grid, choose_bands, grid_of, open_raster, read_mask
+from geocd.changemap import ChangeMapInfo
+from geocd.data.pair import PairDataset, warp_onto
+from geocd.data.radiometry import Stretch
+from geocd.data.rasters import DECIMATED_MAX_SIDE, Grid, read_decimated
 from geocd.vector.attributes import ChangeTypeSummary
 from geocd.vector.pipeline import ChangePolygons
 
-MAX_SIDE = 1024
-"""Longest side, in pixels, of the decimated reads."""
 PANEL_INCHES = 6.0
 LEGEND_INCHES = 1.4
 DPI = 100
@@ -47,33 +46,25 @@ HALO_COLOR = "black"
 """Drawn under each outline, so changes show even where their colours match the ground."""
 
 
-def render_quicklook(
-    before: str | os.PathLike[str],
-    after: str | os.PathLike[str],
-    change_raster: str | os.PathLike[str],
-    path: str | os.PathLike[str],
-    changes: ChangePolygons,
-    bands: Sequence[int | str] | None = None,
-    num_bands: int = 3,
-) -> None:
-    """Write PNG ``path``: before | after | after with the ``changes`` polygons of ``change_raster``.
+def render_quicklook(pair: PairDataset, info: ChangeMapInfo, changes: ChangePolygons,
+                     path: str | os.PathLike[str]) -> None:
+    """Write PNG ``path``: before | after | after with the ``changes`` polygons of the change map of ``pair``.
 
-    ``bands`` (1-based) and ``num_bands`` choose the bands as the prediction did; the first
-    three are shown as RGB (a single band as grey). The legend lists the change types with
-    their polygon counts and areas; each panel has a scale bar in ground metres. The PNG is
+    The bands are the pair's (the first three shown as RGB, a single band as grey), after its
+    stretches; ``info`` gives the threshold. The legend lists the change types with their polygon
+    counts and areas; each panel has a scale bar in ground metres. The PNG is
     ``3 * PANEL_INCHES * DPI`` pixels wide whatever the scene size.
     """
-    limit_gdal_cache()
-    with open_change_raster(change_raster) as (dataset, info):
-        grid = _decimated(grid_of(dataset), MAX_SIDE)
-    stretches = stretches_from_tag(info.extra["radiometry"])
-    after_image = _read_display(after, grid, bands, num_bands, stretches[1])
+    grid = _decimated(pair.grid, DECIMATED_MAX_SIDE)
+    (before, after), bands = pair.sources, (pair.bands_before, pair.bands_after)
+    after_image = _read_display(after, grid, bands[1], pair.stretches[1])
     panels = (
-        ("before", _read_display(before, grid, bands, num_bands, stretches[0]), None),
+        ("before", _read_display(before, grid, bands[0], pair.stretches[0]), None),
         ("after", after_image, None),
         (f"change (p \u2265 {info.threshold:g})", after_image, _overlay(changes, grid)),
     )
-    figure = _draw(panels, grid, changes.change_types, f"{Path(before).name} \u2192 {Path(after).name}")
+    title = f"{Path(pair.paths[0]).name} \u2192 {Path(pair.paths[1]).name}"
+    figure = _draw(panels, grid, changes.change_types, title)
     figure.savefig(path, format="png", dpi=DPI)
 
 
@@ -133,19 +124,20 @@ def _decimated(grid: Grid, max_side: int) -> Grid:
     return Grid(grid.crs, grid.transform * Affine.scale(grid.width / width, grid.height / height), width, height)
 
 
-def _read_display(path: str | os.PathLike[str], grid: Grid, bands: Sequence[int | str] | None, num_bands: int,
-                  stretch: Stretch) -> np.ndarray:
-    """uint8 RGBA ``[h, w, 4]`` of ``path`` on ``grid`` as the network saw it (``stretch``; a single band
-    as grey); invalid pixels transparent."""
-    with open_raster(path, bands) as src:
-        chosen = choose_bands(src, bands, num_bands)
-        shown = [chosen.index(b) for b in (chosen[:3] if len(chosen) >= 3 else chosen[:1] * 3)]
-        with warp_onto(src, grid, Resampling.average) as decimated:
-            image, finite = stretch.apply(decimated.read(chosen).astype(np.float32))
-            valid = read_mask(decimated, Window(0, 0, grid.width, grid.height)) & finite
+def _read_display(src: DatasetReader, grid: Grid, bands: Sequence[int], stretch: Stretch) -> np.ndarray:
+    """uint8 RGBA ``[h, w, 4]`` of ``bands`` of ``src`` averaged onto ``grid``, as the network saw them
+    (``stretch``; a single band as grey); invalid pixels transparent."""
+    shown = list(range(3)) if len(bands) >= 3 else [0] * 3
+    view = warp_onto(src, grid, Resampling.average)
+    try:
+        data, valid = read_decimated(view, bands, (grid.height, grid.width))
+    finally:
+        if view is not src:  # the pair's own file stays open
+            view.close()
+    image, finite = stretch.apply(data)
     rgba = np.zeros((*valid.shape, 4), np.uint8)
     rgba[..., :3] = np.clip(np.moveaxis(image[shown], 0, -1), 0, 255)
-    rgba[..., 3] = valid * 255
+    rgba[..., 3] = (valid & finite) * 255
     return rgba
 
 

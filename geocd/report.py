@@ -16,8 +16,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rasterio.io import DatasetReader
+
 from geocd import __version__
-from geocd.data.rasters import choose_bands, open_raster
 from geocd.data.stac import stac_description
 from geocd.vector.attributes import ChangeTypeSummary
 from geocd.vector.zones import ZoneStatistics, zones_report
@@ -32,8 +33,6 @@ _CARD_FIELDS = ("name", "input", "labels", "limits")
 
 
 def build_report(
-    before: str | os.PathLike[str],
-    after: str | os.PathLike[str],
     models: Sequence[LoadedModel],
     options: PredictOptions,
     min_area_m2: float,
@@ -43,16 +42,18 @@ def build_report(
     outputs: Mapping[str, str | os.PathLike[str] | None],
     zones: ZoneStatistics | None = None,
 ) -> dict[str, Any]:
-    """The report of one prediction; ``min_area_m2`` is the minimum blob area applied, ``seconds`` are
-    stage timings, ``outputs`` the files written (by kind), ``zones`` the areas by zone (a ``zones`` section)."""
+    """The report of one prediction (``change_raster``, whose pair describes the inputs as they were read);
+    ``min_area_m2`` is the minimum blob area applied, ``seconds`` are stage timings, ``outputs`` the files
+    written (by kind), ``zones`` the areas by zone (a ``zones`` section)."""
     meta = models[0].metadata
+    pair = change_raster.pair
     radiometry = change_raster.info.extra.get("radiometry")
     return {
         "geocd_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "inputs": {
-            "before": _describe_input(before, options.bands, meta.config.in_channels),
-            "after": _describe_input(after, options.bands, meta.config.in_channels),
+            "before": _describe_input(pair.paths[0], pair.sources[0], pair.bands_before),
+            "after": _describe_input(pair.paths[1], pair.sources[1], pair.bands_after),
             "radiometry": None if radiometry is None else json.loads(radiometry),
         },
         "model": {
@@ -93,18 +94,18 @@ def write_report(path: Path, report: Mapping[str, Any]) -> None:
     path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def _describe_input(path: str | os.PathLike[str], bands: Sequence[int | str] | None, needed: int) -> dict[str, Any]:
-    """The input's path, grid and bands; of a STAC item also its id and the href of each asset used."""
-    with open_raster(path, bands) as src:
-        stac = stac_description(src)
-        return {
-            "path": os.fspath(path),
-            "crs": src.crs.to_string(),
-            "width": src.width,
-            "height": src.height,
-            "resolution": list(src.res),
-            "dtype": src.dtypes[0],
-            "band_count": src.count,
-            "bands_used": choose_bands(src, bands, needed),
-            **({} if stac is None else {"stac_item": stac["id"], "stac_assets": stac["assets"]}),
-        }
+def _describe_input(path: str, src: DatasetReader, bands: Sequence[int]) -> dict[str, Any]:
+    """The header of one input, as opened, and the bands the prediction used; of a STAC item also its id
+    and the href of each asset used."""
+    stac = stac_description(src)
+    return {
+        "path": path,
+        "crs": src.crs.to_string(),
+        "width": src.width,
+        "height": src.height,
+        "resolution": list(src.res),
+        "dtype": src.dtypes[0],
+        "band_count": src.count,
+        "bands_used": list(bands),
+        **({} if stac is None else {"stac_item": stac["id"], "stac_assets": stac["assets"]}),
+    }

@@ -18,7 +18,7 @@ from rasterio.transform import from_origin
 from cli.main import cli
 from conftest import ORIGIN, intensity_model, planted_pair, smooth_scene, write_raster
 from geocd.changemap import BANDS, ChangeMapInfo, open_output_raster
-from geocd.data.radiometry import Stretch, radiometry_tag
+from geocd.data.pair import PairDataset
 from geocd.data.rasters import Grid
 from geocd.inference.predict import PredictOptions, PredictOutputs, predict
 from geocd.quicklook import DPI, LEGEND_INCHES, PANEL_INCHES, _ground_width_m, render_quicklook
@@ -150,8 +150,8 @@ def test_command_line_flags_and_existing_outputs(tmp_path: Path, tiny_checkpoint
     assert png_size(png) == expected_size(96, 128)
 
 
-def scene_with_change(folder: Path, factor: int) -> tuple[Path, Path]:
-    """A 96 x 128 scene scaled up ``factor`` times, and its change raster with a changed rectangle."""
+def scene_with_change(folder: Path, factor: int) -> tuple[PairDataset, Path]:
+    """A 96 x 128 scene scaled up ``factor`` times as a pair with itself, and its change raster with a changed rectangle."""
     folder.mkdir()
     image = np.repeat(np.repeat(smooth_scene(96, 128).astype(np.uint8), factor, axis=1), factor, axis=2)
     before = write_raster(folder / "before.tif", image)
@@ -159,19 +159,17 @@ def scene_with_change(folder: Path, factor: int) -> tuple[Path, Path]:
     grid = Grid(CRS.from_epsg(32633), from_origin(*ORIGIN, 1.0, 1.0), width, height)
     band = np.zeros((height, width), np.uint8)
     band[height // 3 : 2 * height // 3, width // 4 : 3 * width // 4] = 254
-    as_stored = Stretch((1.0,) * 3, (0.0,) * 3)
-    info = ChangeMapInfo(trained_classes=(3, 5), extra={"radiometry": radiometry_tag("auto", (as_stored, as_stored))})
-    with open_output_raster(folder / "change.tif", grid, BANDS, info) as dst:
+    with open_output_raster(folder / "change.tif", grid, BANDS, ChangeMapInfo(trained_classes=(3, 5))) as dst:
         dst.write(np.stack([band, (band > 0) * 3, (band > 0) * 5]).astype(np.uint8))
-    return before, folder / "change.tif"
+    return PairDataset(before, before, 3), folder / "change.tif"
 
 
-def quicklook_peak_memory(before: Path, change: Path, png: Path) -> int:
+def quicklook_peak_memory(pair: PairDataset, change: Path, png: Path) -> int:
     """Peak bytes allocated through Python (numpy included) while rendering the quicklook."""
     changes = change_polygons(change)
     tracemalloc.start()
     try:
-        render_quicklook(before, before, change, png, changes)
+        render_quicklook(pair, ChangeMapInfo(), changes, png)
         return tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -210,7 +208,7 @@ def test_quicklook_of_a_real_sentinel2_pair(tmp_path: Path) -> None:
 
 def test_quicklook_tells_change_types_with_the_same_to_class_apart(tmp_path: Path) -> None:
     """water -> building and tree -> building: one fill (building), two outlines (water blue, tree green), as the legend says."""
-    before, change = scene_with_change(tmp_path / "scene", 1)
+    pair, change = scene_with_change(tmp_path / "scene", 1)
     with rasterio.open(change, "r+") as dst:
         probability = dst.read(1)
         probability[:] = 0
@@ -221,7 +219,7 @@ def test_quicklook_tells_change_types_with_the_same_to_class_apart(tmp_path: Pat
     changes = change_polygons(change)
     assert [(t.change_type, t.color, t.outline) for t in changes.change_types] == [
         ("water \u2192 building", (128, 0, 0), (0, 0, 255)), ("tree \u2192 building", (128, 0, 0), (0, 255, 0))]
-    render_quicklook(before, before, change, tmp_path / "q.png", changes)
+    render_quicklook(pair, ChangeMapInfo(), changes, tmp_path / "q.png")
     image = (imread(tmp_path / "q.png")[..., :3] * 255).astype(int)
     panels = image[: -round(LEGEND_INCHES * DPI)]
     third = panels.shape[1] // 3
@@ -231,3 +229,19 @@ def test_quicklook_tells_change_types_with_the_same_to_class_apart(tmp_path: Pat
 
     for rgb in ((0, 0, 255), (0, 255, 0)):
         assert near(panels[:, 2 * third :], rgb) > 100 and near(panels[:, third : 2 * third], rgb) == 0
+
+
+def test_each_input_is_opened_once_and_no_scratch_raster_is_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Polygons, quicklook and report of an aligned pair: the pair's header, samples, shift, quicklook and report share
+    one handle per input, and nothing is written through GDAL (no scratch change raster for the quicklook)."""
+    before, after, _ = planted_pair(tmp_path)
+    opened, open_raster = [], rasterio.open
+
+    def counted(path, mode: str = "r", *args, **kwargs):  # noqa: ANN001, ANN202 - rasterio.open's own signature
+        opened.append((Path(path).name, mode))
+        return open_raster(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(rasterio, "open", counted)
+    predict(before, after, models=[intensity_model()], options=PredictOptions(tile_size=48, align=True),
+            outputs=PredictOutputs(vectors=tmp_path / "c.gpkg", quicklook=tmp_path / "q.png", report=tmp_path / "r.json"))
+    assert sorted(opened) == [("after.tif", "r"), ("before.tif", "r")]

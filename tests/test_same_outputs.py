@@ -1,7 +1,9 @@
 """Pinned outputs: predict, evaluate and pseudo-label give bit-identical results across refactors.
 
 The checksums were taken on the code before the change-raster/predict-API refactor (issue 16);
-a change in any pixel, class or confusion count fails here. Updated once, on purpose, for joint
+a change in any pixel, class or confusion count fails here. The quicklook's decoded pixels and the
+report's deterministic fields were pinned before the quicklook and the report came to draw on the pair as
+predict opened it (issue 27), instead of a scratch change raster and inputs opened again. Updated once, on purpose, for joint
 from/to decoding (issue 25): change.tif differs only on its 136 changed pixels that were
 "low vegetation -> low vegetation" (now "low vegetation -> building"), and so do the evaluation's
 semantic confusion counts. Updated again when tiles came to be predicted north to south (so that
@@ -12,12 +14,16 @@ a pixel in another order, which moved the change probability of 3 of change.tif'
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import rasterio
+from matplotlib.image import imread
+from rasterio.transform import from_origin
 
-from conftest import intensity_model, planted_pair, synthetic_archive
+from conftest import ORIGIN, intensity_model, planted_pair, smooth_scene, synthetic_archive, write_raster
 from geocd.checkpoint import load_checkpoint
 from geocd.evaluation import evaluate
 from geocd.inference.predict import PredictOptions, PredictOutputs, predict
@@ -60,3 +66,28 @@ def test_evaluate_and_pseudo_label_outputs_are_pinned(tmp_path: Path) -> None:
         "label_before/p0.tif", "label_before/p1.tif"]
     assert (digest(*matrices), [raster_digest(p) for p in labels]) == ("7e46e6db03be5964", [
         "59cb55d43df36eff", "261507a2f4140da4", "53cbf41d60f676bc", "5dcc682ae50d0e61", "4e14186dab2810cd", "c57dc2507bbd5d3c"])
+
+
+def wide_uint16_pair(folder: Path) -> tuple[Path, Path]:
+    """A 1280 x 128 12-bit pair (wider than the quicklook's 1024 pixels) whose 'after' lies on a grid shifted by
+    a fraction of a pixel: the quicklook decimates and warps, the radiometry stretches."""
+    scene = smooth_scene(128, 1280)
+    after = scene.copy()
+    after[:, 40:90, 600:700] = 250
+    before = write_raster(folder / "before.tif", (scene * 16 + 200).astype(np.uint16))
+    shifted = from_origin(ORIGIN[0] + 0.5, ORIGIN[1] - 0.25, 1.0, 1.0)
+    return before, write_raster(folder / "after.tif", (after * 16 + 200).astype(np.uint16), transform=shifted)
+
+
+@pytest.mark.parametrize("scene, pinned", [
+    ("planted", ("044c5b764dda14a3", "e3edfe18869198cb")),
+    ("wide", ("ec1ecbe717100143", "7b4146040443e7d8")),
+])
+def test_quicklook_and_report_are_pinned(tmp_path: Path, scene: str, pinned: tuple[str, str]) -> None:
+    before, after = planted_pair(tmp_path)[:2] if scene == "planted" else wide_uint16_pair(tmp_path)
+    png, report = tmp_path / "look.png", tmp_path / "report.json"
+    predict(before, after, models=[intensity_model(smoothing=True)], options=PredictOptions(tile_size=64, overlap=16),
+            outputs=PredictOutputs(vectors=tmp_path / "c.gpkg", quicklook=png, report=report))
+    summary = json.loads(report.read_text().replace(str(tmp_path), "TMP"))
+    deterministic = {k: v for k, v in summary.items() if k not in ("geocd_version", "created", "seconds")}
+    assert (digest(imread(png)), digest(np.frombuffer(json.dumps(deterministic, sort_keys=True).encode(), np.uint8))) == pinned

@@ -4,7 +4,9 @@ The 'before' raster's grid is the reference. When 'after' differs in CRS, resolu
 pixel alignment it is warped on the fly onto that grid (``WarpedVRT``, bilinear). Only
 the overlap of the two footprints is indexed; a pixel is valid when it is valid in both
 dates (nodata value, internal mask, alpha band, NaN or infinite values). Each date's values
-are brought to the radiometry the network expects (:mod:`geocd.data.radiometry`).
+are brought to the radiometry the network expects (:mod:`geocd.data.radiometry`). Each file is
+opened once per process (:attr:`PairDataset.sources`), and every read of the pair, decimated or
+not, goes through that handle.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ import torch
 from affine import Affine
 from geopandas import GeoDataFrame
 from rasterio.enums import ColorInterp, Resampling
-from rasterio.env import set_gdal_config
 from rasterio.io import DatasetReader
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform, transform_bounds
@@ -32,19 +33,10 @@ from torchgeo.datasets import GeoDataset
 from torchgeo.datasets.utils import GeoSlice
 
 from geocd.data.radiometry import RadiometryMode, Stretch, fit_stretches
-from geocd.data.rasters import Grid, choose_bands, grid_of, open_raster, read_mask, read_window, reading, source_name
+from geocd.data.rasters import (
+    Grid, choose_bands, decimated_shape, grid_of, limit_gdal_cache, open_raster, read_decimated, read_window, source_name,
+)
 from geocd.errors import InputError
-
-DECIMATED_CHECK_SIZE = 1024
-"""Longest side of the decimated read of the overlap (validity check and radiometry fit)."""
-
-GDAL_CACHE_MB = 32
-"""GDAL's block cache per process (its default, 5% of RAM, would grow with the scene)."""
-
-
-def limit_gdal_cache() -> None:
-    """Cap GDAL's block cache; effective when called before the process's first block read."""
-    set_gdal_config("GDAL_CACHEMAX", GDAL_CACHE_MB * 2**20)
 
 
 def warp_onto(src: DatasetReader, grid: Grid, resampling: Resampling = Resampling.bilinear,
@@ -111,7 +103,7 @@ class PairDataset(GeoDataset):
     ``same_pixels`` says whether both dates store the same values over the overlap (on its
     decimated read): such a pair cannot show change. ``after_shift`` is the shift ``(dx, dy)``
     (pixels of the grid, :mod:`geocd.data.alignment`) undone in the 'after' date as it is read
-    (:meth:`aligned`).
+    (:meth:`aligned`). The files stay open, once per process, until :meth:`close` (or the pair is dropped).
     """
 
     def __init__(
@@ -126,17 +118,17 @@ class PairDataset(GeoDataset):
     ) -> None:
         self.paths = [os.fspath(before), os.fspath(after)]
         self.requested_bands = bands
-        limit_gdal_cache()
-        with open_raster(before, bands) as b, open_raster(after, bands) as a:
-            self.grid = grid_of(b) if resolution is None else resampled(grid_of(b), resolution)
-            self.bands_before = choose_bands(b, bands, num_bands)
-            self.bands_after = choose_bands(a, bands, num_bands)
-            self.overlap = overlap_window(self.grid, b, a)
-            dates = ((b, self.bands_before), (a, self.bands_after))
-            calibration = [([src.scales[i - 1] for i in idx], [src.offsets[i - 1] for i in idx]) for src, idx in dates]
-            dtypes = [src.dtypes[idx[0] - 1] for src, idx in dates]
-        self._sources: tuple[int, DatasetReader, DatasetReader | WarpedVRT] | None = None
+        self._files: tuple[int, DatasetReader, DatasetReader] | None = None
+        self._views: tuple[int, DatasetReader | WarpedVRT, DatasetReader | WarpedVRT] | None = None
         self.after_shift = (0.0, 0.0)
+        b, a = self.sources
+        self.grid = grid_of(b) if resolution is None else resampled(grid_of(b), resolution)
+        self.bands_before = choose_bands(b, bands, num_bands)
+        self.bands_after = choose_bands(a, bands, num_bands)
+        self.overlap = overlap_window(self.grid, b, a)
+        dates = ((b, self.bands_before), (a, self.bands_after))
+        calibration = [([src.scales[i - 1] for i in idx], [src.offsets[i - 1] for i in idx]) for src, idx in dates]
+        dtypes = [src.dtypes[idx[0] - 1] for src, idx in dates]
         samples = self._overlap_sample()
         self._any_valid = samples[0].shape[1] > 0
         self.same_pixels = self._any_valid and np.array_equal(*samples)
@@ -197,13 +189,9 @@ class PairDataset(GeoDataset):
 
     def _overlap_sample(self) -> tuple[np.ndarray, np.ndarray]:
         """Stored values ``[C, n]`` of each date at the pixels valid in both, from a decimated read of the overlap."""
-        scale = max(1, math.ceil(max(self.overlap.width, self.overlap.height) / DECIMATED_CHECK_SIZE))
-        shape = (max(1, int(self.overlap.height) // scale), max(1, int(self.overlap.width) // scale))
-        reads = []
-        for src, bands in zip(self._open(), (self.bands_before, self.bands_after)):
-            with reading(src):
-                reads.append((src.read(bands, window=self.overlap, out_shape=(len(bands), *shape)).astype(np.float32),
-                              read_mask(src, self.overlap, shape)))
+        shape = decimated_shape(int(self.overlap.height), int(self.overlap.width))
+        reads = [read_decimated(src, bands, shape, self.overlap)
+                 for src, bands in zip(self._open(), (self.bands_before, self.bands_after))]
         valid = reads[0][1] & reads[1][1]
         return tuple(data[:, valid] for data, _ in reads)  # type: ignore[return-value]
 
@@ -211,23 +199,46 @@ class PairDataset(GeoDataset):
         """This pair with the 'after' content moved back by ``shift`` (see :attr:`after_shift`).
 
         The 'after' geotransform is moved by the shift, measured at the centre of the overlap in the
-        'after' raster's own pixels, and the warp onto the grid resamples it (bilinear).
+        'after' raster's own pixels, and the warp onto the grid resamples it (bilinear). The moved pair
+        shares this pair's open files (:attr:`sources`): closing one closes both.
         """
         moved = copy.copy(self)
-        moved._sources = None
+        moved._views = None
         moved.after_shift = (float(shift[0]), float(shift[1]))
         return moved
 
-    def _open(self) -> tuple[DatasetReader, DatasetReader | WarpedVRT]:
-        """File handles of this process (DataLoader workers each open their own)."""
-        if self._sources is None or self._sources[0] != os.getpid():
+    @property
+    def sources(self) -> tuple[DatasetReader, DatasetReader]:
+        """Both files as opened, once per process (DataLoader workers each open their own), on their own grids.
+
+        Every read of the pair goes through these handles: its samples, its decimated reads, the
+        quicklook's panels and the run report's description of the inputs.
+        """
+        if self._files is None or self._files[0] != os.getpid():
             limit_gdal_cache()
-            before = warp_onto(open_raster(self.paths[0], self.requested_bands), self.grid)
-            source = open_raster(self.paths[1], self.requested_bands)
+            before = open_raster(self.paths[0], self.requested_bands)
+            try:
+                self._files = (os.getpid(), before, open_raster(self.paths[1], self.requested_bands))
+            except InputError:
+                before.close()
+                raise
+        return self._files[1], self._files[2]
+
+    def close(self) -> None:
+        """Close this process's file handles (a later read opens them again)."""
+        for handles in (self._views, self._files):
+            if handles is not None and handles[0] == os.getpid():
+                for handle in handles[1:]:
+                    handle.close()
+        self._files = self._views = None
+
+    def _open(self) -> tuple[DatasetReader | WarpedVRT, DatasetReader | WarpedVRT]:
+        """Both dates on the grid: :attr:`sources`, or ``WarpedVRT`` views of them."""
+        if self._views is None or self._views[0] != os.getpid():
+            before, source = self.sources
             moved = None if self.after_shift == (0.0, 0.0) else self._moved_transform(source)
-            after = warp_onto(source, self.grid, src_transform=moved)
-            self._sources = (os.getpid(), before, after)
-        return self._sources[1], self._sources[2]
+            self._views = (os.getpid(), warp_onto(before, self.grid), warp_onto(source, self.grid, src_transform=moved))
+        return self._views[1], self._views[2]
 
     def _moved_transform(self, src: DatasetReader) -> Affine:
         """``src``'s geotransform moved so that its content lies :attr:`after_shift` back on the grid."""
@@ -241,7 +252,7 @@ class PairDataset(GeoDataset):
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state["_sources"] = None
+        state["_files"] = state["_views"] = None
         return state
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from collections.abc import Iterator, Sequence
@@ -13,6 +14,7 @@ import rasterio
 from affine import Affine
 from rasterio.crs import CRS
 from rasterio.enums import ColorInterp
+from rasterio.env import set_gdal_config
 from rasterio.errors import NodataShadowWarning, NotGeoreferencedWarning, RasterioIOError
 from rasterio.io import DatasetReader
 from rasterio.vrt import WarpedVRT
@@ -24,6 +26,22 @@ from geocd.errors import InputError
 
 RASTER_BLOCK = 256
 """Block (tile) size in pixels of the GeoTIFFs geocd writes, and the unit of its strip loops."""
+
+DECIMATED_MAX_SIDE = 1024
+"""Longest side, in pixels, of geocd's decimated reads (:func:`decimated_shape`): a pair's validity check and
+radiometry fit, the quicklook's panels."""
+
+GDAL_CACHE_MB = 32
+"""GDAL's block cache per process (its default, 5% of RAM, would grow with the scene)."""
+
+
+def limit_gdal_cache() -> None:
+    """Cap GDAL's block cache at :data:`GDAL_CACHE_MB`; effective when called before the process's first block read.
+
+    GDAL reads the cap once per process, so it is set process-wide where the inputs are opened
+    (:class:`geocd.data.pair.PairDataset`, also in each DataLoader worker), not in a scoped ``rasterio.Env``.
+    """
+    set_gdal_config("GDAL_CACHEMAX", GDAL_CACHE_MB * 2**20)
 
 
 @dataclass(frozen=True)
@@ -169,7 +187,7 @@ def read_window(src: DatasetReader | WarpedVRT, indexes: Sequence[int], window: 
     return data, valid
 
 
-def read_mask(src: DatasetReader | WarpedVRT, window: Window, out_shape: tuple[int, int] | None = None) -> np.ndarray:
+def read_mask(src: DatasetReader | WarpedVRT, window: Window | None, out_shape: tuple[int, int] | None = None) -> np.ndarray:
     """GDAL's dataset mask over ``window`` (nodata value, internal mask or alpha band) as booleans.
 
     ``out_shape`` reads it decimated. rasterio's warning that a nodata value shadows an alpha
@@ -178,6 +196,22 @@ def read_mask(src: DatasetReader | WarpedVRT, window: Window, out_shape: tuple[i
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NodataShadowWarning)
         return src.dataset_mask(window=window, out_shape=out_shape) > 0
+
+
+def decimated_shape(height: int, width: int, max_side: int = DECIMATED_MAX_SIDE) -> tuple[int, int]:
+    """``(height, width)`` divided by the smallest whole factor that brings the longest side to at most ``max_side``."""
+    factor = max(1, math.ceil(max(height, width) / max_side))
+    return max(1, height // factor), max(1, width // factor)
+
+
+def read_decimated(src: DatasetReader | WarpedVRT, indexes: Sequence[int], shape: tuple[int, int],
+                   window: Window | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``window`` (None: the whole raster) of ``src`` read at ``shape`` ``(height, width)`` (GDAL's nearest):
+    float32 bands ``[C, h, w]`` and the validity mask (:func:`read_mask`). geocd's one decimated reader;
+    for another resampling, read a ``WarpedVRT`` on a coarser grid at its own size."""
+    with reading(src):
+        data = src.read(list(indexes), window=window, out_shape=(len(indexes), *shape))
+        return data.astype(np.float32), read_mask(src, window, shape)
 
 
 @contextmanager

@@ -11,7 +11,6 @@ import contextlib
 import json
 import math
 import os
-import tempfile
 import time
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
@@ -155,7 +154,8 @@ def predict_change_raster(
             emit(nodata_rows(window, info))
     megapixels = region.width * region.height / 1e6
     return ChangeRasterResult(info, len(windows), megapixels, time.perf_counter() - start, model_seconds,
-                              tile, overlap, str(device), resolved_backend(models[0], device, options.backend), alignment)
+                              tile, overlap, str(device), resolved_backend(models[0], device, options.backend), alignment,
+                              dataset)
 
 
 def _kept_classes(names: Sequence[str], model: LoadedModel) -> tuple[int, ...]:
@@ -355,7 +355,7 @@ def check_predict_outputs(
 
 @dataclass(frozen=True)
 class PredictResult:
-    """Outputs of :func:`predict` and the figures of the run."""
+    """Outputs of :func:`predict` and the figures of the run (``change_raster.pair`` is None: the inputs are closed)."""
 
     raster: Path | None
     vectors: Path | None
@@ -381,6 +381,7 @@ def predict(
     """Change polygons, the change raster, land-cover maps, a quicklook PNG and/or a JSON run report
     of a pair, as ``outputs`` asks.
 
+    Each input is opened once: the quicklook and the report draw on the pair as the prediction read it.
     The quicklook and the report summarise the change polygons, which are computed (in memory)
     even without ``outputs.vectors``; a GeoPackage carries the report in its layer metadata
     (``GEOCD_REPORT``). Every output is written under a temporary name
@@ -402,12 +403,7 @@ def predict(
         raise InputError(models[0].path, "has untrained land-cover heads, so it cannot write a land-cover map")
     start = time.perf_counter()
     with contextlib.ExitStack() as stack:
-        if raster is not None:
-            raster_tmp = stack.enter_context(atomic_output(raster, overwrite))
-        elif quicklook is not None:  # the quicklook draws the change raster
-            raster_tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="geocd-"))) / "change.tif"
-        else:
-            raster_tmp = None
+        raster_tmp = stack.enter_context(atomic_output(raster, overwrite)) if raster else None
         landcover_tmp = stack.enter_context(atomic_output(landcover, overwrite)) if landcover else None
         sinks = ([raster_sink(raster_tmp)] if raster_tmp else []) + (
             [raster_sink(landcover_tmp, landcover=True)] if landcover else [])
@@ -418,6 +414,7 @@ def predict(
             polygon_sink = PolygonSink(min_area_m2)
             sinks.append(polygon_sink)
         result = predict_change_raster(before, after, models, sinks, options, progress, warn=True)
+        stack.callback(result.pair.close)
         polygons = summary = None
         if polygon_sink is not None:
             from geocd.vector.formats import write_vectors
@@ -429,11 +426,10 @@ def predict(
                 from geocd.quicklook import render_quicklook
 
                 t0 = time.perf_counter()
-                render_quicklook(before, after, raster_tmp, stack.enter_context(atomic_output(quicklook, overwrite)),
-                                 changes, options.bands, models[0].metadata.config.in_channels)
+                render_quicklook(result.pair, result.info, changes, stack.enter_context(atomic_output(quicklook, overwrite)))
                 seconds["quicklook"] = time.perf_counter() - t0
             zoned = None if zones is None else zone_statistics(changes, zones)
-            summary = build_report(before, after, models, options, changes.min_area_m2, result, changes.change_types,
+            summary = build_report(models, options, changes.min_area_m2, result, changes.change_types,
                                    seconds | {"total": time.perf_counter() - start}, outputs.paths, zoned)
             if report is not None:
                 write_report(stack.enter_context(atomic_output(report, overwrite)), summary)
@@ -443,5 +439,5 @@ def predict(
                 metadata = changes.layer.metadata | {REPORT_KEY: json.dumps(summary, ensure_ascii=False)}
                 frame = changes.frame if zoned is None else zoned.frame
                 write_vectors(output, frame, replace(changes.layer, metadata=metadata), overwrite)
-    return PredictResult(*(None if p is None else Path(p) for p in (raster, output)), result, polygons,
+    return PredictResult(*(None if p is None else Path(p) for p in (raster, output)), replace(result, pair=None), polygons,
                          *(None if p is None else Path(p) for p in (landcover, quicklook, report)), summary, table)

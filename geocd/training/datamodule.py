@@ -17,14 +17,13 @@ from typing import Any, NamedTuple
 import lightning.pytorch as pl
 import numpy as np
 import rasterio
-from rasterio.windows import Window
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torchgeo.samplers import GridGeoSampler, RandomGeoSampler
 
 from geocd.data.archive import PairRecord
 from geocd.data.labelled import LabelledPairDataset
 from geocd.data.pair import PairDataset
-from geocd.data.rasters import read_mask
+from geocd.data.rasters import decimated_shape, read_decimated
 from geocd.training.invariance import with_nuisance
 from geocd.training.synthetic import synthetic_sample
 
@@ -166,17 +165,14 @@ def band_statistics(pairs: Sequence[PairDataset]) -> tuple[list[float], list[flo
     """Per-band mean and std over the valid pixels of both dates of ``pairs``, streamed, in the units the
     network sees: after each date's radiometry (:attr:`PairDataset.stretches`).
 
-    Each raster is read once, decimated to at most ``STATISTICS_MAX_SIDE`` pixels a side,
+    Each raster is read once through the pair's own files (:attr:`PairDataset.sources`), decimated
+    (:func:`~geocd.data.rasters.decimated_shape`) to at most ``STATISTICS_MAX_SIDE`` pixels a side,
     and only running sums are kept.
     """
     n, sums, squares = 0, np.zeros(len(pairs[0].bands_before)), np.zeros(len(pairs[0].bands_before))
     for pair in pairs:
-        for path, bands, stretch in zip(pair.paths, (pair.bands_before, pair.bands_after), pair.stretches):
-            with rasterio.open(path) as src:
-                scale = max(1.0, max(src.width, src.height) / STATISTICS_MAX_SIDE)
-                shape = (max(1, int(src.height / scale)), max(1, int(src.width / scale)))
-                data = src.read(list(bands), out_shape=(len(bands), *shape)).astype(np.float32)
-                valid = read_mask(src, Window(0, 0, src.width, src.height), shape)
+        for src, bands, stretch in zip(pair.sources, (pair.bands_before, pair.bands_after), pair.stretches):
+            data, valid = read_decimated(src, bands, decimated_shape(src.height, src.width, STATISTICS_MAX_SIDE))
             values, finite = stretch.apply(data)
             pixels = values[:, valid & finite].astype(np.float64)
             n += pixels.shape[1]
