@@ -139,10 +139,7 @@ def cli(ctx: click.Context, verbose: bool) -> None:
       geocd demo demo/
       geocd predict demo/before.tif demo/after.tif -o demo/changes.gpkg
     """
-    from geocd.data.remote import remote_reads
-
     route_messages(verbose)
-    ctx.with_resource(remote_reads())
 
 
 @cli.command()

@@ -29,6 +29,7 @@ from geocd.data.archive import LandCoverRecord, PairRecord, read_archive, read_l
 from geocd.data.labelled import change_mask, open_labels, read_label
 from geocd.data.labels import IGNORE
 from geocd.data.rasters import Grid
+from geocd.data.remote import with_remote_reads
 from geocd.errors import GeocdError, InputError, OutputError
 from geocd.inference.predict import PredictOptions, predict_change_raster, resolve_device
 from geocd.metrics import binary_scores, confusion_matrix, iou_per_class, semantic_scores
@@ -152,6 +153,7 @@ class _PairConfusion:
         return PairEvaluation(self.record.name, self.record.dataset, self.binary, self.hist, self.predicted)
 
 
+@with_remote_reads
 def evaluate(
     archive: str | os.PathLike[str],
     models: Sequence[LoadedModel | str | os.PathLike[str]] | None = None,
@@ -267,6 +269,7 @@ class LandCoverReport:
         return "\n".join(lines)
 
 
+@with_remote_reads
 def evaluate_landcover(
     archive: str | os.PathLike[str], models: Sequence[LoadedModel | str | os.PathLike[str]] | None = None,
     options: PredictOptions = PredictOptions(), names: Sequence[str] | None = None,

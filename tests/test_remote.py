@@ -158,6 +158,17 @@ def test_predict_by_url_gives_the_local_polygons_by_byte_ranges(server, files: P
     assert {s.path for s in handler.log} == {"/before.tif", "/after.tif"}  # no side-car probes (.aux.xml, .ovr)
 
 
+def test_the_library_sets_its_own_remote_reads(server, tmp_path: Path, local_polygons) -> None:
+    """``predict()`` called from Python (no CLI) reads URLs with the same GDAL options: no side-car probes."""
+    from geocd.inference.predict import PredictOutputs, predict
+
+    httpd, handler = server
+    out = tmp_path / "library.gpkg"
+    predict(httpd.url_for("/before.tif"), httpd.url_for("/after.tif"), outputs=PredictOutputs(vectors=out))
+    assert polygons(out) == local_polygons
+    assert {s.path for s in handler.log} == {"/before.tif", "/after.tif"}
+
+
 def test_gdal_vsicurl_paths_are_inputs_too(server, tmp_path: Path, local_polygons) -> None:
     httpd, _ = server
     out = tmp_path / "vsi.gpkg"

@@ -20,7 +20,7 @@ from rasterio.io import DatasetReader
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
-from geocd.data.remote import is_remote, remote_problem
+from geocd.data.remote import is_remote, remote_problem, with_remote_reads
 from geocd.data.stac import ITEM_TAG, NAMES_TAG, is_stac_item, stac_raster
 from geocd.errors import InputError
 
@@ -118,6 +118,7 @@ def open_raster(path: str | os.PathLike[str], bands: Sequence[int | str] | None 
     return src
 
 
+@with_remote_reads
 def check_rasters(*paths: str | os.PathLike[str], bands: Sequence[int | str] | None = None) -> None:
     """Refuse (:class:`InputError`) a path that is not a georeferenced, north-up raster GDAL can open.
 

@@ -8,11 +8,12 @@ ranges. :func:`remote_reads` sets GDAL's options for such reads for the time of 
 
 from __future__ import annotations
 
+import functools
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 URL_SCHEMES = {"http": "vsicurl", "https": "vsicurl", "s3": "vsis3", "gs": "vsigs", "az": "vsiaz"}
 """URL schemes geocd reads, and the GDAL virtual file system of each."""
 
+F = TypeVar("F", bound=Callable[..., Any])
 REMOTE_READ_OPTIONS: Mapping[str, str] = {
     "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
     "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
@@ -64,6 +66,18 @@ def remote_reads() -> rasterio.Env:
     import rasterio
 
     return rasterio.Env(**{key: value for key, value in REMOTE_READ_OPTIONS.items() if key not in os.environ})
+
+
+def with_remote_reads(function: F) -> F:
+    """``function`` run inside :func:`remote_reads`: the GDAL environment of a public entry point that may read URLs
+    (the outermost one's options hold; a nested entry point's are the same)."""
+
+    @functools.wraps(function)
+    def run(*args: Any, **kwargs: Any) -> Any:  # noqa: ANN401 - the wrapped function's own
+        with remote_reads():
+            return function(*args, **kwargs)
+
+    return run  # type: ignore[return-value]
 
 
 def remote_problem(error: Exception) -> str:

@@ -36,6 +36,7 @@ from geocd.data.alignment import WARN_PIXELS, Alignment, measure_alignment
 from geocd.data.pair import PairDataset
 from geocd.data.radiometry import check_target, radiometry_tag
 from geocd.data.rasters import RASTER_BLOCK, Grid, row_windows
+from geocd.data.remote import with_remote_reads
 from geocd.errors import GeocdError, GeocdWarning, InputError, OutputError
 from geocd.inference.backends import Runner, build_runners, resolved_backend, runtime_line
 from geocd.inference.stitch import FinishedRows, RowStreamStitcher
@@ -64,6 +65,7 @@ def resolve_device(name: str | torch.device) -> torch.device:
     return device
 
 
+@with_remote_reads
 def predict_change_raster(
     before: str | os.PathLike[str],
     after: str | os.PathLike[str],
@@ -369,6 +371,7 @@ class PredictResult:
     zones_table: Path | None = None
 
 
+@with_remote_reads
 def predict(
     before: str | os.PathLike[str],
     after: str | os.PathLike[str],

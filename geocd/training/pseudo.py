@@ -40,6 +40,7 @@ from geocd.data.archive import PairRecord, archive_file_stems, manifest_path, op
 from geocd.data.labelled import change_mask, open_labels, read_label
 from geocd.data.labels import IGNORE
 from geocd.data.rasters import Grid, geotiff_profile
+from geocd.data.remote import with_remote_reads
 from geocd.errors import GeocdError, InputError, pair_failure
 from geocd.inference.predict import PredictOptions, predict_change_raster, resolve_device
 from geocd.progress import Progress
@@ -113,6 +114,7 @@ def split_name(split: str) -> str:
     return split or "drawn"
 
 
+@with_remote_reads
 def pseudo_label(
     archive: str | os.PathLike[str],
     models: Sequence[LoadedModel | str | os.PathLike[str]] | None,

@@ -43,6 +43,7 @@ from geocd.changemap import (
     valid_threshold,
 )
 from geocd.data.rasters import Grid
+from geocd.data.remote import with_remote_reads
 from geocd.errors import InputError
 from geocd.progress import Progress
 from geocd.vector.attributes import ChangeTypeSummary, change_table, style_categories, summarize_change_types
@@ -87,6 +88,7 @@ class VectorizeResult:
     change_types: tuple[ChangeTypeSummary, ...] = ()
 
 
+@with_remote_reads
 def vectorize(
     raster: str | os.PathLike[str],
     output: str | os.PathLike[str],
@@ -112,6 +114,7 @@ def vectorize(
     return VectorizeResult(output, len(polygons.frame), polygons.changed_area_m2, polygons.change_types)
 
 
+@with_remote_reads
 def change_polygons(
     raster: str | os.PathLike[str],
     *,
