@@ -384,8 +384,10 @@ def predict_archive(manifest: str, output: str, vector_format: str, raster: bool
     from geocd.inference.predict import PredictOptions
     from geocd.progress import Progress
 
-    outputs = ArchiveOutputs(Path(output), vector_suffix=f".{vector_format}", raster=raster, quicklook=quicklook,
-                             report=report, overwrite=overwrite, min_area_m2=min_area)
+    kinds = {"vectors", *(kind for kind, wanted in (("raster", raster), ("quicklook", quicklook), ("report", report))
+                          if wanted)}
+    outputs = ArchiveOutputs(Path(output), frozenset(kinds), vector_suffix=f".{vector_format}", overwrite=overwrite,
+                             min_area_m2=min_area)
     options = PredictOptions(tile_size=tile_size, overlap=overlap, tta=tta, threshold=threshold, device=device,
                              batch_size=batch_size, bands=bands, radiometry=radiometry, backend=backend,
                              precision=precision, scales=scales, only=only)
