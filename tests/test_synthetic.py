@@ -12,11 +12,13 @@ from conftest import ORIGIN, write_raster
 from geocd.data.archive import LandCoverRecord, PairRecord
 from geocd.data.labels import IGNORE, encode_set
 from geocd.errors import InputError
+from geocd.schema import LandCover
 from geocd.training.datamodule import ArchiveDataModule, ArchiveTiles, RandomArchiveSampler, SyntheticItem
 from geocd.training.synthetic import synthetic_pair
 from geocd.training.train import TrainOptions, train
 
-WATER, GROUND, LOW_VEGETATION, TREE, BUILDING, PLAYGROUND = 1, 2, 3, 4, 5, 6
+WATER, GROUND, LOW_VEGETATION, TREE, BUILDING, PLAYGROUND = (LandCover.WATER, LandCover.GROUND, LandCover.LOW_VEGETATION,
+                                                            LandCover.TREE, LandCover.BUILDING, LandCover.PLAYGROUND)
 SIZE = 64
 SQUARE = (slice(20, 40), slice(20, 40))
 INTERIOR = (slice(23, 37), slice(23, 37))
