@@ -110,8 +110,9 @@ def test_each_pair_writes_the_predict_outputs_of_the_kinds_asked(tmp_path: Path)
     outputs = ArchiveOutputs(tmp_path, frozenset({"vectors", "quicklook", "report"}), ".fgb", min_area_m2=5.0)
     assert outputs.for_pair("north") == PredictOutputs(
         vectors=tmp_path / "north.fgb", quicklook=tmp_path / "north.png", report=tmp_path / "north.json", min_area_m2=5.0)
-    with pytest.raises(ValueError, match="kinds must be some of vectors, raster, quicklook, report, not"):
-        ArchiveOutputs(tmp_path, frozenset({"vectors", "landcover"}))
+    for kinds in ({"vectors", "landcover"}, {"report"}):
+        with pytest.raises(ValueError, match="kinds must be vectors and any of vectors, raster, quicklook, report, not"):
+            ArchiveOutputs(tmp_path, frozenset(kinds))
 
 
 def test_without_the_cluster_extra_it_is_one_line_naming_it(tmp_path: Path, tiny_checkpoint: Path,

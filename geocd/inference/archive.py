@@ -59,8 +59,8 @@ _FOOTPRINT_SEGMENTS = 20
 
 @dataclass(frozen=True)
 class ArchiveOutputs:
-    """What is written per pair in ``folder``: the :class:`PredictOutputs` ``kinds`` (of :data:`PAIR_FILES`),
-    named after the pair's file stem (its name made safe by :mod:`geocd.safe_names`): ``<stem><vector_suffix>``
+    """What is written per pair in ``folder``: the :class:`PredictOutputs` ``kinds`` (of :data:`PAIR_FILES`,
+    vectors always), named after the pair's file stem (its name made safe by :mod:`geocd.safe_names`): ``<stem><vector_suffix>``
     (change polygons), ``<stem>_change.tif``, ``<stem>.png`` and ``<stem>.json``. ``overwrite``
     redoes every pair; ``min_area_m2`` is :class:`PredictOutputs`'."""
 
@@ -71,9 +71,8 @@ class ArchiveOutputs:
     min_area_m2: float | None = None
 
     def __post_init__(self) -> None:
-        unknown = set(self.kinds) - set(PAIR_FILES)
-        if unknown or not self.kinds:
-            raise ValueError(f"kinds must be some of {', '.join(PAIR_FILES)}, not {sorted(self.kinds)}")
+        if "vectors" not in self.kinds or not set(self.kinds) <= set(PAIR_FILES):
+            raise ValueError(f"kinds must be vectors and any of {', '.join(PAIR_FILES)}, not {sorted(self.kinds)}")
 
     def for_pair(self, stem: str) -> PredictOutputs:
         """The :class:`PredictOutputs` of the pair of file stem ``stem``; one that would lead outside
@@ -89,7 +88,7 @@ class PairOutcome:
     """What became of one pair: ``status`` ``ok`` or ``failed``, ``skipped`` when an earlier run did it,
     the file stem of its outputs, the error of a failed pair (and the traceback of an unexpected one),
     its overlap footprint (EPSG:4326, None when unknown), the outputs written, polygons and changed
-    area (m²) in all and per change type (:func:`change_type_areas`), seconds and megapixels."""
+    area (m²) in all and per change type (``{change_type: {polygons, area_m2}}``), seconds and megapixels."""
 
     name: str
     status: str
@@ -278,12 +277,12 @@ def _predict_pair(record: PairRecord, stem: str, outputs: PredictOutputs, models
         record.name, "ok", fingerprint, str(record.before), str(record.after), stem, footprint=footprint,
         outputs={kind: os.fspath(path) for kind, path in outputs.paths.items() if path is not None},
         polygons=sum(t.polygons for t in result.change_types), area_m2=sum(t.area_m2 for t in result.change_types),
-        change_types=change_type_areas(result.change_types),
+        change_types=_change_type_areas(result.change_types),
         seconds=time.perf_counter() - start, megapixels=result.change_raster.megapixels,
     )
 
 
-def change_type_areas(change_types: Sequence[ChangeTypeSummary]) -> dict[str, dict[str, float]]:
+def _change_type_areas(change_types: Sequence[ChangeTypeSummary]) -> dict[str, dict[str, float]]:
     """``{change_type: {"polygons": n, "area_m2": a}}``, as a pair's outcome and its index row hold them."""
     return {t.change_type: {"polygons": t.polygons, "area_m2": t.area_m2} for t in change_types}
 
