@@ -72,10 +72,12 @@ def save_model(path: Path, backbone: str, tile: int) -> None:
     from geocd.checkpoint import ModelMetadata, load_checkpoint, save_checkpoint
     from geocd.inference.backends import build_runners
     from geocd.models import ModelConfig, SiameseChangeNet
+    from geocd.schema import LandCover
 
     torch.manual_seed(0)
     config = ModelConfig(backbone, lightweight=True)
-    meta = ModelMetadata(config, mean=(120.0,) * 3, std=(50.0,) * 3, trained_classes=(1, 2, 3, 4, 5), tile_size=tile)
+    trained = (LandCover.WATER, LandCover.GROUND, LandCover.LOW_VEGETATION, LandCover.TREE, LandCover.BUILDING)
+    meta = ModelMetadata(config, mean=(120.0,) * 3, std=(50.0,) * 3, trained_classes=trained, tile_size=tile)
     save_checkpoint(path, SiameseChangeNet(config, meta.mean, meta.std).eval(), meta)
     build_runners([load_checkpoint(path)], torch.device("cpu"), "onnx", tile)
 

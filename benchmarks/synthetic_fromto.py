@@ -31,9 +31,12 @@ from geocd.data.archive import read_landcover_archive
 from geocd.data.labels import IGNORE
 from geocd.inference.predict import PredictOptions, PredictOutputs, predict
 from geocd.metrics import binary_scores, confusion_matrix
+from geocd.schema import LandCover
 from geocd.training.synthetic import synthetic_pair
 
 SPLIT = Path(__file__).resolve().parents[1] / "scripts" / "default_model_split.yaml"
+LAND_COVER = tuple(c for c in LandCover if c != LandCover.UNCHANGED)
+"""The land-cover class ids: a pixel whose from and to classes are among them has a known from -> to."""
 
 
 def held_out(archives: list[str], names: set[str], size: int) -> list[tuple[np.ndarray, np.ndarray, dict]]:
@@ -82,7 +85,7 @@ def scores(model: Path, pairs: list, folder: Path) -> dict[str, float]:
             probability, pred_from, pred_to = src.read()
         flagged = is_changed(probability, PredictOptions().threshold)
         matrix += confusion_matrix(change, flagged, 2, ignore=IGNORE)
-        classes = (change == 1) & (truth_from >= 1) & (truth_from <= 6) & (truth_to >= 1) & (truth_to <= 6)
+        classes = (change == 1) & np.isin(truth_from, LAND_COVER) & np.isin(truth_to, LAND_COVER)
         known += np.count_nonzero(classes)
         detected += np.count_nonzero(classes & flagged)
         right += np.count_nonzero(classes & flagged & (pred_from == truth_from) & (pred_to == truth_to))

@@ -133,19 +133,19 @@ def score_units(scene: Scene, raster: Path, split_blocks: bool, clean: str | Non
         bands = src.read()
         info = ChangeMapInfo.from_tags(src.tags())
     with rasterio.open(scene.label) as src:
-        label = src.read(1)
+        codes = src.read(1)  # change codes (see Scene.label_kind), not class ids
     if scene.label_kind == "samples":
-        truth, scored = label == 2, label > 0
+        truth, scored = codes == 2, codes > 0
     elif scene.label_kind == "archive":
-        truth, scored = label == 1, label != IGNORE
+        truth, scored = codes == 1, codes != IGNORE
     else:
-        truth, scored = label > 127, np.ones(label.shape, bool)
+        truth, scored = codes > 127, np.ones(codes.shape, bool)
     changed = changed_pixels(bands[0], bands[1], info)
     if clean:
         changed = CLEAN_UPS[clean](changed)
     (building,) = info.schema.class_ids(["building"])
     predictions = {"all": changed, "building": changed & ((bands[1] == building) | (bands[2] == building))}
-    rows, cols = label.shape
+    rows, cols = codes.shape
     blocks = [(r, c) for r in range(0, rows, BLOCK) for c in range(0, cols, BLOCK)] if split_blocks else [(0, 0)]
     size = BLOCK if split_blocks else max(rows, cols)
     units = {}

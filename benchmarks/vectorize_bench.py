@@ -26,9 +26,13 @@ from rasterio.transform import from_origin
 from rasterio.windows import Window
 
 from geocd.changemap import BANDS, ChangeMapInfo
+from geocd.schema import LandCover
 
 CHANGED_FRACTION = 0.05
-PAIRS = [(3, 5), (4, 5), (2, 1), (5, 2), (3, 2), (4, 3), (2, 6)]
+LAND_COVER = tuple(c for c in LandCover if c != LandCover.UNCHANGED)
+WATER, GROUND, GRASS, TREE, BUILDING, PLAYGROUND = LAND_COVER
+PAIRS = [(GRASS, BUILDING), (TREE, BUILDING), (GROUND, WATER), (BUILDING, GROUND), (GRASS, GROUND), (TREE, GRASS),
+         (GROUND, PLAYGROUND)]
 WRITE_ROWS = 512
 RADIUS_MEDIAN, RADIUS_SIGMA = 7.0, 0.7
 
@@ -43,7 +47,7 @@ def write_change_raster(path: Path, width: int, height: int, seed: int = 0) -> f
     squash, angle = rng.uniform(0.5, 1.0, count), rng.uniform(0, np.pi, count)
     pair_a, pair_b = rng.integers(0, len(PAIRS), count), rng.integers(0, len(PAIRS), count)
     split = rng.random(count) < 0.3
-    info = ChangeMapInfo(trained_classes=(1, 2, 3, 4, 5, 6), models=("bench",), inputs=("before.tif", "after.tif"))
+    info = ChangeMapInfo(trained_classes=LAND_COVER, models=("bench",), inputs=("before.tif", "after.tif"))
     profile = dict(driver="GTiff", width=width, height=height, count=3, dtype="uint8", nodata=255, crs="EPSG:32633",
                    transform=from_origin(500_000, 5_400_000, 0.5, 0.5), tiled=True, blockxsize=512, blockysize=512,
                    compress="deflate", bigtiff="if_safer")

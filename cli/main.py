@@ -431,8 +431,10 @@ def predict_archive(manifest: str, output: str, vector_format: str, raster: bool
     from geocd.inference.archive import ArchiveOutputs, dask_client, predict_archive as run_archive
     from geocd.progress import Progress
 
-    outputs = ArchiveOutputs(Path(output), vector_suffix=f".{vector_format}", raster=raster, quicklook=quicklook,
-                             report=report, overwrite=overwrite, min_area_m2=min_area)
+    kinds = {"vectors", *(kind for kind, wanted in (("raster", raster), ("quicklook", quicklook), ("report", report))
+                          if wanted)}
+    outputs = ArchiveOutputs(Path(output), frozenset(kinds), vector_suffix=f".{vector_format}", overwrite=overwrite,
+                             min_area_m2=min_area)
     options = PredictOptions(**fields)
     progress = Progress("none" if quiet else progress_mode)
     with dask_client(scheduler, workers, gpu=options.device.startswith("cuda")) as client:

@@ -16,6 +16,7 @@ from torch import nn
 
 from geocd.checkpoint import LoadedModel, ModelMetadata, save_checkpoint
 from geocd.models import ChangeLogits, ModelConfig, SiameseChangeNet
+from geocd.schema import LandCover
 
 UTM = CRS.from_epsg(32633)
 ORIGIN = (500_000.0, 5_400_000.0)
@@ -54,7 +55,7 @@ def planted_pair(tmp_path: Path, height: int = 96, width: int = 128) -> tuple[Pa
 class IntensityChangeNet(nn.Module):
     """Change logit = gain * (mean |before - after| - offset), with set (untrained) weights.
 
-    Land cover: class 5 (building) where the pixel is bright, else class 3 (low vegetation).
+    Land cover: building where the pixel is bright, else low vegetation.
     ``smoothing`` adds a 3x3 mean filter so tiles see a receptive field, as real models do.
     """
 
@@ -71,15 +72,16 @@ class IntensityChangeNet(nn.Module):
     def semantic(self, x: torch.Tensor) -> torch.Tensor:
         bright = x.mean(1) - 200
         logits = torch.zeros(x.shape[0], 6, *x.shape[2:])
-        logits[:, 4] = bright
-        logits[:, 2] = -bright
+        logits[:, LandCover.BUILDING - 1] = bright  # head channel k is class id k + 1
+        logits[:, LandCover.LOW_VEGETATION - 1] = -bright
         return logits
 
     def forward(self, before: torch.Tensor, after: torch.Tensor) -> ChangeLogits:
         return ChangeLogits(self.semantic(before), self.semantic(after), self.smooth(self.change((before - after).abs())))
 
 
-def intensity_model(trained: tuple[int, ...] = (3, 5), tile_size: int = 64, smoothing: bool = False, offset: float = 30.0) -> LoadedModel:
+def intensity_model(trained: tuple[int, ...] = (LandCover.LOW_VEGETATION, LandCover.BUILDING), tile_size: int = 64,
+                    smoothing: bool = False, offset: float = 30.0) -> LoadedModel:
     """:class:`IntensityChangeNet` with metadata (identity normalisation)."""
     meta = ModelMetadata(ModelConfig("resnet18"), mean=(0.0,) * 3, std=(1.0,) * 3, trained_classes=trained, tile_size=tile_size)
     return LoadedModel(IntensityChangeNet(offset=offset, smoothing=smoothing).eval(), meta, Path("intensity-model"))
@@ -131,8 +133,9 @@ def synthetic_archive(folder: Path, pairs: int = 4, size: int = 64, semantic: bo
             "after": write_raster(folder / f"p{i}_after.tif", after, transform=origin),
         }
         if semantic:
-            paths["label_before"] = write_raster(folder / f"p{i}_lb.tif", (changed * 3).astype(np.uint8)[None], transform=origin)
-            paths["label_after"] = write_raster(folder / f"p{i}_la.tif", (changed * 5).astype(np.uint8)[None], transform=origin)
+            cover_before, cover_after = ((changed * c).astype(np.uint8)[None] for c in (LandCover.LOW_VEGETATION, LandCover.BUILDING))
+            paths["label_before"] = write_raster(folder / f"p{i}_lb.tif", cover_before, transform=origin)
+            paths["label_after"] = write_raster(folder / f"p{i}_la.tif", cover_after, transform=origin)
         else:
             paths["change"] = write_raster(folder / f"p{i}_change.tif", changed.astype(np.uint8)[None], transform=origin)
         records.append(PairRecord(name=f"p{i}", dataset="synthetic", **paths))

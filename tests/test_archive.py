@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from rasterio.windows import Window
 
 from conftest import write_raster
 from geocd.data.archive import (
@@ -17,6 +18,7 @@ from geocd.data.archive import (
     read_landcover_archive,
     write_manifest,
 )
+from geocd.data.labelled import LabelledPairDataset
 from geocd.errors import InputError
 
 
@@ -96,3 +98,18 @@ def test_row_errors_name_the_row_of_either_kind(tmp_path: Path) -> None:
     with pytest.raises(InputError) as error:
         open_archive(manifest)
     assert str(error.value) == f"{manifest}: pair 1: no labels (label_before/label_after or change)"
+
+
+def test_a_record_says_its_kind_instead_of_it_being_guessed_from_empty_labels(tmp_path: Path) -> None:
+    image, cover = rasters(tmp_path, "i", "l")
+    land = LandCoverRecord("x", image, cover).as_pair()
+    assert (land.kind, land.single_date, land.before, land.after, land.label_before) == ("landcover", True, image, image, cover)
+    pair = PairRecord("p", image, image, label_before=cover)  # a change pair with one date's map: still a change pair
+    assert (pair.kind, pair.single_date) == ("change", False)
+    window = Window(0, 0, 4, 4)
+    assert LabelledPairDataset(land, 1).read(window)["single_date"].item() is True
+    assert LabelledPairDataset(pair, 1).read(window)["single_date"].item() is False
+    with pytest.raises(ValueError, match="landcover pair record has its map in label_before only"):
+        PairRecord("p", image, image, change=cover, kind="landcover")
+    with pytest.raises(ValueError, match="a landcover manifest holds LandCoverRecords"):
+        write_manifest([land], tmp_path / "manifest.csv")

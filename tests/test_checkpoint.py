@@ -10,7 +10,7 @@ from safetensors.torch import save_file
 from geocd.checkpoint import ModelMetadata, load_checkpoint, read_metadata, save_checkpoint
 from geocd.errors import CheckpointError
 from geocd.models import ModelConfig, SiameseChangeNet
-from geocd.schema import SECOND
+from geocd.schema import SECOND, LandCover
 
 CONFIG = ModelConfig("resnet18", in_channels=4, num_classes=6, lightweight=True)
 
@@ -33,7 +33,7 @@ def metadata() -> ModelMetadata:
         bands=("red", "green", "blue", "nir"),
         mean=(0.1, 0.2, 0.3, 0.4),
         std=(0.5, 0.5, 0.5, 0.6),
-        trained_classes=(1, 3, 5),
+        trained_classes=(LandCover.WATER, LandCover.LOW_VEGETATION, LandCover.BUILDING),
         tile_size=256,
         resolution_m=0.5,
         info={"trained_on": "unit test"},

@@ -16,7 +16,7 @@ from rasterio.enums import ColorInterp
 import geocd.data.chips
 from cli.main import cli
 from conftest import write_raster
-from geocd.data.archive import read_archive, split_pairs
+from geocd.data.archive import open_archive, read_archive, split_pairs
 from geocd.data.chips import import_chips
 from geocd.errors import InputError, OutputError
 from geocd.safe_names import file_stem
@@ -75,6 +75,8 @@ def test_binary_round_trip(tmp_path: Path) -> None:
     written = binary_folder(tmp_path / "levir")
     records = imported(tmp_path / "levir", tmp_path / "out", resolution=0.5)
     assert records == read_archive(tmp_path / "out")
+    assert open_archive(tmp_path / "out").kind == "change" and all(r.kind == "change" for r in records)
+    assert (tmp_path / "out" / "manifest.csv").read_text().splitlines()[1].startswith("change,levir_a,")  # declared
     assert [r.name for r in records] == ["levir_a", "levir_b"]
     assert all(not r.semantic and r.change is not None and r.dataset == "levir" and r.split == "" for r in records)
     boxes = []

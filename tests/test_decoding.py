@@ -18,14 +18,16 @@ from geocd.changemap import ChangeMapInfo, changed_pixels, encode_rows, joint_cl
 from geocd.errors import InputError
 from geocd.evaluation import evaluate
 from geocd.inference.predict import PredictOptions, PredictOutputs, predict
+from geocd.schema import LandCover
 
-TRAINED = (1, 3, 5)  # water, low vegetation, building
+WATER, GRASS, BUILDING = LandCover.WATER, LandCover.LOW_VEGETATION, LandCover.BUILDING
+TRAINED = (WATER, GRASS, BUILDING)
 PIXELS = [  # (before, after) probabilities over TRAINED, and the expected (from, to)
-    ([0.7, 0.2, 0.1], [0.1, 0.2, 0.7], (1, 5)),  # the dates' most likely classes differ: they are the pair
-    ([0.6, 0.3, 0.1], [0.5, 0.1, 0.4], (1, 5)),  # both water: water -> building (0.24) beats low vegetation -> water (0.15)
-    ([0.5, 0.45, 0.05], [0.9, 0.05, 0.05], (3, 1)),  # both water: low vegetation -> water (0.405) wins
-    ([0.4, 0.4, 0.2], [0.1, 0.1, 0.8], (1, 5)),  # a tie within a date goes to the lower class
-    ([0.6, 0.3, 0.1], [0.6, 0.3, 0.1], (1, 3)),  # a tie between the two pairs keeps the before class
+    ([0.7, 0.2, 0.1], [0.1, 0.2, 0.7], (WATER, BUILDING)),  # the dates' most likely classes differ: they are the pair
+    ([0.6, 0.3, 0.1], [0.5, 0.1, 0.4], (WATER, BUILDING)),  # both water: water -> building (0.24) beats low vegetation -> water (0.15)
+    ([0.5, 0.45, 0.05], [0.9, 0.05, 0.05], (GRASS, WATER)),  # both water: low vegetation -> water (0.405) wins
+    ([0.4, 0.4, 0.2], [0.1, 0.1, 0.8], (WATER, BUILDING)),  # a tie within a date goes to the lower class
+    ([0.6, 0.3, 0.1], [0.6, 0.3, 0.1], (WATER, GRASS)),  # a tie between the two pairs keeps the before class
 ]
 
 
@@ -62,9 +64,9 @@ def test_joint_classes_is_the_exhaustive_best_pair_with_from_not_to() -> None:
 
 
 def test_only_keeps_the_changes_from_or_to_its_classes() -> None:
-    bands, _ = encoded([0.9] * len(PIXELS), only=(5,))
+    bands, _ = encoded([0.9] * len(PIXELS), only=(BUILDING,))
     assert bands[1].tolist() == [1, 1, 0, 1, 0] and bands[2].tolist() == [5, 5, 0, 5, 0]
-    info = ChangeMapInfo(trained_classes=TRAINED, only=(5,))
+    info = ChangeMapInfo(trained_classes=TRAINED, only=(BUILDING,))
     assert changed_pixels(bands[0], bands[1], info).tolist() == [True, True, False, True, False]
     assert ChangeMapInfo.from_tags(info.to_tags()) == info
     assert info.to_tags()["GEOCD_ONLY"] == '["building"]'
@@ -88,7 +90,7 @@ def test_predict_only_keeps_the_named_classes_in_every_output(tmp_path: Path) ->
     assert polygons == 1 and [t["change_type"] for t in report["changes"]["by_type"]] == ["low vegetation \u2192 building"]
     assert report["options"]["only"] == ["building"] and tags["GEOCD_ONLY"] == '["building"]'
     with rasterio.open(tmp_path / "building" / "c.tif") as src:
-        assert src.read(2).max() == 3
+        assert src.read(2).max() == GRASS
 
 
 def test_predict_only_drops_the_other_changes_everywhere(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from geocd.errors import InputError, OutputError
 from geocd.evaluation import evaluate, save_report
 from geocd.inference.predict import PredictOptions
 from geocd.metrics import semantic_scores
+from geocd.schema import LandCover
 
 
 def test_perfect_detector_scores_by_hand(tmp_path: Path) -> None:
@@ -77,11 +78,11 @@ def test_land_cover_archive_gives_per_class_iou_by_hand(tmp_path: Path) -> None:
     from rasterio.transform import from_origin
 
     image = np.full((3, 64, 64), 100, np.uint8)
-    image[:, :, 32:] = 240  # bright: the intensity model says building (5), else low vegetation (3)
-    labels = np.full((64, 64), 3, np.uint8)
-    labels[:, 32:] = 5
-    labels[:4, :32] = 5  # 128 dark pixels mislabelled as building
-    labels[60:, :] = encode_set({3, 4})  # coarse labels are left out of the scores
+    image[:, :, 32:] = 240  # bright: the intensity model says building, else low vegetation
+    labels = np.full((64, 64), LandCover.LOW_VEGETATION, np.uint8)
+    labels[:, 32:] = LandCover.BUILDING
+    labels[:4, :32] = LandCover.BUILDING  # 128 dark pixels mislabelled as building
+    labels[60:, :] = encode_set({LandCover.LOW_VEGETATION, LandCover.TREE})  # coarse labels are left out of the scores
     grid = from_origin(*ORIGIN, 1.0, 1.0)
     record = LandCoverRecord("img", write_raster(tmp_path / "img.tif", image, transform=grid),
                              write_raster(tmp_path / "lc.tif", labels[None], transform=grid), dataset="toy")

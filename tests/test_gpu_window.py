@@ -16,6 +16,7 @@ from safetensors import safe_open
 from geocd.checkpoint import DEFAULT_MODEL, load_checkpoint
 from geocd.data.labels import IGNORE, encode_set
 from geocd.inference.predict import PredictOutputs, predict
+from geocd.schema import LandCover
 from geocd.training.bundle import BundleEntry, read_bundle, write_bundle
 from geocd.training.gpu_window import (MAX_CHECKPOINT_BYTES, DevicePairs, WindowOptions, nuisance, sampling_weights,
                                        train_window)
@@ -75,7 +76,8 @@ def test_pack_leaves_out_validation_scenes_and_keeps_labels(bundle: Path) -> Non
     assert np.array_equal(np.unique(pair.change), [0, 1]) and pair.change[10:30, 20:40].all()
     landcover = entries["potsdam/tile"]
     assert landcover.after is None and landcover.resolution_m == 0.05
-    assert landcover.landcover[0, 0] == 2 and landcover.landcover[0, 40] == 5 and landcover.landcover[50, 0] == 4
+    assert (landcover.landcover[0, 0], landcover.landcover[0, 40], landcover.landcover[50, 0]) == (
+        LandCover.GROUND, LandCover.BUILDING, LandCover.TREE)
 
 
 def test_pack_is_deterministic_and_respects_the_size_limit(data: Path, bundle: Path, tmp_path: Path) -> None:

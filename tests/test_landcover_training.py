@@ -13,11 +13,12 @@ from conftest import ORIGIN, synthetic_archive, write_raster
 from geocd.checkpoint import load_checkpoint
 from geocd.data.archive import LandCoverRecord, write_manifest
 from geocd.data.labels import encode_set
+from geocd.schema import LandCover
 from geocd.training.losses import ChangeLoss, allowed_classes
 from geocd.training.train import TrainOptions, train
 from rasterio.transform import from_origin
 
-WATER, GROUND, BUILDING = 1, 2, 5
+WATER, GROUND, BUILDING = LandCover.WATER, LandCover.GROUND, LandCover.BUILDING
 COLOURS = {WATER: (30, 45, 120), BUILDING: (200, 80, 70)}
 
 

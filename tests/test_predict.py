@@ -17,6 +17,7 @@ from geocd.changemap import raster_sink
 from geocd.data.pair import PairDataset
 from geocd.inference.predict import PredictOptions, PredictOutputs, predict_change_raster
 from geocd.inference.stitch import blend_window
+from geocd.schema import LandCover
 
 
 def run(before: Path, after: Path, out: Path, **options) -> np.ndarray:
@@ -35,7 +36,7 @@ def test_output_is_on_exactly_the_before_grid(tmp_path: Path) -> None:
         assert c.descriptions == ("change_probability", "from_class", "to_class")
         assert c.scales[0] == pytest.approx(1 / 254)
         info = ChangeMapInfo.from_tags(c.tags())
-        assert info.threshold == 0.5 and info.trained_classes == (3, 5)
+        assert info.threshold == 0.5 and info.trained_classes == (LandCover.LOW_VEGETATION, LandCover.BUILDING)
         assert c.profile["tiled"] and c.profile["compress"] == "deflate"
 
 
@@ -163,8 +164,8 @@ def test_land_cover_maps_of_both_dates(tmp_path: Path) -> None:
         assert src.count == 2 and src.transform == b.transform and src.nodata == NODATA
         assert src.descriptions == ("landcover_before", "landcover_after")
         cover = src.read()
-    assert (cover[0] == 3).all()  # the smooth scene is not bright: low vegetation everywhere before
-    assert (cover[1][changed] == 5).all() and (cover[1][~changed] == 3).all()
+    assert (cover[0] == LandCover.LOW_VEGETATION).all()  # the smooth scene is not bright
+    assert (cover[1][changed] == LandCover.BUILDING).all() and (cover[1][~changed] == LandCover.LOW_VEGETATION).all()
 
 
 def test_land_cover_map_needs_trained_heads(tmp_path: Path) -> None:

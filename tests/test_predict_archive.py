@@ -17,6 +17,8 @@ from rasterio.warp import transform_bounds
 
 from cli.main import cli
 from conftest import ORIGIN, UTM, files_under, hostile_names, planted_pair, smooth_scene, write_raster
+from geocd.inference.archive import ArchiveOutputs
+from geocd.inference.predict import PredictOutputs
 from geocd.safe_names import file_stem
 
 
@@ -96,7 +98,21 @@ def test_without_a_scheduler_a_local_cluster_runs_the_pairs(tmp_path: Path, tiny
     assert code == 0, printed
     assert printed.splitlines() == [f"1 pairs: 1 predicted, 0 already done, 0 failed -> {output / 'index.gpkg'}"]
     assert sorted(p.name for p in output.iterdir()) == ["index.gpkg", "north.gpkg", "north_change.tif"]
+    assert pyogrio.list_layers(output / "index.gpkg").tolist() == [["pairs", "Polygon"]]
 
+    code, printed = run(manifest, output, tiny_checkpoint, "--workers", "1", "--raster")
+    assert printed.splitlines() == [f"1 pairs: 0 predicted, 1 already done, 0 failed -> {output / 'index.gpkg'}"]
+    code, printed = run(manifest, output, tiny_checkpoint, "--workers", "1", "--raster", "--report")
+    assert printed.splitlines()[0].startswith("1 pairs: 0 predicted, 0 already done, 1 failed")  # redone: north.gpkg exists
+
+
+def test_each_pair_writes_the_predict_outputs_of_the_kinds_asked(tmp_path: Path) -> None:
+    outputs = ArchiveOutputs(tmp_path, frozenset({"vectors", "quicklook", "report"}), ".fgb", min_area_m2=5.0)
+    assert outputs.for_pair("north") == PredictOutputs(
+        vectors=tmp_path / "north.fgb", quicklook=tmp_path / "north.png", report=tmp_path / "north.json", min_area_m2=5.0)
+    for kinds in ({"vectors", "landcover"}, {"report"}):
+        with pytest.raises(ValueError, match="kinds must be vectors and any of vectors, raster, quicklook, report, not"):
+            ArchiveOutputs(tmp_path, frozenset(kinds))
 
 
 def test_without_the_cluster_extra_it_is_one_line_naming_it(tmp_path: Path, tiny_checkpoint: Path,

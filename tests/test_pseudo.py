@@ -18,6 +18,7 @@ from geocd.data.archive import read_archive, split_pairs, write_manifest
 from geocd.data.labelled import LabelledPairDataset
 from geocd.errors import InputError
 from geocd.inference.predict import PredictOptions
+from geocd.schema import LandCover
 from geocd.training.pseudo import pseudo_label
 from geocd.training.train import TrainOptions, train
 
@@ -80,7 +81,7 @@ def test_pseudo_labels_only_where_both_dates_agree(archive: Path, pseudo) -> Non
         for date in ("label_before", "label_after"):
             written = read(folder / date / f"{name}.tif")
             assert (written[disagree] == 255).all()
-            assert (written[unchanged & ~disagree] == 3).all()
+            assert (written[unchanged & ~disagree] == LandCover.LOW_VEGETATION).all()
 
 
 def test_reported_fraction_matches_a_hand_count(archive: Path, pseudo) -> None:
@@ -104,7 +105,8 @@ def test_training_dataset_takes_change_from_the_change_raster(archive: Path, pse
     sample = LabelledPairDataset(record, 3).read(Window(0, 0, SIZE, SIZE))
     truth_before = truth(archive, "p1")[0]
     assert np.array_equal(sample["change"].numpy(), (truth_before > 0).astype(np.int64))
-    assert (sample["label_before"].numpy()[DISAGREE_ROWS:][truth_before[DISAGREE_ROWS:] == 0] == 3).all()
+    unchanged = truth_before[DISAGREE_ROWS:] == LandCover.UNCHANGED
+    assert (sample["label_before"].numpy()[DISAGREE_ROWS:][unchanged] == LandCover.LOW_VEGETATION).all()
 
 
 def test_binary_pairs_get_pseudo_land_cover_where_unchanged(tmp_path: Path) -> None:
@@ -114,7 +116,7 @@ def test_binary_pairs_get_pseudo_land_cover_where_unchanged(tmp_path: Path) -> N
         changed = read(binary.parent / f"{record.name}_change.tif") > 0
         for date in ("label_before", "label_after"):
             written = read(tmp_path / "out" / date / f"{record.name}.tif")
-            assert (written[~changed] == 3).all() and (written[changed] == 255).all()
+            assert (written[~changed] == LandCover.LOW_VEGETATION).all() and (written[changed] == 255).all()
         assert np.array_equal(read(tmp_path / "out" / "change" / f"{record.name}.tif"), changed.astype(np.uint8))
         assert pair.unchanged_pixels == np.count_nonzero(~changed) and pair.fraction == 1.0
         sample = LabelledPairDataset(record, 3).read(Window(0, 0, SIZE, SIZE))

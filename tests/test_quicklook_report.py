@@ -22,6 +22,7 @@ from geocd.data.pair import PairDataset
 from geocd.data.rasters import Grid
 from geocd.inference.predict import PredictOptions, PredictOutputs, predict
 from geocd.quicklook import DPI, LEGEND_INCHES, PANEL_INCHES, _ground_width_m, render_quicklook
+from geocd.schema import LandCover
 from geocd.vector import change_polygons
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "oscd-s2"
@@ -159,8 +160,9 @@ def scene_with_change(folder: Path, factor: int) -> tuple[PairDataset, Path]:
     grid = Grid(CRS.from_epsg(32633), from_origin(*ORIGIN, 1.0, 1.0), width, height)
     band = np.zeros((height, width), np.uint8)
     band[height // 3 : 2 * height // 3, width // 4 : 3 * width // 4] = 254
-    with open_output_raster(folder / "change.tif", grid, BANDS, ChangeMapInfo(trained_classes=(3, 5))) as dst:
-        dst.write(np.stack([band, (band > 0) * 3, (band > 0) * 5]).astype(np.uint8))
+    info = ChangeMapInfo(trained_classes=(LandCover.LOW_VEGETATION, LandCover.BUILDING))
+    with open_output_raster(folder / "change.tif", grid, BANDS, info) as dst:
+        dst.write(np.stack([band, (band > 0) * LandCover.LOW_VEGETATION, (band > 0) * LandCover.BUILDING]).astype(np.uint8))
     return PairDataset(before, before, 3), folder / "change.tif"
 
 
@@ -213,9 +215,9 @@ def test_quicklook_tells_change_types_with_the_same_to_class_apart(tmp_path: Pat
         probability = dst.read(1)
         probability[:] = 0
         probability[10:40, 10:50] = probability[50:80, 70:110] = 254
-        from_class = np.where(probability > 0, 1, 0)
-        from_class[50:80, 70:110] = 4
-        dst.write(np.stack([probability, from_class, (probability > 0) * 5]).astype(np.uint8))
+        from_class = np.where(probability > 0, LandCover.WATER, LandCover.UNCHANGED)
+        from_class[50:80, 70:110] = LandCover.TREE
+        dst.write(np.stack([probability, from_class, (probability > 0) * LandCover.BUILDING]).astype(np.uint8))
     changes = change_polygons(change)
     assert [(t.change_type, t.color, t.outline) for t in changes.change_types] == [
         ("water \u2192 building", (128, 0, 0), (0, 0, 255)), ("tree \u2192 building", (128, 0, 0), (0, 255, 0))]

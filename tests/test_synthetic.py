@@ -12,11 +12,13 @@ from conftest import ORIGIN, write_raster
 from geocd.data.archive import LandCoverRecord, PairRecord
 from geocd.data.labels import IGNORE, encode_set
 from geocd.errors import InputError
+from geocd.schema import LandCover
 from geocd.training.datamodule import ArchiveDataModule, ArchiveTiles, RandomArchiveSampler, SyntheticItem
 from geocd.training.synthetic import synthetic_pair
-from geocd.training.train import TrainOptions, landcover_pair, train
+from geocd.training.train import TrainOptions, train
 
-WATER, GROUND, LOW_VEGETATION, TREE, BUILDING, PLAYGROUND = 1, 2, 3, 4, 5, 6
+WATER, GROUND, LOW_VEGETATION, TREE, BUILDING, PLAYGROUND = (LandCover.WATER, LandCover.GROUND, LandCover.LOW_VEGETATION,
+                                                            LandCover.TREE, LandCover.BUILDING, LandCover.PLAYGROUND)
 SIZE = 64
 SQUARE = (slice(20, 40), slice(20, 40))
 INTERIOR = (slice(23, 37), slice(23, 37))
@@ -162,9 +164,9 @@ def landcover_records(folder: Path, images: int = 3) -> list[PairRecord]:
     for i in range(images):
         image, label = (np.roll(a, 16 * i, axis=-1) for a in building_source())
         grid = from_origin(ORIGIN[0], ORIGIN[1] + i * 1000, 1.0, 1.0)
-        records.append(landcover_pair(LandCoverRecord(
+        records.append(LandCoverRecord(
             f"lc{i}", write_raster(folder / f"lc{i}.tif", image.clip(0, 255).astype(np.uint8), transform=grid),
-            write_raster(folder / f"lc{i}_mask.tif", label.astype(np.uint8)[None], transform=grid))))
+            write_raster(folder / f"lc{i}_mask.tif", label.astype(np.uint8)[None], transform=grid)).as_pair())
     return records
 
 

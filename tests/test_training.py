@@ -22,6 +22,7 @@ from geocd.data.archive import read_archive, split_pairs
 from geocd.errors import InputError
 from geocd.models.siamese import ChangeLogits, ModelConfig
 from geocd.progress import Progress
+from geocd.schema import LandCover
 from geocd.training.datamodule import ArchiveDataModule, band_statistics
 from geocd.training.losses import ChangeLoss
 from geocd.training.task import ChangeTask, _validation_scores
@@ -132,7 +133,7 @@ def test_one_epoch_writes_loadable_checkpoints(tmp_path: Path) -> None:
     meta = loaded.metadata
     assert meta.config == ModelConfig(BACKBONE, 3, 6, True)
     assert meta.tile_size == 64 and meta.resolution_m == pytest.approx(1.0)
-    assert meta.trained_classes == (3, 5)
+    assert meta.trained_classes == (LandCover.LOW_VEGETATION, LandCover.BUILDING)
     assert meta.info["semantic_labels"] and len(meta.info["val_pairs"]) == 1
     assert meta.info["config"] == {"max_epochs": 1, "archives": [str(manifest)]}
     assert set(meta.info["validation"]) >= {"f1", "miou", "sek", "score", "selection"}
@@ -228,7 +229,7 @@ def test_ddp_on_two_cpu_processes(tmp_path: Path) -> None:
     assert done.stderr.count("epoch 1/1: loss ") == 1 and done.stderr.count("epoch 1/1: 2/2 steps") == 1  # main process only
     assert done.stderr.count("3 training and 1 validation pairs; each epoch 8 random 64-pixel tiles: 4 steps of 2") == 1
     meta = load_checkpoint(tmp_path / "run" / "best.safetensors").metadata
-    assert meta.trained_classes == (3, 5) and "score" in meta.info["validation"]
+    assert meta.trained_classes == (LandCover.LOW_VEGETATION, LandCover.BUILDING) and "score" in meta.info["validation"]
 
 
 def test_fine_tuning_starts_from_a_checkpoint(tmp_path: Path) -> None:

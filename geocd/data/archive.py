@@ -27,6 +27,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import ClassVar
 
 import yaml
 
@@ -42,7 +43,11 @@ RasterPath = Path | str
 
 @dataclass(frozen=True)
 class PairRecord:
-    """One labelled pair of a change archive, with absolute paths (a URL as its text)."""
+    """One labelled pair of a change archive, with absolute paths (a URL as its text).
+
+    ``kind`` is ``change``, or ``landcover`` for one image of a land-cover archive as a pair
+    (:meth:`LandCoverRecord.as_pair`: ``before`` = ``after``, its map in ``label_before`` only).
+    """
 
     name: str
     before: RasterPath
@@ -52,6 +57,13 @@ class PairRecord:
     change: RasterPath | None = None
     dataset: str = ""
     split: str = ""
+    kind: str = "change"
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {self.kind!r}")
+        if self.single_date and (self.label_before is None or self.label_after is not None or self.change is not None):
+            raise ValueError("a landcover pair record has its map in label_before only")
 
     @property
     def semantic(self) -> bool:
@@ -60,19 +72,25 @@ class PairRecord:
 
     @property
     def single_date(self) -> bool:
-        """Whether this is one land-cover image (``before`` = ``after``, labels in ``label_before`` only)."""
-        return self.label_before is not None and self.label_after is None and self.change is None
+        """Whether this is one land-cover image as a pair (``kind`` ``landcover``)."""
+        return self.kind == "landcover"
 
 
 @dataclass(frozen=True)
 class LandCoverRecord:
     """One image of a land-cover archive, with absolute paths (a URL as its text)."""
 
+    kind: ClassVar[str] = "landcover"
     name: str
     image: RasterPath
     landcover: RasterPath
     dataset: str = ""
     split: str = ""
+
+    def as_pair(self) -> PairRecord:
+        """The image as a pair record of kind ``landcover``: the image as both dates, its map in ``label_before``."""
+        return PairRecord(name=self.name, before=self.image, after=self.image, label_before=self.landcover,
+                          dataset=self.dataset, split=self.split, kind=self.kind)
 
 
 Record = PairRecord | LandCoverRecord
@@ -169,14 +187,18 @@ def read_landcover_archive(archive: str | os.PathLike[str]) -> list[LandCoverRec
 
 
 def write_manifest(records: Sequence[Record], manifest: str | os.PathLike[str]) -> Path:
-    """Write ``records`` (all of one kind) as a CSV manifest, paths relative to its folder."""
+    """Write ``records`` (all of one kind, as read: :class:`LandCoverRecord` for land cover) as a CSV manifest
+    declaring that kind, paths relative to its folder."""
     manifest = Path(manifest)
-    kinds = {kind for kind, schema in _SCHEMAS.items() for r in records if isinstance(r, schema.record)}
+    kinds = {r.kind for r in records}
     if len(kinds) > 1:
         raise ValueError("a manifest holds records of one kind")
     kind = kinds.pop() if kinds else "change"
+    schema = _SCHEMAS[kind]
+    if not all(isinstance(r, schema.record) for r in records):
+        raise ValueError(f"a {kind} manifest holds {schema.record.__name__}s")
     with open(manifest, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=_SCHEMAS[kind].columns)
+        writer = csv.DictWriter(f, fieldnames=schema.columns)
         writer.writeheader()
         for record in records:
             row = {"kind": kind}

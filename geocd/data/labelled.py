@@ -42,9 +42,9 @@ class LabelledPairDataset(PairDataset):
     Extra sample keys: ``label_before`` and ``label_after`` (int64 ``[h, w]``, 0 = unchanged,
     1..K = class, 255 = ignore; all 255 for binary-only pairs) and ``change`` (int64 ``[h, w]``:
     0, 1 or 255 = ignore). The change mask comes from the record's ``change`` raster when it has
-    one (pseudo-label records have both), else from ``label_before > 0``. A single-date
-    land-cover record (:attr:`PairRecord.single_date`) gives its map as ``label_before`` and
-    ignores ``label_after`` and ``change``; ``single_date`` in the sample says which kind it is.
+    one (pseudo-label records have both), else from ``label_before > 0``. A record of kind
+    ``landcover`` (:attr:`PairRecord.single_date`) gives its map as ``label_before`` and
+    ignores ``label_after`` and ``change``; ``single_date`` in the sample carries that kind.
     Pixels invalid in either image, or outside a label raster, are ignored. ``resolution``
     resamples everything onto that pixel size (see :class:`PairDataset`).
     """

@@ -5,7 +5,8 @@ models once. The client writes ``index.gpkg`` in the output folder after every f
 per pair with its overlap footprint (EPSG:4326), name, file stem of its outputs (the name made safe by
 :mod:`geocd.safe_names`), status, one-line error, outputs, change counts and
 areas per change type, seconds and a fingerprint of its inputs and options, so a rerun skips the
-pairs already done.
+pairs already done. Each pair's outputs are a :class:`PredictOutputs` built from the archive's choice of
+kinds (:class:`ArchiveOutputs`); the index is written by :func:`geocd.vector.formats.write_vectors`.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from rasterio.warp import transform_geom
 from rasterio.windows import bounds as window_bounds
 
 from geocd import __version__
-from geocd.atomic import atomic_output, check_output_path
+from geocd.atomic import check_output_path
 from geocd.checkpoint import LoadedModel, load_models, model_paths, read_metadata
 from geocd.data.archive import PairRecord, RasterPath, archive_file_stems, open_archive
 from geocd.data.pair import overlap_window
@@ -40,42 +41,46 @@ from geocd.inference.backends import physical_cores
 from geocd.inference.predict import PredictOptions, PredictOutputs, predict, resolve_device
 from geocd.progress import Progress
 from geocd.safe_names import pair_file
-from geocd.vector.formats import check_vector_path
+from geocd.vector.attributes import ChangeTypeSummary
+from geocd.vector.formats import LayerInfo, check_vector_path, write_vectors
 
 if TYPE_CHECKING:
     from distributed import Client
 
 INDEX_NAME = "index.gpkg"
 INDEX_CRS = "EPSG:4326"
-_OUTPUT_KINDS = ("vectors", "raster", "quicklook", "report")
+INDEX_LAYER = LayerInfo("geocd predict-archive: one row per pair of the archive", {}, None, layer="pairs")
+"""The index's layer: ``pairs``, no style."""
+PAIR_FILES = {"vectors": None, "raster": "_change.tif", "quicklook": ".png", "report": ".json"}
+"""The :class:`PredictOutputs` kinds a pair may write, in index column order, and the ending of each one's
+file name after the pair's stem (vectors: :attr:`ArchiveOutputs.vector_suffix`)."""
 _FOOTPRINT_SEGMENTS = 20
 """Points per side of a footprint before it is projected to EPSG:4326 (edges curve there)."""
 
 
 @dataclass(frozen=True)
 class ArchiveOutputs:
-    """What is written per pair in ``folder``, named after the pair's file stem (its name made safe by
-    :mod:`geocd.safe_names`): ``<stem><vector_suffix>`` (change polygons), and ``<stem>_change.tif``,
-    ``<stem>.png`` and ``<stem>.json`` when ``raster``, ``quicklook`` and ``report`` ask. ``overwrite``
+    """What is written per pair in ``folder``: the :class:`PredictOutputs` ``kinds`` (of :data:`PAIR_FILES`,
+    vectors always), named after the pair's file stem (its name made safe by :mod:`geocd.safe_names`): ``<stem><vector_suffix>``
+    (change polygons), ``<stem>_change.tif``, ``<stem>.png`` and ``<stem>.json``. ``overwrite``
     redoes every pair; ``min_area_m2`` is :class:`PredictOutputs`'."""
 
     folder: Path
+    kinds: frozenset[str] = frozenset({"vectors"})
     vector_suffix: str = ".gpkg"
-    raster: bool = False
-    quicklook: bool = False
-    report: bool = False
     overwrite: bool = False
     min_area_m2: float | None = None
+
+    def __post_init__(self) -> None:
+        if "vectors" not in self.kinds or not set(self.kinds) <= set(PAIR_FILES):
+            raise ValueError(f"kinds must be vectors and any of {', '.join(PAIR_FILES)}, not {sorted(self.kinds)}")
 
     def for_pair(self, stem: str) -> PredictOutputs:
         """The :class:`PredictOutputs` of the pair of file stem ``stem``; one that would lead outside
         ``folder`` is an :class:`OutputError`."""
-        def path(suffix: str, wanted: bool = True) -> Path | None:
-            return pair_file(self.folder, stem, suffix) if wanted else None
-
         return PredictOutputs(
-            vectors=path(self.vector_suffix), raster=path("_change.tif", self.raster), quicklook=path(".png", self.quicklook),
-            report=path(".json", self.report), overwrite=self.overwrite, min_area_m2=self.min_area_m2,
+            **{kind: pair_file(self.folder, stem, PAIR_FILES[kind] or self.vector_suffix) for kind in self.kinds},
+            overwrite=self.overwrite, min_area_m2=self.min_area_m2,
         )
 
 
@@ -84,7 +89,7 @@ class PairOutcome:
     """What became of one pair: ``status`` ``ok`` or ``failed``, ``skipped`` when an earlier run did it,
     the file stem of its outputs, the error of a failed pair (and the traceback of an unexpected one),
     its overlap footprint (EPSG:4326, None when unknown), the outputs written, polygons and changed
-    area (m²) in all and per change type, seconds and megapixels."""
+    area (m²) in all and per change type (``{change_type: {polygons, area_m2}}``), seconds and megapixels."""
 
     name: str
     status: str
@@ -270,14 +275,18 @@ def _predict_pair(record: PairRecord, stem: str, outputs: PredictOutputs, models
                              options=replace(options, device=device))
     except Exception as error:  # noqa: BLE001 - one pair's failure, whatever it is, is that pair's alone
         return _failed(record, stem, fingerprint, error, footprint=footprint, seconds=time.perf_counter() - start)
-    changes = result.summary["changes"]
     return PairOutcome(
         record.name, "ok", fingerprint, str(record.before), str(record.after), stem, footprint=footprint,
         outputs={kind: os.fspath(path) for kind, path in outputs.paths.items() if path is not None},
-        polygons=changes["polygons"], area_m2=changes["area_m2"],
-        change_types={t["change_type"]: {"polygons": t["polygons"], "area_m2": t["area_m2"]} for t in changes["by_type"]},
+        polygons=sum(t.polygons for t in result.change_types), area_m2=sum(t.area_m2 for t in result.change_types),
+        change_types=_change_type_areas(result.change_types),
         seconds=time.perf_counter() - start, megapixels=result.change_raster.megapixels,
     )
+
+
+def _change_type_areas(change_types: Sequence[ChangeTypeSummary]) -> dict[str, dict[str, float]]:
+    """``{change_type: {"polygons": n, "area_m2": a}}``, as a pair's outcome and its index row hold them."""
+    return {t.change_type: {"polygons": t.polygons, "area_m2": t.area_m2} for t in change_types}
 
 
 def _footprint(before: RasterPath, after: RasterPath, bands: Sequence[int | str] | None) -> shapely.Geometry:
@@ -305,7 +314,8 @@ def _fingerprint(record: PairRecord, models: Sequence[Path], outputs: ArchiveOut
     what = {
         "files": [stamp(record.before), stamp(record.after), *map(stamp, models)],
         "options": {k: str(v) for k, v in asdict(options).items()},
-        "outputs": {k: str(v) for k, v in asdict(outputs).items() if k not in ("folder", "overwrite")},
+        "outputs": {"kinds": sorted(outputs.kinds), "vector_suffix": outputs.vector_suffix,
+                    "min_area_m2": outputs.min_area_m2},
         "geocd": __version__,
     }
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
@@ -319,7 +329,7 @@ def _finished(index: Path) -> dict[str, PairOutcome]:
     frame = pyogrio.read_dataframe(index)
     finished = {}
     for row in frame.itertuples():
-        written = {kind: getattr(row, kind) for kind in _OUTPUT_KINDS if getattr(row, kind)}
+        written = {kind: getattr(row, kind) for kind in PAIR_FILES if getattr(row, kind)}
         if row.status == "ok" and all(Path(p).exists() for p in written.values()):
             finished[row.name] = PairOutcome(
                 row.name, "ok", row.fingerprint, row.before, row.after, getattr(row, "file_stem", None) or row.name,
@@ -331,7 +341,7 @@ def _finished(index: Path) -> dict[str, PairOutcome]:
 
 
 def _write_index(index: Path, pairs: Sequence[PairOutcome]) -> None:
-    """Write the index GeoPackage (layer ``pairs``) atomically."""
+    """Write the index GeoPackage (:data:`INDEX_LAYER`) atomically; ``change_types`` is a JSON column."""
     frame = gpd.GeoDataFrame({
         "name": [p.name for p in pairs],
         "file_stem": [p.file_stem for p in pairs],
@@ -339,12 +349,11 @@ def _write_index(index: Path, pairs: Sequence[PairOutcome]) -> None:
         "error": [None if p.error is None else str(p.error) for p in pairs],
         "before": [p.before for p in pairs],
         "after": [p.after for p in pairs],
-        **{kind: [p.outputs.get(kind) for p in pairs] for kind in _OUTPUT_KINDS},
+        **{kind: [p.outputs.get(kind) for p in pairs] for kind in PAIR_FILES},
         "polygons": [p.polygons for p in pairs],
         "area_m2": [p.area_m2 for p in pairs],
         "change_types": [json.dumps(p.change_types, ensure_ascii=False) for p in pairs],
         "seconds": [round(p.seconds, 3) for p in pairs],
         "fingerprint": [p.fingerprint for p in pairs],
     }, geometry=[p.footprint for p in pairs], crs=INDEX_CRS)
-    with atomic_output(index, overwrite=True) as tmp:
-        pyogrio.write_dataframe(frame, tmp, layer="pairs", driver="GPKG")
+    write_vectors(index, frame, INDEX_LAYER, overwrite=True)

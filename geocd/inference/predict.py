@@ -44,6 +44,7 @@ from geocd.models.tta import predict_probabilities
 from geocd.options import PredictOptions
 from geocd.progress import Progress
 from geocd.report import REPORT_KEY, build_report, write_report
+from geocd.vector.attributes import ChangeTypeSummary
 from geocd.vector.measure import pixel_area
 from geocd.vector.zones import read_zones, write_zone_table, zone_statistics
 
@@ -369,6 +370,8 @@ class PredictResult:
     summary: dict[str, Any] | None = None
     """The run report (:func:`geocd.report.build_report`), when polygons were computed."""
     zones_table: Path | None = None
+    change_types: tuple[ChangeTypeSummary, ...] = ()
+    """Polygons and area per change type, when polygons were computed."""
 
 
 @with_remote_reads
@@ -419,12 +422,13 @@ def predict(
         result = predict_change_raster(before, after, models, sinks, options, progress, warn=True)
         stack.callback(result.pair.close)
         polygons = summary = None
+        change_types: tuple[ChangeTypeSummary, ...] = ()
         if polygon_sink is not None:
             from geocd.vector.formats import write_vectors
 
             changes = polygon_sink.polygons
             seconds = {"predict": result.seconds - polygon_sink.seconds, "vectorize": polygon_sink.seconds}
-            polygons = len(changes.frame)
+            polygons, change_types = len(changes.frame), changes.change_types
             if quicklook is not None:
                 from geocd.quicklook import render_quicklook
 
@@ -443,4 +447,5 @@ def predict(
                 frame = changes.frame if zoned is None else zoned.frame
                 write_vectors(output, frame, replace(changes.layer, metadata=metadata), overwrite)
     return PredictResult(*(None if p is None else Path(p) for p in (raster, output)), replace(result, pair=None), polygons,
-                         *(None if p is None else Path(p) for p in (landcover, quicklook, report)), summary, table)
+                         *(None if p is None else Path(p) for p in (landcover, quicklook, report)), summary, table,
+                         change_types)

@@ -27,7 +27,7 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from geocd.checkpoint import ModelMetadata, load_checkpoint, read_metadata, save_checkpoint
-from geocd.data.archive import LandCoverRecord, PairRecord, manifest_path, read_archive, read_landcover_archive, split_pairs
+from geocd.data.archive import PairRecord, manifest_path, read_archive, read_landcover_archive, split_pairs
 from geocd.data.rasters import choose_bands, open_raster
 from geocd.errors import InputError
 from geocd.models.pretrained import load_imagenet_weights
@@ -218,7 +218,7 @@ def build_datamodule(archives: Sequence[str | os.PathLike[str]], options: TrainO
     ``echo`` gets one line on the pseudo labels left unused, if any, and one on the tiles and steps of an epoch.
     """
     records = [record for archive in archives for record in read_archive(archive)]
-    records += [landcover_pair(r) for archive in options.landcover for r in read_landcover_archive(archive)]
+    records += [r.as_pair() for archive in options.landcover for r in read_landcover_archive(archive)]
     train_records, val_records = split_pairs(records, options.val_fraction, options.seed)
     if not train_records or not val_records:
         raise InputError(archives[0], f"needs at least 2 pairs to split into training and validation (has {len(records)})")
@@ -322,12 +322,6 @@ def with_pseudo_labels(
                               "tta": provenance.get("tta"), "pairs": sorted(by_name.keys() & pseudo.keys()),
                               "unused_pairs": unused}}
     return [pseudo.get(r.name, r) for r in train_records], info
-
-
-def landcover_pair(record: LandCoverRecord) -> PairRecord:
-    """A single-date land-cover image as a pair record (the image as both dates, labels in ``label_before``)."""
-    return PairRecord(name=record.name, before=record.image, after=record.image, label_before=record.landcover,
-                      dataset=record.dataset, split=record.split)
 
 
 class _NoiseFilter(logging.Filter):

@@ -37,24 +37,26 @@ SHAPEFILE_FIELDS = {
 
 @dataclass(frozen=True)
 class LayerInfo:
-    """What goes with the features: a one-line description, GDAL metadata, a QGIS style (QML)."""
+    """What goes with the features: a one-line description, GDAL metadata, a QGIS style (QML; None: none)
+    and the layer's name."""
 
     description: str
     metadata: dict[str, str]
-    style_qml: str
+    style_qml: str | None
+    layer: str = LAYER
 
 
 def _write_gpkg(path: Path, frame: gpd.GeoDataFrame, info: LayerInfo) -> None:
-    write_geopackage(path, frame, info.description, info.metadata, info.style_qml)
+    write_geopackage(path, frame, info.description, info.metadata, info.style_qml, info.layer)
 
 
 def _write_fgb(path: Path, frame: gpd.GeoDataFrame, info: LayerInfo) -> None:
-    pyogrio.write_dataframe(frame, path, layer=LAYER, driver="FlatGeobuf", geometry_type="Polygon",
+    pyogrio.write_dataframe(frame, path, layer=info.layer, driver="FlatGeobuf", geometry_type="Polygon",
                             promote_to_multi=False, layer_options={"SPATIAL_INDEX": "YES"})
 
 
 def _write_geojson(path: Path, frame: gpd.GeoDataFrame, info: LayerInfo) -> None:
-    pyogrio.write_dataframe(frame, path, layer=LAYER, driver="GeoJSON", geometry_type="Polygon",
+    pyogrio.write_dataframe(frame, path, layer=info.layer, driver="GeoJSON", geometry_type="Polygon",
                             promote_to_multi=False, layer_options={"RFC7946": "YES", "DESCRIPTION": info.description})
 
 

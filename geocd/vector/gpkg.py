@@ -1,4 +1,4 @@
-"""Write the ``changes`` layer to a GeoPackage, with its default QGIS style inside the file."""
+"""Write a layer (the ``changes`` layer by default) to a GeoPackage, with its default QGIS style inside the file."""
 
 from __future__ import annotations
 
@@ -30,9 +30,10 @@ _NOW = "strftime('%Y-%m-%dT%H:%M:%fZ','now')"
 
 
 def write_geopackage(
-    path: Path, frame: gpd.GeoDataFrame, description: str, metadata: dict[str, str], style_qml: str
+    path: Path, frame: gpd.GeoDataFrame, description: str, metadata: dict[str, str], style_qml: str | None,
+    layer: str = LAYER,
 ) -> None:
-    """Write ``frame`` as layer ``changes`` (polygons, spatial index) and store ``style_qml`` as its default style.
+    """Write ``frame`` as ``layer`` (polygons, spatial index) and store ``style_qml`` as its default style (None: none).
 
     ``description`` goes to ``gpkg_contents.description``, ``metadata`` to the layer's GDAL metadata.
     A failed write (a full disk) is an :class:`~geocd.errors.OutputError`.
@@ -41,15 +42,16 @@ def write_geopackage(
         pyogrio.write_dataframe(
             frame,
             path,
-            layer=LAYER,
+            layer=layer,
             driver="GPKG",
             geometry_type="Polygon",
             promote_to_multi=False,
             dataset_options={"VERSION": GPKG_VERSION},
-            layer_options={"SPATIAL_INDEX": "YES", "DESCRIPTION": description, "IDENTIFIER": LAYER},
+            layer_options={"SPATIAL_INDEX": "YES", "DESCRIPTION": description, "IDENTIFIER": layer},
             layer_metadata=metadata,
         )
-        add_default_style(path, LAYER, style_qml, description="geocd: categorized by change_type")
+        if style_qml is not None:
+            add_default_style(path, layer, style_qml, description="geocd: categorized by change_type")
     except (DataSourceError, DataLayerError, sqlite3.Error, OSError) as error:
         raise write_failure(path, error) from None
 
