@@ -240,3 +240,26 @@ def test_polygons_alone_are_made_from_the_rows_without_a_raster_file(tmp_path: P
     assert opened == [] and result.raster is None and result.polygons > 0
     assert_geodataframe_equal(pyogrio.read_dataframe(tmp_path / "rows.gpkg"),
                               pyogrio.read_dataframe(tmp_path / "from_raster.gpkg"))
+
+
+def test_a_sink_failing_while_the_network_runs_fails_the_prediction(tmp_path: Path) -> None:
+    """Sinks run one batch behind the network, in a thread: their error still ends the run, as itself."""
+    from contextlib import contextmanager
+
+    from geocd.errors import OutputError
+
+    before, after, _ = planted_pair(tmp_path)
+    seen = []
+
+    @contextmanager
+    def failing(grid, info):  # noqa: ANN001, ANN202 - a SinkFactory
+        def sink(rows) -> None:  # noqa: ANN001
+            seen.append(int(rows.window.row_off))
+            if len(seen) == 3:
+                raise OutputError(tmp_path / "out", "disk full")
+
+        yield sink
+
+    with pytest.raises(OutputError, match="disk full"):
+        predict_change_raster(before, after, [intensity_model()], [failing], PredictOptions(tile_size=32, overlap=8))
+    assert len(seen) == 3

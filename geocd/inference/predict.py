@@ -13,8 +13,8 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -141,15 +141,15 @@ def predict_change_raster(
             emit(nodata_rows(window, info))
         stitcher = RowStreamStitcher(windows, region, 1 + 2 * len(trained), overlap, _Placer(grid, region, info, emit))
         progress.start(len(windows), "predicting tiles")
-        for batch in _read_ahead(loader):
-            if isinstance(batch, GeocdError):
-                raise batch
-            t0 = time.perf_counter()
-            probs = _forward(nets, batch, device, options, trained)
-            model_seconds += time.perf_counter() - t0
-            for i, (row, col) in enumerate(batch["window"].tolist()):
-                stitcher.add(Window(col, row, tile, tile), probs[i], batch["valid"][i].numpy())
-            progress.advance(len(probs), len(probs) * (tile - overlap) ** 2)
+        with _Behind() as stitching:
+            for batch in _read_ahead(loader):
+                if isinstance(batch, GeocdError):
+                    raise batch
+                t0 = time.perf_counter()
+                probs = _forward(nets, batch, device, options, trained)
+                model_seconds += time.perf_counter() - t0
+                stitching.run(_stitch, stitcher, batch, probs, tile)
+                progress.advance(len(probs), len(probs) * (tile - overlap) ** 2)
         progress.close()
         if not stitcher.complete:
             raise RuntimeError("stitching ended with rows not written")
@@ -259,6 +259,40 @@ def _read_ahead(batches: Iterable[dict | GeocdError]) -> Iterator[dict | GeocdEr
         while (batch := pending.result()) is not None:
             pending = reader.submit(next, iterator, None)
             yield batch
+
+
+class _Behind:
+    """Runs one call at a time in a thread, one call behind the caller: the stitching and the sinks of a
+    batch overlap the network on the next one. A failed call raises at the next :meth:`run` or at the end."""
+
+    def __enter__(self) -> _Behind:
+        self.executor = ThreadPoolExecutor(max_workers=1)
+        self.pending: Future | None = None
+        return self
+
+    def run(self, function: Callable[..., None], *args: Any) -> None:
+        """Wait for the previous call, then start ``function(*args)``."""
+        self.wait()
+        self.pending = self.executor.submit(function, *args)
+
+    def wait(self) -> None:
+        """Wait for the call in flight, raising its exception."""
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            pending.result()
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if exc[0] is None:
+                self.wait()
+        finally:
+            self.executor.shutdown(wait=True)
+
+
+def _stitch(stitcher: RowStreamStitcher, batch: dict, probs: np.ndarray, tile: int) -> None:
+    """Add a batch's tiles to the stitcher (which hands finished rows to the sinks)."""
+    for i, (row, col) in enumerate(batch["window"].tolist()):
+        stitcher.add(Window(col, row, tile, tile), probs[i], batch["valid"][i].numpy())
 
 
 def _collate_or_error(samples: list[dict | GeocdError]) -> dict | GeocdError:
