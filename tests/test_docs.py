@@ -12,7 +12,7 @@ from cli.main import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-QUICK_START = ("python3 -m pip install . && geocd demo demo/ && geocd predict demo/before.tif demo/after.tif "
+QUICK_START = ('python3 -m pip install ".[openvino]" && geocd demo demo/ && geocd predict demo/before.tif demo/after.tif '
                "-o demo/changes.gpkg")
 FENCE = re.compile(r"^```[^\n]*\n(.*?)^```", re.S | re.M)
 INLINE = re.compile(r"`(geocd\s[^`]*)`")
