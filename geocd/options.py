@@ -170,5 +170,5 @@ class PredictOptions:
         None, "Tiles per forward pass. Default: 2 with openvino or onnx on CPU, 1 with torch on CPU, 8 on CUDA.", min=1)
     num_workers: int | None = option(None, "Tile-reading worker processes. Default: 0 on CPU, 2 on CUDA.", min=0)
     align: bool = option(
-        False, "Measure the global shift between the dates (always done, warned of above one pixel) and undo it, "
-               "to a fraction of a pixel, before predicting.")
+        False, "Measure the global shift between the dates and undo it, to a fraction of a pixel, before "
+               "predicting (predict always measures it, and warns above one pixel).")
