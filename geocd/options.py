@@ -34,7 +34,7 @@ def option(default: Any = MISSING, help: str = "", **spoken: Any) -> Any:  # noq
     """A field of an options dataclass: its default and how the command line speaks it.
 
     The field's name is its flag (``--tile-size``), its ``--config`` key and its key in a saved
-    configuration; its type and ``help`` make the flag (``geocd.cli.main.options_from_fields``).
+    configuration; its type and ``help`` make the flag (``geocd.cli.options.options_from_fields``).
     ``spoken`` says more where the type does not: ``off`` the name of a boolean's negative flag
     (``full-heads``); ``min``, ``max`` and ``min_open`` a number's range; ``path`` ``"file"`` or
     ``"dir"`` for a path; ``syntax`` the comma-separated text the flag takes (``bands``, ``numbers``,

@@ -19,7 +19,7 @@ INLINE = re.compile(r"`(geocd\s[^`]*)`")
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 FLAG = re.compile(r"^--?[A-Za-z][\w-]*$")
 OTHER_TOOLS_FLAGS = {"dask": {"--nthreads", "--nworkers", "--resources", "--scheduler-file"},
-                     "benchmarks/*.py": {"--cities", "--clean", "--compare", "--data", "--end-to-end", "--modes", "--name",
+                     "benchmarks/*.py": {"--batch", "--cities", "--clean", "--compare", "--data", "--end-to-end", "--modes", "--name",
                                          "--network", "--reuse", "--seconds", "--sizes", "--tile"},
                      "pip": {"--index-url", "--no-deps"}, "qgis_process": {"--noversioncheck"},
                      "scripts/gpu_window.py": {"--minutes"}}
