@@ -66,9 +66,14 @@ def _vsnprintf() -> Callable[..., int]:
 
 
 def _loaded_libtiff() -> ctypes.CDLL | None:
-    """The libtiff this process has loaded (Linux: from its memory map), else the system's, else None."""
+    """The libtiff GDAL loaded (Linux: from the memory map, the one beside libgdal, as a wheel bundles
+    them; Pillow's wheel brings another), else the system's, else None."""
     maps = Path("/proc/self/maps")
-    loaded = sorted({line.split()[-1] for line in maps.read_text().splitlines() if "/libtiff" in line}) if maps.exists() else []
+    paths = {line.split()[-1] for line in maps.read_text().splitlines()} if maps.exists() else set()
+    gdal_folders = {Path(p).parent for p in paths if "/libgdal" in p}
+    libtiffs = sorted(p for p in paths if "/libtiff" in p)
+    beside_gdal = [p for p in libtiffs if Path(p).parent in gdal_folders]
+    loaded = beside_gdal or libtiffs
     name = loaded[0] if loaded else ctypes.util.find_library("tiff")
     try:
         return ctypes.CDLL(name) if name else None

@@ -100,6 +100,22 @@ def test_libtiff_messages_go_to_the_log(caplog: pytest.LogCaptureFixture, capfd:
     assert capfd.readouterr().err == ""
 
 
+def test_the_libtiff_given_the_handlers_is_gdals_when_pillow_brought_its_own() -> None:
+    """Pillow's wheel loads a second libtiff (any scikit-image or matplotlib import may bring it); the
+    handlers must go to the one beside libgdal, which GDAL writes GeoTIFFs with."""
+    import PIL.Image  # noqa: F401 - loads Pillow's libtiff
+    import rasterio  # noqa: F401 - loads GDAL's
+
+    from geocd.native_messages import _loaded_libtiff
+
+    maps = Path("/proc/self/maps")
+    paths = {line.split()[-1] for line in maps.read_text().splitlines()} if maps.exists() else set()
+    gdal = sorted(Path(p).parent for p in paths if "/libgdal" in p)
+    if not gdal or sum("/libtiff" in p for p in paths) < 2:
+        pytest.skip("needs a bundled libgdal and two libtiffs in this process")
+    assert Path(_loaded_libtiff()._name).parent == gdal[0]
+
+
 def pair_and_previous_output(tmp_path: Path, name: str) -> tuple[Path, Path, Path]:
     """A planted pair, and the path of a previous output ``name`` alone in its own folder."""
     before, after, _ = planted_pair(tmp_path)
