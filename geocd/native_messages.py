@@ -66,14 +66,22 @@ def _vsnprintf() -> Callable[..., int]:
 
 
 def _loaded_libtiff() -> ctypes.CDLL | None:
-    """The libtiff GDAL loaded (Linux: from the memory map, the one beside libgdal, as a wheel bundles
-    them; Pillow's wheel brings another), else the system's, else None."""
+    """The libtiff that rasterio's GDAL writes GeoTIFFs with (Linux: from the memory map), else the system's,
+    else None.
+
+    Wheels bundle their own: rasterio's beside its libgdal in ``rasterio.libs``, pyogrio's in
+    ``pyogrio.libs``, Pillow's in ``pillow.libs``; the one beside rasterio's wheel comes first, then
+    one beside any libgdal (a system GDAL), then any.
+    """
+    import rasterio
+
     maps = Path("/proc/self/maps")
     paths = {line.split()[-1] for line in maps.read_text().splitlines()} if maps.exists() else set()
-    gdal_folders = {Path(p).parent for p in paths if "/libgdal" in p}
     libtiffs = sorted(p for p in paths if "/libtiff" in p)
-    beside_gdal = [p for p in libtiffs if Path(p).parent in gdal_folders]
-    loaded = beside_gdal or libtiffs
+    rasterio_libs = Path(rasterio.__file__).parent.with_name("rasterio.libs")
+    gdal_folders = {Path(p).parent for p in paths if "/libgdal" in p}
+    loaded = ([p for p in libtiffs if Path(p).parent == rasterio_libs]
+              or [p for p in libtiffs if Path(p).parent in gdal_folders] or libtiffs)
     name = loaded[0] if loaded else ctypes.util.find_library("tiff")
     try:
         return ctypes.CDLL(name) if name else None
