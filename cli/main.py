@@ -181,8 +181,9 @@ def qgis_install(profile: str, executable: str | None) -> None:
     click.echo(f"installed {done.plugin}, enabled in {done.settings}, running {done.executable}")
 
 
-MODEL_HELP = ("Model checkpoint; repeat for an ensemble. Default (or 'default'): the model bundled with geocd "
-              "(geocd models shows it).")
+MODEL_OPTION = click.option("--model", "models", multiple=True, type=click.Path(dir_okay=False),
+                            help="Model checkpoint; repeat for an ensemble. Default (or 'default'): the model bundled "
+                                 "with geocd (geocd models shows it).")
 DEVICE_OPTION = field_option(PredictOptions, "device")
 
 
@@ -190,7 +191,7 @@ def predict_options(exclude: Collection[str] = ()) -> Callable[[Callable[..., An
     """Add the options of every prediction command to a click command: the model, the :class:`PredictOptions`
     (but ``exclude``'s), the smallest change polygon, overwrite and progress."""
     return stacked(
-        click.option("--model", "models", multiple=True, type=click.Path(dir_okay=False), help=MODEL_HELP),
+        MODEL_OPTION,
         options_from_fields(PredictOptions, exclude),
         click.option("--min-area", type=click.FloatRange(0), help=MIN_AREA_HELP),
         click.option("--overwrite", is_flag=True, help="Replace existing outputs."),
@@ -429,7 +430,7 @@ def train(ctx: click.Context, archives: tuple[str, ...], config: str | None, out
 
 @cli.command()
 @click.argument("archive", type=click.Path())
-@click.option("--model", "models", multiple=True, type=click.Path(dir_okay=False), help=MODEL_HELP)
+@MODEL_OPTION
 @click.option("-o", "--output", type=click.Path(file_okay=False), default="evaluation", show_default=True,
               help="Folder for evaluation.json and confusion.png.")
 @click.option("--pairs", help="Comma-separated pair names to evaluate (e.g. the validation pairs). Default: all.")

@@ -374,10 +374,16 @@ def check_predict_outputs(
 
     Returns ``outputs`` with ``vectors`` as it will be written (:func:`geocd.vector.formats.check_vector_path`).
     """
-    from geocd.vector.formats import check_vector_path
-
     if outputs.zones is not None:
         read_zones(outputs.zones, outputs.zone_field)
+    return _checked_outputs(before, after, models, outputs)
+
+
+def _checked_outputs(before: str | os.PathLike[str], after: str | os.PathLike[str],
+                     models: Sequence[str | os.PathLike[str]], outputs: PredictOutputs) -> PredictOutputs:
+    """:func:`check_predict_outputs` but the zones, which the caller reads."""
+    from geocd.vector.formats import check_vector_path
+
     outputs = replace(outputs, vectors=None if outputs.vectors is None else check_vector_path(outputs.vectors))
     for path in (outputs.raster, outputs.landcover):
         if path is not None and Path(path).suffix.lower() not in RASTER_SUFFIXES:
@@ -435,10 +441,10 @@ def predict(
         raise InputError(None, "nothing to write: give an output GeoPackage, a change raster, a land-cover map, "
                                "a quicklook or a report")
     models = load_models(models, resolve_device(options.device))
-    outputs = check_predict_outputs(before, after, [m.path for m in models], outputs)
+    zones = None if outputs.zones is None else read_zones(outputs.zones, outputs.zone_field)
+    outputs = _checked_outputs(before, after, [m.path for m in models], outputs)
     output, raster, landcover, quicklook, report, table = outputs.paths.values()
     overwrite, min_area_m2 = outputs.overwrite, outputs.min_area_m2
-    zones = None if outputs.zones is None else read_zones(outputs.zones, outputs.zone_field)
     if landcover is not None and not models[0].metadata.landcover_trained:
         raise InputError(models[0].path, "has untrained land-cover heads, so it cannot write a land-cover map")
     start = time.perf_counter()

@@ -88,7 +88,6 @@ class VectorizeResult:
     change_types: tuple[ChangeTypeSummary, ...] = ()
 
 
-@with_remote_reads
 def vectorize(
     raster: str | os.PathLike[str],
     output: str | os.PathLike[str],
