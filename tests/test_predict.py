@@ -8,8 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from affine import Affine
 from rasterio.transform import from_origin
 from rasterio.warp import Resampling, calculate_default_transform, reproject
+from rasterio.windows import Window
 
 from conftest import ORIGIN, intensity_model, planted_pair, smooth_scene, write_raster
 from geocd.changemap import NODATA, ChangeMapInfo, decode_probability
@@ -140,7 +142,6 @@ def test_blend_window_ramps_only_over_the_overlap() -> None:
 
 def test_memory_buffer_spans_about_one_tile_row(tmp_path: Path) -> None:
     from geocd.inference.stitch import RowStreamStitcher
-    from rasterio.windows import Window
 
     rows_seen: list[int] = []
     peak = 0
@@ -188,16 +189,16 @@ def test_threshold_outside_0_1_is_refused_before_writing(tmp_path: Path, thresho
     assert not (tmp_path / "change.tif").exists()
 
 
-def test_pair_dataset_speaks_torchgeo_through_its_public_api(tmp_path: Path) -> None:
+def test_labelled_pair_dataset_speaks_torchgeo_through_its_public_api(tmp_path: Path) -> None:
     """``res`` is the grid's; sampler queries and partial slices map to pixel windows of the 'before' grid."""
     from torchgeo.samplers import GridGeoSampler
 
-    from rasterio.windows import Window
 
-    from geocd.data.pair import PairDataset
+    from geocd.data.archive import PairRecord
+    from geocd.data.labelled import LabelledPairDataset
 
     before, after, _ = planted_pair(tmp_path)
-    dataset = PairDataset(before, after, 3)
+    dataset = LabelledPairDataset(PairRecord("p", before, after, change=before), 3)
     assert dataset.res == dataset.grid.res == (1.0, 1.0)
     windows = [dataset.window_of(q) for q in GridGeoSampler(dataset, 64, 48)]
     assert {(w.col_off, w.row_off, w.width, w.height) for w in windows} == {(c, r, 64, 64) for c in (0, 48, 96) for r in (-16, 32)}
@@ -205,15 +206,40 @@ def test_pair_dataset_speaks_torchgeo_through_its_public_api(tmp_path: Path) -> 
     assert dataset.window_of((slice(left + 10, left + 20), slice(None, top - 5))) == Window(10, 5, 10, 91)
 
 
+@pytest.mark.parametrize(("height", "width", "shift", "size", "stride"),
+                         [(96, 128, 0, 64, 48), (96, 128, 0, 64, 64), (200, 75, 0, 32, 24), (40, 50, 0, 64, 56),
+                          (96, 128, 13, 32, 28)])
+def test_prediction_tiles_are_the_torchgeo_samplers_tiles(tmp_path: Path, height: int, width: int, shift: int,
+                                                          size: int, stride: int) -> None:
+    """Prediction tiles the overlap without TorchGeo, on the very grid its ``GridGeoSampler`` draws (a scene
+    smaller than a tile, a stride that does not divide it, a partial overlap), north to south, west to east."""
+    from torchgeo.samplers import GridGeoSampler
+
+    from geocd.data.archive import PairRecord
+    from geocd.data.labelled import LabelledPairDataset
+    from geocd.data.rasters import tile_windows
+
+    before, after, _ = planted_pair(tmp_path, height, width)
+    if shift:
+        with rasterio.open(after) as src:
+            moved = write_raster(tmp_path / "moved.tif", src.read(), transform=src.transform * Affine.translation(shift, -shift))
+        after = moved
+    dataset = LabelledPairDataset(PairRecord("p", before, after, change=before), 3, min_extent=size)
+    sampled = [dataset.window_of(q) for q in GridGeoSampler(dataset, size, stride)]
+    tiles = tile_windows(dataset.overlap, size, stride)
+    assert sorted(w.flatten() for w in tiles) == sorted(w.flatten() for w in sampled) and len(tiles) == len(sampled)
+    assert [(w.row_off, w.col_off) for w in tiles] == sorted((w.row_off, w.col_off) for w in tiles)
+
+
 def test_cpu_default_reads_tiles_in_this_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     readers = set()
-    read = PairDataset.__getitem__
+    read = PairDataset.read
 
-    def recorded(self: PairDataset, query: object) -> dict:
+    def recorded(self: PairDataset, window: Window) -> dict:
         readers.add(os.getpid())
-        return read(self, query)
+        return read(self, window)
 
-    monkeypatch.setattr(PairDataset, "__getitem__", recorded)
+    monkeypatch.setattr(PairDataset, "read", recorded)
     before, after, _ = planted_pair(tmp_path)
     run(before, after, tmp_path / "change.tif", tile_size=32, device="cpu")
     assert readers == {os.getpid()}

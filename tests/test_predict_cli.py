@@ -223,3 +223,27 @@ def test_a_ground_resolution_far_from_the_models_is_warned_of(tmp_path: Path, cr
     lines = [str(w.message) for w in caught if issubclass(w.category, GeocdWarning)]
     expected = [] if warned is None else [f"{before}: {warned}, far from the 0.25-4 m the model is made for: expect poor results"]
     assert lines == expected
+
+
+def test_predict_imports_no_training_library_and_no_unused_runtime(tmp_path: Path, tiny_checkpoint: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """``geocd predict`` tiles the pair itself, and once the graph is cached builds no network: TorchGeo,
+    timm and the torchvision models they pull in (3 s of a run's start), ONNX and an unused runtime are
+    never imported."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("openvino")
+    monkeypatch.setenv("GEOCD_CACHE_DIR", str(tmp_path / "cache"))
+    before, after, _ = planted_pair(tmp_path)
+    code = ("import sys; from geocd.cli.main import main\n"
+            f"sys.argv = ['geocd', 'predict', {str(before)!r}, {str(after)!r}, '-o', {str(tmp_path / 'c.gpkg')!r}, "
+            f"'--model', {str(tiny_checkpoint)!r}, '--backend', 'openvino', '-q', '--overwrite', "
+            f"'--quicklook', {str(tmp_path / 'q.png')!r}]\n"
+            "try:\n    main()\nexcept SystemExit as exit:\n    assert not exit.code, exit.code\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & "
+            "{'torchgeo', 'timm', 'torchvision', 'onnx', 'onnxruntime', 'openvino'}))")
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True) for _ in range(2)]
+    assert [run.returncode for run in runs] == [0, 0], runs[0].stderr + runs[1].stderr
+    assert [run.stdout.strip() for run in runs] == ["['onnx', 'openvino', 'timm', 'torchvision']", "['openvino']"]
+    assert (tmp_path / "c.gpkg").is_file() and (tmp_path / "q.png").is_file()

@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from rasterio.windows import Window
 from scipy import ndimage
-from skimage.filters import window as taper
 from skimage.registration import phase_cross_correlation
 
 if TYPE_CHECKING:
@@ -87,12 +86,12 @@ class Alignment:
 def estimate_shift(before: np.ndarray, after: np.ndarray, valid: np.ndarray | None = None) -> Shift | None:
     """The global shift of ``after`` relative to ``before`` (2-D arrays of one shape), to 1/:data:`UPSAMPLE` pixel.
 
-    Only pixels where ``valid`` holds count; both images are tapered by a Hann window so that
+    Only pixels where ``valid`` holds count; both images are tapered by a (separable) Hann window so that
     their borders do not pull the estimate towards no shift. None when either image has no texture
     where valid, or when the two correlate less than :data:`MIN_CORRELATION` once shifted.
     """
     valid = np.ones(before.shape, bool) if valid is None else valid
-    weight = taper("hann", before.shape).astype(np.float32)
+    weight = np.outer(np.hanning(before.shape[0]), np.hanning(before.shape[1])).astype(np.float32)
     images = []
     for image in (before, after):
         values = image[valid]

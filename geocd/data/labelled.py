@@ -1,4 +1,4 @@
-"""A pair dataset with its labels, all on the 'before' grid, for training and evaluation."""
+"""A pair dataset with its labels, all on the 'before' grid, indexed by TorchGeo for training and evaluation."""
 
 from __future__ import annotations
 
@@ -8,11 +8,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
+import shapely
 import torch
+from geopandas import GeoDataFrame
 from rasterio.enums import Resampling
 from rasterio.io import DatasetReader
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
+from torchgeo.datasets import GeoDataset
+from torchgeo.datasets.utils import GeoSlice
 
 from geocd.data.archive import PairRecord
 from geocd.data.labels import IGNORE
@@ -36,8 +41,9 @@ def change_mask(labels: np.ndarray) -> np.ndarray:
     return np.where(labels == IGNORE, IGNORE, labels > 0).astype(np.int64)
 
 
-class LabelledPairDataset(PairDataset):
-    """:class:`PairDataset` whose samples also hold labels aligned to the 'before' grid.
+class LabelledPairDataset(PairDataset, GeoDataset):
+    """:class:`PairDataset` whose samples also hold labels aligned to the 'before' grid, a TorchGeo
+    ``GeoDataset`` indexed by spatial slices (its samplers tile or draw from it).
 
     Extra sample keys: ``label_before`` and ``label_after`` (int64 ``[h, w]``, 0 = unchanged,
     1..K = class, 255 = ignore; all 255 for binary-only pairs) and ``change`` (int64 ``[h, w]``:
@@ -46,15 +52,24 @@ class LabelledPairDataset(PairDataset):
     ``landcover`` (:attr:`PairRecord.single_date`) gives its map as ``label_before`` and
     ignores ``label_after`` and ``change``; ``single_date`` in the sample carries that kind.
     Pixels invalid in either image, or outside a label raster, are ignored. ``resolution``
-    resamples everything onto that pixel size (see :class:`PairDataset`).
+    resamples everything onto that pixel size (see :class:`PairDataset`). The index footprint is the
+    overlap, enlarged towards the east and south to at least ``min_extent`` pixels so that samplers
+    also tile scenes smaller than one tile.
     """
 
     def __init__(
         self, record: PairRecord, num_bands: int, bands: list[int] | None = None, min_extent: int = 0,
         resolution: float | None = None,
     ) -> None:
-        super().__init__(record.before, record.after, num_bands, bands, min_extent, resolution)
+        super().__init__(record.before, record.after, num_bands, bands, resolution)
         self.record = record
+        xres, yres = self.grid.res
+        x0 = self.grid.transform.c + self.overlap.col_off * xres
+        y1 = self.grid.transform.f - self.overlap.row_off * yres
+        w, h = max(self.overlap.width, min_extent), max(self.overlap.height, min_extent)
+        footprint = shapely.box(x0, y1 - h * yres, x0 + w * xres, y1)
+        interval = pd.IntervalIndex.from_tuples([(pd.Timestamp.min, pd.Timestamp.max)], closed="both", name="datetime")
+        self.index = GeoDataFrame({"filepath": [self.paths[0]]}, index=interval, geometry=[footprint], crs=self.grid.crs)
         for path in self.label_paths:
             with open_raster(path):
                 pass
@@ -65,6 +80,24 @@ class LabelledPairDataset(PairDataset):
         """The label rasters: both dates' land cover (if any), then the change mask (if any)."""
         r = self.record
         return [p for p in (r.label_before, r.label_after, r.change) if p is not None]
+
+    @property
+    def res(self) -> tuple[float, float]:
+        """Pixel size (x, y) of the 'before' grid in CRS units (TorchGeo's ``GeoDataset.res``, read-only here)."""
+        return self.grid.res
+
+    def window_of(self, query: GeoSlice) -> Window:
+        """The pixel window of a spatial query on the 'before' grid."""
+        x, y = _spatial_slices(query, self.bounds)
+        xres, yres = self.grid.res
+        left, top = self.grid.transform.c, self.grid.transform.f
+        col = round((x.start - left) / xres)
+        row = round((top - y.stop) / yres)
+        return Window(col, row, round((x.stop - x.start) / xres), round((y.stop - y.start) / yres))
+
+    def __getitem__(self, query: GeoSlice) -> dict[str, Any]:
+        """The sample for a spatial slice ``[xmin:xmax, ymin:ymax, tmin:tmax]``."""
+        return self.read(self.window_of(query))
 
     def _open_labels(self) -> list:
         if self._labels is None or self._labels[0] != os.getpid():
@@ -94,3 +127,14 @@ class LabelledPairDataset(PairDataset):
         state = super().__getstate__()
         state["_labels"] = None
         return state
+
+
+def _spatial_slices(query: GeoSlice, bounds: tuple[slice, slice, slice]) -> tuple[slice, slice]:
+    """The x and y slices (CRS units) of a TorchGeo 0.8 ``GeoSlice``; a missing start or stop takes ``bounds``'.
+
+    The one adapter to TorchGeo's query type: a slice, or a tuple of up to three slices (x, y, t).
+    """
+    parts = (query,) if isinstance(query, slice) else tuple(query)
+    x, y = (parts[i] if i < len(parts) else slice(None) for i in range(2))
+    return tuple(slice(bounds[i].start if q.start is None else q.start, bounds[i].stop if q.stop is None else q.stop)
+                 for i, q in enumerate((x, y)))

@@ -1,12 +1,14 @@
-"""A bitemporal scene pair as a TorchGeo ``GeoDataset`` on the 'before' grid.
+"""A bitemporal scene pair on the 'before' grid, read by pixel windows.
 
 The 'before' raster's grid is the reference. When 'after' differs in CRS, resolution or
 pixel alignment it is warped on the fly onto that grid (``WarpedVRT``, bilinear). Only
-the overlap of the two footprints is indexed; a pixel is valid when it is valid in both
+the overlap of the two footprints is read; a pixel is valid when it is valid in both
 dates (nodata value, internal mask, alpha band, NaN or infinite values). Each date's values
 are brought to the radiometry the network expects (:mod:`geocd.data.radiometry`). Each file is
 opened once per process (:attr:`PairDataset.sources`), and every read of the pair, decimated or
-not, goes through that handle.
+not, goes through that handle. Prediction tiles the overlap itself (:func:`~geocd.data.rasters.tile_windows`);
+training indexes it with TorchGeo's samplers (:class:`geocd.data.labelled.LabelledPairDataset`), so
+prediction never imports TorchGeo.
 """
 
 from __future__ import annotations
@@ -18,19 +20,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import pandas as pd
-import shapely
 import torch
 from affine import Affine
-from geopandas import GeoDataFrame
 from rasterio.enums import ColorInterp, Resampling
 from rasterio.io import DatasetReader
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform, transform_bounds
 from rasterio.windows import Window
 from scipy import ndimage
-from torchgeo.datasets import GeoDataset
-from torchgeo.datasets.utils import GeoSlice
 
 from geocd.data.radiometry import RadiometryMode, Stretch, fit_stretches
 from geocd.data.rasters import (
@@ -83,8 +80,8 @@ def overlap_window(grid: Grid, before: DatasetReader, after: DatasetReader) -> W
     return Window(col0, row0, col1 - col0, row1 - row0)
 
 
-class PairDataset(GeoDataset):
-    """Both dates of a pair on the 'before' grid, indexed by TorchGeo spatial slices.
+class PairDataset:
+    """Both dates of a pair on the 'before' grid, read by pixel windows of that grid (:meth:`read`).
 
     Each sample holds ``image_before`` and ``image_after`` (float32 ``[C, h, w]``, the chosen
     bands after each date's :class:`~geocd.data.radiometry.Stretch`), ``valid`` (bool ``[h, w]``:
@@ -92,12 +89,10 @@ class PairDataset(GeoDataset):
     the 'before' grid). A pixel not valid in both dates holds, in each date, that date's values at
     the nearest pixel valid in both: each date continues its own texture, so a partial overlap, a
     cropped or warped footprint, a nodata collar or a NaN block shows the network no seam and
-    creates no change along its edge (benchmarks/edges.py). Queries may reach past the overlap
+    creates no change along its edge (benchmarks/edges.py). Windows may reach past the overlap
     (scene edges): those pixels are filled the same way and invalid.
 
-    The index footprint is the overlap, enlarged towards the east and south to at least
-    ``min_extent`` pixels so that samplers also tile scenes smaller than one tile. With
-    ``resolution`` (CRS units) both dates are resampled onto a grid of that pixel size over the
+    With ``resolution`` (CRS units) both dates are resampled onto a grid of that pixel size over the
     'before' extent (training on sources of different ground resolution). ``radiometry`` is a
     :data:`~geocd.data.radiometry.RadiometryMode`; the fitted stretches are in ``stretches``.
     ``same_pixels`` says whether both dates store the same values over the overlap (on its
@@ -112,7 +107,6 @@ class PairDataset(GeoDataset):
         after: str | os.PathLike[str],
         num_bands: int,
         bands: Sequence[int | str] | None = None,
-        min_extent: int = 0,
         resolution: float | None = None,
         radiometry: RadiometryMode = "auto",
     ) -> None:
@@ -133,29 +127,6 @@ class PairDataset(GeoDataset):
         self._any_valid = samples[0].shape[1] > 0
         self.same_pixels = self._any_valid and np.array_equal(*samples)
         self.stretches = fit_stretches(radiometry, dtypes, calibration, samples)
-        xres, yres = self.grid.res
-        left, top = self.grid.transform.c, self.grid.transform.f
-        w = max(self.overlap.width, min_extent)
-        h = max(self.overlap.height, min_extent)
-        x0 = left + self.overlap.col_off * xres
-        y1 = top - self.overlap.row_off * yres
-        footprint = shapely.box(x0, y1 - h * yres, x0 + w * xres, y1)
-        interval = pd.IntervalIndex.from_tuples([(pd.Timestamp.min, pd.Timestamp.max)], closed="both", name="datetime")
-        self.index = GeoDataFrame({"filepath": [self.paths[0]]}, index=interval, geometry=[footprint], crs=self.grid.crs)
-
-    @property
-    def res(self) -> tuple[float, float]:
-        """Pixel size (x, y) of the 'before' grid in CRS units (TorchGeo's ``GeoDataset.res``, read-only here)."""
-        return self.grid.res
-
-    def window_of(self, query: GeoSlice) -> Window:
-        """The pixel window of a spatial query on the 'before' grid."""
-        x, y = _spatial_slices(query, self.bounds)
-        xres, yres = self.grid.res
-        left, top = self.grid.transform.c, self.grid.transform.f
-        col = round((x.start - left) / xres)
-        row = round((top - y.stop) / yres)
-        return Window(col, row, round((x.stop - x.start) / xres), round((y.stop - y.start) / yres))
 
     def read(self, window: Window) -> dict[str, Any]:
         """Both dates and the joint validity over a pixel window of the 'before' grid."""
@@ -171,10 +142,6 @@ class PairDataset(GeoDataset):
             "valid": torch.from_numpy(valid),
             "window": torch.tensor([int(window.row_off), int(window.col_off)]),
         }
-
-    def __getitem__(self, query: GeoSlice) -> dict[str, Any]:
-        """The sample for a spatial slice ``[xmin:xmax, ymin:ymax, tmin:tmax]``."""
-        return self.read(self.window_of(query))
 
     def has_valid_pixels(self) -> bool:
         """Whether any pixel of the overlap is valid in both dates (checked on a decimated read)."""
@@ -277,14 +244,3 @@ def _inside(window: Window, region: Window) -> np.ndarray:
     in_rows = (rows >= region.row_off) & (rows < region.row_off + region.height)
     in_cols = (cols >= region.col_off) & (cols < region.col_off + region.width)
     return in_rows[:, None] & in_cols[None, :]
-
-
-def _spatial_slices(query: GeoSlice, bounds: tuple[slice, slice, slice]) -> tuple[slice, slice]:
-    """The x and y slices (CRS units) of a TorchGeo 0.8 ``GeoSlice``; a missing start or stop takes ``bounds``'.
-
-    The one adapter to TorchGeo's query type: a slice, or a tuple of up to three slices (x, y, t).
-    """
-    parts = (query,) if isinstance(query, slice) else tuple(query)
-    x, y = (parts[i] if i < len(parts) else slice(None) for i in range(2))
-    return tuple(slice(bounds[i].start if q.start is None else q.start, bounds[i].stop if q.stop is None else q.stop)
-                 for i, q in enumerate((x, y)))

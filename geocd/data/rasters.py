@@ -75,6 +75,21 @@ def row_windows(shape: Grid | DatasetReader, rows: int, start: int = 0, stop: in
     return [Window(0, row, shape.width, min(rows, stop - row)) for row in range(start, stop, rows)]
 
 
+def tile_windows(region: Window, size: int, stride: int) -> list[Window]:
+    """Square ``size``-pixel tiles ``stride`` pixels apart covering ``region``, north to south, west to east.
+
+    The grid of TorchGeo's ``GridGeoSampler`` over the region enlarged to at least one tile towards the
+    east and south: anchored at its south-west corner, the last row and column reaching past its north and
+    east edges where ``stride`` does not divide it. Prediction keeps this grid so that its results are those
+    of the samplers' tiles.
+    """
+    width, height = max(int(region.width), size), max(int(region.height), size)
+    rows, cols = (math.ceil((n - size) / stride) + 1 for n in (height, width))
+    bottom = int(region.row_off) + height - size
+    return [Window(int(region.col_off) + j * stride, bottom - i * stride, size, size)
+            for i in reversed(range(rows)) for j in range(cols)]
+
+
 def geotiff_profile(grid: Grid, count: int, dtype: str | np.dtype, nodata: float | None = None,
                     block: int = RASTER_BLOCK) -> dict:
     """rasterio creation profile of every GeoTIFF geocd writes on ``grid``: tiled in ``block``-pixel

@@ -1,6 +1,6 @@
 """Predict a change raster for one scene pair: read pair -> tile -> model -> stitch -> write.
 
-Orchestration only: the pair dataset (``geocd.data.pair``), TorchGeo's ``GridGeoSampler``,
+Orchestration only: the pair dataset (``geocd.data.pair``), its tiles (``geocd.data.rasters.tile_windows``),
 the models with test-time augmentation (``geocd.models.tta``) and the streaming stitcher
 (``geocd.inference.stitch``) do the work. The output raster follows ``geocd.changemap``.
 """
@@ -24,7 +24,6 @@ import torch
 from pyproj import CRS
 from rasterio.windows import Window
 from torch.utils.data import DataLoader, Dataset, default_collate
-from torchgeo.samplers import GridGeoSampler
 
 from geocd.atomic import atomic_output, check_output_path, check_outputs
 from geocd.changemap import (
@@ -35,7 +34,7 @@ from geocd.checkpoint import LoadedModel, ModelMetadata, check_ensemble, load_mo
 from geocd.data.alignment import WARN_PIXELS, Alignment, measure_alignment
 from geocd.data.pair import PairDataset
 from geocd.data.radiometry import check_target, radiometry_tag
-from geocd.data.rasters import RASTER_BLOCK, Grid, row_windows
+from geocd.data.rasters import RASTER_BLOCK, Grid, row_windows, tile_windows
 from geocd.data.remote import with_remote_reads
 from geocd.errors import GeocdError, GeocdWarning, InputError, OutputError
 from geocd.inference.backends import Runner, build_runners, resolved_backend, runtime_line
@@ -99,8 +98,7 @@ def predict_change_raster(
         raise InputError(None, f"threshold {options.threshold} must be in (0, 1]")
     only = _kept_classes(options.only, models[0])
     check_target(meta.radiometry, models[0].path)
-    dataset = PairDataset(before, after, meta.config.in_channels, options.bands, min_extent=tile,
-                          radiometry=options.radiometry)
+    dataset = PairDataset(before, after, meta.config.in_channels, options.bands, radiometry=options.radiometry)
     if not dataset.has_valid_pixels():
         raise InputError(after, f"no pixel is valid in both {Path(before).name} and {Path(after).name} where they overlap")
     if warn:
@@ -110,12 +108,10 @@ def predict_change_raster(
         dataset = dataset.aligned((alignment.shift.dx, alignment.shift.dy))
     elif warn and alignment is not None:
         _warn_of_shift(before, after, alignment)
-    tiles = sorted(((dataset.window_of(query), query) for query in GridGeoSampler(dataset, tile, tile - overlap)),
-                   key=lambda pair: (pair[0].row_off, pair[0].col_off))  # north to south: the sinks get rows top to bottom
-    windows, sampler = [w for w, _ in tiles], [query for _, query in tiles]
+    windows = tile_windows(dataset.overlap, tile, tile - overlap)  # north to south: the sinks get rows top to bottom
     batch_size, num_workers = _loader_settings(options, models[0], device)
     loader = DataLoader(
-        _ErrorsAsSamples(dataset), batch_size=batch_size, sampler=sampler,
+        _ErrorsAsSamples(dataset), batch_size=batch_size, sampler=windows,
         num_workers=num_workers, collate_fn=_collate_or_error, pin_memory=device.type == "cuda",
     )
     nets = build_runners(models, device, options.backend, tile, options.scales, options.precision)
@@ -227,7 +223,8 @@ class _Placer:
 
 
 class _ErrorsAsSamples(Dataset):
-    """A dataset whose :class:`GeocdError` is returned as the sample instead of raised.
+    """The pair read by pixel windows (the DataLoader's sampler is the list of tiles), a
+    :class:`GeocdError` returned as the sample instead of raised.
 
     PyTorch re-raises a worker's exception as a new one built from its traceback text, which
     loses the error's file and problem; a returned error is pickled whole to the main process.
@@ -236,9 +233,9 @@ class _ErrorsAsSamples(Dataset):
     def __init__(self, dataset: PairDataset) -> None:
         self.dataset = dataset
 
-    def __getitem__(self, query: object) -> dict | GeocdError:
+    def __getitem__(self, window: Window) -> dict | GeocdError:
         try:
-            return self.dataset[query]
+            return self.dataset.read(window)
         except GeocdError as error:
             return error
 
