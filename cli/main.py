@@ -262,6 +262,7 @@ def predict(before: str, after: str, output: str | None, raster: str | None, lan
                   seconds=round(stats.seconds, 3), outputs=written)
     if not quiet and progress_mode != "json":
         click.echo(line, err=True)
+    _NOTHING_TO_FINALIZE.set()
 
 
 @cli.command("predict-archive")
@@ -639,14 +640,29 @@ def _stop_on_signals() -> None:
         signal.signal(signum, handler)
 
 
+_NOTHING_TO_FINALIZE = threading.Event()
+"""Set by a command that ended with every output in place and every thread and file closed."""
+
+
 def main() -> None:
-    """Console-script entry point: exit 128 + N on signal N (130 on SIGINT, 143 on SIGTERM), temporary files removed."""
+    """Console-script entry point: exit 128 + N on signal N (130 on SIGINT, 143 on SIGTERM), temporary files removed.
+
+    After a command that leaves nothing to finalize (``predict``), the process exits without Python's
+    teardown of its modules (0.7 s of every run: PyTorch's, GDAL's, OpenVINO's).
+    """
     _stop_on_signals()
     try:
         cli(prog_name="geocd")
     except _Stopped as stop:
         click.echo(f"geocd: stopped by {signal.Signals(stop.signum).name}", err=True)
         sys.exit(128 + stop.signum)
+    except SystemExit as done:
+        if done.code in (0, None) and _NOTHING_TO_FINALIZE.is_set():
+            logging.shutdown()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
+        raise
 
 
 if __name__ == "__main__":

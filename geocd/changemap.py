@@ -15,7 +15,7 @@ pair of *different* classes (:func:`joint_classes`), so "water -> water" never a
 were not trained, the class bands are 0 everywhere and the tags say so. A land-cover map
 (:data:`LANDCOVER_BANDS`) has both dates' classes on the same grid.
 
-This module owns the format: encoding finished rows (:func:`encode_rows`), the row sinks
+This module owns the format: encoding finished rows (:func:`encode_rows`, :func:`encode_landcover`), the row sinks
 that write it (:func:`raster_sink`), and reading it back (:func:`open_change_raster`,
 :func:`read_strips`). Prediction hands every row of the grid, top to bottom, to its sinks
 as :class:`ChangeRows`; a sink may write a file or consume the rows directly.
@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -198,14 +199,19 @@ def changed_pixels(probability: np.ndarray, from_class: np.ndarray, info: Change
 class ChangeRows:
     """Finished rows of a change map on its grid, full width, uint8 with :data:`NODATA` outside the valid area.
 
-    ``bands`` ``[3, rows, width]`` are the change raster's :data:`BANDS`; ``landcover``
-    ``[2, rows, width]`` both dates' trained classes (:data:`LANDCOVER_BANDS`), None when the
-    model's land-cover heads were not trained.
+    ``bands`` ``[3, rows, width]`` are the change raster's :data:`BANDS`; :attr:`landcover` is made by
+    ``encode_landcover`` when a sink first asks for it (most runs write no land-cover map).
     """
 
     window: Window
     bands: np.ndarray
-    landcover: np.ndarray | None
+    encode_landcover: Callable[[], np.ndarray | None] = field(default=lambda: None, repr=False, compare=False)
+
+    @cached_property
+    def landcover(self) -> np.ndarray | None:
+        """``[2, rows, width]`` both dates' trained classes (:data:`LANDCOVER_BANDS`), None when the model's
+        land-cover heads were not trained."""
+        return self.encode_landcover()
 
 
 ChangeSink = Callable[[ChangeRows], None]
@@ -213,13 +219,13 @@ SinkFactory = Callable[[Grid, ChangeMapInfo], AbstractContextManager[ChangeSink]
 """Opens a sink for a change map on a grid (e.g. a file writer); the sink sees every row once, top to bottom."""
 
 
-def encode_rows(probabilities: np.ndarray, valid: np.ndarray, info: ChangeMapInfo) -> tuple[np.ndarray, np.ndarray | None]:
-    """Change-raster bands ``[3, h, w]`` and land cover ``[2, h, w]`` (None untrained) of blended model outputs.
+def encode_rows(probabilities: np.ndarray, valid: np.ndarray, info: ChangeMapInfo) -> np.ndarray:
+    """Change-raster bands ``[3, h, w]`` of blended model outputs.
 
     ``probabilities`` ``[1 + 2K, h, w]`` are the change probability then both dates' class
     probabilities over the K trained classes; ``valid`` ``[h, w]`` marks predicted pixels. A changed
     pixel's classes are :func:`joint_classes`' pair (0 with fewer than two trained classes, and
-    for a change ``info.only`` leaves out); the land cover is each date's most likely class.
+    for a change ``info.only`` leaves out).
     """
     trained = np.asarray(info.trained_classes, np.uint8)
     probability = encode_probability(probabilities[0])
@@ -227,19 +233,26 @@ def encode_rows(probabilities: np.ndarray, valid: np.ndarray, info: ChangeMapInf
     bands = np.empty((len(BANDS), *valid.shape), np.uint8)
     bands[0] = np.where(valid, probability, NODATA)
     bands[1:] = np.where(valid, 0, NODATA)
-    if not trained.size:
-        return bands, None
     t = trained.size
-    before, after = probabilities[1 : 1 + t], probabilities[1 + t :]
-    classes = [trained[probs.argmax(0)] for probs in (before, after)]
     if t >= 2:
-        pair = joint_classes(before[:, changed], after[:, changed])
+        pair = joint_classes(probabilities[1 : 1 + t, changed], probabilities[1 + t :, changed])
         from_class, to_class = trained[pair[0]], trained[pair[1]]
         if info.only:
             kept = np.isin(from_class, info.only) | np.isin(to_class, info.only)
             from_class, to_class = np.where(kept, from_class, 0), np.where(kept, to_class, 0)
         bands[1][changed], bands[2][changed] = from_class, to_class
-    return bands, np.where(valid, np.stack(classes), NODATA).astype(np.uint8)
+    return bands
+
+
+def encode_landcover(probabilities: np.ndarray, valid: np.ndarray, info: ChangeMapInfo) -> np.ndarray | None:
+    """Land cover ``[2, h, w]`` (each date's most likely trained class) of the blended model outputs of
+    :func:`encode_rows`; None when the land-cover heads were not trained."""
+    trained = np.asarray(info.trained_classes, np.uint8)
+    if not trained.size:
+        return None
+    t = trained.size
+    classes = [trained[probs.argmax(0)] for probs in (probabilities[1 : 1 + t], probabilities[1 + t :])]
+    return np.where(valid, np.stack(classes), NODATA).astype(np.uint8)
 
 
 def joint_classes(before: np.ndarray, after: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -270,7 +283,7 @@ def nodata_rows(window: Window, info: ChangeMapInfo) -> ChangeRows:
     """Rows of ``window`` with no prediction at all."""
     shape = (int(window.height), int(window.width))
     cover = np.full((len(LANDCOVER_BANDS), *shape), NODATA, np.uint8) if info.landcover_trained else None
-    return ChangeRows(window, np.full((len(BANDS), *shape), NODATA, np.uint8), cover)
+    return ChangeRows(window, np.full((len(BANDS), *shape), NODATA, np.uint8), lambda: cover)
 
 
 @contextmanager

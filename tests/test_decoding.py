@@ -14,7 +14,7 @@ from click.testing import CliRunner
 import geocd.checkpoint
 from cli.main import cli
 from conftest import intensity_model, planted_pair, synthetic_archive
-from geocd.changemap import ChangeMapInfo, changed_pixels, encode_rows, joint_classes
+from geocd.changemap import ChangeMapInfo, changed_pixels, encode_landcover, encode_rows, joint_classes
 from geocd.errors import InputError
 from geocd.evaluation import evaluate
 from geocd.inference.predict import PredictOptions, PredictOutputs, predict
@@ -32,13 +32,12 @@ PIXELS = [  # (before, after) probabilities over TRAINED, and the expected (from
 
 
 def encoded(change: list[float], only: tuple[int, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
-    """encode_rows on one row of the PIXELS with these change probabilities."""
+    """encode_rows and encode_landcover on one row of the PIXELS with these change probabilities."""
     before = np.array([p[0] for p in PIXELS], np.float32).T[:, None, :]
     after = np.array([p[1] for p in PIXELS], np.float32).T[:, None, :]
     probabilities = np.concatenate([np.array(change, np.float32)[None, None, :], before, after])
-    bands, cover = encode_rows(probabilities, np.ones((1, len(PIXELS)), bool),
-                               ChangeMapInfo(trained_classes=TRAINED, only=only))
-    return bands[:, 0], cover[:, 0]
+    valid, info = np.ones((1, len(PIXELS)), bool), ChangeMapInfo(trained_classes=TRAINED, only=only)
+    return encode_rows(probabilities, valid, info)[:, 0], encode_landcover(probabilities, valid, info)[:, 0]
 
 
 def test_a_changed_pixel_gets_the_best_pair_of_different_classes() -> None:

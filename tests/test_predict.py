@@ -252,10 +252,11 @@ def test_polygons_alone_are_made_from_the_rows_without_a_raster_file(tmp_path: P
 
     from geocd import changemap
     from geocd.inference.predict import predict
-    from geocd.vector import vectorize
+    from geocd.vector import pipeline, vectorize
 
     before, after, _ = planted_pair(tmp_path)
     options = PredictOptions(tile_size=32, overlap=8)  # many tiles and rows, so regions cross the sinks' row chunks
+    monkeypatch.setattr(pipeline, "STRIP_PIXELS", 128 * 8)  # and the polygons' strips (8 rows or more)
     predict(before, after, models=[intensity_model()], outputs=PredictOutputs(raster=tmp_path / "c.tif"), options=options)
     vectorize(tmp_path / "c.tif", tmp_path / "from_raster.gpkg")
     opened = []

@@ -236,14 +236,40 @@ def test_predict_imports_no_training_library_and_no_unused_runtime(tmp_path: Pat
     pytest.importorskip("openvino")
     monkeypatch.setenv("GEOCD_CACHE_DIR", str(tmp_path / "cache"))
     before, after, _ = planted_pair(tmp_path)
-    code = ("import sys; from geocd.cli.main import main\n"
-            f"sys.argv = ['geocd', 'predict', {str(before)!r}, {str(after)!r}, '-o', {str(tmp_path / 'c.gpkg')!r}, "
+    code = ("import sys; from geocd.cli.main import cli\n"
+            f"cli.main(['predict', {str(before)!r}, {str(after)!r}, '-o', {str(tmp_path / 'c.gpkg')!r}, "
             f"'--model', {str(tiny_checkpoint)!r}, '--backend', 'openvino', '-q', '--overwrite', "
-            f"'--quicklook', {str(tmp_path / 'q.png')!r}]\n"
-            "try:\n    main()\nexcept SystemExit as exit:\n    assert not exit.code, exit.code\n"
+            f"'--quicklook', {str(tmp_path / 'q.png')!r}], standalone_mode=False)\n"
             "print(sorted({m.split('.')[0] for m in sys.modules} & "
             "{'torchgeo', 'timm', 'torchvision', 'onnx', 'onnxruntime', 'openvino'}))")
     runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True) for _ in range(2)]
     assert [run.returncode for run in runs] == [0, 0], runs[0].stderr + runs[1].stderr
     assert [run.stdout.strip() for run in runs] == ["['onnx', 'openvino', 'timm', 'torchvision']", "['openvino']"]
     assert (tmp_path / "c.gpkg").is_file() and (tmp_path / "q.png").is_file()
+
+
+def test_predict_exits_without_teardown_and_loses_nothing(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    """The console script skips Python's teardown after predict: its last line still comes out, every output is
+    whole and nothing else is left in the folder; a failed run still exits 2 the usual way."""
+    import subprocess
+    import sys
+
+    import pyogrio
+
+    before, after, _ = planted_pair(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    geocd = Path(sys.executable).parent / "geocd"
+    command = [str(geocd), "predict", str(before), str(after), "-o", str(out / "c.gpkg"), "--raster", str(out / "c.tif"),
+               "--report", str(out / "r.json"), "--model", str(tiny_checkpoint), "--backend", "torch", "--progress", "json"]
+    run = subprocess.run(command, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    done = json.loads(run.stderr.splitlines()[-1])
+    assert done["event"] == "done" and done["outputs"] == [str(out / n) for n in ("c.gpkg", "c.tif", "r.json")]
+    assert sorted(p.name for p in out.iterdir()) == ["c.gpkg", "c.tif", "r.json"]
+    assert len(pyogrio.read_dataframe(out / "c.gpkg", layer="changes")) == done["polygons"]
+    assert json.loads((out / "r.json").read_text())["outputs"]["vectors"] == str(out / "c.gpkg")
+    with rasterio.open(out / "c.tif") as src:
+        assert src.read().shape == (3, 96, 128)
+    failed = subprocess.run(command, capture_output=True, text=True)  # the outputs exist now
+    assert failed.returncode == 2 and failed.stderr.startswith("geocd: error:")

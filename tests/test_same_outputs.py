@@ -9,6 +9,11 @@ from/to decoding (issue 25): change.tif differs only on its 136 changed pixels t
 semantic confusion counts. Updated again when tiles came to be predicted north to south (so that
 every sink gets the rows top to bottom, issue 27): the float16 blending sums the up to four tiles of
 a pixel in another order, which moved the change probability of 3 of change.tif's pixels by 1/254.
+Updated again for speed (issue 28): the blending sums are float32 instead of float16, which moved the
+change probability of 7 of change.tif's and 23 of real.tif's 12 288 pixels by 1/254 (classes unchanged); and the alignment's
+Hann taper is separable, which moved the wide pair's measured shift in its report from (1.30, -0.45) to
+(1.25, -0.40) px (the planted change and the smooth scene make it no ground truth; the alignment
+benchmark's table on real images is unchanged).
 """
 
 from __future__ import annotations
@@ -51,7 +56,7 @@ def test_predict_outputs_are_pinned(tmp_path: Path, tiny_checkpoint: Path) -> No
     predict(before, after, models=[load_checkpoint(tiny_checkpoint)], outputs=PredictOutputs(raster=tmp_path / "real.tif"),
             options=PredictOptions(tile_size=64, overlap=16, backend="onnx"))
     assert {name: raster_digest(tmp_path / name) for name in ("change.tif", "lc.tif", "real.tif")} == {
-        "change.tif": "570a478875889f83", "lc.tif": "4b8ee11c8ccc08cd", "real.tif": "3a0d4536afe28a29",
+        "change.tif": "264cf554d0323b83", "lc.tif": "4b8ee11c8ccc08cd", "real.tif": "e5cc18212ecf6861",
     }
 
 
@@ -81,7 +86,7 @@ def wide_uint16_pair(folder: Path) -> tuple[Path, Path]:
 
 @pytest.mark.parametrize("scene, pinned", [
     ("planted", ("044c5b764dda14a3", "e3edfe18869198cb")),
-    ("wide", ("ec1ecbe717100143", "7b4146040443e7d8")),
+    ("wide", ("ec1ecbe717100143", "16ffa34a39f09994")),
 ])
 def test_quicklook_and_report_are_pinned(tmp_path: Path, scene: str, pinned: tuple[str, str]) -> None:
     before, after = planted_pair(tmp_path)[:2] if scene == "planted" else wide_uint16_pair(tmp_path)

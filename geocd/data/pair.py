@@ -17,6 +17,7 @@ import copy
 import math
 import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -155,10 +156,12 @@ class PairDataset:
         return values, valid & finite
 
     def _overlap_sample(self) -> tuple[np.ndarray, np.ndarray]:
-        """Stored values ``[C, n]`` of each date at the pixels valid in both, from a decimated read of the overlap."""
+        """Stored values ``[C, n]`` of each date at the pixels valid in both, from a decimated read of the overlap
+        (both dates at once: GDAL decodes each file's blocks in its own thread)."""
         shape = decimated_shape(int(self.overlap.height), int(self.overlap.width))
-        reads = [read_decimated(src, bands, shape, self.overlap)
-                 for src, bands in zip(self._open(), (self.bands_before, self.bands_after))]
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            reads = list(pool.map(lambda src, bands: read_decimated(src, bands, shape, self.overlap),
+                                  self._open(), (self.bands_before, self.bands_after)))
         valid = reads[0][1] & reads[1][1]
         return tuple(data[:, valid] for data, _ in reads)  # type: ignore[return-value]
 

@@ -16,6 +16,7 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 
 from geocd.atomic import atomic_output, check_output_path, check_outputs
 from geocd.changemap import (
-    ChangeMapInfo, ChangeRasterResult, ChangeRows, ChangeSink, SinkFactory, encode_rows, nodata_rows, raster_sink,
+    ChangeMapInfo, ChangeRasterResult, ChangeRows, ChangeSink, SinkFactory, encode_landcover, encode_rows, nodata_rows, raster_sink,
     valid_threshold,
 )
 from geocd.checkpoint import LoadedModel, ModelMetadata, check_ensemble, load_models
@@ -214,12 +215,15 @@ class _Placer:
 
     def __call__(self, rows: FinishedRows) -> None:
         window = Window(0, self.row0 + rows.row_off, self.grid.width, rows.valid.shape[0])
-        full = nodata_rows(window, self.info)
-        bands, cover = encode_rows(rows.probabilities, rows.valid, self.info)
-        full.bands[:, :, self.columns] = bands
+        blank = nodata_rows(window, self.info)
+        blank.bands[:, :, self.columns] = encode_rows(rows.probabilities, rows.valid, self.info)
+        self.emit(ChangeRows(window, blank.bands, partial(self._landcover, blank.landcover, rows)))
+
+    def _landcover(self, cover: np.ndarray | None, rows: FinishedRows) -> np.ndarray | None:
+        """``cover`` (full width, nodata) with the land cover of ``rows`` in the region's columns."""
         if cover is not None:
-            full.landcover[:, :, self.columns] = cover
-        self.emit(full)
+            cover[:, :, self.columns] = encode_landcover(rows.probabilities, rows.valid, self.info)
+        return cover
 
 
 class _ErrorsAsSamples(Dataset):

@@ -39,7 +39,7 @@ from pyproj import CRS
 from geocd import __version__
 from geocd.atomic import check_output_path
 from geocd.changemap import (
-    ChangeMapInfo, ChangeRows, ChangeSink, Strip, changed_pixels, default_strip_rows, open_change_raster, read_strips,
+    STRIP_PIXELS, ChangeMapInfo, ChangeRows, ChangeSink, Strip, changed_pixels, default_strip_rows, open_change_raster, read_strips,
     valid_threshold,
 )
 from geocd.data.rasters import Grid
@@ -150,7 +150,8 @@ def change_polygons(
 
 class PolygonSink:
     """A change-map sink (:data:`geocd.changemap.SinkFactory`) that makes the change polygons from the rows
-    as they are predicted, exactly as :func:`change_polygons` makes them from the written raster.
+    as they are predicted, exactly as :func:`change_polygons` makes them from the written raster (in strips of
+    about :data:`~geocd.changemap.STRIP_PIXELS` pixels, as it reads them: every seam costs a join).
 
     After the run, :attr:`polygons` holds them and :attr:`seconds` the time spent on them.
     """
@@ -164,13 +165,23 @@ class PolygonSink:
     @contextmanager
     def __call__(self, grid: Grid, info: ChangeMapInfo) -> Iterator[ChangeSink]:
         builder = _PolygonBuilder(grid, info, self.min_area_m2, self.simplify)
+        strip_rows = max(STRIP_PIXELS // max(grid.width, 1), 1)  # vectorize's strips: fewer seams to join
+        held: list[tuple[int, np.ndarray]] = []  # (first row, bands) of the rows not polygonized yet
 
-        def add(rows: ChangeRows) -> None:
+        def polygonize_held() -> None:
             start = time.perf_counter()
-            builder.add(Strip(int(rows.window.row_off), *rows.bands))
+            builder.add(Strip(held[0][0], *np.concatenate([bands for _, bands in held], axis=1)))
+            held.clear()
             self.seconds += time.perf_counter() - start
 
+        def add(rows: ChangeRows) -> None:
+            held.append((int(rows.window.row_off), rows.bands))
+            if sum(bands.shape[1] for _, bands in held) >= strip_rows:
+                polygonize_held()
+
         yield add
+        if held:
+            polygonize_held()
         start = time.perf_counter()
         self.polygons = builder.polygons()
         self.seconds += time.perf_counter() - start
