@@ -220,13 +220,11 @@ class _Streams:
         batch = len(next(iter(feeds.values())))
         parts = np.array_split(np.arange(batch), min(batch, len(self.requests)))
         running = list(zip(self.requests, parts))
-        for request, part in running:
-            request.start_async({name: x[part[0] : part[-1] + 1] for name, x in feeds.items()})
-        outputs = []
+        for request, part in running:  # the inputs are read in place (they outlive the requests)
+            request.start_async({name: x[part[0] : part[-1] + 1] for name, x in feeds.items()}, share_inputs=True)
         for request, _ in running:
             request.wait()
-            outputs.append([tensor.data.copy() for tensor in request.output_tensors])
-        return [np.concatenate(output) for output in zip(*outputs)]
+        return [np.concatenate([request.output_tensors[i].data for request, _ in running]) for i in range(len(OUTPUTS))]
 
 
 def _onnx_graph(model: LoadedModel, tile_size: int) -> Path | bytes:

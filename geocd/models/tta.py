@@ -51,7 +51,7 @@ def predict_probabilities(
                     probs = [resize(p, size) for p in probs]
                 totals = probs if totals is None else [t + p for t, p in zip(totals, probs)]
     count = len(scales) * len(models) * len(transforms)
-    return ChangeProbabilities(*(t / count for t in totals))
+    return ChangeProbabilities(*(t if count == 1 else t / count for t in totals))
 
 
 def scaled_size(size: Sequence[int], scale: float) -> tuple[int, int]:
