@@ -31,10 +31,10 @@ def decode_pairs(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def pair_indices(from_class: np.ndarray, to_class: np.ndarray, num_classes: int) -> np.ndarray:
-    """Dense int64 pair indices ``from * (K + 1) + to`` (below ``(K + 1)²``) for K = ``num_classes``;
-    a class id above K counts as 0 (unknown)."""
-    known = [np.where(c <= num_classes, c, 0).astype(np.int64) for c in (from_class, to_class)]
-    return known[0] * (num_classes + 1) + known[1]
+    """Dense pair indices ``from * (K + 1) + to`` (below ``(K + 1)²``; uint16, which holds them for any
+    uint8 class id) for K = ``num_classes``; a class id above K counts as 0 (unknown)."""
+    known = [np.where(c <= num_classes, c, 0).astype(np.uint16) for c in (from_class, to_class)]
+    return known[0] * np.uint16(num_classes + 1) + known[1]
 
 
 def majority_pairs(pair_counts: np.ndarray, num_classes: int) -> tuple[np.ndarray, ...]:

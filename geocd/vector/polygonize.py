@@ -54,7 +54,7 @@ def polygonize_strip(changed: np.ndarray, pairs: np.ndarray, num_pairs: int, pro
     geometries = _polygons([geometry["coordinates"] for geometry, _ in shapes])
     flat = ids.ravel()
     where = np.flatnonzero(flat)
-    owner = flat[where] - 1
+    owner = flat[where].astype(np.int64) - 1
     counts = np.bincount(owner * num_pairs + pairs.ravel()[where], minlength=count * num_pairs)
     encoded = probability.ravel()[where]
     sums = np.bincount(owner, weights=encoded, minlength=count)
