@@ -40,7 +40,7 @@ from geocd.data.remote import with_remote_reads
 from geocd.errors import GeocdError, GeocdWarning, InputError, OutputError
 from geocd.inference.backends import Runner, build_runners, resolved_backend, runtime_line
 from geocd.inference.stitch import FinishedRows, RowStreamStitcher
-from geocd.models.tta import predict_probabilities
+from geocd.models.tta import PendingProbabilities, predict_logits
 from geocd.options import PredictOptions
 from geocd.progress import Progress
 from geocd.report import REPORT_KEY, build_report, write_report
@@ -143,10 +143,11 @@ def predict_change_raster(
                 if isinstance(batch, GeocdError):
                     raise batch
                 t0 = time.perf_counter()
-                probs = _forward(nets, batch, device, options, trained)
+                pending = _forward(nets, batch, device, options)
                 model_seconds += time.perf_counter() - t0
-                stitching.run(_stitch, stitcher, batch, probs, tile)
-                progress.advance(len(probs), len(probs) * (tile - overlap) ** 2)
+                stitching.run(_stitch, stitcher, batch, pending, trained, tile)
+                tiles = len(batch["window"])
+                progress.advance(tiles, tiles * (tile - overlap) ** 2)
         progress.close()
         if not stitcher.complete:
             raise RuntimeError("stitching ended with rows not written")
@@ -290,8 +291,15 @@ class _Behind:
             self.executor.shutdown(wait=True)
 
 
-def _stitch(stitcher: RowStreamStitcher, batch: dict, probs: np.ndarray, tile: int) -> None:
-    """Add a batch's tiles to the stitcher (which hands finished rows to the sinks)."""
+def _stitch(stitcher: RowStreamStitcher, batch: dict, pending: PendingProbabilities, trained: list[int], tile: int) -> None:
+    """Average a batch's probabilities and add its tiles to the stitcher (which hands finished rows to the sinks):
+    ``[1 + 2T, h, w]`` per tile, the change then the trained classes of each date."""
+    out = pending()
+    channels = [out.change]
+    if trained:
+        heads = [c - 1 for c in trained]
+        channels += [out.sem_before[:, heads], out.sem_after[:, heads]]
+    probs = torch.cat(channels, dim=1).cpu().numpy()
     for i, (row, col) in enumerate(batch["window"].tolist()):
         stitcher.add(Window(col, row, tile, tile), probs[i], batch["valid"][i].numpy())
 
@@ -310,19 +318,13 @@ def _same_file(before: str | os.PathLike[str], after: str | os.PathLike[str]) ->
         return False
 
 
-def _forward(nets: Sequence[Runner], batch: dict, device: torch.device, options: PredictOptions,
-             trained: list[int]) -> np.ndarray:
-    """Stacked probabilities ``[B, 1 + 2T, h, w]``: change, then the trained classes of each date."""
+def _forward(nets: Sequence[Runner], batch: dict, device: torch.device, options: PredictOptions) -> PendingProbabilities:
+    """The networks run on a batch; their probabilities are averaged later, by :func:`_stitch`."""
     before = batch["image_before"].to(device, non_blocking=True)
     after = batch["image_after"].to(device, non_blocking=True)
     amp = torch.autocast("cuda", dtype=torch.float16) if device.type == "cuda" else contextlib.nullcontext()
     with amp:
-        out = predict_probabilities(nets, before, after, tta=options.tta, scales=options.scales)
-    channels = [out.change]
-    if trained:
-        heads = [c - 1 for c in trained]
-        channels += [out.sem_before[:, heads], out.sem_after[:, heads]]
-    return torch.cat(channels, dim=1).float().cpu().numpy()
+        return predict_logits(nets, before, after, tta=options.tta, scales=options.scales)
 
 
 @dataclass(frozen=True)
