@@ -61,6 +61,7 @@ class RowStreamStitcher:
         self.width = int(region.width)
         size = (int(windows[0].height), int(windows[0].width)) if windows else (0, 0)
         self.weights = np.outer(blend_window(size[0], overlap), blend_window(size[1], overlap))
+        self.weighted = np.empty((channels, *size), np.float32)  # a tile's weighted probabilities, reused
         self.total = len(windows)
         self.last_tile = np.full(self.height, -1)
         for i, w in enumerate(windows):
@@ -88,7 +89,9 @@ class RowStreamStitcher:
             tile_cols = slice(left + int(self.region.col_off) - int(window.col_off), right + int(self.region.col_off) - int(window.col_off))
             rows = slice(top - self.buffer_top, bottom - self.buffer_top)
             w = self.weights[tile_rows, tile_cols]
-            self.sums[:, rows, left:right] += probabilities[:, tile_rows, tile_cols] * w
+            weighted = self.weighted[:, : w.shape[0], : w.shape[1]]
+            np.multiply(probabilities[:, tile_rows, tile_cols], w, out=weighted)
+            self.sums[:, rows, left:right] += weighted
             self.weight_sums[rows, left:right] += w
             self.valid[rows, left:right] |= valid[tile_rows, tile_cols]
         self.added += 1
