@@ -200,18 +200,18 @@ class ChangeRows:
     """Finished rows of a change map on its grid, full width, uint8 with :data:`NODATA` outside the valid area.
 
     ``bands`` ``[3, rows, width]`` are the change raster's :data:`BANDS`; :attr:`landcover` is made by
-    ``encode_landcover`` when a sink first asks for it (most runs write no land-cover map).
+    ``make_landcover`` when a sink first asks for it (most runs write no land-cover map).
     """
 
     window: Window
     bands: np.ndarray
-    encode_landcover: Callable[[], np.ndarray | None] = field(default=lambda: None, repr=False, compare=False)
+    make_landcover: Callable[[], np.ndarray | None] = field(default=lambda: None, repr=False, compare=False)
 
     @cached_property
     def landcover(self) -> np.ndarray | None:
         """``[2, rows, width]`` both dates' trained classes (:data:`LANDCOVER_BANDS`), None when the model's
         land-cover heads were not trained."""
-        return self.encode_landcover()
+        return self.make_landcover()
 
 
 ChangeSink = Callable[[ChangeRows], None]

@@ -262,7 +262,7 @@ def _torch_threads(count: int) -> Iterator[None]:
 
     When ONNX Runtime or OpenVINO runs the network on every core, PyTorch only batches tiles and
     averages probabilities, in the reading and stitching threads: a team of its threads waits for a
-    core the runtime holds at every operation (a batch's collation took 30 ms instead of 0.1 ms).
+    core the runtime holds at every operation (a batch's collation took 32 ms instead of 0.1 ms beside OpenVINO).
     """
     previous = torch.get_num_threads()
     torch.set_num_threads(count)
