@@ -118,7 +118,8 @@ class PredictOptions:
     """Knobs of one prediction; ``None`` tile size and overlap come from the model.
 
     ``device`` is a name for :func:`geocd.inference.predict.resolve_device` or a device it
-    resolved. ``batch_size`` ``None`` means 2 with ONNX Runtime on CPU, 1 with PyTorch on CPU
+    resolved. ``batch_size`` ``None`` means 2 with ONNX Runtime or OpenVINO on CPU (OpenVINO: at least one
+    tile per stream it runs in parallel), 1 with PyTorch on CPU
     (larger batches are slower per tile there, being memory-bound) and 8 on CUDA.
     ``num_workers`` tile-reading processes are forked (0: read in this process, a thread reading
     the next batch while the network runs; forked workers inherit this process's warning
@@ -167,7 +168,8 @@ class PredictOptions:
         "auto", "OpenVINO's precision: bf16 needs a CPU with AMX or AVX-512 BF16; auto is bf16 there, fp32 "
                 "elsewhere. The other backends run fp32.")
     batch_size: int | None = option(
-        None, "Tiles per forward pass. Default: 2 with openvino or onnx on CPU, 1 with torch on CPU, 8 on CUDA.", min=1)
+        None, "Tiles per forward pass. Default: 2 with openvino (or one per OpenVINO stream where it runs more) or "
+              "onnx on CPU, 1 with torch on CPU, 8 on CUDA.", min=1)
     num_workers: int | None = option(None, "Tile-reading worker processes. Default: 0 on CPU, 2 on CUDA.", min=0)
     align: bool = option(
         False, "Measure the global shift between the dates and undo it, to a fraction of a pixel, before "

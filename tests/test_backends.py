@@ -144,6 +144,30 @@ def test_openvino_caches_its_compiled_graph_beside_the_onnx_cache(tmp_path: Path
 
 
 @needs_openvino
+def test_openvino_batches_give_each_stream_a_tile_and_match_one_request(tmp_path: Path, small_checkpoint: Path) -> None:
+    """A batch is split over OpenVINO's streams, and predict's default batch holds a tile for each of them
+    (at least 2): with 4 streams, the 6 tiles of the pair go as 4 + 2, one tile per request, and the
+    change raster is that of one request doing every tile."""
+    before, after, _ = planted_pair(tmp_path)
+    model = load_checkpoint(small_checkpoint)
+    options = PredictOptions(tile_size=64, overlap=16, backend="openvino", precision="fp32")
+    rasters, call = {}, backends._Streams.__call__
+    for streams in (1, 4):
+        batches = []
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(backends._Streams, "__init__", lambda self, compiled, n=streams: setattr(
+                self, "requests", [compiled.create_infer_request() for _ in range(n)]))
+            patch.setattr(backends._Streams, "__call__",
+                          lambda self, feeds: (batches.append(len(feeds["before"])), call(self, feeds))[1])
+            predict(before, after, models=[model], outputs=PredictOutputs(raster=tmp_path / f"{streams}.tif"),
+                    options=options)
+        assert batches == ([2, 2, 2] if streams == 1 else [4, 2])
+        with rasterio.open(tmp_path / f"{streams}.tif") as src:
+            rasters[streams] = src.read()
+    assert np.abs(rasters[1].astype(int) - rasters[4]).max() <= 1
+
+
+@needs_openvino
 def test_auto_uses_openvino_then_onnx_for_a_checkpoint_on_cpu_and_torch_otherwise(small_checkpoint: Path,
                                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     model = load_checkpoint(small_checkpoint)

@@ -21,7 +21,7 @@ import io
 import os
 import warnings
 from collections.abc import Callable, Sequence
-from functools import cache, partial
+from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -143,11 +143,15 @@ def _build_runner(model: LoadedModel, device: torch.device, backend: Backend, si
     if chosen == "torch":
         return NormalizedModel(model).to(device)
     if chosen == "onnx":
-        compile_graph = _ort_session
-    else:
-        hint = {"fp32": "f32", "bf16": "bf16"}[openvino_precision(precision)]
-        compile_graph = partial(_openvino_model, hint=hint)
-    return _GraphRunner({size: compile_graph(_onnx_graph(model, size)) for size in sizes})
+        return _GraphRunner({size: _ort_session(_onnx_graph(model, size)) for size in sizes})
+    hint = {"fp32": "f32", "bf16": "bf16"}[openvino_precision(precision)]
+    streams = {size: _openvino_model(_onnx_graph(model, size), hint) for size in sizes}
+    return _GraphRunner(streams, max(len(s.requests) for s in streams.values()))
+
+
+def parallel_tiles(runner: Runner) -> int:
+    """How many tiles ``runner`` infers at once: OpenVINO's streams (:class:`_Streams`), else 1."""
+    return runner.parallel if isinstance(runner, _GraphRunner) else 1
 
 
 GraphSession = Callable[[dict[str, np.ndarray]], Sequence[np.ndarray]]
@@ -157,8 +161,8 @@ GraphSession = Callable[[dict[str, np.ndarray]], Sequence[np.ndarray]]
 class _GraphRunner:
     """Compiled ONNX graphs (ONNX Runtime or OpenVINO), one per square input size, called like the PyTorch model they were exported from."""
 
-    def __init__(self, sessions: dict[int, GraphSession]) -> None:
-        self.sessions = sessions
+    def __init__(self, sessions: dict[int, GraphSession], parallel: int = 1) -> None:
+        self.sessions, self.parallel = sessions, parallel
 
     def __call__(self, before: torch.Tensor, after: torch.Tensor) -> ChangeLogits:
         feeds = {name: np.ascontiguousarray(x.numpy(), np.float32) for name, x in (("before", before), ("after", after))}
@@ -184,7 +188,7 @@ def _openvino_core():  # noqa: ANN202 - openvino.Core, imported only when OpenVI
     return require("openvino", "backend openvino").Core()
 
 
-def _openvino_model(graph: Path | bytes, hint: str) -> GraphSession:
+def _openvino_model(graph: Path | bytes, hint: str) -> _Streams:
     """``graph`` compiled by OpenVINO for the CPU at inference precision ``hint`` (f32 or bf16), in
     throughput mode on the physical cores (:class:`_Streams`).
 

@@ -38,7 +38,7 @@ from geocd.data.radiometry import check_target, radiometry_tag
 from geocd.data.rasters import RASTER_BLOCK, Grid, row_windows, tile_windows
 from geocd.data.remote import with_remote_reads
 from geocd.errors import GeocdError, GeocdWarning, InputError, OutputError
-from geocd.inference.backends import Runner, build_runners, resolved_backend, runtime_line
+from geocd.inference.backends import Runner, build_runners, parallel_tiles, resolved_backend, runtime_line
 from geocd.inference.stitch import FinishedRows, RowStreamStitcher
 from geocd.models.tta import PendingProbabilities, predict_logits
 from geocd.options import PredictOptions
@@ -110,12 +110,12 @@ def predict_change_raster(
     elif warn and alignment is not None:
         _warn_of_shift(before, after, alignment)
     windows = tile_windows(dataset.overlap, tile, tile - overlap)  # north to south: the sinks get rows top to bottom
-    batch_size, num_workers = _loader_settings(options, models[0], device)
+    nets = build_runners(models, device, options.backend, tile, options.scales, options.precision)
+    batch_size, num_workers = _loader_settings(options, models[0], device, max(map(parallel_tiles, nets)))
     loader = DataLoader(
         _ErrorsAsSamples(dataset), batch_size=batch_size, sampler=windows,
         num_workers=num_workers, collate_fn=_collate_or_error, pin_memory=device.type == "cuda",
     )
-    nets = build_runners(models, device, options.backend, tile, options.scales, options.precision)
     progress.note(runtime_line(models[0].path, device, options.backend, options.precision))
     trained = list(meta.trained_classes)
     info = ChangeMapInfo(
@@ -248,10 +248,11 @@ class _ErrorsAsSamples(Dataset):
             return error
 
 
-def _loader_settings(options: PredictOptions, model: LoadedModel, device: torch.device) -> tuple[int, int]:
-    """Tiles per batch and reading worker processes: as given, else the fastest measured (see PredictOptions)."""
+def _loader_settings(options: PredictOptions, model: LoadedModel, device: torch.device, parallel: int) -> tuple[int, int]:
+    """Tiles per batch and reading worker processes: as given, else the fastest measured (see PredictOptions),
+    and at least one tile for each of the ``parallel`` tiles the runtime infers at once."""
     cuda = device.type == "cuda"
-    batch_size = 8 if cuda else 1 if resolved_backend(model, device, options.backend) == "torch" else 2
+    batch_size = 8 if cuda else 1 if resolved_backend(model, device, options.backend) == "torch" else max(2, parallel)
     num_workers = 2 if cuda else 0
     return options.batch_size or batch_size, num_workers if options.num_workers is None else options.num_workers
 
