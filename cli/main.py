@@ -651,6 +651,7 @@ def main() -> None:
     teardown of its modules (0.7 s of every run: PyTorch's, GDAL's, OpenVINO's).
     """
     _stop_on_signals()
+    _NOTHING_TO_FINALIZE.clear()
     try:
         cli(prog_name="geocd")
     except _Stopped as stop:
