@@ -40,10 +40,12 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 import rasterio
+from rasterio.errors import NotGeoreferencedWarning
 from rasterio.transform import from_origin
 from rasterio.windows import Window
 
@@ -197,8 +199,10 @@ def mosaic_scene(path: Path, side: int, levir: Path, date: str) -> None:
         k = 0
         for row in range(0, side, 1024):
             for col in range(0, side, 1024):
-                with rasterio.open(tiles[k % len(tiles)]) as src:
-                    data = np.rot90(src.read(), k // len(tiles) % 4, axes=(1, 2))
+                with warnings.catch_warnings():  # the PNG tiles carry no georeferencing; the mosaic gets its own
+                    warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                    with rasterio.open(tiles[k % len(tiles)]) as src:
+                        data = np.rot90(src.read(), k // len(tiles) % 4, axes=(1, 2))
                 h, w = min(1024, side - row), min(1024, side - col)
                 dst.write(np.ascontiguousarray(data[:, :h, :w]), window=Window(col, row, w, h))
                 k += 1
