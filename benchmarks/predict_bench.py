@@ -281,7 +281,7 @@ def main() -> None:
     parser.add_argument("--skip-naive", action="store_true")
     parser.add_argument("--network", action="store_true", help="time the network alone per runtime and precision")
     parser.add_argument("--batch", type=int, default=2, help="tiles per batch with --network")
-    parser.add_argument("--seconds", type=float, default=60.0, help="seconds of timed turns with --network")
+    parser.add_argument("--seconds", type=float, default=60.0, help="seconds of timed turns of the network table (--network, --end-to-end)")
     parser.add_argument("--end-to-end", action="store_true", help="the README's speed table: network and geocd predict")
     parser.add_argument("--data", type=Path, help="../shared/data, for LEVIR-CD mosaics with --end-to-end")
     parser.add_argument("--mode", choices=["save", "geocd", "naive"], help=argparse.SUPPRESS)
