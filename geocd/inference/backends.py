@@ -228,7 +228,7 @@ class _Streams:
             request.start_async({name: x[part[0] : part[-1] + 1] for name, x in feeds.items()}, share_inputs=True)
         for request, _ in running:
             request.wait()
-        return [np.concatenate([request.output_tensors[i].data for request, _ in running]) for i in range(len(OUTPUTS))]
+        return [np.concatenate([request.get_output_tensor(i).data for request, _ in running]) for i in range(len(OUTPUTS))]
 
 
 def _onnx_graph(model: LoadedModel, tile_size: int) -> Path | bytes:

@@ -111,7 +111,8 @@ def predict_change_raster(
         _warn_of_shift(before, after, alignment)
     windows = tile_windows(dataset.overlap, tile, tile - overlap)  # north to south: the sinks get rows top to bottom
     nets = build_runners(models, device, options.backend, tile, options.scales, options.precision)
-    batch_size, num_workers = _loader_settings(options, models[0], device, max(map(parallel_tiles, nets)))
+    backend = resolved_backend(models[0], device, options.backend)
+    batch_size, num_workers = _loader_settings(options, backend, device, max(map(parallel_tiles, nets)))
     loader = DataLoader(
         _ErrorsAsSamples(dataset), batch_size=batch_size, sampler=windows,
         num_workers=num_workers, collate_fn=_collate_or_error, pin_memory=device.type == "cuda",
@@ -127,7 +128,6 @@ def predict_change_raster(
     )
     grid, region = dataset.grid, dataset.overlap
     model_seconds = 0.0
-    backend = resolved_backend(models[0], device, options.backend)
     with contextlib.ExitStack() as stack:
         if backend != "torch":
             stack.enter_context(_torch_threads(1))
@@ -248,11 +248,11 @@ class _ErrorsAsSamples(Dataset):
             return error
 
 
-def _loader_settings(options: PredictOptions, model: LoadedModel, device: torch.device, parallel: int) -> tuple[int, int]:
+def _loader_settings(options: PredictOptions, backend: str, device: torch.device, parallel: int) -> tuple[int, int]:
     """Tiles per batch and reading worker processes: as given, else the fastest measured (see PredictOptions),
-    and at least one tile for each of the ``parallel`` tiles the runtime infers at once."""
+    and at least one tile for each of the ``parallel`` tiles the runtime (``backend``, resolved) infers at once."""
     cuda = device.type == "cuda"
-    batch_size = 8 if cuda else 1 if resolved_backend(model, device, options.backend) == "torch" else max(2, parallel)
+    batch_size = 8 if cuda else 1 if backend == "torch" else max(2, parallel)
     num_workers = 2 if cuda else 0
     return options.batch_size or batch_size, num_workers if options.num_workers is None else options.num_workers
 
