@@ -81,7 +81,7 @@ def save_model(path: Path, backbone: str, tile: int) -> None:
     trained = (LandCover.WATER, LandCover.GROUND, LandCover.LOW_VEGETATION, LandCover.TREE, LandCover.BUILDING)
     meta = ModelMetadata(config, mean=(120.0,) * 3, std=(50.0,) * 3, trained_classes=trained, tile_size=tile)
     save_checkpoint(path, SiameseChangeNet(config, meta.mean, meta.std).eval(), meta)
-    build_runners([load_checkpoint(path)], torch.device("cpu"), "onnx", tile)
+    build_runners([load_checkpoint(path)], "cpu", "onnx", tile)
 
 
 def run_geocd(before: Path, after: Path, out: Path, model_path: Path, backend: str, workers: int) -> dict:
@@ -101,8 +101,9 @@ def run_naive(before: Path, after: Path, out: Path, model_path: Path, tile: int)
     from torchgeo.datasets import RasterDataset
     from torchgeo.samplers import GridGeoSampler
 
+    import torch
+
     from geocd.checkpoint import load_checkpoint
-    from geocd.models.tta import predict_probabilities
 
     model = load_checkpoint(model_path)
     start = time.perf_counter()
@@ -113,7 +114,8 @@ def run_naive(before: Path, after: Path, out: Path, model_path: Path, tile: int)
     for query in GridGeoSampler(ds_before, tile, tile - tile // 8):
         b = ds_before[query]["image"][None].float()
         a = ds_after[query]["image"][None].float()
-        probs = predict_probabilities([model.model], b, a).change[0, 0].numpy()
+        with torch.no_grad():
+            probs = model.model(b, a).change.sigmoid()[0, 0].numpy()
         col = round((query[0].start - transform.c) / transform.a)
         row = round((transform.f - query[1].stop) / -transform.e)
         r0, c0 = max(row, 0), max(col, 0)
@@ -159,10 +161,10 @@ def network_speeds(tile: int, batch: int, seconds: float) -> dict[str, float]:
     from geocd.inference.backends import build_runners
 
     model = load_models()[0]
-    cpu = torch.device("cpu")
-    runners = {name: build_runners([model], cpu, backend, tile, precision=precision)[0]
+    runners = {name: build_runners([model], "cpu", backend, tile, precision=precision)[0]
                for name, backend, precision in cpu_runtimes()}
-    before, after = (torch.rand(batch, model.metadata.config.in_channels, tile, tile) * 255 for _ in range(2))
+    shape = (batch, model.metadata.config.in_channels, tile, tile)
+    before, after = (np.random.default_rng(seed).random(shape, np.float32) * 255 for seed in range(2))
     spent = dict.fromkeys(runners, 0.0)
     calls = dict.fromkeys(runners, 0)
     with torch.inference_mode():

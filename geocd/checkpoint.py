@@ -13,24 +13,26 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from functools import cached_property, partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
-from torch import nn
 
 from geocd import __version__
 from geocd.atomic import atomic_output
 from geocd.data.radiometry import DISPLAY8
 from geocd.errors import CheckpointError, InputError
-from geocd.models.siamese import NORMALISATION, ModelConfig, SiameseChangeNet
+from geocd.models.config import NORMALISATION, ModelConfig
 from geocd.options import TrainOptions
 from geocd.schema import SECOND, ClassSchema
+
+if TYPE_CHECKING:
+    import torch
+
+    from geocd.models.siamese import SiameseChangeNet
 
 DEFAULT_MODEL = Path(__file__).parent / "models" / "default" / "geocd-default.safetensors"
 DEFAULT_MODEL_NAME = "default"
@@ -108,24 +110,27 @@ class ModelMetadata:
 class LoadedModel:
     """A network in eval mode with the metadata it was saved with, and where it came from.
 
-    ``model`` is the network, or a function that builds it when :attr:`model` is first used
-    (:func:`load_checkpoint`'s: a run of a cached ONNX graph never builds the PyTorch network).
+    ``model`` is the network, or a :func:`functools.partial` that builds it when :attr:`model` is first used
+    (:func:`load_checkpoint`'s: a run of a cached ONNX graph never builds the PyTorch network, nor imports PyTorch).
     """
 
-    def __init__(self, model: SiameseChangeNet | Callable[[], SiameseChangeNet], metadata: ModelMetadata,
+    def __init__(self, model: SiameseChangeNet | partial[SiameseChangeNet], metadata: ModelMetadata,
                  path: Path) -> None:
         self._model, self.metadata, self.path = model, metadata, path
 
     @cached_property
     def model(self) -> SiameseChangeNet:
         """The network, built now if it was not yet."""
-        return self._model if isinstance(self._model, nn.Module) else self._model()
+        return self._model() if isinstance(self._model, partial) else self._model
 
 
 def save_checkpoint(
     path: str | os.PathLike[str], model: SiameseChangeNet, metadata: ModelMetadata, half: bool = False, overwrite: bool = True
 ) -> Path:
     """Write ``model`` and ``metadata`` atomically; ``half`` stores floating weights (not the normalisation) as float16."""
+    import torch
+    from safetensors.torch import save_file
+
     if model.config != metadata.config:
         raise ValueError(f"model config {model.config} differs from metadata config {metadata.config}")
     if not all(torch.equal(getattr(model, name).cpu(), _band_tensor(values))
@@ -177,6 +182,8 @@ def load_checkpoint(path: str | os.PathLike[str] | None = None, device: str | to
 
 def _network(path: Path, metadata: ModelMetadata, device: str | torch.device) -> SiameseChangeNet:
     """The network of checkpoint ``path`` with its weights."""
+    from geocd.models.siamese import SiameseChangeNet
+
     try:
         model = SiameseChangeNet(metadata.config, metadata.mean, metadata.std)
     except RuntimeError as error:
@@ -253,6 +260,8 @@ def check_ensemble(models: Sequence[LoadedModel]) -> None:
 
 def _band_tensor(values: Sequence[float]) -> torch.Tensor:
     """Per-band values as the network holds them: float32 ``[1,C,1,1]``."""
+    import torch
+
     return torch.tensor(values, dtype=torch.float32).view(1, -1, 1, 1)
 
 
@@ -260,7 +269,7 @@ def _read_header(path: Path) -> dict[str, str]:
     if not path.is_file():
         raise CheckpointError(path, "model file does not exist")
     try:
-        with safe_open(str(path), framework="pt") as f:
+        with safe_open(str(path), framework="numpy") as f:  # the header only: no framework is imported
             header = f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as error:
         raise CheckpointError(path, f"not a geocd checkpoint (not a readable safetensors file: {error})") from None

@@ -17,15 +17,21 @@ from click.testing import CliRunner
 from cli.main import cli
 from conftest import intensity_model, planted_pair, random_checkpoint, write_raster
 from geocd.changemap import is_changed
-from geocd.checkpoint import load_checkpoint, save_checkpoint
-from geocd.inference import backends
-from geocd.inference.backends import NormalizedModel, build_runners, onnx_cache_path
+from geocd.checkpoint import LoadedModel, load_checkpoint, save_checkpoint
+from geocd.inference import backends, eager
+from geocd.inference.backends import build_runners, onnx_cache_path
+from geocd.inference.eager import TorchRunner
 from geocd.inference.predict import PredictOptions, PredictOutputs, predict
 from geocd.models.tta import predict_probabilities
 
-CPU = torch.device("cpu")
+CPU = "cpu"
 needs_openvino = pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="needs openvino")
 LEVIR = Path("/work/shared/data/levir-full")
+
+
+def pixels(batch: int, tile: int) -> np.ndarray:
+    """A random float32 batch ``[batch, 3, tile, tile]`` of 8-bit pixel values."""
+    return np.random.default_rng().random((batch, 3, tile, tile), np.float32) * 255
 
 
 @pytest.fixture(scope="module")
@@ -37,14 +43,14 @@ def small_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def exports(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     """The targets of every ONNX export made during the test."""
-    made: list[Path] = []
-    export = backends._export
+    made: list[Path | None] = []
+    export = eager.export_onnx
 
-    def counting(net: NormalizedModel, tile_size: int, target: Path) -> None:
+    def counting(loaded: LoadedModel, tile_size: int, target: Path | None = None) -> bytes | None:
         made.append(target)
-        export(net, tile_size, target)
+        return export(loaded, tile_size, target)
 
-    monkeypatch.setattr(backends, "_export", counting)
+    monkeypatch.setattr(eager, "export_onnx", counting)
     return made
 
 
@@ -59,26 +65,26 @@ def test_onnx_probabilities_match_torch_with_tta_and_an_ensemble(tmp_path: Path,
     other = load_checkpoint(small_checkpoint)
     other.model.change_head.head.classifier[1].bias.data += 0.5
     models = [load_checkpoint(small_checkpoint), load_checkpoint(save_checkpoint(tmp_path / "other.safetensors", other.model, other.metadata))]
-    before, after = (torch.rand(2, 3, tile, tile) * 255 for _ in range(2))
+    before, after = (pixels(2, tile) for _ in range(2))
     expected = predict_probabilities(build_runners(models, CPU, "torch", tile), before, after, tta=True)
     runners = build_runners(models, CPU, "onnx", tile)
-    assert not any(isinstance(r, torch.nn.Module) for r in runners)
+    assert not any(isinstance(r, TorchRunner) for r in runners)
     got = predict_probabilities(runners, before, after, tta=True)
     for a, b in zip(expected, got):
         assert a.shape == b.shape
-        assert torch.allclose(a, b, atol=1e-4, rtol=0)
+        assert np.allclose(a, b, atol=1e-4, rtol=0)
 
 
 def test_onnx_runs_every_scale_like_torch(small_checkpoint: Path) -> None:
     models = [load_checkpoint(small_checkpoint)]
-    before, after = (torch.rand(1, 3, 64, 64) * 255 for _ in range(2))
+    before, after = (pixels(1, 64) for _ in range(2))
     scales = (1.0, 0.5)
     expected = predict_probabilities(build_runners(models, CPU, "torch", 64, scales), before, after, scales=scales)
     runners = build_runners(models, CPU, "onnx", 64, scales)
     assert sorted(runners[0].sessions) == [32, 64]
     got = predict_probabilities(runners, before, after, scales=scales)
     for a, b in zip(expected, got):
-        assert torch.allclose(a, b, atol=1e-4, rtol=0)
+        assert np.allclose(a, b, atol=1e-4, rtol=0)
 
 
 def test_onnx_and_torch_write_the_same_change_raster(tmp_path: Path, small_checkpoint: Path) -> None:
@@ -121,14 +127,14 @@ def test_a_cached_graph_runs_without_building_the_network(tmp_path: Path, small_
                                                           monkeypatch: pytest.MonkeyPatch, backend: str) -> None:
     """The PyTorch network (and timm) is built only to export a graph; with the graph cached it never is."""
     monkeypatch.setenv("GEOCD_CACHE_DIR", str(tmp_path / "cache"))
-    before, after = (torch.rand(1, 3, 64, 64) * 255 for _ in range(2))
+    before, after = (pixels(1, 64) for _ in range(2))
     first = load_checkpoint(small_checkpoint)
     expected = build_runners([first], CPU, backend, 64, precision="fp32")[0](before, after)
     assert "model" in vars(first)  # built to export the graph
     again = load_checkpoint(small_checkpoint)
     got = build_runners([again], CPU, backend, 64, precision="fp32")[0](before, after)
     assert "model" not in vars(again)
-    assert all(torch.equal(e, g) for e, g in zip(expected, got))
+    assert all(np.array_equal(e, g) for e, g in zip(expected, got))
 
 
 @needs_openvino
@@ -172,14 +178,14 @@ def test_auto_uses_openvino_then_onnx_for_a_checkpoint_on_cpu_and_torch_otherwis
                                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     model = load_checkpoint(small_checkpoint)
     assert backends.resolved_backend(model, CPU, "auto") == "openvino"
-    assert not isinstance(build_runners([model], CPU, "auto", 64)[0], torch.nn.Module)
-    assert isinstance(build_runners([intensity_model()], CPU, "auto", 64)[0], NormalizedModel)  # no file to cache
-    assert backends.resolved_backend(model, torch.device("cuda"), "auto") == "torch"
+    assert not isinstance(build_runners([model], CPU, "auto", 64)[0], TorchRunner)
+    assert isinstance(build_runners([intensity_model()], CPU, "auto", 64)[0], TorchRunner)  # no file to cache
+    assert backends.resolved_backend(model, "cuda", "auto") == "torch"
     monkeypatch.setitem(sys.modules, "openvino", None)
     assert backends.resolved_backend(model, CPU, "auto") == "onnx"
-    assert not isinstance(build_runners([model], CPU, "auto", 64)[0], torch.nn.Module)
+    assert not isinstance(build_runners([model], CPU, "auto", 64)[0], TorchRunner)
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
-    assert isinstance(build_runners([model], CPU, "auto", 64)[0], NormalizedModel)
+    assert isinstance(build_runners([model], CPU, "auto", 64)[0], TorchRunner)
 
 
 
@@ -189,7 +195,7 @@ def test_without_the_onnx_exporter_auto_runs_torch_and_a_graph_backend_names_its
     monkeypatch.setitem(sys.modules, "onnx", None)
     model = load_checkpoint(small_checkpoint)
     assert backends.resolved_backend(model, CPU, "auto") == "torch"
-    assert isinstance(build_runners([model], CPU, "auto", 64)[0], NormalizedModel)
+    assert isinstance(build_runners([model], CPU, "auto", 64)[0], TorchRunner)
     assert run_predict(tmp_path, small_checkpoint, "--backend", "onnx") == (
         'geocd: error: --backend onnx needs onnx, which is not installed (pip install "geocd[onnx]")\n', 2)
     assert not (tmp_path / "c.tif").exists()
@@ -218,7 +224,7 @@ def test_backend_onnx_without_onnxruntime_is_a_one_line_error(tmp_path: Path, sm
 @needs_openvino
 def test_openvino_fp32_probabilities_match_torch_at_every_scale_with_tta(small_checkpoint: Path) -> None:
     models = [load_checkpoint(small_checkpoint)]
-    before, after = (torch.rand(2, 3, 80, 80) * 255 for _ in range(2))
+    before, after = (pixels(2, 80) for _ in range(2))
     scales = (1.0, 0.5)
     expected = predict_probabilities(build_runners(models, CPU, "torch", 80, scales), before, after, tta=True, scales=scales)
     runners = build_runners(models, CPU, "openvino", 80, scales, precision="fp32")
@@ -226,7 +232,7 @@ def test_openvino_fp32_probabilities_match_torch_at_every_scale_with_tta(small_c
     got = predict_probabilities(runners, before, after, tta=True, scales=scales)
     for a, b in zip(expected, got):
         assert a.shape == b.shape
-        assert torch.allclose(a, b, atol=1e-4, rtol=0)
+        assert np.allclose(a, b, atol=1e-4, rtol=0)
 
 
 def run_predict(tmp_path: Path, checkpoint: Path, *flags: str) -> tuple[str, int]:
@@ -295,7 +301,7 @@ def test_backend_onnx_on_cuda_is_refused(small_checkpoint: Path) -> None:
     from geocd.errors import InputError
 
     with pytest.raises(InputError, match="^backend onnx runs on the CPU only, not on cuda"):
-        build_runners([load_checkpoint(small_checkpoint)], torch.device("cuda"), "onnx", 64)
+        build_runners([load_checkpoint(small_checkpoint)], "cuda", "onnx", 64)
 
 
 @pytest.mark.parametrize("size", [16, 17, 23])
@@ -303,7 +309,7 @@ def test_matrix_pooling_equals_adaptive_pooling(size: int) -> None:
     x = torch.randn(2, 4, size, size + 3)
     for bins in (1, 2, 3, 6):
         expected = torch.nn.AdaptiveAvgPool2d(bins)(x)
-        assert torch.allclose(backends._MatrixAdaptivePool(bins)(x), expected, atol=1e-5)
+        assert torch.allclose(eager._MatrixAdaptivePool(bins)(x), expected, atol=1e-5)
 
 
 def test_onnx_runtime_threads_are_the_physical_cores_we_may_use() -> None:

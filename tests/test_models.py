@@ -1,5 +1,8 @@
 """The Siamese network, its heads and test-time augmentation."""
 
+from collections.abc import Callable
+
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -64,6 +67,22 @@ class PointwiseModel(nn.Module):
         return ChangeLogits(self.semantic(before), self.semantic(after), self.change(before - after))
 
 
+def runner(model: nn.Module) -> Callable[[np.ndarray, np.ndarray], ChangeLogits]:
+    """``model`` called like an inference runner: numpy batches in, float32 arrays out."""
+
+    @torch.no_grad()
+    def run(before: np.ndarray, after: np.ndarray) -> ChangeLogits:
+        out = model(*(torch.from_numpy(np.ascontiguousarray(x)) for x in (before, after)))
+        return ChangeLogits(*(o.numpy() for o in out))
+
+    return run
+
+
+def randn(*shape: int) -> np.ndarray:
+    """Standard normal float32 values of ``shape``."""
+    return np.random.default_rng(0).standard_normal(shape, np.float32)
+
+
 class LeftColumnModel(PointwiseModel):
     """Not equivariant: the change logit is large only in the leftmost column."""
 
@@ -88,28 +107,28 @@ def test_six_distinct_dihedral_transforms() -> None:
 
 
 def test_tta_of_equivariant_model_equals_plain_prediction() -> None:
-    model = PointwiseModel()
-    before, after = torch.randn(2, 3, 8, 12), torch.randn(2, 3, 8, 12)
+    model = runner(PointwiseModel())
+    before, after = randn(2, 3, 8, 12), randn(2, 3, 8, 12)
     plain = predict_probabilities([model], before, after, tta=False)
     augmented = predict_probabilities([model], before, after, tta=True)
     for p, a in zip(plain, augmented):
-        torch.testing.assert_close(p, a)
-    torch.testing.assert_close(plain.sem_before.sum(1), torch.ones(2, 8, 12))
+        np.testing.assert_allclose(p, a, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(plain.sem_before.sum(1), np.ones((2, 8, 12)), rtol=1e-6)
 
 
 def test_tta_averages_over_the_six_transforms_mapped_back() -> None:
-    before = after = torch.zeros(1, 3, 6, 6)
-    probs = predict_probabilities([LeftColumnModel()], before, after, tta=True).change[0, 0]
-    high, low = torch.sigmoid(torch.tensor(5.0)), torch.sigmoid(torch.tensor(-5.0))
-    expected = torch.zeros(6, 6)
+    before = after = np.zeros((1, 3, 6, 6), np.float32)
+    probs = predict_probabilities([runner(LeftColumnModel())], before, after, tta=True).change[0, 0]
+    high, low = 1 / (1 + np.exp(-5.0)), 1 / (1 + np.exp(5.0))
+    expected = np.zeros((6, 6))
     for forward, inverse in DIHEDRAL.values():
-        column = torch.full((1, 1, 6, 6), float(low))
-        column[..., 0] = float(high)
+        column = np.full((1, 1, 6, 6), low)
+        column[..., 0] = high
         expected += inverse(column)[0, 0]
-    torch.testing.assert_close(probs, expected / 6)
+    np.testing.assert_allclose(probs, expected / 6, rtol=1e-6)
     # the border pixels are hit by some transforms' left column, the interior by none
     assert probs[0, 0] > probs[0, 3] > probs[2, 2]
-    torch.testing.assert_close(probs[2, 2], low)
+    np.testing.assert_allclose(probs[2, 2], low, rtol=1e-5)
 
 
 class SmallInputModel(PointwiseModel):
@@ -121,24 +140,48 @@ class SmallInputModel(PointwiseModel):
 
 
 def test_scales_average_the_resized_runs_mapped_back_to_the_input_size() -> None:
-    before, after = torch.randn(2, 3, 8, 12), torch.randn(2, 3, 8, 12)
-    probs = predict_probabilities([SmallInputModel()], before, after, scales=(1.0, 0.5))
+    before, after = randn(2, 3, 8, 12), randn(2, 3, 8, 12)
+    probs = predict_probabilities([runner(SmallInputModel())], before, after, scales=(1.0, 0.5))
     assert probs.change.shape == (2, 1, 8, 12) and probs.sem_after.shape == (2, 4, 8, 12)
-    torch.testing.assert_close(probs.change, torch.full((2, 1, 8, 12), 0.5))  # sigmoid(-5) and sigmoid(5), averaged
-    flat = torch.full((1, 3, 8, 12), 7.0)  # a constant image resizes exactly: every scale sees the same pixels
-    plain = predict_probabilities([PointwiseModel()], flat, flat * 0.5)
-    scaled = predict_probabilities([PointwiseModel()], flat, flat * 0.5, scales=(1.0, 0.5, 2.0))
+    np.testing.assert_allclose(probs.change, np.full((2, 1, 8, 12), 0.5))  # sigmoid(-5) and sigmoid(5), averaged
+    flat = np.full((1, 3, 8, 12), 7.0, np.float32)  # a constant image resizes exactly: every scale sees the same pixels
+    plain = predict_probabilities([runner(PointwiseModel())], flat, flat * 0.5)
+    scaled = predict_probabilities([runner(PointwiseModel())], flat, flat * 0.5, scales=(1.0, 0.5, 2.0))
     for p, s in zip(plain, scaled):
-        torch.testing.assert_close(p, s)
+        np.testing.assert_allclose(p, s, rtol=1e-6)
 
 
 def test_ensemble_averages_member_probabilities() -> None:
-    a, b = PointwiseModel(seed=1), PointwiseModel(seed=2)
-    before, after = torch.randn(1, 3, 5, 5), torch.randn(1, 3, 5, 5)
+    a, b = runner(PointwiseModel(seed=1)), runner(PointwiseModel(seed=2))
+    before, after = randn(1, 3, 5, 5), randn(1, 3, 5, 5)
     pa, pb = (predict_probabilities([m], before, after) for m in (a, b))
     both = predict_probabilities([a, b], before, after)
-    torch.testing.assert_close(both.change, (pa.change + pb.change) / 2)
-    torch.testing.assert_close(both.sem_after, (pa.sem_after + pb.sem_after) / 2)
+    np.testing.assert_allclose(both.change, (pa.change + pb.change) / 2, rtol=1e-6)
+    np.testing.assert_allclose(both.sem_after, (pa.sem_after + pb.sem_after) / 2, rtol=1e-6)
+
+
+def test_probabilities_are_softmax_and_sigmoid_without_overflow() -> None:
+    """Softmax and sigmoid in numpy equal PyTorch's, with no warning even for logits of any size."""
+    import warnings
+
+    logits = randn(2, 5, 4, 4) * 40
+
+    def fixed(before: np.ndarray, after: np.ndarray) -> ChangeLogits:
+        return ChangeLogits(logits, -logits, logits[:, :1] * 100)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        probs = predict_probabilities([fixed], np.zeros((2, 3, 4, 4), np.float32), np.zeros((2, 3, 4, 4), np.float32))
+    assert all(p.dtype == np.float32 for p in probs)
+    np.testing.assert_allclose(probs.sem_after, torch.from_numpy(-logits).softmax(1).numpy(), atol=1e-6)
+    np.testing.assert_allclose(probs.change, torch.from_numpy(logits[:, :1] * 100).sigmoid().numpy(), atol=1e-6)
+
+
+def test_dihedral_transforms_treat_numpy_arrays_and_tensors_alike() -> None:
+    x = randn(2, 3, 4, 6)
+    for element in GROUP:
+        np.testing.assert_array_equal(element.forward(x), element.forward(torch.from_numpy(x)).numpy())
+        np.testing.assert_array_equal(element.inverse(element.forward(x)), x)
 
 
 def test_group_has_eight_distinct_invertible_elements_turns_then_flip() -> None:

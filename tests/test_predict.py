@@ -269,34 +269,6 @@ def test_polygons_alone_are_made_from_the_rows_without_a_raster_file(tmp_path: P
                               pyogrio.read_dataframe(tmp_path / "from_raster.gpkg"))
 
 
-@pytest.mark.parametrize("backend, threads", [("onnx", 1), ("torch", None)])
-def test_pytorch_leaves_the_cores_to_a_graph_runtime(tmp_path: Path, tiny_checkpoint: Path, backend: str,
-                                                     threads: int | None) -> None:
-    """While ONNX Runtime or OpenVINO runs the network, PyTorch (batching, averaging, in the other threads) runs
-    single-threaded; PyTorch running the network keeps its threads; the process's setting is restored after."""
-    from contextlib import contextmanager
-
-    import torch
-
-    from geocd.checkpoint import load_checkpoint
-
-    before, after, _ = planted_pair(tmp_path)
-    seen = set()
-
-    @contextmanager
-    def recording(grid, info):  # noqa: ANN001, ANN202 - a SinkFactory
-        yield lambda rows: seen.add(torch.get_num_threads())
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        predict_change_raster(before, after, [load_checkpoint(tiny_checkpoint)], [recording],
-                              PredictOptions(tile_size=64, overlap=16, backend=backend))
-        assert seen == {threads or 2} and torch.get_num_threads() == 2
-    finally:
-        torch.set_num_threads(previous)
-
-
 def test_a_sink_failing_while_the_network_runs_fails_the_prediction(tmp_path: Path) -> None:
     """Sinks run one batch behind the network, in a thread: their error still ends the run, as itself."""
     from contextlib import contextmanager

@@ -20,7 +20,7 @@ from conftest import synthetic_archive, write_raster
 from geocd.checkpoint import load_checkpoint, read_metadata
 from geocd.data.archive import read_archive, split_pairs
 from geocd.errors import InputError
-from geocd.models.siamese import ChangeLogits, ModelConfig
+from geocd.models.config import ChangeLogits, ModelConfig
 from geocd.progress import Progress
 from geocd.schema import LandCover
 from geocd.training.datamodule import ArchiveDataModule, band_statistics

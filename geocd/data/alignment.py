@@ -120,9 +120,9 @@ def measure_alignment(dataset: PairDataset, pixel_size_m: float, apply: bool) ->
     window = Window(int(region.col_off + (region.width - width) // 2), int(region.row_off + (region.height - height) // 2),
                     width, height)
     sample = dataset.read(window)
-    valid = sample["valid"].numpy()
+    valid = sample["valid"]
     if valid.mean() < MIN_VALID_SHARE:
         return None
-    before, after = (sample[key].numpy().mean(axis=0) for key in ("image_before", "image_after"))
+    before, after = (sample[key].mean(axis=0) for key in ("image_before", "image_after"))
     shift = estimate_shift(before, after, valid)
     return None if shift is None else Alignment(shift, pixel_size_m, apply)

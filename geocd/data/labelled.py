@@ -106,7 +106,7 @@ class LabelledPairDataset(PairDataset, GeoDataset):
 
     def read(self, window: Window) -> dict[str, Any]:
         """Images, validity and labels over a pixel window of the 'before' grid."""
-        sample = super().read(window)
+        sample = {key: torch.from_numpy(value) for key, value in super().read(window).items()}
         valid = sample["valid"].numpy()
         labels = [np.where(valid, read_label(src, window), IGNORE) for src in self._open_labels()]
         ignored = np.full_like(labels[0], IGNORE)

@@ -21,7 +21,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
-import torch
 from affine import Affine
 from rasterio.enums import ColorInterp, Resampling
 from rasterio.io import DatasetReader
@@ -130,19 +129,16 @@ class PairDataset:
         self.stretches = fit_stretches(radiometry, dtypes, calibration, samples)
 
     def read(self, window: Window) -> dict[str, Any]:
-        """Both dates and the joint validity over a pixel window of the 'before' grid."""
+        """Both dates (``image_before``/``image_after``, float32 ``[C, h, w]``), their joint validity (``valid``,
+        bool ``[h, w]``) and the window's ``[row, col]`` (``window``) over a pixel window of the 'before' grid."""
         (image_before, valid_before), (image_after, valid_after) = (
             self._read_date(src, bands, stretch, window)
             for src, bands, stretch in zip(self._open(), (self.bands_before, self.bands_after), self.stretches)
         )
         valid = valid_before & valid_after & _inside(window, self.overlap)
         image_before, image_after = _filled(valid, image_before, image_after)
-        return {
-            "image_before": torch.from_numpy(image_before),
-            "image_after": torch.from_numpy(image_after),
-            "valid": torch.from_numpy(valid),
-            "window": torch.tensor([int(window.row_off), int(window.col_off)]),
-        }
+        return {"image_before": image_before, "image_after": image_after, "valid": valid,
+                "window": np.array([int(window.row_off), int(window.col_off)])}
 
     def has_valid_pixels(self) -> bool:
         """Whether any pixel of the overlap is valid in both dates (checked on a decimated read)."""

@@ -1,9 +1,10 @@
 """Inference backends: one runner per model, PyTorch eager, ONNX Runtime or OpenVINO.
 
-A runner is called as ``runner(before, after)`` on raw pixel batches ``[B,C,H,W]`` (float32)
-and returns the model's :class:`~geocd.models.ChangeLogits`; the network normalises them with
-its own mean and std. Test-time augmentation and ensembles stay in
-:func:`geocd.models.tta.predict_probabilities`, which transforms the inputs around any runner.
+A runner (:data:`geocd.models.tta.Runner`) is called as ``runner(before, after)`` on raw pixel batches
+``[B,C,H,W]`` (float32 numpy arrays) and returns the model's :class:`~geocd.models.ChangeLogits` as float32
+arrays; the network normalises them with its own mean and std. Test-time augmentation and ensembles stay in
+:func:`geocd.models.tta.predict_probabilities`, which transforms the inputs around any runner. Only the
+PyTorch runner and the export of a graph import PyTorch (:mod:`geocd.inference.eager`).
 
 ONNX Runtime and OpenVINO run the same ONNX graph. It is exported from the checkpoint at a fixed tile size (dynamic batch) and
 cached under ``GEOCD_CACHE_DIR`` (default: the user's cache folder) ``/onnx/<key>.onnx``, the
@@ -15,9 +16,7 @@ at each run and not cached, and so is every graph when the cache folder cannot b
 from __future__ import annotations
 
 import contextlib
-import copy
 import hashlib
-import io
 import os
 import warnings
 from collections.abc import Callable, Sequence
@@ -26,44 +25,23 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import torch
-from torch import nn
 
 from geocd import __version__
 from geocd.atomic import atomic_output
 from geocd.checkpoint import LoadedModel
 from geocd.errors import GeocdWarning, InputError, OutputError
 from geocd.extras import install_hint, missing, require
-from geocd.models import ChangeLogits
-from geocd.models.tta import scaled_size
+from geocd.models.config import ChangeLogits
+from geocd.models.tta import Runner, scaled_size
 from geocd.options import Backend, Precision
 
-Runner = Callable[[torch.Tensor, torch.Tensor], ChangeLogits]
 CACHE_ENV = "GEOCD_CACHE_DIR"
 OUTPUTS = ChangeLogits._fields
-ONNX_OPSET = 17
 GRAPH_BACKENDS = ("openvino", "onnx")
 """The backends running the ONNX graph, each its own install extra (:mod:`geocd.extras`), in ``auto``'s order."""
 
 
-class NormalizedModel(nn.Module):
-    """A loaded model run in channels-last memory layout, about 1.3x faster for convolutions on CPU.
-
-    The network normalises raw pixel values itself (:class:`~geocd.models.SiameseChangeNet`).
-    """
-
-    def __init__(self, loaded: LoadedModel) -> None:
-        super().__init__()
-        self.net = loaded.model.to(memory_format=torch.channels_last)
-        self.in_channels = loaded.metadata.config.in_channels
-        self.eval()
-
-    def forward(self, before: torch.Tensor, after: torch.Tensor):  # noqa: ANN201 - the wrapped model's output
-        layout = torch.channels_last
-        return self.net(before.contiguous(memory_format=layout), after.contiguous(memory_format=layout))
-
-
-def build_runners(models: Sequence[LoadedModel], device: torch.device, backend: Backend, tile_size: int,
+def build_runners(models: Sequence[LoadedModel], device: str, backend: Backend, tile_size: int,
                   scales: Sequence[float] = (1.0,), precision: Precision = "auto") -> list[Runner]:
     """One runner per model for square tiles of ``tile_size`` pixels, resized by each of ``scales``.
 
@@ -75,32 +53,37 @@ def build_runners(models: Sequence[LoadedModel], device: torch.device, backend: 
     """
     if backend in GRAPH_BACKENDS:
         require(backend, f"backend {backend}")
-        if device.type != "cpu":
+        if device != "cpu":
             raise InputError(None, f"backend {backend} runs on the CPU only, not on {device}")
     sizes = sorted({scaled_size((tile_size, tile_size), scale)[0] for scale in scales})
     return [_build_runner(m, device, backend, sizes, precision) for m in models]
 
 
-def resolved_backend(model: LoadedModel, device: torch.device, backend: Backend) -> Literal["torch", "onnx", "openvino"]:
+def resolved_backend(model: LoadedModel, device: str, backend: Backend) -> Literal["torch", "onnx", "openvino"]:
     """The backend that ``backend`` means for ``model`` on ``device`` (see :func:`build_runners`)."""
     return checkpoint_backend(model.path, device, backend)
 
 
-def checkpoint_backend(checkpoint: Path, device: torch.device, backend: Backend) -> Literal["torch", "onnx", "openvino"]:
+def checkpoint_backend(checkpoint: Path, device: str, backend: Backend) -> Literal["torch", "onnx", "openvino"]:
     """The backend that ``backend`` means for the model of file ``checkpoint`` on ``device``, without loading it."""
     if backend != "auto":
         return backend
-    if device.type != "cpu" or not checkpoint.is_file():
+    if device != "cpu" or not checkpoint.is_file():
         return "torch"
     return next((name for name in GRAPH_BACKENDS if missing(name) is None), "torch")
 
 
-def runtime_line(checkpoint: Path, device: torch.device, backend: Backend, precision: Precision) -> str:
+def runtime_line(checkpoint: Path, device: str, backend: Backend, precision: Precision) -> str:
     """Which runtime, precision and device run the network, in one line (e.g. ``running openvino (bf16) on cpu, 8 cores``)."""
     chosen = checkpoint_backend(checkpoint, device, backend)
-    cuda = device.type == "cuda"  # predict runs CUDA under float16 autocast
+    cuda = device != "cpu"  # predict runs CUDA under float16 autocast
     precision_used = openvino_precision(precision) if chosen == "openvino" else "fp16 autocast" if cuda else "fp32"
-    where = f"{device} ({torch.cuda.get_device_name(device)})" if cuda else f"{device}, {physical_cores()} cores"
+    if cuda:
+        import torch
+
+        where = f"{device} ({torch.cuda.get_device_name(device)})"
+    else:
+        where = f"{device}, {physical_cores()} cores"
     return f"running {chosen} ({precision_used}) on {where}"
 
 
@@ -134,14 +117,16 @@ def physical_cores() -> int:
     return len(cores)
 
 
-def _build_runner(model: LoadedModel, device: torch.device, backend: Backend, sizes: Sequence[int],
+def _build_runner(model: LoadedModel, device: str, backend: Backend, sizes: Sequence[int],
                   precision: Precision) -> Runner:
     chosen = resolved_backend(model, device, backend)
     if chosen != "openvino" and precision == "bf16":
         raise InputError(None, f"precision bf16 runs on backend openvino only, not {chosen}"
                                + ("" if missing("openvino") is None else f" ({install_hint('openvino')})"))
     if chosen == "torch":
-        return NormalizedModel(model).to(device)
+        from geocd.inference.eager import TorchRunner
+
+        return TorchRunner(model, device)
     if chosen == "onnx":
         return _GraphRunner({size: _ort_session(_onnx_graph(model, size)) for size in sizes})
     hint = {"fp32": "f32", "bf16": "bf16"}[openvino_precision(precision)]
@@ -164,9 +149,9 @@ class _GraphRunner:
     def __init__(self, sessions: dict[int, GraphSession], parallel: int = 1) -> None:
         self.sessions, self.parallel = sessions, parallel
 
-    def __call__(self, before: torch.Tensor, after: torch.Tensor) -> ChangeLogits:
-        feeds = {name: np.ascontiguousarray(x.numpy(), np.float32) for name, x in (("before", before), ("after", after))}
-        return ChangeLogits(*(torch.from_numpy(o) for o in self.sessions[before.shape[-1]](feeds)))
+    def __call__(self, before: np.ndarray, after: np.ndarray) -> ChangeLogits:
+        feeds = {name: np.ascontiguousarray(x, np.float32) for name, x in (("before", before), ("after", after))}
+        return ChangeLogits(*self.sessions[before.shape[-1]](feeds))
 
 
 def _ort_session(graph: Path | bytes) -> GraphSession:
@@ -238,69 +223,23 @@ def _onnx_graph(model: LoadedModel, tile_size: int) -> Path | bytes:
     A cache folder that cannot be written (read-only or missing home, full disk) costs a
     warning and an export for this run only, in memory.
     """
-    if not model.path.is_file():
-        return _exported_bytes(NormalizedModel(model), tile_size)
-    path = onnx_cache_path(model.path, tile_size)
-    if path.is_file():
+    path = onnx_cache_path(model.path, tile_size) if model.path.is_file() else None
+    if path is not None and path.is_file():
         return path
+    from geocd.inference.eager import export_onnx  # a cache miss: PyTorch builds the network to export it
+
+    if path is None:
+        return export_onnx(model, tile_size)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_output(path, overwrite=True) as tmp:
-            _export(NormalizedModel(model), tile_size, tmp)
+            export_onnx(model, tile_size, tmp)
     except (OSError, OutputError) as error:
         reason = error.problem if isinstance(error, OutputError) else error.strerror or str(error)
         warnings.warn(GeocdWarning(path.parent, f"the ONNX cache folder cannot be written ({reason}); the graph is "
                                                 f"exported for this run only (set {CACHE_ENV} to keep it)"), stacklevel=2)
-        return _exported_bytes(NormalizedModel(model), tile_size)
+        return export_onnx(model, tile_size)
     return path
-
-
-def _exported_bytes(net: NormalizedModel, tile_size: int) -> bytes:
-    """The ONNX graph of ``net`` for ``tile_size`` square tiles, in memory."""
-    buffer = io.BytesIO()
-    _export(net, tile_size, buffer)
-    return buffer.getvalue()
-
-
-def _export(net: NormalizedModel, tile_size: int, target: Path | io.BytesIO) -> None:
-    """Export ``net`` for ``tile_size`` square tiles with a dynamic batch (TorchScript exporter)."""
-    exportable = copy.deepcopy(net).cpu()
-    for name, module in list(exportable.named_modules()):
-        if isinstance(module, nn.AdaptiveAvgPool2d):
-            parent, _, child = name.rpartition(".")
-            setattr(exportable.get_submodule(parent), child, _MatrixAdaptivePool(module.output_size))
-    example = torch.zeros(2, net.in_channels, tile_size, tile_size)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(exportable, (example, example), target, dynamo=False, opset_version=ONNX_OPSET,
-                          input_names=["before", "after"], output_names=list(OUTPUTS),
-                          dynamic_axes={name: {0: "batch"} for name in ("before", "after", *OUTPUTS)})
-
-
-class _MatrixAdaptivePool(nn.Module):
-    """Adaptive average pooling as two matrix products, exact for any fixed input size.
-
-    The TorchScript ONNX exporter refuses adaptive pooling whose bins do not divide the
-    input (the PSP head's 3 and 6 bins on most tile sizes); bin ``i`` of ``n`` input pixels
-    averages pixels ``floor(i n / b)`` to ``ceil((i + 1) n / b)``, as PyTorch does.
-    """
-
-    def __init__(self, output_size: int | tuple[int, int]) -> None:
-        super().__init__()
-        self.bins = (output_size, output_size) if isinstance(output_size, int) else output_size
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows, cols = (_pool_matrix(int(n), b) for n, b in zip(x.shape[-2:], self.bins))
-        return rows @ x @ cols.T
-
-
-def _pool_matrix(n: int, bins: int) -> torch.Tensor:
-    """``[bins, n]`` averaging weights of adaptive pooling over ``n`` pixels."""
-    matrix = torch.zeros(bins, n)
-    for i in range(bins):
-        start, stop = (i * n) // bins, -((-(i + 1) * n) // bins)
-        matrix[i, start:stop] = 1.0 / (stop - start)
-    return matrix
 
 
 def _cache_dir() -> Path:

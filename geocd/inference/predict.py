@@ -11,6 +11,7 @@ import contextlib
 import json
 import math
 import os
+import sys
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -18,13 +19,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from pyproj import CRS
 from rasterio.windows import Window
-from torch.utils.data import DataLoader, Dataset, default_collate
 
 from geocd.atomic import atomic_output, check_output_path, check_outputs
 from geocd.changemap import (
@@ -38,7 +37,7 @@ from geocd.data.radiometry import check_target, radiometry_tag
 from geocd.data.rasters import RASTER_BLOCK, Grid, row_windows, tile_windows
 from geocd.data.remote import with_remote_reads
 from geocd.errors import GeocdError, GeocdWarning, InputError, OutputError
-from geocd.inference.backends import Runner, build_runners, parallel_tiles, resolved_backend, runtime_line
+from geocd.inference.backends import build_runners, parallel_tiles, resolved_backend, runtime_line
 from geocd.inference.stitch import FinishedRows, RowStreamStitcher
 from geocd.models.tta import PendingProbabilities, predict_logits
 from geocd.options import PredictOptions
@@ -48,22 +47,43 @@ from geocd.vector.attributes import ChangeTypeSummary
 from geocd.vector.measure import pixel_area
 from geocd.vector.zones import read_zones, write_zone_table, zone_statistics
 
+if TYPE_CHECKING:
+    import torch
+
 RASTER_SUFFIXES = (".tif", ".tiff")
 
 
-def resolve_device(name: str | torch.device) -> torch.device:
-    """``auto`` picks CUDA when available; ``cpu``/``cuda``/``cuda:N`` are checked; a ``torch.device`` is already resolved."""
-    if isinstance(name, torch.device):
-        return name
+def resolve_device(name: str | torch.device) -> str:
+    """The device a name means, as PyTorch names it: ``auto`` is CUDA when available, else ``cpu``;
+    ``cpu``/``cuda``/``cuda:N`` (or a ``torch.device``) are checked.
+
+    PyTorch is imported only where a CUDA device may exist (:func:`_cuda_possible`): a prediction by a graph
+    runtime on a machine without one never imports it.
+    """
+    name = str(name)
+    if name == "cpu" or (name == "auto" and not _cuda_possible()):
+        return "cpu"
+    import torch
+
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return "cuda" if torch.cuda.is_available() else "cpu"
     try:
         device = torch.device(name)
     except RuntimeError:
         raise InputError(None, f"device {name!r} is not a device (use auto, cpu, cuda or cuda:N)") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InputError(None, f"device {name} asked for CUDA, but no CUDA device is available")
-    return device
+    return "cpu" if device.type == "cpu" else str(device)
+
+
+def _cuda_possible() -> bool:
+    """False where PyTorch cannot see a CUDA device: macOS, and Linux without NVIDIA's driver (``/proc/driver/nvidia``)
+    or ROCm's (``/dev/kfd``); True elsewhere, where only PyTorch can tell."""
+    if sys.platform == "darwin":
+        return False
+    if sys.platform.startswith("linux"):
+        return os.path.exists("/proc/driver/nvidia") or os.path.exists("/dev/kfd")
+    return True
 
 
 @with_remote_reads
@@ -113,10 +133,7 @@ def predict_change_raster(
     nets = build_runners(models, device, options.backend, tile, options.scales, options.precision)
     backend = resolved_backend(models[0], device, options.backend)
     batch_size, num_workers = _loader_settings(options, backend, device, max(map(parallel_tiles, nets)))
-    loader = DataLoader(
-        _ErrorsAsSamples(dataset), batch_size=batch_size, sampler=windows,
-        num_workers=num_workers, collate_fn=_collate_or_error, pin_memory=device.type == "cuda",
-    )
+    batches = _batches(dataset, windows, batch_size, num_workers)
     progress.note(runtime_line(models[0].path, device, options.backend, options.precision))
     trained = list(meta.trained_classes)
     info = ChangeMapInfo(
@@ -129,8 +146,6 @@ def predict_change_raster(
     grid, region = dataset.grid, dataset.overlap
     model_seconds = 0.0
     with contextlib.ExitStack() as stack:
-        if backend != "torch":
-            stack.enter_context(_torch_threads(1))
         opened = [stack.enter_context(factory(grid, info)) for factory in sinks]
 
         def emit(rows: ChangeRows) -> None:
@@ -142,11 +157,11 @@ def predict_change_raster(
         stitcher = RowStreamStitcher(windows, region, 1 + 2 * len(trained), overlap, _Placer(grid, region, info, emit))
         progress.start(len(windows), "predicting tiles")
         with _Behind() as stitching:
-            for batch in _read_ahead(loader):
+            for batch in _read_ahead(batches):
                 if isinstance(batch, GeocdError):
                     raise batch
                 t0 = time.perf_counter()
-                pending = _forward(nets, batch, device, options)
+                pending = predict_logits(nets, batch["image_before"], batch["image_after"], options.tta, options.scales)
                 model_seconds += time.perf_counter() - t0
                 stitching.run(_stitch, stitcher, batch, pending, trained, tile)
                 tiles = len(batch["window"])
@@ -158,7 +173,7 @@ def predict_change_raster(
             emit(nodata_rows(window, info))
     megapixels = region.width * region.height / 1e6
     return ChangeRasterResult(info, len(windows), megapixels, time.perf_counter() - start, model_seconds,
-                              tile, overlap, str(device), backend, alignment,
+                              tile, overlap, device, backend, alignment,
                               dataset)
 
 
@@ -230,11 +245,11 @@ class _Placer:
         return cover
 
 
-class _ErrorsAsSamples(Dataset):
-    """The pair read by pixel windows (the DataLoader's sampler is the list of tiles), a
-    :class:`GeocdError` returned as the sample instead of raised.
+class _ErrorsAsSamples:
+    """The pair read by pixel windows (``dataset[window]``), a :class:`GeocdError` returned as the sample instead
+    of raised.
 
-    PyTorch re-raises a worker's exception as a new one built from its traceback text, which
+    PyTorch re-raises a reading worker's exception as a new one built from its traceback text, which
     loses the error's file and problem; a returned error is pickled whole to the main process.
     """
 
@@ -248,29 +263,25 @@ class _ErrorsAsSamples(Dataset):
             return error
 
 
-def _loader_settings(options: PredictOptions, backend: str, device: torch.device, parallel: int) -> tuple[int, int]:
+def _batches(dataset: PairDataset, windows: list[Window], batch_size: int, num_workers: int) -> Iterable[dict | GeocdError]:
+    """The samples of ``windows`` stacked ``batch_size`` at a time (:func:`_collate_or_error`), read here, or by
+    ``num_workers`` processes of PyTorch's DataLoader."""
+    samples = _ErrorsAsSamples(dataset)
+    if num_workers:
+        from torch.utils.data import DataLoader
+
+        return DataLoader(samples, batch_size=batch_size, sampler=windows, num_workers=num_workers,
+                          collate_fn=_collate_or_error)
+    return (_collate_or_error([samples[w] for w in windows[i : i + batch_size]]) for i in range(0, len(windows), batch_size))
+
+
+def _loader_settings(options: PredictOptions, backend: str, device: str, parallel: int) -> tuple[int, int]:
     """Tiles per batch and reading worker processes: as given, else the fastest measured (see PredictOptions),
     and at least one tile for each of the ``parallel`` tiles the runtime (``backend``, resolved) infers at once."""
-    cuda = device.type == "cuda"
+    cuda = device != "cpu"
     batch_size = 8 if cuda else 1 if backend == "torch" else max(2, parallel)
     num_workers = 2 if cuda else 0
     return options.batch_size or batch_size, num_workers if options.num_workers is None else options.num_workers
-
-
-@contextlib.contextmanager
-def _torch_threads(count: int) -> Iterator[None]:
-    """PyTorch's intra-op threads set to ``count`` for the block (restored after).
-
-    When ONNX Runtime or OpenVINO runs the network on every core, PyTorch only batches tiles and
-    averages probabilities, in the reading and stitching threads: a team of its threads waits for a
-    core the runtime holds at every operation (a batch's collation took 32 ms instead of 0.1 ms beside OpenVINO).
-    """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _read_ahead(batches: Iterable[dict | GeocdError]) -> Iterator[dict | GeocdError]:
@@ -319,15 +330,15 @@ def _stitch(stitcher: RowStreamStitcher, batch: dict, pending: PendingProbabilit
     if trained:
         heads = [c - 1 for c in trained]
         channels += [out.sem_before[:, heads], out.sem_after[:, heads]]
-    probs = torch.cat(channels, dim=1).cpu().numpy()
+    probs = np.concatenate(channels, axis=1)
     for i, (row, col) in enumerate(batch["window"].tolist()):
-        stitcher.add(Window(col, row, tile, tile), probs[i], batch["valid"][i].numpy())
+        stitcher.add(Window(col, row, tile, tile), probs[i], batch["valid"][i])
 
 
 def _collate_or_error(samples: list[dict | GeocdError]) -> dict | GeocdError:
-    """The batch of ``samples``, or the first error among them."""
+    """The batch of ``samples`` (each entry stacked), or the first error among them."""
     errors = [s for s in samples if isinstance(s, GeocdError)]
-    return errors[0] if errors else default_collate(samples)
+    return errors[0] if errors else {key: np.stack([s[key] for s in samples]) for key in samples[0]}
 
 
 def _same_file(before: str | os.PathLike[str], after: str | os.PathLike[str]) -> bool:
@@ -336,15 +347,6 @@ def _same_file(before: str | os.PathLike[str], after: str | os.PathLike[str]) ->
         return os.path.samefile(before, after)
     except OSError:
         return False
-
-
-def _forward(nets: Sequence[Runner], batch: dict, device: torch.device, options: PredictOptions) -> PendingProbabilities:
-    """The networks run on a batch; their probabilities are averaged later, by :func:`_stitch`."""
-    before = batch["image_before"].to(device, non_blocking=True)
-    after = batch["image_after"].to(device, non_blocking=True)
-    amp = torch.autocast("cuda", dtype=torch.float16) if device.type == "cuda" else contextlib.nullcontext()
-    with amp:
-        return predict_logits(nets, before, after, tta=options.tta, scales=options.scales)
 
 
 @dataclass(frozen=True)

@@ -2,17 +2,22 @@
 
 One table serves training augmentation (a random element of the whole group per sample)
 and test-time augmentation (the seed's 6 transforms). Every transform only permutes
-pixels, so values are kept exactly.
+pixels, so values are kept exactly. They apply to PyTorch tensors (training, on any device) and to
+numpy arrays (test-time augmentation before an inference runner) alike.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
-import torch
+import numpy as np
 
-Transform = Callable[[torch.Tensor], torch.Tensor]
+if TYPE_CHECKING:
+    import torch
+
+Array = TypeVar("Array", np.ndarray, "torch.Tensor")
+Transform = Callable[[Array], Array]
 
 
 class Dihedral(NamedTuple):
@@ -25,15 +30,25 @@ class Dihedral(NamedTuple):
 def _element(turns: int, flip: bool) -> Dihedral:
     """``turns`` quarter turns (as :func:`torch.rot90`), then a horizontal flip when ``flip``."""
 
-    def forward(x: torch.Tensor) -> torch.Tensor:
-        x = x.rot90(turns, (-2, -1)) if turns else x
-        return x.flip(-1) if flip else x
+    def forward(x: Array) -> Array:
+        x = _rot90(x, turns) if turns else x
+        return _flip(x) if flip else x
 
-    def inverse(x: torch.Tensor) -> torch.Tensor:
-        x = x.flip(-1) if flip else x
-        return x.rot90(-turns, (-2, -1)) if turns else x
+    def inverse(x: Array) -> Array:
+        x = _flip(x) if flip else x
+        return _rot90(x, -turns) if turns else x
 
     return Dihedral(forward, inverse)
+
+
+def _rot90(x: Array, turns: int) -> Array:
+    """``x`` turned by ``turns`` quarter turns on its last two axes (a view of a numpy array)."""
+    return np.rot90(x, turns, (-2, -1)) if isinstance(x, np.ndarray) else x.rot90(turns, (-2, -1))
+
+
+def _flip(x: Array) -> Array:
+    """``x`` flipped along its last axis (a view of a numpy array)."""
+    return np.flip(x, -1) if isinstance(x, np.ndarray) else x.flip(-1)
 
 
 GROUP: tuple[Dihedral, ...] = tuple(_element(turns, flip) for flip in (False, True) for turns in range(4))
@@ -52,4 +67,6 @@ DIHEDRAL: dict[str, Dihedral] = {
 
 def transform_each(x: torch.Tensor, elements: list[int]) -> torch.Tensor:
     """Sample ``i`` of ``x`` ``[B, ..., H, W]`` under ``GROUP[elements[i]]`` (square tiles keep their shape)."""
+    import torch
+
     return torch.stack([GROUP[e].forward(sample) for sample, e in zip(x, elements)])

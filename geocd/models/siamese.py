@@ -13,41 +13,16 @@ its weights, so training and inference cannot disagree on them.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from geocd.models.config import NORMALISATION, ChangeLogits, ModelConfig
 from geocd.models.heads import FCNHead, PSPHead
 
 MIN_FEATURE_STRIDE = 4
 """Feature levels finer than this (the stride-2 stem) are not used, as in HRNetV2."""
-NORMALISATION = ("mean", "std")
-"""Names of the per-band normalisation buffers in the network's state dict."""
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Everything needed to rebuild the network's architecture (``backbone``: a ``timm`` model name)."""
-
-    backbone: str
-    in_channels: int = 3
-    num_classes: int = 6
-    lightweight: bool = False
-
-    def to_dict(self) -> dict[str, object]:
-        """A JSON-ready dict."""
-        return asdict(self)
-
-
-class ChangeLogits(NamedTuple):
-    """Network outputs: ``sem_before``/``sem_after`` ``[B,K,H,W]``, ``change`` ``[B,1,H,W]``."""
-
-    sem_before: torch.Tensor
-    sem_after: torch.Tensor
-    change: torch.Tensor
 
 
 def create_encoder(backbone: str, in_channels: int) -> nn.Module:

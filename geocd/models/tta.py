@@ -1,5 +1,5 @@
 """Test-time augmentation over the seed's 6 dihedral transforms (:mod:`geocd.models.dihedral`) and over
-scales, and model ensembles.
+scales, and model ensembles, on numpy arrays around inference runners (:mod:`geocd.inference.backends`).
 
 Probabilities (softmax for land cover, sigmoid for change) are averaged over every
 model, every transform and every scale, each output mapped back to the input orientation
@@ -11,42 +11,33 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
-import torch
-from torch.nn import functional as F
+import numpy as np
 
+from geocd.models.config import ChangeLogits
 from geocd.models.dihedral import DIHEDRAL
-from geocd.models.siamese import ChangeLogits
+
+Runner = Callable[[np.ndarray, np.ndarray], ChangeLogits]
+"""A network called on raw pixel batches ``[B,C,H,W]`` (float32) that returns its logits as float32 arrays."""
 
 
 class ChangeProbabilities(NamedTuple):
-    """Averaged probabilities: ``sem_before``/``sem_after`` ``[B,K,H,W]``, ``change`` ``[B,1,H,W]``."""
+    """Averaged probabilities: ``sem_before``/``sem_after`` ``[B,K,H,W]``, ``change`` ``[B,1,H,W]`` (float32)."""
 
-    sem_before: torch.Tensor
-    sem_after: torch.Tensor
-    change: torch.Tensor
+    sem_before: np.ndarray
+    sem_after: np.ndarray
+    change: np.ndarray
 
 
-@torch.no_grad()
 def predict_probabilities(
-    models: Sequence[Callable[[torch.Tensor, torch.Tensor], ChangeLogits]],
-    before: torch.Tensor,
-    after: torch.Tensor,
-    tta: bool = False,
-    scales: Sequence[float] = (1.0,),
+    models: Sequence[Runner], before: np.ndarray, after: np.ndarray, tta: bool = False, scales: Sequence[float] = (1.0,),
 ) -> ChangeProbabilities:
-    """Average land-cover and change probabilities over ``models`` (modules or any callable with their
-    signature, e.g. :mod:`geocd.inference.backends` runners), ``scales`` (the inputs resized by each
-    factor, antialiased, the outputs resized back bilinearly) and, with ``tta``, the 6 transforms."""
+    """Average land-cover and change probabilities over ``models`` (runners), ``scales`` (the inputs resized by
+    each factor, antialiased, the outputs resized back bilinearly) and, with ``tta``, the 6 transforms."""
     return predict_logits(models, before, after, tta, scales)()
 
 
-@torch.no_grad()
 def predict_logits(
-    models: Sequence[Callable[[torch.Tensor, torch.Tensor], ChangeLogits]],
-    before: torch.Tensor,
-    after: torch.Tensor,
-    tta: bool = False,
-    scales: Sequence[float] = (1.0,),
+    models: Sequence[Runner], before: np.ndarray, after: np.ndarray, tta: bool = False, scales: Sequence[float] = (1.0,),
 ) -> PendingProbabilities:
     """The networks' part of :func:`predict_probabilities`: every model run on every transform and scale of
     the inputs. Averaging their probabilities is left to the returned call, which a caller may run in
@@ -65,21 +56,34 @@ def predict_logits(
 class PendingProbabilities:
     """Raw outputs of :func:`predict_logits`; called, their averaged :class:`ChangeProbabilities`."""
 
-    def __init__(self, outputs: list[tuple[ChangeLogits, Callable[[torch.Tensor], torch.Tensor], bool]],
+    def __init__(self, outputs: list[tuple[ChangeLogits, Callable[[np.ndarray], np.ndarray], bool]],
                  size: tuple[int, int]) -> None:
         self.outputs, self.size = outputs, size
 
-    @torch.no_grad()
     def __call__(self) -> ChangeProbabilities:
-        totals: list[torch.Tensor] | None = None
+        totals: list[np.ndarray] | None = None
         for logits, inverse, resized in self.outputs:
-            probs = (logits.sem_before.float().softmax(1), logits.sem_after.float().softmax(1), logits.change.float().sigmoid())
-            probs = [inverse(p) for p in probs]
+            probs = [inverse(p) for p in (_softmax(logits.sem_before), _softmax(logits.sem_after), _sigmoid(logits.change))]
             if resized:
                 probs = [resize(p, self.size) for p in probs]
             totals = probs if totals is None else [t + p for t, p in zip(totals, probs)]
         count = len(self.outputs)
-        return ChangeProbabilities(*(t if count == 1 else t / count for t in totals))
+        return ChangeProbabilities(*(np.ascontiguousarray(t) if count == 1 else t / np.float32(count) for t in totals))
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    """Softmax over axis 1, float32."""
+    e = np.exp(logits - logits.max(axis=1, keepdims=True), dtype=np.float32)
+    e /= e.sum(axis=1, keepdims=True)
+    return e
+
+
+def _sigmoid(logits: np.ndarray) -> np.ndarray:
+    """The logistic function as ``(1 + tanh(x / 2)) / 2``, float32 (no overflow for any logit)."""
+    p = np.tanh(logits * np.float32(0.5))
+    p *= np.float32(0.5)
+    p += np.float32(0.5)
+    return p
 
 
 def scaled_size(size: Sequence[int], scale: float) -> tuple[int, int]:
@@ -87,6 +91,11 @@ def scaled_size(size: Sequence[int], scale: float) -> tuple[int, int]:
     return tuple(max(1, round(n * scale)) for n in size)
 
 
-def resize(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    """``x`` ``[B,C,H,W]`` resized bilinearly to ``size``, antialiased when it shrinks."""
-    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False, antialias=size[0] < x.shape[-2])
+def resize(x: np.ndarray, size: Sequence[int]) -> np.ndarray:
+    """``x`` ``[B,C,H,W]`` resized bilinearly to ``size``, antialiased when it shrinks (PyTorch's interpolation)."""
+    import torch
+    from torch.nn import functional as F
+
+    resized = F.interpolate(torch.from_numpy(np.ascontiguousarray(x)), size=tuple(size), mode="bilinear",
+                            align_corners=False, antialias=size[0] < x.shape[-2])
+    return resized.numpy()

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from geocd.data.labels import IGNORE, SET_BASE
-from geocd.models.siamese import ChangeLogits
+from geocd.models.config import ChangeLogits
 from geocd.options import SEED_CLASS_WEIGHTS
 
 def allowed_classes(labels: torch.Tensor, num_classes: int) -> torch.Tensor:

@@ -26,7 +26,8 @@ from torchmetrics import Metric
 
 from geocd.metrics import binary_scores, iou_per_class, semantic_scores
 from geocd.models.dihedral import transform_each
-from geocd.models.siamese import ChangeLogits, ModelConfig, SiameseChangeNet
+from geocd.models.config import ChangeLogits, ModelConfig
+from geocd.models.siamese import SiameseChangeNet
 from geocd.options import SEED_CLASS_WEIGHTS
 from geocd.training.losses import ChangeLoss
 

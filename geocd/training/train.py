@@ -31,7 +31,7 @@ from geocd.data.archive import PairRecord, manifest_path, read_archive, read_lan
 from geocd.data.rasters import choose_bands, open_raster
 from geocd.errors import InputError
 from geocd.models.pretrained import load_imagenet_weights
-from geocd.models.siamese import NORMALISATION, ModelConfig
+from geocd.models.config import NORMALISATION, ModelConfig
 from geocd.options import FREEZABLE, TrainOptions
 from geocd.progress import Progress
 from geocd.schema import SECOND
