@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import rasterio
 from click.testing import CliRunner
 from rasterio.transform import from_origin
 from scipy import ndimage

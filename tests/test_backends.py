@@ -157,12 +157,22 @@ def test_openvino_batches_give_each_stream_a_tile_and_match_one_request(tmp_path
     before, after, _ = planted_pair(tmp_path)
     model = load_checkpoint(small_checkpoint)
     options = PredictOptions(tile_size=64, overlap=16, backend="openvino", precision="fp32")
-    rasters, call = {}, backends._Streams.__call__
+    rasters, call, init = {}, backends._Streams.__call__, backends._Streams.__init__
+
+    class Compiled:  # the compiled model, saying that n requests are optimal
+        def __init__(self, compiled: object, n: int) -> None:
+            self.compiled, self.n = compiled, n
+
+        def get_property(self, name: str) -> object:
+            return self.n if name == "OPTIMAL_NUMBER_OF_INFER_REQUESTS" else self.compiled.get_property(name)
+
+        def create_infer_request(self) -> object:
+            return self.compiled.create_infer_request()
+
     for streams in (1, 4):
         batches = []
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(backends._Streams, "__init__", lambda self, compiled, n=streams: setattr(
-                self, "requests", [compiled.create_infer_request() for _ in range(n)]))
+            patch.setattr(backends._Streams, "__init__", lambda self, compiled, n=streams: init(self, Compiled(compiled, n)))
             patch.setattr(backends._Streams, "__call__",
                           lambda self, feeds: (batches.append(len(feeds["before"])), call(self, feeds))[1])
             predict(before, after, models=[model], outputs=PredictOutputs(raster=tmp_path / f"{streams}.tif"),
@@ -171,6 +181,22 @@ def test_openvino_batches_give_each_stream_a_tile_and_match_one_request(tmp_path
         with rasterio.open(tmp_path / f"{streams}.tif") as src:
             rasters[streams] = src.read()
     assert np.abs(rasters[1].astype(int) - rasters[4]).max() <= 1
+
+
+@needs_openvino
+def test_openvino_runs_two_calls_at_once_each_on_its_own_requests(small_checkpoint: Path) -> None:
+    """Two threads calling the OpenVINO runner at once (predict's batches in flight) each get their own
+    batch's outputs, equal to those of calls one after the other."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    runner = build_runners([load_checkpoint(small_checkpoint)], CPU, "openvino", 64, precision="fp32")[0]
+    assert backends.concurrent_calls(runner) == 2
+    inputs = [(pixels(2, 64), pixels(2, 64)) for _ in range(8)]
+    alone = [runner(*pair) for pair in inputs]
+    with ThreadPoolExecutor(2) as pool:
+        together = list(pool.map(lambda pair: runner(*pair), inputs))
+    for a, b in zip(alone, together):
+        assert all(np.array_equal(x, y) for x, y in zip(a, b))
 
 
 @needs_openvino

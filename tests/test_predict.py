@@ -269,6 +269,74 @@ def test_polygons_alone_are_made_from_the_rows_without_a_raster_file(tmp_path: P
                               pyogrio.read_dataframe(tmp_path / "from_raster.gpkg"))
 
 
+def test_the_polygons_strip_is_made_while_the_rows_go_on_and_its_error_ends_the_run(tmp_path: Path,
+                                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A strip is polygonized in the sink's own thread: the rows' producer goes on meanwhile (it does not wait
+    for the strip), and a strip that fails fails the run, as itself."""
+    import threading
+
+    from geocd.data.rasters import Grid
+    from geocd.changemap import nodata_rows
+    from geocd.errors import OutputError
+    from geocd.vector import PolygonSink, pipeline
+
+    monkeypatch.setattr(pipeline, "STRIP_PIXELS", 16 * 8)
+    grid = Grid("EPSG:32633", from_origin(500_000, 5_000_000, 1, 1), 16, 32)
+    info = ChangeMapInfo(threshold=0.5)
+    started, release, added = threading.Event(), threading.Event(), []
+    add = pipeline._PolygonBuilder.add
+
+    def slow(self, strip) -> None:  # noqa: ANN001
+        started.set()
+        release.wait(10)
+        added.append(strip.row_offset)
+        add(self, strip)
+
+    monkeypatch.setattr(pipeline._PolygonBuilder, "add", slow)
+    sink = PolygonSink(min_area_m2=0)
+    with sink(grid, info) as rows:
+        rows(nodata_rows(Window(0, 0, 16, 8), info))  # a whole strip: handed to the thread
+        assert started.wait(10)
+        rows(nodata_rows(Window(0, 8, 16, 4), info))  # the producer goes on while the strip is being made
+        assert added == []
+        release.set()
+        rows(nodata_rows(Window(0, 12, 16, 20), info))
+    assert added == [0, 8] and len(sink.polygons.frame) == 0
+
+    def failing(self, strip) -> None:  # noqa: ANN001
+        raise OutputError(tmp_path, "no space left")
+
+    monkeypatch.setattr(pipeline._PolygonBuilder, "add", failing)
+    with pytest.raises(OutputError, match="no space left"), PolygonSink()(grid, info) as rows:
+        for row in range(0, 32, 8):
+            rows(nodata_rows(Window(0, row, 16, 8), info))
+
+
+def test_batches_in_flight_at_once_come_back_in_order_and_count_their_busy_time() -> None:
+    """Two batches run at once from two threads (OpenVINO's request sets); results keep the batches' order
+    whichever finishes first, an error batch is raised, and the network's busy time is the union of the spans."""
+    import time
+
+    from geocd.errors import InputError
+    from geocd.inference.predict import _Network
+    from geocd.models.config import ChangeLogits
+
+    def runner(before: np.ndarray, after: np.ndarray) -> ChangeLogits:
+        time.sleep(0.05 if before[0, 0, 0, 0] % 2 == 0 else 0.0)  # even batches finish after the next odd one
+        return ChangeLogits(before[:, :2], after[:, :2], before[:, :1])
+
+    batches = [{"image_before": np.full((1, 3, 4, 4), i, np.float32), "image_after": np.zeros((1, 3, 4, 4), np.float32)}
+               for i in range(5)]
+    with _Network([runner], PredictOptions(), 2) as network:
+        got = [(int(batch["image_before"][0, 0, 0, 0]), pending().change[0, 0, 0, 0]) for batch, pending in network.run(batches)]
+    assert [g for g, _ in got] == list(range(5))
+    np.testing.assert_allclose([p for _, p in got], 1 / (1 + np.exp(-np.arange(5))), rtol=1e-6)
+    with _Network([runner], PredictOptions(), 2) as network, pytest.raises(InputError, match="unreadable"):
+        list(network.run([batches[0], InputError(None, "unreadable"), batches[1]]))
+    network.spans = [(0.0, 2.0), (1.0, 3.0), (5.0, 6.0), (5.5, 5.8)]
+    assert network.busy_seconds() == 4.0
+
+
 def test_a_sink_failing_while_the_network_runs_fails_the_prediction(tmp_path: Path) -> None:
     """Sinks run one batch behind the network, in a thread: their error still ends the run, as itself."""
     from contextlib import contextmanager

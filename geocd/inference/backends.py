@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import queue
 import warnings
 from collections.abc import Callable, Sequence
 from functools import cache
@@ -131,12 +132,18 @@ def _build_runner(model: LoadedModel, device: str, backend: Backend, sizes: Sequ
         return _GraphRunner({size: _ort_session(_onnx_graph(model, size)) for size in sizes})
     hint = {"fp32": "f32", "bf16": "bf16"}[openvino_precision(precision)]
     streams = {size: _openvino_model(_onnx_graph(model, size), hint) for size in sizes}
-    return _GraphRunner(streams, max(len(s.requests) for s in streams.values()))
+    return _GraphRunner(streams, max(s.streams for s in streams.values()), _Streams.SETS)
 
 
 def parallel_tiles(runner: Runner) -> int:
     """How many tiles ``runner`` infers at once: OpenVINO's streams (:class:`_Streams`), else 1."""
     return runner.parallel if isinstance(runner, _GraphRunner) else 1
+
+
+def concurrent_calls(runner: Runner) -> int:
+    """How many calls of ``runner`` may run at once (from as many threads): OpenVINO's sets of requests
+    (:class:`_Streams`), else 1."""
+    return runner.concurrent if isinstance(runner, _GraphRunner) else 1
 
 
 GraphSession = Callable[[dict[str, np.ndarray]], Sequence[np.ndarray]]
@@ -146,8 +153,8 @@ GraphSession = Callable[[dict[str, np.ndarray]], Sequence[np.ndarray]]
 class _GraphRunner:
     """Compiled ONNX graphs (ONNX Runtime or OpenVINO), one per square input size, called like the PyTorch model they were exported from."""
 
-    def __init__(self, sessions: dict[int, GraphSession], parallel: int = 1) -> None:
-        self.sessions, self.parallel = sessions, parallel
+    def __init__(self, sessions: dict[int, GraphSession], parallel: int = 1, concurrent: int = 1) -> None:
+        self.sessions, self.parallel, self.concurrent = sessions, parallel, concurrent
 
     def __call__(self, before: np.ndarray, after: np.ndarray) -> ChangeLogits:
         feeds = {name: np.ascontiguousarray(x, np.float32) for name, x in (("before", before), ("after", after))}
@@ -198,22 +205,34 @@ class _Streams:
 
     A stream runs its layers on its own cores, so a core taken by reading or stitching delays one
     request instead of stalling every layer of a network spread over all cores: on 2 cores beside a
-    busy thread, 1.9 MP/s against 1.4 MP/s for one request on both cores (docs/benchmarks.md).
+    busy thread, 1.9 MP/s against 1.4 MP/s for one request on both cores (docs/benchmarks.md). It
+    holds :attr:`SETS` sets of requests, so that as many calls may run at once from different threads:
+    while one batch's requests finish, the next batch's are queued, and a stream never waits for the
+    other to finish its part of a batch.
     """
 
+    SETS = 2
+
     def __init__(self, compiled: Any) -> None:  # noqa: ANN401 - openvino.CompiledModel, imported only when OpenVINO runs
-        count = compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")
-        self.requests = [compiled.create_infer_request() for _ in range(count)]
+        self.streams = compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")
+        self.free: queue.SimpleQueue[list[Any]] = queue.SimpleQueue()
+        for _ in range(self.SETS):
+            self.free.put([compiled.create_infer_request() for _ in range(self.streams)])
 
     def __call__(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        batch = len(next(iter(feeds.values())))
-        parts = np.array_split(np.arange(batch), min(batch, len(self.requests)))
-        running = list(zip(self.requests, parts))
-        for request, part in running:  # the inputs are read in place (they outlive the requests)
-            request.start_async({name: x[part[0] : part[-1] + 1] for name, x in feeds.items()}, share_inputs=True)
-        for request, _ in running:
-            request.wait()
-        return [np.concatenate([request.get_output_tensor(i).data for request, _ in running]) for i in range(len(OUTPUTS))]
+        requests = self.free.get()
+        try:
+            batch = len(next(iter(feeds.values())))
+            parts = np.array_split(np.arange(batch), min(batch, len(requests)))
+            running = list(zip(requests, parts))
+            for request, part in running:  # the inputs are read in place (they outlive the requests)
+                request.start_async({name: x[part[0] : part[-1] + 1] for name, x in feeds.items()}, share_inputs=True)
+            for request, _ in running:
+                request.wait()
+            return [np.concatenate([request.get_output_tensor(i).data for request, _ in running])
+                    for i in range(len(OUTPUTS))]
+        finally:
+            self.free.put(requests)
 
 
 def _onnx_graph(model: LoadedModel, tile_size: int) -> Path | bytes:

@@ -14,6 +14,7 @@ import os
 import sys
 import time
 import warnings
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -37,9 +38,9 @@ from geocd.data.radiometry import check_target, radiometry_tag
 from geocd.data.rasters import RASTER_BLOCK, Grid, row_windows, tile_windows
 from geocd.data.remote import with_remote_reads
 from geocd.errors import GeocdError, GeocdWarning, InputError, OutputError
-from geocd.inference.backends import build_runners, parallel_tiles, resolved_backend, runtime_line
+from geocd.inference.backends import build_runners, concurrent_calls, parallel_tiles, resolved_backend, runtime_line
 from geocd.inference.stitch import FinishedRows, RowStreamStitcher
-from geocd.models.tta import PendingProbabilities, predict_logits
+from geocd.models.tta import PendingProbabilities, Runner, predict_logits
 from geocd.options import PredictOptions
 from geocd.progress import Progress
 from geocd.report import REPORT_KEY, build_report, write_report
@@ -144,7 +145,7 @@ def predict_change_raster(
                "radiometry": radiometry_tag(options.radiometry, dataset.stretches)},
     )
     grid, region = dataset.grid, dataset.overlap
-    model_seconds = 0.0
+    network = _Network(nets, options, min(map(concurrent_calls, nets)))
     with contextlib.ExitStack() as stack:
         opened = [stack.enter_context(factory(grid, info)) for factory in sinks]
 
@@ -156,13 +157,8 @@ def predict_change_raster(
             emit(nodata_rows(window, info))
         stitcher = RowStreamStitcher(windows, region, 1 + 2 * len(trained), overlap, _Placer(grid, region, info, emit))
         progress.start(len(windows), "predicting tiles")
-        with _Behind() as stitching:
-            for batch in _read_ahead(batches):
-                if isinstance(batch, GeocdError):
-                    raise batch
-                t0 = time.perf_counter()
-                pending = predict_logits(nets, batch["image_before"], batch["image_after"], options.tta, options.scales)
-                model_seconds += time.perf_counter() - t0
+        with _Behind() as stitching, network:
+            for batch, pending in network.run(_read_ahead(batches)):
                 stitching.run(_stitch, stitcher, batch, pending, trained, tile)
                 tiles = len(batch["window"])
                 progress.advance(tiles, tiles * (tile - overlap) ** 2)
@@ -172,7 +168,7 @@ def predict_change_raster(
         for window in row_windows(grid, RASTER_BLOCK, int(region.row_off + region.height)):
             emit(nodata_rows(window, info))
     megapixels = region.width * region.height / 1e6
-    return ChangeRasterResult(info, len(windows), megapixels, time.perf_counter() - start, model_seconds,
+    return ChangeRasterResult(info, len(windows), megapixels, time.perf_counter() - start, network.busy_seconds(),
                               tile, overlap, device, backend, alignment,
                               dataset)
 
@@ -292,6 +288,51 @@ def _read_ahead(batches: Iterable[dict | GeocdError]) -> Iterator[dict | GeocdEr
         while (batch := pending.result()) is not None:
             pending = reader.submit(next, iterator, None)
             yield batch
+
+
+class _Network:
+    """The networks run on batches from ``concurrent`` threads (:func:`geocd.inference.backends.concurrent_calls`):
+    while one batch finishes, the next is already queued in the runtime, so none of its streams waits for
+    another's part of a batch, nor for the caller. Results come in the batches' order."""
+
+    def __init__(self, nets: Sequence[Runner], options: PredictOptions, concurrent: int) -> None:
+        self.nets, self.options, self.concurrent = nets, options, concurrent
+        self.spans: list[tuple[float, float]] = []
+
+    def __enter__(self) -> _Network:
+        self.executor = ThreadPoolExecutor(max_workers=self.concurrent)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.executor.shutdown(wait=True, cancel_futures=True)
+
+    def run(self, batches: Iterable[dict | GeocdError]) -> Iterator[tuple[dict, PendingProbabilities]]:
+        """Each batch with the networks' outputs on it, in order; a batch that is an error is raised."""
+        running: deque[tuple[dict, Future]] = deque()
+        for batch in batches:
+            if isinstance(batch, GeocdError):
+                raise batch
+            running.append((batch, self.executor.submit(self._forward, batch)))
+            if len(running) == self.concurrent:
+                batch, outputs = running.popleft()
+                yield batch, outputs.result()
+        while running:
+            batch, outputs = running.popleft()
+            yield batch, outputs.result()
+
+    def _forward(self, batch: dict) -> PendingProbabilities:
+        start = time.perf_counter()
+        pending = predict_logits(self.nets, batch["image_before"], batch["image_after"], self.options.tta, self.options.scales)
+        self.spans.append((start, time.perf_counter()))
+        return pending
+
+    def busy_seconds(self) -> float:
+        """Wall-clock seconds during which at least one batch was in the networks."""
+        busy, reached = 0.0, -math.inf
+        for start, stop in sorted(self.spans):
+            busy += max(0.0, stop - max(start, reached))
+            reached = max(reached, stop)
+        return busy
 
 
 class _Behind:

@@ -26,6 +26,7 @@ import math
 import os
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -153,6 +154,10 @@ class PolygonSink:
     as they are predicted, exactly as :func:`change_polygons` makes them from the written raster (in strips of
     about :data:`~geocd.changemap.STRIP_PIXELS` pixels, as it reads them: every seam costs a join).
 
+    A strip is polygonized in a thread of its own while the next one gathers (at most one strip in
+    flight), so the rows' producer never waits the half second a strip takes: in a prediction, the
+    network went idle for those waits (1 s of a 16 MP scene, docs/benchmarks.md).
+
     After the run, :attr:`polygons` holds them and :attr:`seconds` the time spent on them.
     """
 
@@ -167,21 +172,31 @@ class PolygonSink:
         builder = _PolygonBuilder(grid, info, self.min_area_m2, self.simplify)
         strip_rows = max(STRIP_PIXELS // max(grid.width, 1), 1)  # vectorize's strips: fewer seams to join
         held: list[tuple[int, np.ndarray]] = []  # (first row, bands) of the rows not polygonized yet
+        in_flight: list[Future] = []
+
+        def polygonize(strip: Strip) -> None:
+            start = time.perf_counter()
+            builder.add(strip)
+            self.seconds += time.perf_counter() - start
 
         def polygonize_held() -> None:
-            start = time.perf_counter()
-            builder.add(Strip(held[0][0], *np.concatenate([bands for _, bands in held], axis=1)))
+            strip = Strip(held[0][0], *np.concatenate([bands for _, bands in held], axis=1))
             held.clear()
-            self.seconds += time.perf_counter() - start
+            if in_flight:
+                in_flight.pop().result()
+            in_flight.append(worker.submit(polygonize, strip))
 
         def add(rows: ChangeRows) -> None:
             held.append((int(rows.window.row_off), rows.bands))
             if sum(bands.shape[1] for _, bands in held) >= strip_rows:
                 polygonize_held()
 
-        yield add
-        if held:
-            polygonize_held()
+        with ThreadPoolExecutor(max_workers=1) as worker:
+            yield add
+            if held:
+                polygonize_held()
+            if in_flight:
+                in_flight.pop().result()
         start = time.perf_counter()
         self.polygons = builder.polygons()
         self.seconds += time.perf_counter() - start
