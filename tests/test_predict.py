@@ -150,7 +150,7 @@ def test_memory_buffer_spans_about_one_tile_row(tmp_path: Path) -> None:
         range(rows.row_off, rows.row_off + rows.valid.shape[0])))
     for w in windows:
         stitcher.add(w, np.ones((1, 32, 32), np.float32), np.ones((32, 32), bool))
-        peak = max(peak, stitcher.weight_sums.shape[0])
+        peak = max(peak, stitcher.held, stitcher.weight_sums.shape[0], stitcher.sums.shape[1])
     assert sorted(rows_seen) == list(range(256)) and len(rows_seen) == 256
     assert peak <= 32 + 4
     assert stitcher.complete
@@ -312,27 +312,44 @@ def test_the_polygons_strip_is_made_while_the_rows_go_on_and_its_error_ends_the_
             rows(nodata_rows(Window(0, row, 16, 8), info))
 
 
-def test_batches_in_flight_at_once_come_back_in_order_and_count_their_busy_time() -> None:
-    """Two batches run at once from two threads (OpenVINO's request sets); results keep the batches' order
-    whichever finishes first, an error batch is raised, and the network's busy time is the union of the spans."""
-    import time
+def test_the_next_batch_is_started_before_a_batch_is_collected_and_results_keep_their_order() -> None:
+    """With two batches in flight (OpenVINO), batch k + 1 is started before batch k is collected, all from the
+    caller's thread; results keep the batches' order, an error batch is raised, and the network's busy time is the
+    union of the batches' spans."""
+    import threading
 
     from geocd.errors import InputError
     from geocd.inference.predict import _Network
     from geocd.models.config import ChangeLogits
 
-    def runner(before: np.ndarray, after: np.ndarray) -> ChangeLogits:
-        time.sleep(0.05 if before[0, 0, 0, 0] % 2 == 0 else 0.0)  # even batches finish after the next odd one
-        return ChangeLogits(before[:, :2], after[:, :2], before[:, :1])
+    events, threads = [], set()
+
+    class Runner:
+        def __call__(self, before: np.ndarray, after: np.ndarray) -> ChangeLogits:
+            return self.start(before, after)()
+
+        def start(self, before: np.ndarray, after: np.ndarray):  # noqa: ANN202 - the collecting call
+            number = int(before[0, 0, 0, 0])
+            events.append(f"start {number}")
+            threads.add(threading.get_ident())
+
+            def collect() -> ChangeLogits:
+                events.append(f"collect {number}")
+                threads.add(threading.get_ident())
+                return ChangeLogits(before[:, :2], after[:, :2], before[:, :1])
+
+            return collect
 
     batches = [{"image_before": np.full((1, 3, 4, 4), i, np.float32), "image_after": np.zeros((1, 3, 4, 4), np.float32)}
-               for i in range(5)]
-    with _Network([runner], PredictOptions(), 2) as network:
-        got = [(int(batch["image_before"][0, 0, 0, 0]), pending().change[0, 0, 0, 0]) for batch, pending in network.run(batches)]
-    assert [g for g, _ in got] == list(range(5))
-    np.testing.assert_allclose([p for _, p in got], 1 / (1 + np.exp(-np.arange(5))), rtol=1e-6)
-    with _Network([runner], PredictOptions(), 2) as network, pytest.raises(InputError, match="unreadable"):
-        list(network.run([batches[0], InputError(None, "unreadable"), batches[1]]))
+               for i in range(4)]
+    network = _Network([Runner()], PredictOptions(), 2)
+    got = [(int(batch["image_before"][0, 0, 0, 0]), pending().change[0, 0, 0, 0]) for batch, pending in network.run(batches)]
+    assert events == ["start 0", "start 1", "collect 0", "start 2", "collect 1", "start 3", "collect 2", "collect 3"]
+    assert threads == {threading.get_ident()}
+    assert [g for g, _ in got] == list(range(4))
+    np.testing.assert_allclose([p for _, p in got], 1 / (1 + np.exp(-np.arange(4))), rtol=1e-6)
+    with pytest.raises(InputError, match="unreadable"):
+        list(_Network([Runner()], PredictOptions(), 2).run([batches[0], InputError(None, "unreadable"), batches[1]]))
     network.spans = [(0.0, 2.0), (1.0, 3.0), (5.0, 6.0), (5.5, 5.8)]
     assert network.busy_seconds() == 4.0
 

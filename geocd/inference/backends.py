@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import queue
 import warnings
 from collections.abc import Callable, Sequence
 from functools import cache
@@ -132,7 +131,7 @@ def _build_runner(model: LoadedModel, device: str, backend: Backend, sizes: Sequ
         return _GraphRunner({size: _ort_session(_onnx_graph(model, size)) for size in sizes})
     hint = {"fp32": "f32", "bf16": "bf16"}[openvino_precision(precision)]
     streams = {size: _openvino_model(_onnx_graph(model, size), hint) for size in sizes}
-    return _GraphRunner(streams, max(s.streams for s in streams.values()), _Streams.SETS)
+    return _GraphRunner(streams, max(s.streams for s in streams.values()))
 
 
 def parallel_tiles(runner: Runner) -> int:
@@ -140,10 +139,10 @@ def parallel_tiles(runner: Runner) -> int:
     return runner.parallel if isinstance(runner, _GraphRunner) else 1
 
 
-def concurrent_calls(runner: Runner) -> int:
-    """How many calls of ``runner`` may run at once (from as many threads): OpenVINO's sets of requests
-    (:class:`_Streams`), else 1."""
-    return runner.concurrent if isinstance(runner, _GraphRunner) else 1
+def batches_in_flight(runner: Runner) -> int:
+    """How many batches a caller should start before collecting the first (``runner.start``): 2 for OpenVINO
+    (:class:`_Streams`: its streams never wait for each other's part of a batch, nor for the caller), else 1."""
+    return 2 if isinstance(runner, _GraphRunner) and runner.background else 1
 
 
 GraphSession = Callable[[dict[str, np.ndarray]], Sequence[np.ndarray]]
@@ -153,12 +152,22 @@ GraphSession = Callable[[dict[str, np.ndarray]], Sequence[np.ndarray]]
 class _GraphRunner:
     """Compiled ONNX graphs (ONNX Runtime or OpenVINO), one per square input size, called like the PyTorch model they were exported from."""
 
-    def __init__(self, sessions: dict[int, GraphSession], parallel: int = 1, concurrent: int = 1) -> None:
-        self.sessions, self.parallel, self.concurrent = sessions, parallel, concurrent
+    def __init__(self, sessions: dict[int, GraphSession], parallel: int = 1) -> None:
+        self.sessions, self.parallel = sessions, parallel
+        self.background = all(isinstance(session, _Streams) for session in sessions.values())
 
     def __call__(self, before: np.ndarray, after: np.ndarray) -> ChangeLogits:
+        return self.start(before, after)()
+
+    def start(self, before: np.ndarray, after: np.ndarray) -> Callable[[], ChangeLogits]:
+        """Start the graph on a batch (OpenVINO runs it in the background); the returned call collects the logits."""
         feeds = {name: np.ascontiguousarray(x, np.float32) for name, x in (("before", before), ("after", after))}
-        return ChangeLogits(*self.sessions[before.shape[-1]](feeds))
+        session = self.sessions[before.shape[-1]]
+        if isinstance(session, _Streams):
+            collect = session.start(feeds)
+            return lambda: ChangeLogits(*collect())
+        logits = ChangeLogits(*session(feeds))
+        return lambda: logits
 
 
 def _ort_session(graph: Path | bytes) -> GraphSession:
@@ -205,34 +214,37 @@ class _Streams:
 
     A stream runs its layers on its own cores, so a core taken by reading or stitching delays one
     request instead of stalling every layer of a network spread over all cores: on 2 cores beside a
-    busy thread, 1.9 MP/s against 1.4 MP/s for one request on both cores (docs/benchmarks.md). It
-    holds :attr:`SETS` sets of requests, so that as many calls may run at once from different threads:
-    while one batch's requests finish, the next batch's are queued, and a stream never waits for the
-    other to finish its part of a batch.
+    busy thread, 1.9 MP/s against 1.4 MP/s for one request on both cores (docs/benchmarks.md).
+    :meth:`start` returns at once, so a caller can queue the next batch before collecting this one
+    (each started batch has a set of requests of its own): a stream that finished its part of a batch
+    goes on with the next instead of waiting for the other. Calls come from one thread: OpenVINO's Python
+    API deadlocked with two threads starting requests of one model at once.
     """
 
-    SETS = 2
-
     def __init__(self, compiled: Any) -> None:  # noqa: ANN401 - openvino.CompiledModel, imported only when OpenVINO runs
+        self.compiled = compiled
         self.streams = compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")
-        self.free: queue.SimpleQueue[list[Any]] = queue.SimpleQueue()
-        for _ in range(self.SETS):
-            self.free.put([compiled.create_infer_request() for _ in range(self.streams)])
+        self.free: list[list[Any]] = []  # request sets not in use, one made whenever none is free
 
     def __call__(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        requests = self.free.get()
-        try:
-            batch = len(next(iter(feeds.values())))
-            parts = np.array_split(np.arange(batch), min(batch, len(requests)))
-            running = list(zip(requests, parts))
-            for request, part in running:  # the inputs are read in place (they outlive the requests)
-                request.start_async({name: x[part[0] : part[-1] + 1] for name, x in feeds.items()}, share_inputs=True)
+        return self.start(feeds)()
+
+    def start(self, feeds: dict[str, np.ndarray]) -> Callable[[], list[np.ndarray]]:
+        """Start a batch (``feeds`` must stay unchanged until collected); the returned call waits for its outputs."""
+        requests = self.free.pop() if self.free else [self.compiled.create_infer_request() for _ in range(self.streams)]
+        batch = len(next(iter(feeds.values())))
+        running = list(zip(requests, np.array_split(np.arange(batch), min(batch, len(requests)))))
+        for request, part in running:  # the inputs are read in place
+            request.start_async({name: x[part[0] : part[-1] + 1] for name, x in feeds.items()}, share_inputs=True)
+
+        def collect() -> list[np.ndarray]:
             for request, _ in running:
                 request.wait()
-            return [np.concatenate([request.get_output_tensor(i).data for request, _ in running])
-                    for i in range(len(OUTPUTS))]
-        finally:
-            self.free.put(requests)
+            outputs = [np.concatenate([request.get_output_tensor(i).data for request, _ in running]) for i in range(len(OUTPUTS))]
+            self.free.append(requests)
+            return outputs
+
+        return collect
 
 
 def _onnx_graph(model: LoadedModel, tile_size: int) -> Path | bytes:

@@ -38,7 +38,7 @@ from geocd.data.radiometry import check_target, radiometry_tag
 from geocd.data.rasters import RASTER_BLOCK, Grid, row_windows, tile_windows
 from geocd.data.remote import with_remote_reads
 from geocd.errors import GeocdError, GeocdWarning, InputError, OutputError
-from geocd.inference.backends import build_runners, concurrent_calls, parallel_tiles, resolved_backend, runtime_line
+from geocd.inference.backends import batches_in_flight, build_runners, parallel_tiles, resolved_backend, runtime_line
 from geocd.inference.stitch import FinishedRows, RowStreamStitcher
 from geocd.models.tta import PendingProbabilities, Runner, predict_logits
 from geocd.options import PredictOptions
@@ -145,7 +145,7 @@ def predict_change_raster(
                "radiometry": radiometry_tag(options.radiometry, dataset.stretches)},
     )
     grid, region = dataset.grid, dataset.overlap
-    network = _Network(nets, options, min(map(concurrent_calls, nets)))
+    network = _Network(nets, options, min(map(batches_in_flight, nets)))
     with contextlib.ExitStack() as stack:
         opened = [stack.enter_context(factory(grid, info)) for factory in sinks]
 
@@ -157,7 +157,7 @@ def predict_change_raster(
             emit(nodata_rows(window, info))
         stitcher = RowStreamStitcher(windows, region, 1 + 2 * len(trained), overlap, _Placer(grid, region, info, emit))
         progress.start(len(windows), "predicting tiles")
-        with _Behind() as stitching, network:
+        with _Behind() as stitching:
             for batch, pending in network.run(_read_ahead(batches)):
                 stitching.run(_stitch, stitcher, batch, pending, trained, tile)
                 tiles = len(batch["window"])
@@ -291,40 +291,34 @@ def _read_ahead(batches: Iterable[dict | GeocdError]) -> Iterator[dict | GeocdEr
 
 
 class _Network:
-    """The networks run on batches from ``concurrent`` threads (:func:`geocd.inference.backends.concurrent_calls`):
-    while one batch finishes, the next is already queued in the runtime, so none of its streams waits for
-    another's part of a batch, nor for the caller. Results come in the batches' order."""
+    """The networks run on batches, ``in_flight`` started before the first is collected
+    (:func:`geocd.inference.backends.batches_in_flight`): while one batch finishes, the next is already queued
+    in the runtime, so none of its streams waits for another's part of a batch, nor for the caller. Every call
+    to the runtime is made from the caller's thread; results come in the batches' order."""
 
-    def __init__(self, nets: Sequence[Runner], options: PredictOptions, concurrent: int) -> None:
-        self.nets, self.options, self.concurrent = nets, options, concurrent
+    def __init__(self, nets: Sequence[Runner], options: PredictOptions, in_flight: int) -> None:
+        self.nets, self.options, self.in_flight = nets, options, in_flight
         self.spans: list[tuple[float, float]] = []
 
-    def __enter__(self) -> _Network:
-        self.executor = ThreadPoolExecutor(max_workers=self.concurrent)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.executor.shutdown(wait=True, cancel_futures=True)
-
     def run(self, batches: Iterable[dict | GeocdError]) -> Iterator[tuple[dict, PendingProbabilities]]:
-        """Each batch with the networks' outputs on it, in order; a batch that is an error is raised."""
-        running: deque[tuple[dict, Future]] = deque()
+        """Each batch with the networks' collected outputs on it, in order; a batch that is an error is raised."""
+        running: deque[tuple[dict, PendingProbabilities, float]] = deque()
         for batch in batches:
             if isinstance(batch, GeocdError):
                 raise batch
-            running.append((batch, self.executor.submit(self._forward, batch)))
-            if len(running) == self.concurrent:
-                batch, outputs = running.popleft()
-                yield batch, outputs.result()
+            start = time.perf_counter()
+            opts = self.options
+            running.append((batch, predict_logits(self.nets, batch["image_before"], batch["image_after"], opts.tta, opts.scales),
+                            start))
+            if len(running) == self.in_flight:
+                yield self._collected(*running.popleft())
         while running:
-            batch, outputs = running.popleft()
-            yield batch, outputs.result()
+            yield self._collected(*running.popleft())
 
-    def _forward(self, batch: dict) -> PendingProbabilities:
-        start = time.perf_counter()
-        pending = predict_logits(self.nets, batch["image_before"], batch["image_after"], self.options.tta, self.options.scales)
+    def _collected(self, batch: dict, pending: PendingProbabilities, start: float) -> tuple[dict, PendingProbabilities]:
+        pending.collect()
         self.spans.append((start, time.perf_counter()))
-        return pending
+        return batch, pending
 
     def busy_seconds(self) -> float:
         """Wall-clock seconds during which at least one batch was in the networks."""

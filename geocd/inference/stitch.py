@@ -69,9 +69,10 @@ class RowStreamStitcher:
             self.last_tile[top:bottom] = i
         self.added = 0
         self.buffer_top = 0
-        self.sums = np.zeros((channels, 0, self.width), np.float32)
-        self.weight_sums = np.zeros((0, self.width), np.float32)
-        self.valid = np.zeros((0, self.width), bool)
+        self.held = 0  # rows of the region held, from buffer_top; the buffers have room for a tile's rows
+        self.sums = np.zeros((channels, size[0], self.width), np.float32)
+        self.weight_sums = np.zeros((size[0], self.width), np.float32)
+        self.valid = np.zeros((size[0], self.width), bool)
 
     def _rows_in_region(self, window: Window) -> tuple[int, int]:
         top = max(0, int(window.row_off) - self.row0)
@@ -98,25 +99,27 @@ class RowStreamStitcher:
         self._flush()
 
     def _ensure_rows(self, top: int, bottom: int) -> None:
-        """Grow the buffer so that it covers region rows ``top .. bottom``."""
-        held = self.weight_sums.shape[0]
-        if held == 0:
+        """Hold region rows ``top .. bottom`` too: rows below are zeroed in place, rows above (or more than the
+        buffers' room, neither of which row-major tiles need) reallocate them."""
+        if self.held == 0:
             self.buffer_top = top
         new_top = min(self.buffer_top, top)
-        new_bottom = max(self.buffer_top + held, bottom)
-        if (new_top, new_bottom) == (self.buffer_top, self.buffer_top + held):
+        rows = max(self.buffer_top + self.held, bottom) - new_top
+        if new_top == self.buffer_top and rows <= self.held:
             return
-        before, after = self.buffer_top - new_top, new_bottom - self.buffer_top - held
-        self.sums = np.pad(self.sums, ((0, 0), (before, after), (0, 0)))
-        self.weight_sums = np.pad(self.weight_sums, ((before, after), (0, 0)))
-        self.valid = np.pad(self.valid, ((before, after), (0, 0)))
-        self.buffer_top = new_top
+        if new_top == self.buffer_top and rows <= self.weight_sums.shape[0]:
+            for buffer in (self.sums[:, self.held : rows], self.weight_sums[self.held : rows], self.valid[self.held : rows]):
+                buffer[...] = 0
+        else:
+            before = self.buffer_top - new_top
+            self.sums, self.weight_sums, self.valid = (
+                _moved(buffer, before, self.held, rows) for buffer in (self.sums, self.weight_sums, self.valid))
+        self.held, self.buffer_top = rows, new_top
 
     def _flush(self) -> None:
-        held = self.weight_sums.shape[0]
-        if held == 0:
+        if self.held == 0:
             return
-        done = self.last_tile[self.buffer_top : self.buffer_top + held] < self.added
+        done = self.last_tile[self.buffer_top : self.buffer_top + self.held] < self.added
         if not done.any():
             return
         for run_start, run_stop in _runs_at_ends(done):
@@ -126,16 +129,25 @@ class RowStreamStitcher:
                 probabilities = self.sums[:, start:stop] / weights
                 self.sink(FinishedRows(self.buffer_top + start, probabilities, self.valid[start:stop].copy()))
         pending = np.flatnonzero(~done)
-        keep = slice(pending[0], pending[-1] + 1) if pending.size else slice(held, held)
-        self.sums = self.sums[:, keep].copy()
-        self.weight_sums = self.weight_sums[keep].copy()
-        self.valid = self.valid[keep].copy()
-        self.buffer_top += keep.start
+        first, count = (int(pending[0]), int(pending[-1]) + 1 - int(pending[0])) if pending.size else (self.held, 0)
+        if count and first:  # the unfinished rows move to the top of the buffers (numpy copies overlapping rows safely)
+            self.sums[:, :count] = self.sums[:, first : first + count]
+            self.weight_sums[:count] = self.weight_sums[first : first + count]
+            self.valid[:count] = self.valid[first : first + count]
+        self.held, self.buffer_top = count, self.buffer_top + first
 
     @property
     def complete(self) -> bool:
         """Whether every tile was added and every row of the region reached the sink."""
-        return self.added == self.total and self.weight_sums.shape[0] == 0 and bool((self.last_tile >= 0).all())
+        return self.added == self.total and self.held == 0 and bool((self.last_tile >= 0).all())
+
+
+def _moved(buffer: np.ndarray, before: int, held: int, rows: int) -> np.ndarray:
+    """A zeroed buffer like ``buffer`` (rows on its second-last axis) of at least ``rows`` rows, with the ``held``
+    rows of ``buffer`` copied ``before`` rows down."""
+    moved = np.zeros((*buffer.shape[:-2], max(rows, buffer.shape[-2]), buffer.shape[-1]), buffer.dtype)
+    moved[..., before : before + held, :] = buffer[..., :held, :]
+    return moved
 
 
 def _runs(indices: np.ndarray) -> list[tuple[int, int]]:

@@ -17,7 +17,9 @@ from geocd.models.config import ChangeLogits
 from geocd.models.dihedral import DIHEDRAL
 
 Runner = Callable[[np.ndarray, np.ndarray], ChangeLogits]
-"""A network called on raw pixel batches ``[B,C,H,W]`` (float32) that returns its logits as float32 arrays."""
+"""A network called on raw pixel batches ``[B,C,H,W]`` (float32) that returns its logits as float32 arrays. A
+runner that can run in the background (OpenVINO's) also has ``start(before, after)``, which returns at once a
+call that collects the logits."""
 
 
 class ChangeProbabilities(NamedTuple):
@@ -39,9 +41,10 @@ def predict_probabilities(
 def predict_logits(
     models: Sequence[Runner], before: np.ndarray, after: np.ndarray, tta: bool = False, scales: Sequence[float] = (1.0,),
 ) -> PendingProbabilities:
-    """The networks' part of :func:`predict_probabilities`: every model run on every transform and scale of
-    the inputs. Averaging their probabilities is left to the returned call, which a caller may run in
-    another thread while the networks go on with the next inputs."""
+    """The networks' part of :func:`predict_probabilities`: every model started on every transform and scale of
+    the inputs. Collecting their outputs (:meth:`PendingProbabilities.collect`) and averaging them are left to the
+    returned object: a caller may start the next inputs before collecting these, and average in another thread
+    while the networks go on."""
     transforms = list(DIHEDRAL.values()) if tta else [DIHEDRAL["identity"]]
     size = tuple(before.shape[-2:])
     outputs = []
@@ -49,20 +52,37 @@ def predict_logits(
         scaled = [x if scale == 1 else resize(x, scaled_size(size, scale)) for x in (before, after)]
         for model in models:
             for forward, inverse in transforms:
-                outputs.append((model(*(forward(x) for x in scaled)), inverse, scale != 1))
+                outputs.append((_start(model, *(forward(x) for x in scaled)), inverse, scale != 1))
     return PendingProbabilities(outputs, size)
 
 
-class PendingProbabilities:
-    """Raw outputs of :func:`predict_logits`; called, their averaged :class:`ChangeProbabilities`."""
+def _start(model: Runner, before: np.ndarray, after: np.ndarray) -> Callable[[], ChangeLogits]:
+    """``model`` started on a batch (run now where it cannot run in the background); the call collects its logits."""
+    start = getattr(model, "start", None)
+    if start is not None:
+        return start(before, after)
+    logits = model(before, after)
+    return lambda: logits
 
-    def __init__(self, outputs: list[tuple[ChangeLogits, Callable[[np.ndarray], np.ndarray], bool]],
+
+class PendingProbabilities:
+    """The started networks of :func:`predict_logits`; :meth:`collect` waits for their logits, and called,
+    the averaged :class:`ChangeProbabilities`."""
+
+    def __init__(self, started: list[tuple[Callable[[], ChangeLogits], Callable[[np.ndarray], np.ndarray], bool]],
                  size: tuple[int, int]) -> None:
-        self.outputs, self.size = outputs, size
+        self.started, self.size = started, size
+        self.outputs: list[tuple[ChangeLogits, Callable[[np.ndarray], np.ndarray], bool]] | None = None
+
+    def collect(self) -> PendingProbabilities:
+        """Wait for every network's logits (once); returns self."""
+        if self.outputs is None:
+            self.outputs = [(collect(), inverse, resized) for collect, inverse, resized in self.started]
+        return self
 
     def __call__(self) -> ChangeProbabilities:
         totals: list[np.ndarray] | None = None
-        for logits, inverse, resized in self.outputs:
+        for logits, inverse, resized in self.collect().outputs:
             probs = [inverse(p) for p in (_softmax(logits.sem_before), _softmax(logits.sem_after), _sigmoid(logits.change))]
             if resized:
                 probs = [resize(p, self.size) for p in probs]
