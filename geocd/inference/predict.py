@@ -306,14 +306,15 @@ class _Network:
         for batch in batches:
             if isinstance(batch, GeocdError):
                 raise batch
-            start = time.perf_counter()
-            opts = self.options
-            running.append((batch, predict_logits(self.nets, batch["image_before"], batch["image_after"], opts.tta, opts.scales),
-                            start))
+            running.append(self._started(batch))
             if len(running) == self.in_flight:
                 yield self._collected(*running.popleft())
         while running:
             yield self._collected(*running.popleft())
+
+    def _started(self, batch: dict) -> tuple[dict, PendingProbabilities, float]:
+        start, options = time.perf_counter(), self.options
+        return batch, predict_logits(self.nets, batch["image_before"], batch["image_after"], options.tta, options.scales), start
 
     def _collected(self, batch: dict, pending: PendingProbabilities, start: float) -> tuple[dict, PendingProbabilities]:
         pending.collect()
