@@ -233,9 +233,10 @@ class _Streams:
         """Start a batch (``feeds`` must stay unchanged until collected); the returned call waits for its outputs."""
         requests = self.free.pop() if self.free else [self.compiled.create_infer_request() for _ in range(self.streams)]
         batch = len(next(iter(feeds.values())))
-        running = list(zip(requests, np.array_split(np.arange(batch), min(batch, len(requests)))))
-        for request, part in running:  # the inputs are read in place
-            request.start_async({name: x[part[0] : part[-1] + 1] for name, x in feeds.items()}, share_inputs=True)
+        running = [(request, {name: x[part[0] : part[-1] + 1] for name, x in feeds.items()})
+                   for request, part in zip(requests, np.array_split(np.arange(batch), min(batch, len(requests))))]
+        for request, inputs in running:  # read in place: ``running`` keeps them alive until collected
+            request.start_async(inputs, share_inputs=True)
 
         def collect() -> list[np.ndarray]:
             for request, _ in running:
