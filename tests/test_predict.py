@@ -275,8 +275,8 @@ def test_the_polygons_strip_is_made_while_the_rows_go_on_and_its_error_ends_the_
     for the strip), and a strip that fails fails the run, as itself."""
     import threading
 
-    from geocd.data.rasters import Grid
     from geocd.changemap import nodata_rows
+    from geocd.data.rasters import Grid
     from geocd.errors import OutputError
     from geocd.vector import PolygonSink, pipeline
 
