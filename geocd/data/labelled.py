@@ -106,22 +106,17 @@ class LabelledPairDataset(PairDataset, GeoDataset):
 
     def read(self, window: Window) -> dict[str, Any]:
         """Images, validity and labels over a pixel window of the 'before' grid."""
-        sample = {key: torch.from_numpy(value) for key, value in super().read(window).items()}
-        valid = sample["valid"].numpy()
-        labels = [np.where(valid, read_label(src, window), IGNORE) for src in self._open_labels()]
+        sample = super().read(window)
+        labels = [np.where(sample["valid"], read_label(src, window), IGNORE) for src in self._open_labels()]
         ignored = np.full_like(labels[0], IGNORE)
         if self.record.single_date:
             label_before, label_after, change = labels[0], ignored, ignored
         else:
             change = change_mask(labels[-1] if self.record.change is not None else labels[0])
             label_before, label_after = labels[:2] if self.record.semantic else (ignored, ignored)
-        sample.update(
-            label_before=torch.from_numpy(label_before),
-            label_after=torch.from_numpy(label_after),
-            change=torch.from_numpy(change),
-            single_date=torch.tensor(self.record.single_date),
-        )
-        return sample
+        sample.update(label_before=label_before, label_after=label_after, change=change,
+                      single_date=np.array(self.record.single_date))
+        return {key: torch.from_numpy(value) for key, value in sample.items()}
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()

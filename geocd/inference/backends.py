@@ -131,7 +131,7 @@ def _build_runner(model: LoadedModel, device: str, backend: Backend, sizes: Sequ
         return _GraphRunner({size: _ort_session(_onnx_graph(model, size)) for size in sizes})
     hint = {"fp32": "f32", "bf16": "bf16"}[openvino_precision(precision)]
     streams = {size: _openvino_model(_onnx_graph(model, size), hint) for size in sizes}
-    return _GraphRunner(streams, max(s.streams for s in streams.values()))
+    return _GraphRunner(streams)
 
 
 def parallel_tiles(runner: Runner) -> int:
@@ -152,9 +152,10 @@ GraphSession = Callable[[dict[str, np.ndarray]], Sequence[np.ndarray]]
 class _GraphRunner:
     """Compiled ONNX graphs (ONNX Runtime or OpenVINO), one per square input size, called like the PyTorch model they were exported from."""
 
-    def __init__(self, sessions: dict[int, GraphSession], parallel: int = 1) -> None:
-        self.sessions, self.parallel = sessions, parallel
+    def __init__(self, sessions: dict[int, GraphSession]) -> None:
+        self.sessions = sessions
         self.background = all(isinstance(session, _Streams) for session in sessions.values())
+        self.parallel = max((s.streams for s in sessions.values() if isinstance(s, _Streams)), default=1)
 
     def __call__(self, before: np.ndarray, after: np.ndarray) -> ChangeLogits:
         return self.start(before, after)()

@@ -21,6 +21,7 @@ from geocd.models.config import ChangeLogits
 
 ONNX_OPSET = 17
 
+
 class NormalizedModel(nn.Module):
     """A loaded model run in channels-last memory layout, about 1.3x faster for convolutions on CPU.
 
