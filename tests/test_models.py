@@ -10,6 +10,7 @@ from torch import nn
 from geocd.models import ChangeLogits, ModelConfig, SiameseChangeNet, predict_probabilities
 from geocd.models.heads import FCNHead, PSPHead
 from geocd.models.dihedral import DIHEDRAL, GROUP, transform_each
+from geocd.models.tta import predict_logits
 
 
 @pytest.mark.parametrize(
@@ -158,6 +159,21 @@ def test_ensemble_averages_member_probabilities() -> None:
     both = predict_probabilities([a, b], before, after)
     np.testing.assert_allclose(both.change, (pa.change + pb.change) / 2, rtol=1e-6)
     np.testing.assert_allclose(both.sem_after, (pa.sem_after + pb.sem_after) / 2, rtol=1e-6)
+
+
+@pytest.mark.parametrize("tta, scales", [(False, (1.0,)), (True, (1.0, 0.5))])
+def test_stacked_probabilities_pick_the_classes_of_both_dates_after_the_change(tta: bool, scales: tuple[float, ...]) -> None:
+    """What the stitcher gets: the change, then the picked classes of each date, in the order asked, each the
+    same average (over members, transforms and scales) as the separate probabilities."""
+    members = [runner(PointwiseModel(seed=1)), runner(SmallInputModel(seed=2))]
+    before, after = randn(2, 3, 8, 12), randn(2, 3, 8, 12)
+    heads = [3, 0, 2]
+    stacked = predict_logits(members, before, after, tta, scales).stacked(heads)
+    separate = predict_probabilities(members, before, after, tta, scales)
+    assert stacked.shape == (2, 7, 8, 12) and stacked.dtype == np.float32
+    expected = np.concatenate([separate.change, separate.sem_before[:, heads], separate.sem_after[:, heads]], axis=1)
+    np.testing.assert_allclose(stacked, expected, rtol=1e-6, atol=1e-7)
+    assert predict_logits(members, before, after).stacked([]).shape == (2, 1, 8, 12)
 
 
 def test_probabilities_are_softmax_and_sigmoid_without_overflow() -> None:

@@ -361,12 +361,7 @@ class _Behind:
 def _stitch(stitcher: RowStreamStitcher, batch: dict, pending: PendingProbabilities, trained: list[int], tile: int) -> None:
     """Average a batch's probabilities and add its tiles to the stitcher (which hands finished rows to the sinks):
     ``[1 + 2T, h, w]`` per tile, the change then the trained classes of each date."""
-    out = pending()
-    channels = [out.change]
-    if trained:
-        heads = [c - 1 for c in trained]
-        channels += [out.sem_before[:, heads], out.sem_after[:, heads]]
-    probs = np.concatenate(channels, axis=1)
+    probs = pending.stacked([c - 1 for c in trained])
     for i, (row, col) in enumerate(batch["window"].tolist()):
         stitcher.add(Window(col, row, tile, tile), probs[i], batch["valid"][i])
 
