@@ -241,18 +241,13 @@ def predict(before: str, after: str, output: str | None, raster: str | None, lan
     check_rasters(before, after, bands=fields["bands"])
     if not quiet and progress_mode == "bar" and stderr_is_terminal():
         click.echo(f"loading {'model ' + ', '.join(models) if models else 'the default model'} …", err=True)
-    from geocd.checkpoint import load_models, model_paths
-    from geocd.inference.predict import (
-        PredictOutputs, check_predict_outputs, predict as run_predict, resolve_device,
-    )
+    from geocd.inference.predict import PredictOutputs, predict as run_predict
     from geocd.progress import Progress
     outputs = PredictOutputs(vectors=output, raster=raster, landcover=landcover, quicklook=quicklook, report=report,
                              overwrite=overwrite, min_area_m2=min_area, zones=zones, zone_field=zone_field)
-    check_predict_outputs(before, after, model_paths(models), outputs)
-    options = PredictOptions(**fields)
-    loaded = load_models(list(models), resolve_device(options.device))
     progress = Progress("none" if quiet else progress_mode)
-    result = run_predict(before, after, models=loaded, outputs=outputs, options=options, progress=progress)
+    result = run_predict(before, after, models=list(models), outputs=outputs, options=PredictOptions(**fields),
+                         progress=progress)
     stats = result.change_raster
     written = [str(p) for p in (result.vectors, result.raster, result.landcover, result.quicklook, result.report,
                                 result.zones_table) if p]

@@ -31,7 +31,7 @@ from geocd.changemap import (
     ChangeMapInfo, ChangeRasterResult, ChangeRows, ChangeSink, SinkFactory, encode_landcover, encode_rows, nodata_rows, raster_sink,
     valid_threshold,
 )
-from geocd.checkpoint import LoadedModel, ModelMetadata, check_ensemble, load_models
+from geocd.checkpoint import LoadedModel, ModelMetadata, check_ensemble, load_models, model_paths
 from geocd.data.alignment import WARN_PIXELS, Alignment, measure_alignment
 from geocd.data.pair import PairDataset
 from geocd.data.radiometry import check_target, radiometry_tag
@@ -419,25 +419,11 @@ class PredictOutputs:
                 "quicklook": self.quicklook, "report": self.report, "zones": self.zones_table}
 
 
-def check_predict_outputs(
-    before: str | os.PathLike[str],
-    after: str | os.PathLike[str],
-    models: Sequence[str | os.PathLike[str]],
-    outputs: PredictOutputs,
-) -> PredictOutputs:
-    """The checks of :func:`predict`'s outputs that need no compute: known formats, no clashes, writable,
-    readable zones (:func:`geocd.vector.zones.read_zones`).
-
-    Returns ``outputs`` with ``vectors`` as it will be written (:func:`geocd.vector.formats.check_vector_path`).
-    """
-    if outputs.zones is not None:
-        read_zones(outputs.zones, outputs.zone_field)
-    return _checked_outputs(before, after, models, outputs)
-
-
 def _checked_outputs(before: str | os.PathLike[str], after: str | os.PathLike[str],
                      models: Sequence[str | os.PathLike[str]], outputs: PredictOutputs) -> PredictOutputs:
-    """:func:`check_predict_outputs` but the zones, which the caller reads."""
+    """The checks of :func:`predict`'s outputs that need no compute: known formats, no clashes with each other or
+    with the inputs (``models``: checkpoint files), writable. Returns ``outputs`` with ``vectors`` as it will be
+    written (:func:`geocd.vector.formats.check_vector_path`)."""
     from geocd.vector.formats import check_vector_path
 
     outputs = replace(outputs, vectors=None if outputs.vectors is None else check_vector_path(outputs.vectors))
@@ -496,9 +482,10 @@ def predict(
     if not any(outputs.paths.values()):
         raise InputError(None, "nothing to write: give an output GeoPackage, a change raster, a land-cover map, "
                                "a quicklook or a report")
-    models = load_models(models, resolve_device(options.device))
+    files = model_paths([m.path if isinstance(m, LoadedModel) else m for m in models or []])
     zones = None if outputs.zones is None else read_zones(outputs.zones, outputs.zone_field)
-    outputs = _checked_outputs(before, after, [m.path for m in models], outputs)
+    outputs = _checked_outputs(before, after, files, outputs)
+    models = load_models(models, resolve_device(options.device))
     output, raster, landcover, quicklook, report, table = outputs.paths.values()
     overwrite, min_area_m2 = outputs.overwrite, outputs.min_area_m2
     if landcover is not None and not models[0].metadata.landcover_trained:
