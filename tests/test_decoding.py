@@ -11,7 +11,7 @@ import pytest
 import rasterio
 from click.testing import CliRunner
 
-import geocd.checkpoint
+import geocd.inference.predict
 from cli.main import cli
 from conftest import intensity_model, planted_pair, synthetic_archive
 from geocd.changemap import ChangeMapInfo, changed_pixels, encode_landcover, encode_rows, joint_classes
@@ -120,7 +120,7 @@ def test_only_names_an_untrained_or_unknown_class(tmp_path: Path) -> None:
 
 
 def test_command_line_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(geocd.checkpoint, "load_models", lambda paths, device: [intensity_model()])
+    monkeypatch.setattr(geocd.inference.predict, "load_models", lambda paths, device: [intensity_model()])
     before, after, _ = planted_pair(tmp_path)
     args = ["predict", str(before), str(after), "-o", str(tmp_path / "c.gpkg"), "--tile-size", "48", "-q"]
     run = CliRunner().invoke(cli, [*args, "--only", "buidling"])
