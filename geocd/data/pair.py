@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -29,9 +29,10 @@ from rasterio.warp import transform, transform_bounds
 from rasterio.windows import Window
 from scipy import ndimage
 
-from geocd.data.radiometry import RadiometryMode, Stretch, fit_stretches
+from geocd.data.radiometry import RadiometryMode, Stretch, fit_stretches, fits_samples
 from geocd.data.rasters import (
-    Grid, choose_bands, decimated_shape, grid_of, limit_gdal_cache, open_raster, read_decimated, read_window, source_name,
+    SPREAD_GRID, SPREAD_SIDE, Grid, choose_bands, decimated_shape, grid_of, limit_gdal_cache, open_raster, read_decimated,
+    read_window, source_name, spread_windows,
 )
 from geocd.errors import InputError
 
@@ -96,7 +97,7 @@ class PairDataset:
     'before' extent (training on sources of different ground resolution). ``radiometry`` is a
     :data:`~geocd.data.radiometry.RadiometryMode`; the fitted stretches are in ``stretches``.
     ``same_pixels`` says whether both dates store the same values over the overlap (on its
-    decimated read): such a pair cannot show change. ``after_shift`` is the shift ``(dx, dy)``
+    decimated read, unless a sample of windows already differs): such a pair cannot show change. ``after_shift`` is the shift ``(dx, dy)``
     (pixels of the grid, :mod:`geocd.data.alignment`) undone in the 'after' date as it is read
     (:meth:`aligned`). The files stay open, once per process, until :meth:`close` (or the pair is dropped).
     """
@@ -123,7 +124,9 @@ class PairDataset:
         dates = ((b, self.bands_before), (a, self.bands_after))
         calibration = [([src.scales[i - 1] for i in idx], [src.offsets[i - 1] for i in idx]) for src, idx in dates]
         dtypes = [src.dtypes[idx[0] - 1] for src, idx in dates]
-        samples = self._overlap_sample()
+        samples = None if fits_samples(radiometry, dtypes, calibration) else self._spread_sample()
+        if samples is None or not samples[0].shape[1] or np.array_equal(*samples):  # the whole overlap decides
+            samples = self._overlap_sample()
         self._any_valid = samples[0].shape[1] > 0
         self.same_pixels = self._any_valid and np.array_equal(*samples)
         self.stretches = fit_stretches(radiometry, dtypes, calibration, samples)
@@ -141,7 +144,7 @@ class PairDataset:
                 "window": np.array([int(window.row_off), int(window.col_off)])}
 
     def has_valid_pixels(self) -> bool:
-        """Whether any pixel of the overlap is valid in both dates (checked on a decimated read)."""
+        """Whether any pixel of the overlap is valid in both dates (on a sample of windows, else a decimated read)."""
         return self._any_valid
 
     @staticmethod
@@ -152,12 +155,32 @@ class PairDataset:
         return values, valid & finite
 
     def _overlap_sample(self) -> tuple[np.ndarray, np.ndarray]:
-        """Stored values ``[C, n]`` of each date at the pixels valid in both, from a decimated read of the overlap
-        (both dates at once: GDAL decodes each file's blocks in its own thread)."""
+        """Stored values ``[C, n]`` of each date at the pixels valid in both, from a decimated read of the overlap."""
         shape = decimated_shape(int(self.overlap.height), int(self.overlap.width))
+        return self._joint_sample(lambda src, bands: read_decimated(src, bands, shape, self.overlap))
+
+    def _spread_sample(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Stored values ``[C, n]`` of each date at the pixels valid in both, from the overlap's
+        :func:`~geocd.data.rasters.spread_windows`; None where a decimated read costs no more: an overlap under
+        twice the sample's span each way, or files that both have overviews. On a 16 MP pair of tiled GeoTIFFs
+        without overviews, 0.07 s against 0.45 s."""
+        span = 2 * SPREAD_GRID * SPREAD_SIDE
+        if min(self.overlap.height, self.overlap.width) < span or all(src.overviews(1) for src in self.sources):
+            return None
+        windows = spread_windows(self.overlap)
+
+        def read(src: DatasetReader | WarpedVRT, bands: list[int]) -> tuple[np.ndarray, np.ndarray]:
+            data, valid = zip(*(read_window(src, bands, window) for window in windows))
+            return np.stack(data, axis=1), np.stack(valid)
+
+        return self._joint_sample(read)
+
+    def _joint_sample(self, read: Callable[[DatasetReader | WarpedVRT, list[int]], tuple[np.ndarray, np.ndarray]]
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """Each date's values ``[C, n]`` where ``read`` (of a date's view and bands: values ``[C, ...]`` and validity
+        ``[...]``) finds both valid; both dates at once (GDAL decodes each file's blocks in its own thread)."""
         with ThreadPoolExecutor(max_workers=2) as pool:
-            reads = list(pool.map(lambda src, bands: read_decimated(src, bands, shape, self.overlap),
-                                  self._open(), (self.bands_before, self.bands_after)))
+            reads = list(pool.map(read, self._open(), (self.bands_before, self.bands_after)))
         valid = reads[0][1] & reads[1][1]
         return tuple(data[:, valid] for data, _ in reads)  # type: ignore[return-value]
 

@@ -111,6 +111,20 @@ def check_target(radiometry: str, path: object) -> None:
         raise CheckpointError(path, f"expects input radiometry {radiometry!r}; this geocd produces only {DISPLAY8!r}")
 
 
+def fits_samples(mode: RadiometryMode, dtypes: Sequence[str], calibrations: Sequence[Calibration]) -> bool:
+    """Whether :func:`fit_stretches` fits its ranges to the samples: with ``stretch``, and with ``auto`` unless both
+    dates are uint8 without a GDAL scale or offset (those are used as stored)."""
+    mode = _check_mode(mode)
+    if mode == "stretch":
+        return True
+    return mode == "auto" and not (all(d == "uint8" for d in dtypes) and all(s.is_unscaled for s in _calibrated(calibrations)))
+
+
+def _calibrated(calibrations: Sequence[Calibration]) -> list[Stretch]:
+    """Each date's :class:`Stretch` of its GDAL scale and offset alone."""
+    return [Stretch(*(tuple(map(float, v)) for v in c)) for c in calibrations]
+
+
 def fit_stretches(mode: RadiometryMode, dtypes: Sequence[str], calibrations: Sequence[Calibration],
                   samples: Sequence[np.ndarray]) -> tuple[Stretch, Stretch]:
     """The :class:`Stretch` of each date of a pair.
@@ -120,12 +134,12 @@ def fit_stretches(mode: RadiometryMode, dtypes: Sequence[str], calibrations: Seq
     both dates (a decimated read of the overlap).
     """
     mode = _check_mode(mode)
-    stretches = [Stretch(*(tuple(map(float, v)) for v in c)) for c in calibrations]
+    stretches = _calibrated(calibrations)
     if mode == "none":
         return tuple(Stretch((1.0,) * len(s.scale), (0.0,) * len(s.scale)) for s in stretches)  # type: ignore[return-value]
     if isinstance(mode, tuple):
         return tuple(replace(s, low=mode[0], high=mode[1]) for s in stretches)  # type: ignore[return-value]
-    if mode == "auto" and all(d == "uint8" for d in dtypes) and all(s.is_unscaled for s in stretches):
+    if not fits_samples(mode, dtypes, calibrations):
         return tuple(stretches)  # type: ignore[return-value]
     values = [s.physical(sample) for s, sample in zip(stretches, samples)]
     if dtypes[0] == dtypes[1] and stretches[0] == stretches[1]:

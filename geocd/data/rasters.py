@@ -31,6 +31,11 @@ DECIMATED_MAX_SIDE = 1024
 """Longest side, in pixels, of geocd's decimated reads (:func:`decimated_shape`): a pair's validity check and
 radiometry fit, the quicklook's panels."""
 
+SPREAD_GRID = 8
+"""Rows and columns of the windows of :func:`spread_windows`."""
+SPREAD_SIDE = 64
+"""Side in pixels of each window of :func:`spread_windows`."""
+
 GDAL_CACHE_MB = 32
 """GDAL's block cache per process (its default, 5% of RAM, would grow with the scene)."""
 
@@ -219,6 +224,15 @@ def read_decimated(src: DatasetReader | WarpedVRT, indexes: Sequence[int], shape
     with reading(src):
         data = src.read(list(indexes), window=window, out_shape=(len(indexes), *shape))
         return data.astype(np.float32), read_mask(src, window, shape)
+
+
+def spread_windows(region: Window, grid: int = SPREAD_GRID, side: int = SPREAD_SIDE) -> list[Window]:
+    """``grid`` x ``grid`` windows of ``side`` pixels, one at the centre of each cell of ``region`` (at least
+    ``grid * side`` pixels each way) cut in ``grid`` rows and columns: a sample of the region that reads a few of
+    its blocks, where a decimated read of a file without overviews decodes all of them."""
+    rows, cols = ([int(offset + (i + 0.5) * length / grid) - side // 2 for i in range(grid)]
+                  for offset, length in ((region.row_off, region.height), (region.col_off, region.width)))
+    return [Window(col, row, side, side) for row in rows for col in cols]
 
 
 @contextmanager
