@@ -236,6 +236,9 @@ def predict(before: str, after: str, output: str | None, raster: str | None, lan
                                "--quicklook quicklook.png and/or --report report.json")
     if zone_field is not None and zones is None:
         raise click.UsageError("--zone-field names a field of --zones: give --zones too")
+    from geocd.data.rasters import check_rasters
+
+    check_rasters(before, after, bands=fields["bands"])
     if not quiet and progress_mode == "bar" and stderr_is_terminal():
         click.echo(f"loading {'model ' + ', '.join(models) if models else 'the default model'} …", err=True)
     from geocd.inference.predict import PredictOutputs, predict as run_predict

@@ -139,6 +139,15 @@ def open_raster(path: str | os.PathLike[str], bands: Sequence[int | str] | None 
 
 
 @with_remote_reads
+def check_rasters(*paths: str | os.PathLike[str], bands: Sequence[int | str] | None = None) -> None:
+    """Refuse (:class:`InputError`) a path that is not a georeferenced, north-up raster GDAL can open.
+
+    Reads headers only and imports no PyTorch, so a command can refuse bad inputs at once.
+    """
+    for path in paths:
+        open_raster(path, bands).close()
+
+
 def source_name(src: DatasetReader) -> str:
     """The name errors give an open raster: its file or URL, or the STAC item it stacks."""
     return src.tags().get(ITEM_TAG, src.name)
