@@ -14,7 +14,7 @@ from rasterio.transform import from_origin
 
 from geocd.changemap import NODATA
 from geocd.data.pair import PairDataset
-from geocd.data.radiometry import DISPLAY8, Stretch, fit_stretches
+from geocd.data.radiometry import DISPLAY8, Stretch, fit_stretches, fits_samples
 from geocd.errors import CheckpointError, InputError
 from geocd.changemap import raster_sink
 from geocd.inference.predict import PredictOptions, predict_change_raster
@@ -154,3 +154,19 @@ def test_radiometry_errors(tmp_path: Path) -> None:
     model.metadata = type(model.metadata)(**{**model.metadata.__dict__, "radiometry": "reflectance"})
     with pytest.raises(CheckpointError, match=f"expects input radiometry 'reflectance'; this geocd produces only '{DISPLAY8}'"):
         predict_change_raster(*paths, [model], [raster_sink(tmp_path / "x.tif")], PredictOptions(tile_size=64))
+
+
+@pytest.mark.parametrize("mode, dtypes, scale, fits", [
+    ("auto", ("uint8", "uint8"), 1.0, False),   # fed as stored
+    ("auto", ("uint8", "uint16"), 1.0, True),
+    ("auto", ("uint8", "uint8"), 0.5, True),    # a GDAL scale makes it physical values
+    ("stretch", ("uint8", "uint8"), 1.0, True),
+    ("none", ("uint16", "uint16"), 1.0, False),
+    ((0.0, 3000.0), ("uint16", "uint16"), 1.0, False),
+])
+def test_stretches_fit_samples_only_where_they_use_them(mode, dtypes, scale: float, fits: bool) -> None:  # noqa: ANN001
+    calibrations = [((1.0, scale, 1.0), (0.0, 0.0, 0.0))] * 2
+    assert fits_samples(mode, dtypes, calibrations) is fits
+    samples = [np.arange(30, dtype=np.float32).reshape(3, 10) * (i + 1) for i in range(2)]
+    fitted = fit_stretches(mode, dtypes, calibrations, samples)
+    assert (fitted != fit_stretches(mode, dtypes, calibrations, [s * 2 for s in samples])) is fits

@@ -97,9 +97,10 @@ class PairDataset:
     'before' extent (training on sources of different ground resolution). ``radiometry`` is a
     :data:`~geocd.data.radiometry.RadiometryMode`; the fitted stretches are in ``stretches``.
     ``same_pixels`` says whether both dates store the same values over the overlap (on its
-    decimated read, unless a sample of windows already differs): such a pair cannot show change. ``after_shift`` is the shift ``(dx, dy)``
-    (pixels of the grid, :mod:`geocd.data.alignment`) undone in the 'after' date as it is read
-    (:meth:`aligned`). The files stay open, once per process, until :meth:`close` (or the pair is dropped).
+    decimated read, unless a sample of windows already differs): such a pair cannot show change.
+    ``after_shift`` is the shift ``(dx, dy)`` (pixels of the grid, :mod:`geocd.data.alignment`) undone in
+    the 'after' date as it is read (:meth:`aligned`). The files stay open, once per process, until
+    :meth:`close` (or the pair is dropped).
     """
 
     def __init__(

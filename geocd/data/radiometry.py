@@ -117,7 +117,8 @@ def fits_samples(mode: RadiometryMode, dtypes: Sequence[str], calibrations: Sequ
     mode = _check_mode(mode)
     if mode == "stretch":
         return True
-    return mode == "auto" and not (all(d == "uint8" for d in dtypes) and all(s.is_unscaled for s in _calibrated(calibrations)))
+    stored_as_is = all(d == "uint8" for d in dtypes) and all(s.is_unscaled for s in _calibrated(calibrations))
+    return mode == "auto" and not stored_as_is
 
 
 def _calibrated(calibrations: Sequence[Calibration]) -> list[Stretch]:

@@ -88,10 +88,9 @@ class PendingProbabilities:
 
     def stacked(self, heads: Sequence[int]) -> np.ndarray:
         """The averaged probabilities in one float32 array ``[B, 1 + 2T, H, W]``: the change, then the classes
-        ``heads`` (T indices of the land-cover outputs) of the before date, then of the after date.
-
-        Each output's probabilities are written straight into their place (a softmax, its classes picked and
-        the channels concatenated one after the other took 5x as long, most of the sinks' thread)."""
+        ``heads`` (T indices of the land-cover outputs) of the before date, then of the after date. Each output's
+        probabilities are written straight into their place: the other classes are never divided, nothing is
+        concatenated."""
         heads = list(heads)
         t = len(heads)
         total = None
