@@ -312,6 +312,24 @@ def test_the_polygons_strip_is_made_while_the_rows_go_on_and_its_error_ends_the_
             rows(nodata_rows(Window(0, row, 16, 8), info))
 
 
+def test_the_polygons_strip_left_after_the_last_rows_is_a_quarter_strip(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What is polygonized after the producer's last rows is the run's tail: the strip before it ends a quarter
+    of a strip early."""
+    from geocd.changemap import nodata_rows
+    from geocd.data.rasters import Grid
+    from geocd.vector import PolygonSink, pipeline
+
+    monkeypatch.setattr(pipeline, "STRIP_PIXELS", 16 * 8)  # strips of 8 rows
+    info, strips = ChangeMapInfo(threshold=0.5), []
+    add = pipeline._PolygonBuilder.add
+    monkeypatch.setattr(pipeline._PolygonBuilder, "add",
+                        lambda self, strip: (strips.append((strip.row_offset, len(strip.probability))), add(self, strip)))
+    with PolygonSink(min_area_m2=0)(Grid("EPSG:32633", from_origin(500_000, 5_000_000, 1, 1), 16, 40), info) as rows:
+        for row in range(40):
+            rows(nodata_rows(Window(0, row, 16, 1), info))
+    assert strips == [(0, 8), (8, 8), (16, 8), (24, 8), (32, 6), (38, 2)]
+
+
 def test_the_next_batch_is_started_before_a_batch_is_collected_and_results_keep_their_order() -> None:
     """With two batches in flight (OpenVINO), batch k + 1 is started before batch k is collected, all from the
     caller's thread; results keep the batches' order, an error batch is raised, and the network's busy time is the

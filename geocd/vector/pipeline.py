@@ -171,6 +171,7 @@ class PolygonSink:
     def __call__(self, grid: Grid, info: ChangeMapInfo) -> Iterator[ChangeSink]:
         builder = _PolygonBuilder(grid, info, self.min_area_m2, self.simplify)
         strip_rows = max(STRIP_PIXELS // max(grid.width, 1), 1)  # vectorize's strips: fewer seams to join
+        last_strip = grid.height - max(strip_rows // 4, 1)  # the rows below are left to polygonize after the last tile
         held: list[tuple[int, np.ndarray]] = []  # (first row, bands) of the rows not polygonized yet
         in_flight: list[Future] = []
 
@@ -188,7 +189,8 @@ class PolygonSink:
 
         def add(rows: ChangeRows) -> None:
             held.append((int(rows.window.row_off), rows.bands))
-            if sum(bands.shape[1] for _, bands in held) >= strip_rows:
+            end = int(rows.window.row_off) + rows.bands.shape[1]
+            if sum(bands.shape[1] for _, bands in held) >= strip_rows or held[0][0] < last_strip <= end:
                 polygonize_held()
 
         with ThreadPoolExecutor(max_workers=1) as worker:
