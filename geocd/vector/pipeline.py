@@ -156,7 +156,9 @@ class PolygonSink:
 
     A strip is polygonized in a thread of its own while the next one gathers (at most one strip in
     flight), so the rows' producer never waits the half second a strip takes: in a prediction, the
-    network went idle for those waits (1 s of a 16 MP scene, docs/benchmarks.md).
+    network went idle for those waits (1 s of a 16 MP scene, docs/benchmarks.md). The strip before the
+    scene's last rows ends a quarter strip early: what is left to polygonize after the last rows, while
+    nothing else runs, is a quarter strip.
 
     After the run, :attr:`polygons` holds them and :attr:`seconds` the time spent on them.
     """
